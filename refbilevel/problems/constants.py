@@ -1,0 +1,50 @@
+"""The theory constants a problem carries, named as the spec names them.
+
+Names follow spec unibio.md §2 (mu, p, L_0, L_1, l_g1, l_g2, L_H, C, l_f1, l_f2, C_f, l_p,
+L_phi1, L_phi2), borep.md §8 and sid_bsgm.md §14. A constant a problem cannot state is None;
+checks that need it skip that problem and say so. ``sources`` records, per constant, the
+spec section its value comes from, so a reader can find the derivation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Constants:
+    mu: float | None = None  # LL modulus: strong (p = 2) or (mu, p)-uniform convexity
+    p: float = 2.0  # uniform-convexity exponent (unibio.md §2.1(i))
+    L_0: float | None = None  # (L_0, L_1)-smoothness of g in y (unibio.md §2.1(ii))
+    L_1: float | None = None
+    l_g1: float | None = None  # Lipschitz const of grad_y g in x; ||∇²_xy g|| <= l_g1
+    l_g2: float | None = None  # joint Lipschitz const of ∇²_xy g
+    L_H: float | None = None  # joint Lipschitz const of the generalized Hessian H
+    C: float | None = None  # ||H|| <= C (Neumann step 1/C, unibio.md §3.5)
+    l_f1: float | None = None  # joint Lipschitz const of ∇_x f
+    l_f2: float | None = None  # joint Lipschitz const of f_u
+    C_f: float | None = None  # ||f_u|| <= C_f
+    l_p: float | None = None  # Hölder const of y*: ||Δy*|| <= l_p ||Δx||^{1/(p-1)} (Lemma 4.2)
+    L_phi1: float | None = None  # Hölder-smoothness of phi (Thm 4.1 eq. (8))
+    L_phi2: float | None = None
+    L_y: float | None = None  # largest eigenvalue of ∇²_yy g where it is bounded
+    extra: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lipschitz_hypergradient_constants(
+    *, mu: float, p: float, l_g1: float, l_g2: float, L_H: float, l_f1: float, l_f2: float,
+    C_f: float,
+) -> tuple[float, float, float]:
+    """(l_p, L_phi1, L_phi2) from the DERIVED formulas of spec unibio.md §3.1 and §3.3.
+
+    l_p = (p l_g1 / mu)^{1/(p-1)};  L̄ = l_f1 + l_g1 l_f2/mu + C_f l_g2/mu + l_g1 C_f L_H/mu²;
+    L_phi1 = l_p L̄;  L_phi2 = L̄.
+    """
+    l_p = (p * l_g1 / mu) ** (1.0 / (p - 1.0))
+    L_bar = l_f1 + l_g1 * l_f2 / mu + C_f * l_g2 / mu + l_g1 * C_f * L_H / mu**2
+    return l_p, l_p * L_bar, L_bar
