@@ -1,0 +1,3 @@
+from refbilevel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,12 @@
+"""Shared machinery of the theory checks: claim records, verdicts, the runner and report.
+
+A theory check (one script per claim in theory_checks/, spec claims.md) defines ``CLAIM``
+(a :class:`ClaimInfo`), ``measure(mode, seed, backend) -> Measurement`` and
+``plot(measurement, fig)``. The runner times it, writes ``<id>.json`` and ``<id>.png`` and a
+summary table; a check fails when its claim fails **or** its negative control is not
+rejected (a check that cannot fail proves nothing).
+"""
+
+from refbilevel.checks.verdict import ClaimInfo, Measurement, Verdict
+
+__all__ = ["ClaimInfo", "Measurement", "Verdict"]

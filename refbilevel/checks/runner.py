@@ -1,0 +1,152 @@
+"""Discover, run and report theory checks (``refbilevel check``; spec claims.md).
+
+Checks live in the ``theory_checks`` package, one module per claim, named by the claim's id
+(``u1_holder_continuity.py`` holds claim U1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from refbilevel.checks.verdict import Verdict, versions
+
+MODES = ("quick", "full")
+
+
+def discover() -> dict[str, ModuleType]:
+    """{claim id: module} for every module of the theory_checks package."""
+    import theory_checks
+
+    found: dict[str, ModuleType] = {}
+    for info in sorted(pkgutil.iter_modules(theory_checks.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"theory_checks.{info.name}")
+        claim = getattr(mod, "CLAIM", None)
+        if claim is not None:
+            found[claim.id] = mod
+    return found
+
+
+def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Path) -> Verdict:
+    """Run one check; write ``<id>.json`` and ``<id>.png`` under ``out``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    claim = module.CLAIM
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        m = module.measure(mode=mode, seed=seed, backend=backend)
+        error = None
+    except Exception as exc:  # a crashing check is reported as failed, with its traceback
+        m, error = None, "".join(traceback.format_exception(exc))
+    elapsed = time.perf_counter() - t0
+    verdict = Verdict(
+        id=claim.id, claim=claim.claim, source=claim.source,
+        passed=bool(m and m.passed), control_rejected=bool(m and m.control_rejected),
+        measured=m.measured if m else {}, bound=m.bound if m else {},
+        control=m.control if m else {}, seed=seed, backend=backend, mode=mode,
+        elapsed_s=round(elapsed, 3), versions=versions(), notes=m.notes if m else [],
+        error=error,
+    )
+    if m is not None:
+        verdict.figure = _figure(module, m, out / f"{claim.id}.png")
+    verdict.write(out / f"{claim.id}.json")
+    return verdict
+
+
+def _figure(module: ModuleType, m, path: Path) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(11, 4.2))
+    try:
+        module.plot(m, fig)
+        fig.suptitle(f"{module.CLAIM.id}: {module.CLAIM.claim}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path.name
+
+
+def summary_table(verdicts: list[Verdict]) -> str:
+    rows = ["| id | claim held | control rejected | verdict | time (s) |",
+            "|---|---|---|---|---|"]
+    for v in verdicts:
+        status = "PASS" if v.ok else ("ERROR" if v.error else "FAIL")
+        rows.append(f"| {v.id} | {'yes' if v.passed else 'NO'} | "
+                    f"{'yes' if v.control_rejected else 'NO'} | {status} | {v.elapsed_s:.1f} |")
+    return "\n".join(rows)
+
+
+def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
+    """A Markdown report with the summary table and every figure."""
+    lines = [f"# refbilevel theory checks ({mode})", "", summary_table(verdicts), ""]
+    for v in verdicts:
+        lines += [f"## {v.id}: {v.claim}", "", f"Source: {v.source}", "",
+                  f"Claim held: **{v.passed}**; negative control rejected: "
+                  f"**{v.control_rejected}** (control: {v.control.get('description', '')})", ""]
+        if v.figure:
+            lines += [f"![{v.id}]({v.figure})", ""]
+        if v.error:
+            lines += ["```", v.error, "```", ""]
+        lines += [f"Details: [{v.id}.json]({v.id}.json)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out: Path,
+               stream=sys.stdout) -> list[Verdict]:
+    checks = discover()
+    wanted = [i.upper() for i in ids] if ids else list(checks)
+    unknown = [i for i in wanted if i not in checks]
+    if unknown:
+        raise ValueError(f"unknown check id(s) {', '.join(unknown)}; available: "
+                         f"{', '.join(checks)}")
+    verdicts = []
+    for i, cid in enumerate(wanted, 1):
+        print(f"[{i}/{len(wanted)}] {cid} ({mode}) ...", file=stream, flush=True)
+        v = run_check(checks[cid], mode=mode, seed=seed, backend=backend, out=out)
+        print(f"    {'PASS' if v.ok else 'FAIL'}: claim held={v.passed}, "
+              f"control rejected={v.control_rejected}, {v.elapsed_s:.1f}s", file=stream,
+              flush=True)
+        verdicts.append(v)
+    print("\n" + summary_table(verdicts), file=stream)
+    report = write_report(verdicts, out, mode)
+    print(f"\nreport: {report}", file=stream)
+    return verdicts
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                   help="minutes on 2 cores (default)")
+    g.add_argument("--full", dest="mode", action="store_const", const="full",
+                   help="the statistical power each claim deserves (long)")
+    parser.set_defaults(mode="quick")
+    parser.add_argument("--out", type=Path, default=Path("check-results"),
+                        help="directory for <id>.json, <id>.png and report.md")
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))
+
+
+def main_for_script(module_name: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``python theory_checks/<name>.py``: run that one check."""
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(description=f"{module.CLAIM.id}: {module.CLAIM.claim}")
+    add_check_arguments(parser)
+    args = parser.parse_args(argv)
+    verdicts = run_checks([module.CLAIM.id], mode=args.mode, seed=args.seed,
+                          backend=args.backend, out=args.out)
+    return 0 if all(v.ok for v in verdicts) else 1

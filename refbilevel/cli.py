@@ -1,0 +1,72 @@
+"""The ``refbilevel`` command line: ``check`` (theory checks) and ``list``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from refbilevel.checks import runner
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        verdicts = runner.run_checks(args.ids or None, mode=args.mode, seed=args.seed,
+                                     backend=args.backend, out=args.out)
+    except ValueError as exc:
+        print(f"refbilevel check: {exc}", file=sys.stderr)
+        return 2
+    failed = [v.id for v in verdicts if not v.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"all {len(verdicts)} checks passed, every negative control rejected")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from refbilevel.backends import backend_status, implementations
+    from refbilevel.problems import problem_class, problem_names
+
+    print("problems:")
+    for name in problem_names():
+        try:
+            doc = (problem_class(name).__doc__ or "").strip().splitlines()[0]
+        except (ImportError, AttributeError) as exc:
+            doc = f"(unavailable: {exc})"
+        print(f"  {name:32s} {doc}")
+    for category in ("estimator", "algorithm"):
+        print(f"{category}s:")
+        impls = implementations(category)
+        if not impls:
+            print("  (none yet)")
+        for name, backends in impls.items():
+            print(f"  {name:32s} backends: {', '.join(backends)}")
+    print("backends:")
+    for b in ("numpy", "numba", "cupy"):
+        ok, reason = backend_status(b)
+        print(f"  {b:8s} {'available' if ok else 'unavailable'}: {reason}")
+    print("checks:")
+    for cid, mod in runner.discover().items():
+        print(f"  {cid:4s} {mod.CLAIM.claim}  [{mod.CLAIM.source}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_check = sub.add_parser("check", help="run theory checks (spec claims.md)")
+    p_check.add_argument("ids", nargs="*", help="claim ids (U1, U2, ...); default: all")
+    runner.add_check_arguments(p_check)
+    p_check.set_defaults(func=_cmd_check)
+    p_list = sub.add_parser("list", help="list problems, estimators, algorithms, backends, checks")
+    p_list.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

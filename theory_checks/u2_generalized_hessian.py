@@ -1,0 +1,122 @@
+"""U2: the generalized Hessian is uniformly positive (UniBiO Lemma B.2; spec unibio.md §3.2).
+
+    lambda_min( d∇_y g / d[y]^{∘(p-1)} ) >= mu,   and   ||H v|| >= mu ||v||
+
+H is built column by column from the problem's generalized HVP (its analytic limit where
+y_i = 0) at random (x, y), including y with tiny and large coordinates. Eigenvalues of H are
+real (H is similar to a symmetric PSD matrix, spec unibio.md §3.2), so lambda_min is the
+smallest real part; the imaginary parts are reported.
+
+- ||H v|| >= mu ||v|| is Lemma B.2's conclusion under its hypothesis that H does not depend
+  on y; it is checked on those problems (Example 3, the separable family). On the
+  non-separable instance (H = I + A D(y)^{-1}) only lambda_min >= mu is claimed; the smallest
+  singular value found there is reported for information (it can fall below mu).
+- Tolerance: eigenvalues and norms are computed in float64 by backward-stable routines; we
+  allow 1e-9 (max(1, ||H||)) for rounding, orders of magnitude below any real violation.
+- Negative control (claims.md): mu' = 1.5 mu must be violated somewhere. For p > 2 the
+  lemma is not tight (lambda_min(H) = 1 while mu_p < 1), so the control bites on the p = 2
+  members, where lambda_min(H) = mu exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.problems.uniformly_convex import (
+    NonSeparableUniformlyConvex,
+    SeparableUniformlyConvex,
+)
+from refbilevel.problems.unibio_example3 import UniBiOExample3
+from refbilevel.randomness import named_stream
+
+CLAIM = ClaimInfo(
+    id="U2",
+    claim="lambda_min(d grad_y g / d[y]^(p-1)) >= mu and ||H v|| >= mu ||v||",
+    source="UniBiO Lemma B.2, Assumption 3.2(v); spec unibio.md §2.1(v), §3.2",
+)
+
+ROUNDING = 1e-9
+CONTROL_FACTOR = 1.5
+
+
+def problems(mode: str):
+    out = [(f"Example 3, p={p}", UniBiOExample3(p)) for p in (2, 4, 6, 8)]
+    ds = (1, 3) if mode == "quick" else (1, 3, 10, 50)
+    for d in ds:
+        for p in (2.0, 2.5, 4.0):
+            out.append((f"separable d={d}, p={p:g}", SeparableUniformlyConvex(d=d, p=p)))
+    for d in ds[1:]:
+        out.append((f"non-separable d={d}, p=4", NonSeparableUniformlyConvex(d_y=d, p=4.0)))
+    return out
+
+
+def _points(problem, rng, n: int):
+    x = rng.uniform(-3, 3, (n, problem.d_x))
+    # log-uniform magnitudes so tiny (near the singular points of D(y)) and large
+    # coordinates both occur; the non-separable H blows up as y_i -> 0, keep it >= 1e-2
+    lo = -12 if problem.hessian_independent_of_y else -2
+    y = rng.choice([-1.0, 1.0], (n, problem.d_y)) * 10.0 ** rng.uniform(lo, 1, (n, problem.d_y))
+    v = rng.standard_normal((n, problem.d_y))
+    return x, y, v
+
+
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+    rng = named_stream(seed, "U2/points")
+    n = 500 if mode == "quick" else 20000
+    rows, ok = [], True
+    for label, prob in problems(mode):
+        x, y, v = _points(prob, rng, n)
+        H = prob.generalized_hessian(x, y)
+        eig = np.linalg.eigvals(H)
+        lam = eig.real.min(axis=-1)
+        scale = np.maximum(1.0, np.linalg.norm(H, ord=2, axis=(-2, -1)))
+        mu = prob.constants.mu
+        Hv = np.linalg.norm(prob.gen_hvp(x, y, v), axis=-1)
+        sv = Hv / np.linalg.norm(v, axis=-1)
+        row = {"problem": label, "mu": mu, "min_lambda_min": float(lam.min()),
+               "min_lambda_over_mu": float((lam / mu).min()),
+               "max_abs_imag": float(np.abs(eig.imag).max()),
+               "min_Hv_over_v": float(sv.min()),
+               "singular_value_claim": bool(prob.hessian_independent_of_y)}
+        row["lambda_ok"] = bool(np.all(lam >= mu - ROUNDING * scale))
+        row["Hv_ok"] = (bool(np.all(sv >= mu - ROUNDING * scale))
+                        if prob.hessian_independent_of_y else None)
+        row["control_violated"] = bool(np.any(lam < CONTROL_FACTOR * mu - ROUNDING * scale)
+                                       or (prob.hessian_independent_of_y and
+                                           np.any(sv < CONTROL_FACTOR * mu - ROUNDING * scale)))
+        ok &= row["lambda_ok"] and row["Hv_ok"] is not False
+        rows.append(row)
+    return Measurement(
+        passed=bool(ok),
+        control_rejected=any(r["control_violated"] for r in rows),
+        measured={"per_problem": rows, "points_per_problem": n},
+        bound={"lambda_min/mu": ">= 1", "||Hv||/(mu||v||)": ">= 1 (y-independent H)",
+               "rounding_allowance": f"{ROUNDING} * max(1, ||H||)"},
+        control={"description": f"mu' = {CONTROL_FACTOR} mu must be violated somewhere",
+                 "violated_on": [r["problem"] for r in rows if r["control_violated"]]},
+        notes=["lambda_min >= mu is loose for p > 2 (lambda_min(H) = 1, mu_p < 1); the "
+               "control is violated on the p = 2 problems, where it is tight"],
+        figure_data={"rows": rows},
+    )
+
+
+def plot(m: Measurement, fig) -> None:
+    ax = fig.subplots(1, 1)
+    rows = m.figure_data["rows"]
+    labels = [r["problem"] for r in rows]
+    y = np.arange(len(rows))
+    ax.scatter([r["min_lambda_over_mu"] for r in rows], y, label="min lambda_min(H) / mu")
+    ax.scatter([r["min_Hv_over_v"] / r["mu"] for r in rows], y, marker="x",
+               label="min ||Hv|| / (mu ||v||)")
+    ax.axvline(1.0, color="k", ls="--", label="claim: >= 1")
+    ax.axvline(CONTROL_FACTOR, color="tab:red", ls=":", label=f"control: >= {CONTROL_FACTOR}")
+    ax.set_xscale("log")
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.legend(fontsize=7)
+
+
+if __name__ == "__main__":
+    from refbilevel.checks.runner import main_for_script
+
+    raise SystemExit(main_for_script("theory_checks.u2_generalized_hessian"))
