@@ -107,7 +107,8 @@ def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
 
 
 def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out: Path,
-               stream=sys.stdout) -> list[Verdict]:
+               stream=None) -> list[Verdict]:
+    stream = sys.stdout if stream is None else stream
     checks = discover()
     wanted = [i.upper() for i in ids] if ids else list(checks)
     unknown = [i for i in wanted if i not in checks]
