@@ -99,7 +99,9 @@ def require_matrix(name: str, value: Any, shape: tuple[int | None, int | None]) 
     """A finite float64 matrix whose shape matches ``shape`` (None = any size on that axis)."""
     arr = np.asarray(value, dtype=np.float64)
     want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
-    if arr.ndim != 2 or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+    if arr.ndim != 2 or any(
+        s is not None and a != s for a, s in zip(arr.shape, shape, strict=True)
+    ):
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite")

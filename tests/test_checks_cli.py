@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from refbilevel.checks import ClaimInfo, Measurement
-from refbilevel.checks import runner
+from refbilevel.checks import ClaimInfo, Measurement, runner
 from refbilevel.cli import main
 
 REQUIRED = {"id", "claim", "source", "passed", "control_rejected", "measured", "bound",

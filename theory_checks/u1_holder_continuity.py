@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
-from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -120,11 +120,11 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
 
 def plot(m: Measurement, fig) -> None:
     ax1, ax2 = fig.subplots(1, 2)
-    for p, dx, dy, l_p, l_exact in m.figure_data["curves"]:
+    for p, dx, dy, l_p, _l_exact in m.figure_data["curves"]:
         (line,) = ax1.loglog(dx, dy, "o", ms=3, label=f"p={p:g} measured")
         e = 1 / (p - 1)
         ax1.loglog(dx, l_p * dx**e, "-", color=line.get_color(), lw=1,
-                   label=f"bound l_p Δx^(1/(p-1))")
+                   label="bound l_p Δx^(1/(p-1))")
         ax1.loglog(dx, l_p * dx ** (e + 0.1), ":", color=line.get_color(), lw=1)
     ax1.set_xlabel("||x1 - x2|| (x = ±h around 0)")
     ax1.set_ylabel("||y*(x1) - y*(x2)||")

@@ -34,7 +34,8 @@ def backend_status(name: str) -> tuple[bool, str]:
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as exc:
-        return False, f"cupy is not installed ({exc}); pip install 'refbilevel[cupy]' on a CUDA machine"
+        return False, (f"cupy is not installed ({exc}); "
+                       "pip install 'refbilevel[cupy]' on a CUDA machine")
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver errors have backend-specific types

@@ -186,6 +186,16 @@ class BilevelProblem(abc.ABC):
         return f"{type(self).__name__}(d_x={self.d_x}, d_y={self.d_y}, p={self.p:g})"
 
 
+def batch_broadcast(value: np.ndarray, *args: np.ndarray) -> np.ndarray:
+    """``value`` (..., m) broadcast to the common leading (replica) shape of ``args``.
+
+    Quantities that do not depend on some argument (e.g. ∇_y f of Example 4 does not depend
+    on x) must still carry every replica axis, so batched callers get one row per replica.
+    """
+    lead = np.broadcast_shapes(value.shape[:-1], *(a.shape[:-1] for a in args))
+    return np.broadcast_to(value, lead + value.shape[-1:]).copy()
+
+
 def _columns(apply, y: np.ndarray, d: int) -> np.ndarray:
     """Stack apply(e_j) for the unit vectors e_j as the columns of (..., m, d)."""
     cols = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.power_map import power_map_jacobian_diag, signed_power
-from refbilevel.problems.base import BilevelProblem
+from refbilevel.problems.base import BilevelProblem, batch_broadcast
 from refbilevel.problems.constants import Constants, lipschitz_hypergradient_constants
 from refbilevel.problems.uniformly_convex import uniform_convexity_modulus_1d
 from refbilevel.validation import require_even_integer
@@ -57,8 +57,7 @@ class UniBiOExample3(BilevelProblem):
         return signed_power(y, self.p - 1.0)
 
     def _f(self, x, y):
-        return np.broadcast_to(np.sin(np.clip(self._u(y), -_HALF_PI, _HALF_PI))[..., 0],
-                               np.broadcast_shapes(x.shape, y.shape)[:-1]).copy()
+        return batch_broadcast(np.sin(np.clip(self._u(y), -_HALF_PI, _HALF_PI)), x)[..., 0]
 
     def _g(self, x, y):
         return (y ** self.p / self.p - y * np.sin(x))[..., 0]
@@ -68,11 +67,10 @@ class UniBiOExample3(BilevelProblem):
         return np.where(np.abs(u) <= _HALF_PI, np.cos(u), 0.0)
 
     def _grad_x_f(self, x, y):
-        return np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        return batch_broadcast(np.zeros_like(x), y)
 
     def _grad_y_f(self, x, y):
-        out = self._fu_scalar(y) * power_map_jacobian_diag(y, self.p)
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape, y.shape)).copy()
+        return batch_broadcast(self._fu_scalar(y) * power_map_jacobian_diag(y, self.p), x)
 
     def _grad_x_g(self, x, y):
         return -y * np.cos(x)
@@ -81,20 +79,19 @@ class UniBiOExample3(BilevelProblem):
         return self._u(y) - np.sin(x)
 
     def _hvp_yy_g(self, x, y, v):
-        out = power_map_jacobian_diag(y, self.p) * v
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(power_map_jacobian_diag(y, self.p) * v, x)
 
     def _jvp_xy_g(self, x, y, v):
-        return np.broadcast_to(-np.cos(x) * v, np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(-np.cos(x) * v, y)
 
     _jvp_yx_g = _jvp_xy_g  # 1 × 1 cross block: symmetric
 
     # Analytic generalized derivatives (spec unibio.md §6.1): finite at y = 0 for every p.
     def _f_u(self, x, y):
-        return np.broadcast_to(self._fu_scalar(y), np.broadcast_shapes(x.shape, y.shape)).copy()
+        return batch_broadcast(self._fu_scalar(y), x)
 
     def _gen_hvp(self, x, y, v):
-        return np.broadcast_to(v, np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(v, x, y)
 
     _gen_hvp_T = _gen_hvp
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from refbilevel.power_map import power_map, power_map_jacobian_diag, signed_power
-from refbilevel.problems.base import BilevelProblem
+from refbilevel.problems.base import BilevelProblem, batch_broadcast
 from refbilevel.problems.constants import Constants, lipschitz_hypergradient_constants
 from refbilevel.problems.newton import damped_newton
 from refbilevel.problems.spectra import orthogonal_matrix, spd_matrix
@@ -96,11 +96,10 @@ class SeparableUniformlyConvex(BilevelProblem):
         return np.sum(np.abs(y) ** self.p, axis=-1) / self.p - np.sum(np.sin(x) * y, axis=-1)
 
     def _grad_x_f(self, x, y):
-        return np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        return batch_broadcast(np.zeros_like(x), y)
 
     def _grad_y_f(self, x, y):
-        return np.broadcast_to(self.c * power_map_jacobian_diag(y, self.p),
-                               np.broadcast_shapes(x.shape, y.shape)).copy()
+        return batch_broadcast(self.c * power_map_jacobian_diag(y, self.p), x)
 
     def _grad_x_g(self, x, y):
         return -np.cos(x) * y
@@ -109,20 +108,19 @@ class SeparableUniformlyConvex(BilevelProblem):
         return power_map(y, self.p) - np.sin(x)
 
     def _hvp_yy_g(self, x, y, v):
-        return np.broadcast_to(power_map_jacobian_diag(y, self.p) * v,
-                               np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(power_map_jacobian_diag(y, self.p) * v, x)
 
     def _jvp_xy_g(self, x, y, v):
-        return np.broadcast_to(-np.cos(x) * v, np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(-np.cos(x) * v, y)
 
     def _jvp_yx_g(self, x, y, w):
-        return np.broadcast_to(-np.cos(x) * w, np.broadcast_shapes(x.shape, y.shape, w.shape)).copy()
+        return batch_broadcast(-np.cos(x) * w, y)
 
     def _f_u(self, x, y):
-        return np.broadcast_to(self.c, np.broadcast_shapes(x.shape, y.shape)).copy()
+        return batch_broadcast(self.c, x, y)
 
     def _gen_hvp(self, x, y, v):
-        return np.broadcast_to(v, np.broadcast_shapes(x.shape, y.shape, v.shape)).copy()
+        return batch_broadcast(v, x, y)
 
     _gen_hvp_T = _gen_hvp
 
@@ -193,39 +191,28 @@ class NonSeparableUniformlyConvex(BilevelProblem):
                 - np.einsum("...i,ij,...j->...", x, self.B, y))
 
     def _grad_x_f(self, x, y):
-        return np.broadcast_to(self.rho * x, np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-                               + (self.d_x,)).copy()
+        return batch_broadcast(self.rho * x, y)
 
     def _grad_y_f(self, x, y):
-        out = self.c * power_map_jacobian_diag(y, self.p)
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-                               + (self.d_y,)).copy()
+        return batch_broadcast(self.c * power_map_jacobian_diag(y, self.p), x)
 
     def _grad_x_g(self, x, y):
-        return np.broadcast_to(-y @ self.B.T, np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-                               + (self.d_x,)).copy()
+        return batch_broadcast(-y @ self.B.T, x)
 
     def _grad_y_g(self, x, y):
         return power_map(y, self.p) + y @ self.A - x @ self.B
 
     def _hvp_yy_g(self, x, y, v):
-        out = power_map_jacobian_diag(y, self.p) * v + v @ self.A
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape[:-1], out.shape[:-1])
-                               + (self.d_y,)).copy()
+        return batch_broadcast(power_map_jacobian_diag(y, self.p) * v + v @ self.A, x)
 
     def _jvp_xy_g(self, x, y, v):
-        out = -v @ self.B.T
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape[:-1], y.shape[:-1],
-                                                        v.shape[:-1]) + (self.d_x,)).copy()
+        return batch_broadcast(-v @ self.B.T, x, y)
 
     def _jvp_yx_g(self, x, y, w):
-        out = -w @ self.B
-        return np.broadcast_to(out, np.broadcast_shapes(x.shape[:-1], y.shape[:-1],
-                                                        w.shape[:-1]) + (self.d_y,)).copy()
+        return batch_broadcast(-w @ self.B, x, y)
 
     def _f_u(self, x, y):
-        return np.broadcast_to(self.c, np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-                               + (self.d_y,)).copy()
+        return batch_broadcast(self.c, x, y)
 
     def _solve_hessian_yy(self, x, y, rhs):
         Hm = self.A + _diag(power_map_jacobian_diag(y, self.p))
