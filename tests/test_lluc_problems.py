@@ -3,6 +3,8 @@
 Spec unibio.md §1.4-1.6, §3.1-3.4, §6.1, §6.4; claims.md U1-U5, X1.
 """
 
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -15,12 +17,13 @@ from refbilevel.hypergradient import (
 )
 from refbilevel.power_map import inverse_power_map, power_map
 from refbilevel.problems import make_problem
+from refbilevel.problems.hypercleaning import LpHyperCleaning
+from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
     uniform_convexity_modulus_1d,
 )
-from refbilevel.problems.unibio_example3 import UniBiOExample3
 from tests.finite_differences import fd_directional, fd_gradient
 
 RTOL_FD = 1e-6  # central differences with h = 1e-6: error ~1e-10 (see fd_directional)
@@ -33,6 +36,7 @@ def lluc_problems():
     for d in (1, 2, 10):
         out.append(NonSeparableUniformlyConvex(d_y=d, p=4.0, seed=d))
     out.append(NonSeparableUniformlyConvex(d_y=4, d_x=2, p=3.5, seed=7))
+    out += [LpHyperCleaning(p=3.0), LpHyperCleaning(n=8, d=3, p=4.0, seed=1)]
     return out
 
 
@@ -268,6 +272,25 @@ def test_generalized_quantities_finite_at_zero():
             assert np.all(np.isfinite(val))
 
 
+def test_closed_form_problem_from_callables_matches_example3():
+    """The documented example of refbilevel.problems.custom reproduces Example 3, p = 2."""
+    import refbilevel.problems.custom as custom
+
+    ns: dict = {}
+    code = custom.__doc__.split("::")[1].split("Every callable")[0]
+    exec(textwrap.dedent(code), ns)  # the docstring example must run as written
+    P, E = ns["P"], UniBiOExample3(2)
+    x = np.linspace(-2, 2, 7)[:, None]
+    y = np.linspace(-1, 1, 7)[:, None]
+    for name in ("f", "g", "grad_y_g", "grad_y_f", "grad_x_g"):
+        np.testing.assert_allclose(getattr(P, name)(x, y), getattr(E, name)(x, y), atol=1e-15)
+    np.testing.assert_allclose(P.grad_phi(x), E.grad_phi(x), atol=1e-14)
+    np.testing.assert_allclose(P.phi(x), E.phi(x), atol=1e-15)
+    with pytest.raises(ValueError, match="missing: \\['y_star'\\]"):
+        custom.ClosedFormProblem(d_x=1, d_y=1, **{k: v for k, v in P._fns.items()
+                                                  if k != "y_star"})
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda: UniBiOExample3(3), "p must be an even integer"),
     (lambda: UniBiOExample3(1.5), r"p must lie in \[2"),
@@ -278,6 +301,8 @@ def test_generalized_quantities_finite_at_zero():
     (lambda: UniBiOExample3(4).grad_phi([np.nan]), "x must be finite"),
     (lambda: SeparableUniformlyConvex(d=3).f(np.ones(3), np.ones(2)), r"y must have shape"),
     (lambda: make_problem("no-such-problem"), "unknown problem 'no-such-problem'"),
+    (lambda: LpHyperCleaning(c=0.0), r"c must lie in \(0"),
+    (lambda: LpHyperCleaning(corruption=1.5), r"corruption must lie in \[0, 1\]"),
 ])
 def test_bad_input_raises_named_value_error(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -23,11 +23,12 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.problems.hypercleaning import LpHyperCleaning
+from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
-from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -48,6 +49,7 @@ def problems(mode: str):
             out.append((f"separable d={d}, p={p:g}", SeparableUniformlyConvex(d=d, p=p)))
     for d in ds[1:]:
         out.append((f"non-separable d={d}, p=4", NonSeparableUniformlyConvex(d_y=d, p=4.0)))
+    out.append(("l_p hyper-cleaning, p=3", LpHyperCleaning(p=3.0)))
     return out
 
 
