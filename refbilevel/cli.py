@@ -1,9 +1,10 @@
-"""The ``refbilevel`` command line: ``check`` (theory checks) and ``list``."""
+"""The ``refbilevel`` command line: ``check`` (theory checks), ``list`` and ``sweep``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from refbilevel.checks import runner
 
@@ -51,6 +52,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from refbilevel.sweeps import grid, resolve_cell_function, run_sweep
+
+    try:
+        spec = json.loads(args.spec.read_text())
+        fn = resolve_cell_function(spec["cell"])
+        cells = grid(**spec["grid"])
+    except (OSError, KeyError, ValueError, ImportError) as exc:
+        print(f"refbilevel sweep: bad spec {args.spec}: {exc!r} (expected JSON "
+              '{"cell": "module:function", "grid": {"axis": [values, ...]}})', file=sys.stderr)
+        return 2
+    rows = run_sweep(fn, cells, args.out, dask_address=args.dask, max_workers=args.workers)
+    print(f"{len(rows)} cells in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.set_defaults(func=_cmd_check)
     p_list = sub.add_parser("list", help="list problems, estimators, algorithms, backends, checks")
     p_list.set_defaults(func=_cmd_list)
+    p_sweep = sub.add_parser("sweep", help="run a parameter grid; resumes where it stopped")
+    p_sweep.add_argument("spec", type=Path,
+                         help='JSON: {"cell": "module:function", "grid": {axis: [values]}}')
+    p_sweep.add_argument("--out", type=Path, default=Path("sweep-results/results.jsonl"))
+    p_sweep.add_argument("--dask", metavar="ADDRESS", default=None,
+                         help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
+    p_sweep.add_argument("--workers", type=int, default=None, help="local worker processes")
+    p_sweep.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -61,7 +61,7 @@ class Verdict:
         return self.passed and self.control_rejected and self.error is None
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(asdict(self)), indent=2, allow_nan=False)
+        return json.dumps(jsonable(asdict(self)), indent=2, allow_nan=False)
 
     def write(self, path: Path) -> None:
         path.write_text(self.to_json() + "\n")
@@ -82,14 +82,14 @@ def versions() -> dict[str, str]:
     }
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """NumPy scalars/arrays to Python; non-finite floats to strings (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.bool_, bool)):
         return bool(obj)
     if isinstance(obj, np.integer):
