@@ -58,7 +58,7 @@ def cell_seed(params: Mapping[str, Any]) -> int:
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Rows already written; a torn (partially written) last line is dropped."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not path.exists():
         return rows
     with path.open() as fh:

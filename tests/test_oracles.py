@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from refbilevel.oracles import ORACLE_KINDS, GaussianOracle, NoiseConfig
+from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
-from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.randomness import named_stream
 
 Z = 4.5
