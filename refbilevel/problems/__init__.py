@@ -21,8 +21,8 @@ _REGISTRY = {
     "lp-hypercleaning": "refbilevel.problems.hypercleaning:LpHyperCleaning",
     "quadratic": "refbilevel.problems.quadratic:StronglyConvexQuadratic",
     "finite-sum-quadratic": "refbilevel.problems.finite_sum_quadratic:FiniteSumQuadratic",
-    "borep-p1": "refbilevel.problems.relaxed_smooth:P1",
-    "borep-p2": "refbilevel.problems.relaxed_smooth:P2",
+    "borep-p1": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP1",
+    "borep-p2": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP2",
     "linear-contraction": "refbilevel.problems.contraction:LinearContraction",
     "ridge-contraction": "refbilevel.problems.contraction:RidgeContraction",
 }

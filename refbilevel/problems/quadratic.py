@@ -185,6 +185,8 @@ class StronglyConvexQuadratic(BilevelProblem):
     k_range : singular values of K span this range (l_g1 = ||K|| = k_range[1] when
         min(d_x, d_y) >= 2).
     f_range : eigenvalues of F span this range (F may be indefinite).
+    spectrum_kind : "linear" or "log" spacing of the three spectra; a range whose lower end
+        is not positive (k_range, f_range) is always spaced linearly.
     rho : curvature of the upper level in x.
     structured : Householder factors (O(d) memory) if True, dense Haar factors if False;
         None chooses Householder when max(d_x, d_y) > 1000. The two modes draw different

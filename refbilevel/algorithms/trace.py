@@ -1,0 +1,128 @@
+"""The record an algorithm run returns (DESIGN.md: algorithm → trace → check).
+
+Per recorded iteration t and replica r: x_t, ||∇phi(x_t)|| from the closed form,
+||y_t - y*(x_t)||, the running average of ||∇phi||, and the cumulative oracle counts by
+kind; plus the parameters, the seed and the divergence record.
+
+Divergence: a replica whose iterate becomes non-finite is stopped (its state is frozen at
+the last finite values by the algorithm, see :meth:`TraceRecorder.active`) and the
+iteration is recorded in ``diverged_at``; its trace entries after that point are NaN *and*
+flagged, never silently returned. ``Trace.summary()`` states how many replicas diverged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from refbilevel.oracles.counters import OracleCounts
+from refbilevel.problems.base import BilevelProblem
+
+
+@dataclass
+class Trace:
+    algorithm: str
+    backend: str
+    params: dict[str, Any]
+    seed: int | None
+    iterations: np.ndarray  # (n_rec,) outer iteration index of each record
+    x: np.ndarray  # (n_rec, R, d_x)
+    grad_phi_norm: np.ndarray  # (n_rec, R)
+    y_error: np.ndarray  # (n_rec, R)   ||y_t - y*(x_t)||
+    counts: dict[str, np.ndarray]  # kind -> (n_rec,) cumulative calls per replica
+    diverged_at: np.ndarray  # (R,) first non-finite iteration, -1 if none
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def avg_grad_phi_norm(self) -> np.ndarray:
+        """Running average (1/(k+1)) Σ_{j<=k} ||∇phi(x_j)|| over the records (the quantity
+        UniBiO Thm 5.1 and BO-REP Thm 3.2 bound)."""
+        return np.cumsum(self.grad_phi_norm, axis=0) / np.arange(
+            1, len(self.iterations) + 1)[:, None]
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.diverged_at >= 0
+
+    def summary(self) -> str:
+        R = self.diverged_at.size
+        nd = int(self.diverged.sum())
+        msg = (f"{self.algorithm} [{self.backend}] T={int(self.iterations[-1])}, R={R}: "
+               f"final mean ||∇phi|| = {np.nanmean(self.grad_phi_norm[-1]):.3e}")
+        if nd:
+            first = int(self.diverged_at[self.diverged].min())
+            msg += f"; {nd}/{R} replicas DIVERGED (first at iteration {first})"
+        return msg
+
+
+def build_trace(problem: BilevelProblem, algorithm: str, backend: str, params: dict[str, Any],
+                seed: int | None, iterations: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                counts: dict[str, np.ndarray], diverged_at: np.ndarray, **extra: Any) -> Trace:
+    """A :class:`Trace` from recorded states xs (n_rec, R, d_x), ys (n_rec, R, d_y).
+
+    The closed-form metrics are evaluated once, vectorized over records and replicas; entries
+    at or after a replica's divergence are NaN (and flagged by ``diverged_at``).
+    """
+    iterations = np.asarray(iterations)
+    alive = (diverged_at[None, :] < 0) | (iterations[:, None] < diverged_at[None, :])
+    xs = np.where(alive[..., None], xs, np.nan)
+    g = np.full(alive.shape, np.nan)
+    e = np.full(alive.shape, np.nan)
+    if alive.any():
+        xa, ya = xs[alive], ys[alive]
+        g[alive] = np.linalg.norm(problem.grad_phi(xa), axis=-1)
+        e[alive] = np.linalg.norm(ya - problem.y_star(xa), axis=-1)
+    return Trace(algorithm=algorithm, backend=backend, params=params, seed=seed,
+                 iterations=iterations, x=xs, grad_phi_norm=g, y_error=e,
+                 counts={k: np.asarray(v) for k, v in counts.items()},
+                 diverged_at=np.asarray(diverged_at).copy(), extra=extra)
+
+
+class TraceRecorder:
+    """Accumulates states during a NumPy run; algorithms call :meth:`record` every
+    iteration and :meth:`check_finite` after every update."""
+
+    def __init__(self, problem: BilevelProblem, n_replicas: int, record_every: int = 1):
+        if record_every < 1:
+            raise ValueError(f"record_every must be an integer >= 1, got {record_every}")
+        self.problem = problem
+        self.record_every = record_every
+        self.R = n_replicas
+        self.diverged_at = np.full(n_replicas, -1, dtype=np.int64)
+        self._it: list[int] = []
+        self._x: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+        self._c: list[dict[str, int]] = []
+
+    @property
+    def active(self) -> np.ndarray:
+        """Replicas still running (not diverged)."""
+        return self.diverged_at < 0
+
+    def check_finite(self, t: int, *states: np.ndarray) -> np.ndarray:
+        """Mark replicas whose state is non-finite at iteration t; return the active mask."""
+        bad = np.zeros(self.R, dtype=bool)
+        for s in states:
+            bad |= ~np.all(np.isfinite(s.reshape(self.R, -1)), axis=1)
+        newly = bad & self.active
+        self.diverged_at[newly] = t
+        return self.active
+
+    def record(self, t: int, x: np.ndarray, y: np.ndarray, counts: OracleCounts,
+               force: bool = False) -> None:
+        if not force and t % self.record_every:
+            return
+        self._it.append(t)
+        self._x.append(np.array(x, dtype=np.float64))
+        self._y.append(np.array(y, dtype=np.float64))
+        self._c.append(counts.as_dict())
+
+    def finish(self, algorithm: str, backend: str, params: dict[str, Any], seed: int | None,
+               **extra: Any) -> Trace:
+        kinds = list(self._c[0]) if self._c else []
+        return build_trace(self.problem, algorithm, backend, params, seed, np.array(self._it),
+                           np.array(self._x), np.array(self._y),
+                           {k: np.array([c[k] for c in self._c]) for k in kinds},
+                           self.diverged_at, **extra)

@@ -1,0 +1,452 @@
+"""The finite-sum quadratic benchmark of benchmark_bilevel (spec baselines.md §10.2).
+
+Per-sample quadratics (x = outer variable, y = inner variable; this package's argument order
+is (x, y), the benchmark's is inner first):
+
+    g_i(x, y) = ½ yᵀA_i y + ½ xᵀB_i x + xᵀC_i y + a_iᵀy + b_iᵀx + (reg/2)||y||²,  i < n_inner
+    f_j(x, y) = ½ yᵀF_j y + ½ xᵀH_j x + xᵀK_j y + f_jᵀy + h_jᵀx,                   j < n_outer
+
+g = mean_i g_i, f = mean_j f_j. Every Hessian block is rank one and is stored as its factor:
+A_i = α_i α_iᵀ, B_i = β_i β_iᵀ, C_i = γ_i δ_iᵀ (γ_i ∈ R^{d_x}, δ_i ∈ R^{d_y}), likewise
+F_j, H_j, K_j; each factor family is an (n, d) array, never a (d, d) matrix per sample, so
+d = 10^4 fits in memory and a product costs O(n d).
+
+Generation (baselines.md §10.2, CODE described; DERIVED re-implementation, not bit-compatible
+with the benchmark's JAX streams). With s = geomspace(√mu, √L, d) and a Householder
+reflection U (the benchmark's U is the left factor of the SVD of a Gaussian d × 1 vector,
+which LAPACK builds as a Householder reflection): α_i = U diag(s) U ξ_i, ξ_i ~ N(0, I), so
+E[A_i] = U diag(s²) U has spectrum log-spaced in [mu, L]. The x–x blocks use
+s = (0, geomspace(√mu, √L, d_x − 1)): one zero eigenvalue. Cross blocks: ξ_i ~ N(0, I_{d_y}),
+δ_i = V ξ_i and γ_i = W Σ ξ_i with Householder V, W and Σ the (d_x × d_y) diagonal of
+geomspace(mu, L_cross, min(d_x, d_y)), so E[C_i] = W Σ V. Linear terms are N(0, I). The
+outer level uses the same mu (the benchmark passes mu_inner to both levels).
+Draw order from ``numpy.random.default_rng(seed)``: inner level then outer level; within a
+level U_yy, ξ (n × d_y), U_xx, ξ (n × d_x), W, V, ξ (n × d_y), the y-linear terms
+(n × d_y), the x-linear terms (n × d_x).
+
+Closed forms: y*(x) = −(Ā + reg I)^{-1}(ā + C̄ᵀx); ∇phi by Ghadimi–Wang with the exact solve
+(the benchmark's ``value`` metric is ||∇phi||²); ∇²phi = H̄ + J*ᵀF̄J* + K̄J* + (K̄J*)ᵀ with
+J* = −(Ā + reg I)^{-1}C̄ᵀ (the benchmark halves the last two terms).
+
+Lower-level solves: Cholesky of the dense mean Hessian Ā + reg I when d_inner <= 2000, and
+also when n_inner >= d_inner (the d × d matrix then takes no more memory than one factor
+array, and an ill-conditioned Ā would make CG slow); otherwise (d_inner > 2000 and
+n_inner < d_inner, so reg > 0) a matrix-free batched conjugate gradient to relative residual
+1e-12, O(n d) per product. There Ā + reg I has at most n_inner + 1 distinct eigenvalues, so CG
+needs at most about n_inner + 1 iterations.
+
+Singularity: Ā has rank <= n_inner, so n_inner < d_inner needs a ridge reg > 0 (ValueError
+otherwise).
+
+What replaces the benchmark's seed retries: the benchmark redraws (up to 20 times) until the
+value function's Hessian is positive definite. Here one seed gives one instance and nothing
+is redrawn: phi may be non-convex. λ_min(∇²phi) is reported in
+``constants.extra['lambda_min_hessian_phi']`` (when d_outer, d_inner <= 2000) so a check that
+needs a convex phi can test it and skip the instance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from refbilevel.problems.base import BilevelProblem
+from refbilevel.problems.constants import Constants
+from refbilevel.problems.quadratic import DENSE_LIMIT, HouseholderBasis, _bcast
+from refbilevel.validation import as_vector_batch, require_int, require_range
+
+CG_RTOL = 1e-12
+
+
+class SampleQuadratics:
+    """One level's per-sample quadratics, q_i = ½ yᵀP_iy + ½ xᵀR_ix + xᵀC_iy + l_iᵀy + m_iᵀx.
+
+    P_i = p_i p_iᵀ, R_i = r_i r_iᵀ, C_i = c_i e_iᵀ are stored as factor arrays ``Pyy``
+    (n, d_y), ``Pxx`` (n, d_x), ``Cx`` (n, d_x), ``Cy`` (n, d_y); ``ly`` (n, d_y) and ``lx``
+    (n, d_x) are the linear terms; ``reg`` adds (reg/2)||y||² to every sample. ``idx`` is
+    None (all samples) or an integer array of shape (..., B) whose leading axes broadcast
+    with the replicas; results are means over the B samples (repeats count twice).
+    """
+
+    def __init__(self, Pyy, Pxx, Cx, Cy, ly, lx, reg: float = 0.0):
+        self.Pyy, self.Pxx, self.Cx, self.Cy, self.ly, self.lx = Pyy, Pxx, Cx, Cy, ly, lx
+        self.reg = reg
+        self.n = Pyy.shape[0]
+        for arr in (Pyy, Pxx, Cx, Cy, ly, lx):
+            arr.setflags(write=False)
+        self.ly_mean, self.lx_mean = ly.mean(axis=0), lx.mean(axis=0)
+
+    # dot products <P_i, v> for the selected samples, shape (..., B)
+    @staticmethod
+    def _coef(P, idx, v):
+        if idx is None:
+            return v @ P.T
+        if idx.ndim == 1:
+            return v @ P[idx].T
+        return (P[idx] @ v[..., None])[..., 0]
+
+    # mean over the selected samples of s_i P_i, shape (..., d)
+    @staticmethod
+    def _combine(P, idx, s):
+        if idx is None:
+            return (s @ P) / P.shape[0]
+        if idx.ndim == 1:
+            return (s @ P[idx]) / idx.shape[0]
+        return (s[..., None, :] @ P[idx])[..., 0, :] / idx.shape[-1]
+
+    @staticmethod
+    def _mean_rows(l, idx, full_mean):
+        return full_mean if idx is None else l[idx].mean(axis=-2)
+
+    def value(self, x, y, idx=None):
+        c = self._coef
+        s = (0.5 * c(self.Pyy, idx, y) ** 2 + 0.5 * c(self.Pxx, idx, x) ** 2
+             + c(self.Cx, idx, x) * c(self.Cy, idx, y) + c(self.ly, idx, y) + c(self.lx, idx, x))
+        return s.mean(axis=-1) + 0.5 * self.reg * np.sum(y * y, axis=-1)
+
+    def grad_y(self, x, y, idx=None):
+        c, m = self._coef, self._combine
+        return (m(self.Pyy, idx, c(self.Pyy, idx, y)) + m(self.Cy, idx, c(self.Cx, idx, x))
+                + self._mean_rows(self.ly, idx, self.ly_mean) + self.reg * y)
+
+    def grad_x(self, x, y, idx=None):
+        c, m = self._coef, self._combine
+        return (m(self.Pxx, idx, c(self.Pxx, idx, x)) + m(self.Cx, idx, c(self.Cy, idx, y))
+                + self._mean_rows(self.lx, idx, self.lx_mean))
+
+    def hvp_yy(self, v, idx=None):
+        return self._combine(self.Pyy, idx, self._coef(self.Pyy, idx, v)) + self.reg * v
+
+    def hvp_xx(self, u, idx=None):
+        return self._combine(self.Pxx, idx, self._coef(self.Pxx, idx, u))
+
+    def jvp_xy(self, v, idx=None):
+        """mean C_i v ∈ R^{d_x} (∇²_xy q = C_i, spec baselines.md §0.1 ``cross``)."""
+        return self._combine(self.Cx, idx, self._coef(self.Cy, idx, v))
+
+    def jvp_yx(self, w, idx=None):
+        """mean C_iᵀ w ∈ R^{d_y}."""
+        return self._combine(self.Cy, idx, self._coef(self.Cx, idx, w))
+
+    # dense means (small d only)
+    def mean_yy(self):
+        return self.Pyy.T @ self.Pyy / self.n + self.reg * np.eye(self.Pyy.shape[1])
+
+    def mean_xx(self):
+        return self.Pxx.T @ self.Pxx / self.n
+
+    def mean_cross(self):
+        """C̄ = mean C_i, shape (d_x, d_y)."""
+        return self.Cx.T @ self.Cy / self.n
+
+
+def _householder(d: int, rng: np.random.Generator) -> HouseholderBasis:
+    return HouseholderBasis(rng.standard_normal(d))
+
+
+def _sym_factors(n, d, s, rng):
+    """n rows ξ_i U diag(s) U (U Householder): rows with E[rowᵀrow] = U diag(s²) U."""
+    U = _householder(d, rng)
+    xi = rng.standard_normal((n, d))
+    return U.apply(U.apply(xi) * s)
+
+
+def _cross_factors(n, d_x, d_y, sv, rng):
+    """γ_i = W Σ ξ_i, δ_i = V ξ_i with ξ_i ~ N(0, I_{d_y}): E[γ δᵀ] = W Σ V."""
+    W, V = _householder(d_x, rng), _householder(d_y, rng)
+    xi = rng.standard_normal((n, d_y))
+    k = sv.shape[0]
+    z = np.zeros((n, d_x))
+    z[:, :k] = xi[:, :k] * sv
+    return W.apply(z), V.apply(xi)
+
+
+def _level(n, d_x, d_y, mu, L_yy, L_xx, L_cross, reg, rng) -> SampleQuadratics:
+    s_yy = np.geomspace(np.sqrt(mu), np.sqrt(L_yy), d_y)
+    Pyy = _sym_factors(n, d_y, s_yy, rng)
+    s_xx = np.concatenate([[0.0], np.geomspace(np.sqrt(mu), np.sqrt(L_xx), d_x - 1)])
+    Pxx = _sym_factors(n, d_x, s_xx, rng)
+    Cx, Cy = _cross_factors(n, d_x, d_y, np.geomspace(mu, L_cross, min(d_x, d_y)), rng)
+    ly = rng.standard_normal((n, d_y))
+    lx = rng.standard_normal((n, d_x))
+    return SampleQuadratics(Pyy, Pxx, Cx, Cy, ly, lx, reg)
+
+
+def _gram_norm(P: np.ndarray) -> float:
+    """||PᵀP||_2 through the smaller Gram matrix (equal non-zero spectra)."""
+    G = P @ P.T if P.shape[0] <= P.shape[1] else P.T @ P
+    return float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
+
+
+def _cross_norm(A: np.ndarray, B: np.ndarray) -> float:
+    """||AᵀB||_2 for A (n, a), B (n, b), via an n × n problem when a, b are large."""
+    a, b = A.shape[1], B.shape[1]
+    if min(a, b) <= DENSE_LIMIT:
+        return float(np.linalg.norm(A.T @ B, 2))
+    # ||AᵀB||² = λ_max(AAᵀ BBᵀ) = λ_max(S BBᵀ S), S = (AAᵀ)^{1/2}
+    ev, Q = np.linalg.eigh(A @ A.T)
+    S = (Q * np.sqrt(np.clip(ev, 0.0, None))) @ Q.T
+    return float(np.sqrt(max(np.linalg.eigvalsh(S @ (B @ B.T) @ S)[-1], 0.0)))
+
+
+def batched_cg(matvec, b: np.ndarray, *, rtol: float = CG_RTOL,
+               maxiter: int | None = None) -> np.ndarray:
+    """Solve M y = b for symmetric positive definite M, batched over the leading axes of b.
+
+    Stops each replica at ||b − M y|| <= rtol ||b|| measured on the true residual (the
+    recursive residual drifts in floating point, so CG restarts from the current iterate
+    up to three times). Raises RuntimeError when a replica does not reach rtol.
+    """
+    d = b.shape[-1]
+    maxiter = 10 * d + 100 if maxiter is None else maxiter
+    bnorm = np.linalg.norm(b, axis=-1)
+    y = np.zeros_like(b)
+    for _restart in range(4):
+        r = b - matvec(y)
+        rs = np.sum(r * r, axis=-1)
+        target = (rtol * bnorm) ** 2
+        if np.all(rs <= target):
+            return y
+        p = r.copy()
+        for _ in range(maxiter):
+            active = rs > target * 0.25  # aim below rtol so the true residual meets it
+            if not np.any(active):
+                break
+            Mp = matvec(p)
+            pMp = np.sum(p * Mp, axis=-1)
+            alpha = np.where(active, rs / np.where(active, pMp, 1.0), 0.0)
+            y = y + alpha[..., None] * p
+            r = r - alpha[..., None] * Mp
+            rs_new = np.sum(r * r, axis=-1)
+            beta = np.where(active, rs_new / np.where(active, rs, 1.0), 0.0)
+            p = np.where(active[..., None], r + beta[..., None] * p, p)
+            rs = np.where(active, rs_new, rs)
+    res = np.linalg.norm(b - matvec(y), axis=-1)
+    worst = float(np.max(res / np.where(bnorm > 0, bnorm, 1.0)))
+    if worst > rtol:
+        raise RuntimeError(f"conjugate gradient reached relative residual {worst:.3g} > {rtol:g}")
+    return y
+
+
+class FiniteSumQuadratic(BilevelProblem):
+    """The finite-sum quadratic of benchmark_bilevel (spec baselines.md §10.2).
+
+    Parameters and defaults are the benchmark's: mu = 0.1, L = 1 (every "L" of the
+    benchmark: L_inner_inner, L_inner_outer, L_outer_inner, L_outer_outer), L_cross = 0.1
+    (both levels), n_inner = n_outer = 1024, d_inner = d_outer = 100. Initial points
+    ``x0 = −2·1`` and ``y0 = 0``. ``reg >= 0`` adds (reg/2)||y||² to every g_i; it must be
+    positive when n_inner < d_inner (the mean Hessian is then singular). ``seed`` seeds a
+    ``numpy.random.Generator``; see the module docstring for the generation and draw order.
+
+    Minibatch evaluations (``*_batch`` methods) take ``idx``, an integer array of shape
+    (..., B) with entries in [0, n) whose leading axes broadcast with the replicas, and
+    return the mean over those B samples: an unbiased estimate of the full-mean quantity
+    when idx is drawn uniformly.
+    """
+
+    name = "finite-sum-quadratic"
+    hessian_independent_of_y = True
+
+    def __init__(
+        self,
+        n_inner: int = 1024,
+        n_outer: int = 1024,
+        d_inner: int = 100,
+        d_outer: int = 100,
+        mu: float = 0.1,
+        L: float = 1.0,
+        L_cross: float = 0.1,
+        seed: int = 0,
+        *,
+        reg: float = 0.0,
+    ):
+        self.n_inner = require_int("n_inner", n_inner, low=1)
+        self.n_outer = require_int("n_outer", n_outer, low=1)
+        self.d_y = self.d_inner = require_int("d_inner", d_inner, low=1)
+        self.d_x = self.d_outer = require_int("d_outer", d_outer, low=1)
+        self.p = 2.0
+        self.mu_param = require_range("mu", mu, low=0.0, low_inclusive=False)
+        self.L_param = require_range("L", L, low=self.mu_param)
+        self.L_cross = require_range("L_cross", L_cross, low=0.0, low_inclusive=False)
+        self.reg = require_range("reg", reg, low=0.0)
+        if self.n_inner < self.d_inner and self.reg == 0.0:
+            raise ValueError(
+                f"n_inner must lie in [{self.d_inner}, inf) (at least d_inner) when reg = 0 "
+                f"(the mean lower-level Hessian has rank <= n_inner), got n_inner = "
+                f"{self.n_inner}; pass reg > 0 to use fewer samples"
+            )
+        rng = np.random.default_rng(require_int("seed", seed, low=0))
+        L_ = self.L_param
+        self.inner = _level(self.n_inner, self.d_x, self.d_y, self.mu_param, L_, L_,
+                            self.L_cross, self.reg, rng)
+        self.outer = _level(self.n_outer, self.d_x, self.d_y, self.mu_param, L_, L_,
+                            self.L_cross, 0.0, rng)
+        self.x0 = np.full(self.d_x, -2.0)
+        self.y0 = np.zeros(self.d_y)
+        self._chol = None
+        if self._dense_inner:
+            self._chol = scipy.linalg.cho_factor(self.inner.mean_yy(), lower=True)
+        self.constants = self._constants()
+
+    # ---- constants ---------------------------------------------------------------------
+    def _constants(self) -> Constants:
+        g, f = self.inner, self.outer
+        n = self.n_inner
+        extra: dict[str, object] = {"mu_population": self.mu_param, "L_population": self.L_param,
+                                    "reg": self.reg}
+        sources = {
+            "mu,L_y": "spectrum of the empirical mean Ā + reg I (baselines.md §10.2)",
+            "l_g1": "||C̄||_2 = ||∇²_xy g|| (unibio.md §2.1(iii))",
+            "l_f1,l_f2": "joint Lipschitz constants max(||H̄||, ||K̄||), max(||F̄||, ||K̄||)",
+            "l_p": "unibio.md §3.1 (DERIVED) at p = 2: 2 l_g1/mu",
+        }
+        if self._dense_inner:
+            ev = np.linalg.eigvalsh(g.mean_yy())
+            mu, L_y = float(ev[0]), float(ev[-1])
+        else:
+            L_y = _gram_norm(g.Pyy) / n + self.reg
+            mu = self.reg  # rank(Ā) <= n < d: λ_min(Ā) = 0 exactly
+        l_g1 = _cross_norm(g.Cx, g.Cy) / n
+        H_norm = _gram_norm(f.Pxx) / self.n_outer
+        F_norm = _gram_norm(f.Pyy) / self.n_outer
+        K_norm = _cross_norm(f.Cx, f.Cy) / self.n_outer
+        if self.d_x <= DENSE_LIMIT and self.d_y <= DENSE_LIMIT:
+            eig = np.linalg.eigvalsh(self.hessian_phi())
+            L_phi2 = float(np.max(np.abs(eig)))
+            extra["lambda_min_hessian_phi"] = float(eig[0])
+            extra["phi_strongly_convex"] = bool(eig[0] > 0)
+            sources["L_phi2"] = "||∇²phi||_2 exactly (eigvalsh of the constant ∇²phi)"
+        else:
+            L_phi2 = H_norm + F_norm * l_g1**2 / mu**2 + 2.0 * K_norm * l_g1 / mu
+            sources["L_phi2"] = "bound ||H̄|| + ||F̄|| l_g1²/mu² + 2||K̄|| l_g1/mu (large d)"
+        return Constants(
+            mu=mu, p=2.0, L_0=L_y, L_1=0.0, l_g1=l_g1, l_g2=0.0, L_H=0.0, C=L_y,
+            l_f1=max(H_norm, K_norm), l_f2=max(F_norm, K_norm), C_f=None,
+            l_p=2.0 * l_g1 / mu, L_phi1=0.0, L_phi2=L_phi2, L_y=L_y,
+            extra=extra, sources=sources,
+        )
+
+    @property
+    def _dense_inner(self) -> bool:
+        """Dense Cholesky of Ā + reg I (see the module docstring) rather than CG."""
+        return self.d_y <= DENSE_LIMIT or self.n_inner >= self.d_y
+
+    def hessian_phi(self) -> np.ndarray:
+        """∇²phi = H̄ + J*ᵀF̄J* + K̄J* + (K̄J*)ᵀ, J* = −(Ā + reg I)^{-1}C̄ᵀ (d <= 2000)."""
+        if max(self.d_x, self.d_y) > DENSE_LIMIT:
+            raise ValueError(f"hessian_phi needs d_inner, d_outer <= {DENSE_LIMIT}")
+        g, f = self.inner, self.outer
+        J = -scipy.linalg.cho_solve(self._chol, g.mean_cross().T)
+        KJ = f.mean_cross() @ J
+        hess = f.mean_xx() + J.T @ (f.Pyy.T @ (f.Pyy @ J)) / self.n_outer + KJ + KJ.T
+        return 0.5 * (hess + hess.T)
+
+    # ---- index validation ----------------------------------------------------------------
+    @staticmethod
+    def _idx(idx, n: int, name: str = "idx") -> np.ndarray:
+        arr = np.asarray(idx)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{name} must be a non-empty integer array of shape (..., B), "
+                             f"got dtype {arr.dtype} and shape {arr.shape}")
+        if arr.min() < 0 or arr.max() >= n:
+            raise ValueError(f"{name} entries must lie in [0, {n - 1}], got range "
+                             f"[{arr.min()}, {arr.max()}]")
+        return arr
+
+    def _ii(self, idx):
+        return self._idx(idx, self.n_inner)
+
+    def _io(self, idx):
+        return self._idx(idx, self.n_outer)
+
+    # ---- minibatch evaluations (for a minibatch oracle) -----------------------------------
+    def g_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._ii(idx)
+        return self.inner.value(x, y, i)
+
+    def f_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._io(idx)
+        return self.outer.value(x, y, i)
+
+    def grad_y_g_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._ii(idx)
+        return _bcast(self.inner.grad_y(x, y, i), x, y)
+
+    def grad_x_g_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._ii(idx)
+        return _bcast(self.inner.grad_x(x, y, i), x, y)
+
+    def hvp_yy_g_batch(self, x, y, v, idx) -> np.ndarray:
+        x, y, v, i = self._x(x), self._y(y), self._y(v, "v"), self._ii(idx)
+        return _bcast(self.inner.hvp_yy(v, i), x, y, v)
+
+    def jvp_xy_g_batch(self, x, y, v, idx) -> np.ndarray:
+        """mean over the batch of ∇²_xy g_i v = C_i v ∈ R^{d_x}."""
+        x, y, v, i = self._x(x), self._y(y), self._y(v, "v"), self._ii(idx)
+        return _bcast(self.inner.jvp_xy(v, i), x, y, v)
+
+    def jvp_yx_g_batch(self, x, y, w, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._ii(idx)
+        w = as_vector_batch("w", w, self.d_x)
+        return _bcast(self.inner.jvp_yx(w, i), x, y, w)
+
+    def grad_x_f_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._io(idx)
+        return _bcast(self.outer.grad_x(x, y, i), x, y)
+
+    def grad_y_f_batch(self, x, y, idx) -> np.ndarray:
+        x, y, i = self._x(x), self._y(y), self._io(idx)
+        return _bcast(self.outer.grad_y(x, y, i), x, y)
+
+    # ---- BilevelProblem interface (full means) --------------------------------------------
+    def _f(self, x, y):
+        return self.outer.value(x, y)
+
+    def _g(self, x, y):
+        return self.inner.value(x, y)
+
+    def _grad_x_f(self, x, y):
+        return _bcast(self.outer.grad_x(x, y), x, y)
+
+    def _grad_y_f(self, x, y):
+        return _bcast(self.outer.grad_y(x, y), x, y)
+
+    def _grad_x_g(self, x, y):
+        return _bcast(self.inner.grad_x(x, y), x, y)
+
+    def _grad_y_g(self, x, y):
+        return _bcast(self.inner.grad_y(x, y), x, y)
+
+    def _hvp_yy_g(self, x, y, v):
+        return _bcast(self.inner.hvp_yy(v), x, y, v)
+
+    def _jvp_xy_g(self, x, y, v):
+        return _bcast(self.inner.jvp_xy(v), x, y, v)
+
+    def _jvp_yx_g(self, x, y, w):
+        return _bcast(self.inner.jvp_yx(w), x, y, w)
+
+    def _f_u(self, x, y):
+        return self._grad_y_f(x, y)
+
+    _gen_hvp = _hvp_yy_g
+    _gen_hvp_T = _hvp_yy_g
+
+    def _solve_hessian_yy(self, x, y, rhs):
+        """(Ā + reg I)^{-1} rhs: Cholesky or CG to rtol 1e-12 (see the module docstring)."""
+        if self._chol is not None:
+            flat = rhs.reshape(-1, self.d_y).T
+            out = scipy.linalg.cho_solve(self._chol, flat).T.reshape(rhs.shape)
+        else:
+            out = batched_cg(self.inner.hvp_yy, rhs)
+        return _bcast(out, x, y)
+
+    def _y_star(self, x):
+        rhs = -(self.inner.jvp_yx(x) + self.inner.ly_mean)
+        return self._solve_hessian_yy(x, rhs, rhs)
+
+    def __repr__(self) -> str:
+        return (f"FiniteSumQuadratic(n_inner={self.n_inner}, n_outer={self.n_outer}, "
+                f"d_inner={self.d_inner}, d_outer={self.d_outer}, reg={self.reg:g})")
