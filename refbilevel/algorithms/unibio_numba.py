@@ -24,6 +24,7 @@ from dataclasses import asdict
 import numpy as np
 from numba import njit
 
+from refbilevel.algorithms.epoch_sgd_numba import ipow, scalar_power_epoch_sgd
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
 from refbilevel.backends.numba_problems import draw_block, grad_y_g, numba_problem
@@ -141,58 +142,14 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, T, I, eta, beta, Q, alpha, pre_a
 
 
 @njit(cache=True, error_model="numpy")
-def _ipow(a, n):
-    """a**n for a small non-negative integer n by repeated multiplication (Example 3's p is
-    even, so the powers are integers; this is what makes the scalar kernel fast)."""
-    out = 1.0
-    for _ in range(n):
-        out *= a
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def _ex3_epoch_sgd(rng, sinx, W, active, lengths, radii, steps, pre_avg, s_gy, q):
-    """Epoch-SGD on Example 3 (∇_y g = [y]^{p-1} - sin x), scalar per replica, in place."""
-    R = W.shape[0]
-    Cs = np.empty(R)
-    A = np.empty(R)
-    for k in range(lengths.shape[0]):
-        L, rad, gam = lengths[k], radii[k], steps[k]
-        for r in range(R):
-            Cs[r] = W[r]
-            A[r] = 0.0
-        for _ in range(L):
-            for r in range(R):
-                # one draw per replica per step, in replica order: the (R, 1) block the
-                # NumPy oracle draws for this call
-                z = rng.standard_normal() if s_gy != 0.0 else 0.0
-                if not active[r]:
-                    continue
-                w = W[r]
-                if pre_avg:
-                    A[r] += w
-                g = np.sign(w) * _ipow(abs(w), q) - sinx[r]
-                if s_gy != 0.0:
-                    g = g + s_gy * z
-                diff = (w - gam * g) - Cs[r]
-                scale = min(1.0, rad / max(abs(diff), 2.2250738585072014e-308))
-                w = Cs[r] + scale * diff
-                W[r] = w
-                if not pre_avg:
-                    A[r] += w
-        for r in range(R):
-            if active[r]:
-                W[r] = A[r] / L
-
-
-@njit(cache=True, error_model="numpy")
 def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alpha, pre_avg,
                            norm_eps, s_gy, s_fx, s_fu, s_h, s_j, record_every):
     """UniBiO on UniBiO Example 3 with scalar state (H = 1, ∇_x f = 0, ∇²_xy g = -cos x;
     spec unibio.md §6.1): the Section 6 benchmark path. Same oracle calls and draw order as
     the NumPy reference."""
     R = X.shape[0]
-    q = int(p) - 1
+    q = p - 1.0  # Example 3: p is an even integer
+    qi = int(q)
     n_rec = (T - 1) // record_every + 1
     XR = np.empty((n_rec, R, 1))
     YR = np.empty((n_rec, R, 1))
@@ -206,22 +163,22 @@ def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alp
     V = np.empty(R)
     S = np.empty(R)
     half_pi = 0.5 * np.pi
-    _ex3_epoch_sgd(rng, sinx, y, active, warm[0].astype(np.int64), warm[1], warm[2], pre_avg,
-                   s_gy, q)
+    scalar_power_epoch_sgd(rng, sinx, y, active, warm[0].astype(np.int64), warm[1], warm[2],
+                           pre_avg, s_gy, q)
     lens = periodic[0].astype(np.int64)
     for t in range(T):
         if t > 0 and t % I == 0:
             for r in range(R):
                 sinx[r] = np.sin(x[r])
-            _ex3_epoch_sgd(rng, sinx, y, active, lens, periodic[1], periodic[2], pre_avg, s_gy,
-                           q)
+            scalar_power_epoch_sgd(rng, sinx, y, active, lens, periodic[1], periodic[2],
+                                   pre_avg, s_gy, q)
         if t % record_every == 0:
             XR[t // record_every, :, 0] = x
             YR[t // record_every, :, 0] = y
         for r in range(R):  # ∇_x F = 0 + noise
             G[r] = s_fx * rng.standard_normal() if s_fx != 0.0 else 0.0
         for r in range(R):  # F_u = cos(u) 1{|u| <= pi/2} + noise
-            u = np.sign(y[r]) * _ipow(abs(y[r]), q)
+            u = np.sign(y[r]) * ipow(abs(y[r]), qi)
             fu = np.cos(u) if abs(u) <= half_pi else 0.0
             V[r] = fu + s_fu * rng.standard_normal() if s_fu != 0.0 else fu
             S[r] = V[r]

@@ -44,6 +44,7 @@ class UniBiOExample3(BilevelProblem):
                 # the sharp Hölder constant of the odd root (spec unibio.md §6.1 table)
                 "l_p_exact": 2.0 ** ((p_ - 2.0) / (p_ - 1.0)),
                 "mu_nesterov": 2.0 ** (2.0 - p_),
+                "phi_inf": -np.sin(1.0),  # phi = sin(sin x) >= -sin 1 (spec §6.1)
             },
             sources={
                 "mu": "unibio.md §6.1 table, exact 1-D modulus mu_p",

@@ -79,10 +79,15 @@ class SeparableUniformlyConvex(BilevelProblem):
         l_p, L1, L2 = lipschitz_hypergradient_constants(
             mu=mu, p=self.p, l_g1=1.0, l_g2=1.0, L_H=0.0, l_f1=0.0, l_f2=0.0, C_f=C_f
         )
+        # (L_0, L_1)-smoothness (unibio.md §2.1(ii)), DERIVED: |y|^{p-2} <= 1 + |y|^{p-1} and
+        # |y_i|^{p-1} <= |∇_y g|_i + 1, so ||∇²g|| <= (p-1)(2 + ||∇_y g||); p = 2: ∇²g = I
+        L_0, L_1_ = (1.0, 0.0) if self.p == 2 else (2.0 * (self.p - 1.0), self.p - 1.0)
         self.constants = Constants(
-            mu=mu, p=self.p, l_g1=1.0, l_g2=1.0, L_H=0.0, C=1.0, l_f1=0.0, l_f2=0.0, C_f=C_f,
-            l_p=l_p, L_phi1=L1, L_phi2=L2,
+            mu=mu, p=self.p, L_0=L_0, L_1=L_1_, l_g1=1.0, l_g2=1.0, L_H=0.0, C=1.0, l_f1=0.0,
+            l_f2=0.0, C_f=C_f, l_p=l_p, L_phi1=L1, L_phi2=L2,
+            extra={"phi_inf": -float(np.sum(np.abs(self.c)))},
             sources={
+                "L_0,L_1": "DERIVED (see the comment in __init__)",
                 "mu": "unibio.md §6.1 table (1-D modulus) × d^{1-p/2} (DERIVED)",
                 "l_g1,l_g2,L_H,C,l_f2,C_f": "unibio.md §6.4 (DERIVED instance)",
                 "l_p,L_phi1,L_phi2": "unibio.md §3.1, §3.3 (DERIVED formulas)",
