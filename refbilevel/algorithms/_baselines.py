@@ -1,0 +1,186 @@
+"""Shared plumbing of the baseline algorithms (spec baselines.md §0-§8).
+
+Not an algorithm: the leading underscore keeps it out of the auto-import of
+``refbilevel/algorithms/__init__.py``.
+
+Conventions every baseline follows (spec baselines.md §0):
+
+- internal sign convention "+z": z ≈ [∇²_yy g]^{-1} ∇_y f and the direction is
+  d = ∇_x f − ∇²_xy g z (§0.1); SOBA/SABA's v = −z is converted at the boundary only;
+- the two scalar hyper-parameters of benchmark_bilevel (§0.2): ``step_size`` s for every
+  inner-type step (LL SGD, Neumann, linear-system SGD) and ``outer_ratio`` r, the outer step
+  being s/r; decreasing schedules lr_t = c / t^e with t = 1, 2, ... counted in outer
+  iterations (e = 0: constant);
+- the lower level is updated *before* the hypergradient of the same iteration (the papers'
+  order; benchmark_bilevel's numba era runs the same sequence shifted by one block);
+- one outer sample gives (∇_y F, ∇_x F) and, where the benchmark shares it, one inner sample
+  gives several inner quantities — with a :class:`~refbilevel.oracles.finite_sum.
+  FiniteSumOracle` (``shares_samples``); a GaussianOracle has independent noise per kind, so
+  every call there draws its own noise block;
+- every random number comes from ``oracle.rng`` (no global RNG); divergence is detected
+  explicitly (trace.py) and diverged replicas are frozen at their last finite state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from refbilevel.algorithms.trace import TraceRecorder
+from refbilevel.validation import as_vector_batch, require_int, require_range
+
+MODES = ("tuned", "theory")
+
+
+# ---- validation -------------------------------------------------------------------------------
+def require_oracle(oracle) -> None:
+    for attr in ("problem", "rng", "counts", "grad_y_g", "grad_x_f", "grad_y_f"):
+        if not hasattr(oracle, attr):
+            raise ValueError(
+                "oracle must be a refbilevel GaussianOracle or FiniteSumOracle (problem, rng, "
+                f"counts and the oracle methods); {type(oracle).__name__} has no {attr!r}"
+            )
+
+
+def require_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+    return mode
+
+
+def positive(name: str, value) -> float:
+    return require_range(name, value, low=0.0, low_inclusive=False)
+
+
+def exponent(name: str, value) -> float:
+    return require_range(name, value, low=0.0)
+
+
+def start_points(oracle, x0, y0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated float64 copies of x0 (R, d_x) and y0 (R, d_y) with the same R."""
+    P = oracle.problem
+    x = as_vector_batch("x0", x0, P.d_x)
+    y = as_vector_batch("y0", y0, P.d_y)
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(f"x0 and y0 must have shapes (R, d_x) and (R, d_y) (one row per "
+                         f"replica); got {x.shape} and {y.shape}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x0 and y0 must have the same number of replicas R; got "
+                         f"{x.shape[0]} and {y.shape[0]}")
+    return x.copy(), y.copy(), x.shape[0]
+
+
+def iterations(T) -> int:
+    return require_int("T", T, low=0)
+
+
+def recorder(oracle, R: int, record_every) -> TraceRecorder:
+    return TraceRecorder(oracle.problem, R, require_int("record_every", record_every, low=1))
+
+
+def theory_constants(algorithm: str, section: str, supplied: dict[str, Any] | None,
+                     required: tuple[str, ...]) -> dict[str, float]:
+    """The multiplicative constants of a paper schedule that the spec does not give.
+
+    The spec (baselines.md) states most paper schedules only up to a constant ("∝", "Θ",
+    "recalled, verify"): those constants are NOT RECOVERED, so ``mode="theory"`` needs them
+    passed explicitly; a missing one raises ValueError naming it and the section.
+    """
+    supplied = dict(supplied or {})
+    unknown = sorted(set(supplied) - set(required))
+    if unknown:
+        raise ValueError(f"theory_constants of {algorithm} accepts {', '.join(required)}; "
+                         f"got unknown {', '.join(unknown)}")
+    missing = [k for k in required if k not in supplied]
+    if missing:
+        hint = ", ".join(repr(k) + ": ..." for k in missing)
+        raise ValueError(
+            f"{algorithm} mode='theory': the constant(s) {', '.join(missing)} of the paper's "
+            f"schedule are NOT RECOVERED (spec baselines.md {section} gives the schedule only "
+            f"up to constants); pass theory_constants={{{hint}}}"
+        )
+    return {k: positive(f"theory_constants[{k!r}]", supplied[k]) for k in required}
+
+
+def problem_constant(oracle, name: str, algorithm: str, section: str) -> float:
+    """A theory constant of the problem (mu, L_y, L_phi2, ...) that a paper schedule needs."""
+    c = oracle.problem.constants
+    value = getattr(c, name, None)
+    if name == "L_y" and value is None and c.p == 2:
+        value = c.C
+    if value is None or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{algorithm} mode='theory' needs the problem constant {name} "
+                         f"(spec baselines.md {section}); {type(oracle.problem).__name__} "
+                         f"states {name} = {value}")
+    return float(value)
+
+
+# ---- schedules ------------------------------------------------------------------------------
+def decay(c: float, e: float, t: int) -> float:
+    """lr_t = c / t^e, t = 1, 2, ... (benchmark_bilevel, baselines.md §0.2)."""
+    return c if e == 0.0 else c / t**e
+
+
+# ---- oracle helpers --------------------------------------------------------------------------
+def shared_sample(oracle, kind: str, R: int):
+    """One sample to share between several calls of kind's level, or None (draw per call)."""
+    if getattr(oracle, "shares_samples", False):
+        return oracle.draw(kind, (R,))
+    return None
+
+
+def outer_gradients(oracle, x, y, R: int) -> tuple[np.ndarray, np.ndarray]:
+    """(∇_y F, ∇_x F) at (x, y) on one outer sample (baselines.md §0.2); order fy then fx."""
+    b = shared_sample(oracle, "grad_y_f", R)
+    fy = oracle.grad_y_f(x, y, sample=b)
+    fx = oracle.grad_x_f(x, y, sample=b)
+    return fy, fx
+
+
+def guard(a: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """An intermediate that is fed back into an oracle within one iteration (an inner SGD
+    iterate, a Neumann term): rows that went non-finite are marked in ``bad`` (the replica
+    is declared diverged at the end of the iteration) and replaced by 0, because the oracles
+    reject non-finite inputs. The other replicas are untouched, so the replicas stay
+    independent and the Numba kernels (which just carry the inf/NaN) agree."""
+    ok = np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+    if ok.all():
+        return a
+    bad |= ~ok
+    return np.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, 0.0)
+
+
+def sgd_block(oracle, x, y, n_steps: int, lr: float, bad: np.ndarray) -> np.ndarray:
+    """n_steps of y ← y − lr ∇_y G(x, y; fresh sample) (warm-started LL SGD)."""
+    for _ in range(n_steps):
+        y = guard(y - lr * oracle.grad_y_g(x, y), bad)
+    return y
+
+
+def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarray):
+    """Ghadimi–Wang's randomized Neumann estimate z = N η Π_{i=1}^{p} (I − η Ĥ_i) v0 with
+    p ~ Uniform{0, ..., N−1} per replica (baselines.md §1 PAPER and CODE "HIA").
+
+    Draws p for all replicas with one ``rng.integers(0, N, size=R)``, then HVP step j
+    (j = 1..max p) on the whole batch with a fresh sample, applied where p_r >= j: with R = 1
+    exactly p products are evaluated (and counted). Returns (z, p).
+    """
+    p = oracle.rng.integers(0, N, size=R)
+    v = guard(v0, bad)
+    for j in range(1, int(p.max()) + 1):
+        v = guard(np.where((p >= j)[:, None], v - eta * oracle.hvp_yy_g(x, y, v), v), bad)
+    return N * eta * v, p
+
+
+def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],
+           old: tuple[np.ndarray, ...], bad: np.ndarray | None = None
+           ) -> tuple[np.ndarray, ...]:
+    """Mark replicas whose new state (iterate t) is non-finite and keep their last finite
+    state: ``diverged_at = t`` and the records from t on are NaN (TraceRecorder/build_trace).
+    """
+    flags = () if bad is None else (np.where(bad, np.nan, 0.0),)
+    act = rec.check_finite(t, *new, *flags)
+    return tuple(np.where(act.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+                 for a, b in zip(new, old, strict=True))

@@ -1,0 +1,410 @@
+"""Numba plumbing shared by the baseline kernels (soba_numba.py, stocbio_numba.py,
+amigo_numba.py; spec baselines.md §0; DESIGN.md §Backends).
+
+Not an algorithm: the leading underscore keeps it out of the auto-import of
+``refbilevel/algorithms/__init__.py``.
+
+One kernel per algorithm serves two oracles, selected by the flag ``fs``:
+
+- a :class:`~refbilevel.oracles.gaussian.GaussianOracle` over a problem that
+  :mod:`refbilevel.backends.numba_problems` supports (StronglyConvexQuadratic dense or
+  Householder, UniBiO Example 3, the LLUC families): per oracle call one C-order
+  ``standard_normal((R, dim))`` block (nothing for std 0), exactly as GaussianOracle draws
+  it, then the primitive and ``exact + std * z`` replica by replica. On the same Generator the
+  kernels reproduce the NumPy reference to rounding (claim X4);
+- a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` with the ``"uniform"`` sampler over
+  a FiniteSumQuadratic: per fresh minibatch one ``rng.integers(0, n, (R, B))`` (the oracle's
+  draw), then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the batch of
+  rank-one products, O(B d) per call). The sums run in a different order than NumPy's BLAS,
+  so agreement is to rounding accumulated over the run, not bit-for-bit. The "shuffled"
+  sampler is not implemented on this backend (NotImplementedOnBackendError).
+
+No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract) and the
+benchmarks run one replica; parallelism over replicas is left for later (see the report).
+
+Divergence follows :class:`~refbilevel.algorithms.trace.TraceRecorder` as the NumPy
+reference uses it: a replica whose iterate t (t = 1..T) is non-finite gets
+``diverged_at = t``, keeps its last finite state and is NaN in the records from t on; its
+random numbers are still drawn (the whole (R, dim) block), so the others are unaffected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms.trace import Trace, build_trace
+from refbilevel.backends.numba_problems import (
+    draw_block,
+    grad_x_f,
+    grad_x_g,
+    grad_y_f,
+    grad_y_g,
+    hvp,
+    jvp,
+)
+from refbilevel.backends.registry import NotImplementedOnBackendError
+
+_JIT = {"cache": True, "error_model": "numpy"}
+
+
+# ---- finite-sum primitives: the arithmetic of SampleQuadratics for one replica ---------------
+@njit(**_JIT)
+def _dot(A, i, v):
+    acc = 0.0
+    for j in range(v.shape[0]):
+        acc += A[i, j] * v[j]
+    return acc
+
+
+@njit(**_JIT)
+def fs_grad_y(L, reg, idx, x, y, out):
+    """mean_b [A_b y + C_bᵀx + a_b] + reg y (SampleQuadratics.grad_y), L the level tuple
+    (Pyy, Pxx, Cx, Cy, ly, lx)."""
+    Pyy, Pxx, Cx, Cy, ly, lx = L
+    nb = idx.shape[0]
+    d = out.shape[0]
+    t1 = np.zeros(d)
+    t2 = np.zeros(d)
+    t3 = np.zeros(d)
+    for b in range(nb):
+        i = idx[b]
+        c1 = _dot(Pyy, i, y)
+        c2 = _dot(Cx, i, x)
+        for j in range(d):
+            t1[j] += c1 * Pyy[i, j]
+            t2[j] += c2 * Cy[i, j]
+            t3[j] += ly[i, j]
+    for j in range(d):
+        out[j] = ((t1[j] / nb + t2[j] / nb) + t3[j] / nb) + reg * y[j]
+
+
+@njit(**_JIT)
+def fs_grad_x(L, idx, x, y, out):
+    """mean_b [B_b x + C_b y + b_b] (SampleQuadratics.grad_x)."""
+    Pyy, Pxx, Cx, Cy, ly, lx = L
+    nb = idx.shape[0]
+    d = out.shape[0]
+    t1 = np.zeros(d)
+    t2 = np.zeros(d)
+    t3 = np.zeros(d)
+    for b in range(nb):
+        i = idx[b]
+        c1 = _dot(Pxx, i, x)
+        c2 = _dot(Cy, i, y)
+        for j in range(d):
+            t1[j] += c1 * Pxx[i, j]
+            t2[j] += c2 * Cx[i, j]
+            t3[j] += lx[i, j]
+    for j in range(d):
+        out[j] = (t1[j] / nb + t2[j] / nb) + t3[j] / nb
+
+
+@njit(**_JIT)
+def fs_hvp(L, reg, idx, v, out):
+    """mean_b A_b v + reg v (SampleQuadratics.hvp_yy)."""
+    Pyy = L[0]
+    nb = idx.shape[0]
+    d = out.shape[0]
+    t1 = np.zeros(d)
+    for b in range(nb):
+        i = idx[b]
+        c = _dot(Pyy, i, v)
+        for j in range(d):
+            t1[j] += c * Pyy[i, j]
+    for j in range(d):
+        out[j] = t1[j] / nb + reg * v[j]
+
+
+@njit(**_JIT)
+def fs_jvp(L, idx, v, out):
+    """mean_b C_b v ∈ R^{d_x} (SampleQuadratics.jvp_xy)."""
+    Cx, Cy = L[2], L[3]
+    nb = idx.shape[0]
+    d = out.shape[0]
+    t1 = np.zeros(d)
+    for b in range(nb):
+        i = idx[b]
+        c = _dot(Cy, i, v)
+        for j in range(d):
+            t1[j] += c * Cx[i, j]
+    for j in range(d):
+        out[j] = t1[j] / nb
+
+
+# ---- oracle calls for all replicas (one noise block or one minibatch per call) ---------------
+@njit(**_JIT)
+def draw_idx(rng, fs, n, R, bsz):
+    """A fresh minibatch (R, B) of indices (FiniteSumOracle "uniform"), or a dummy."""
+    if fs:
+        return rng.integers(0, n, (R, bsz))
+    return np.zeros((R, 1), dtype=np.int64)
+
+
+@njit(**_JIT)
+def _noise(OUT, std, Z, r):
+    if std != 0.0:
+        for i in range(OUT.shape[1]):
+            OUT[r, i] = OUT[r, i] + std * Z[r, i]
+
+
+@njit(**_JIT)
+def call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, Y, OUT, act):
+    """OUT[r] = ∇_y G(X[r], Y[r]) for the active replicas."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_grad_y(LI, reg, idx[r], X[r], Y[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_y_g(P, X[r], Y[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_grad_x_g(P, LI, fs, rng, std, idx, X, Y, OUT, act):
+    """OUT[r] = ∇_x G(X[r], Y[r]) ∈ R^{d_x} (F2SA)."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_grad_x(LI, idx[r], X[r], Y[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_x_g(P, X[r], Y[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_grad_y_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
+    """OUT[r] = ∇_y F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_grad_y(LO, 0.0, idx[r], X[r], Y[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_y_f(P, X[r], Y[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_grad_x_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
+    """OUT[r] = ∇_x F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_grad_x(LO, idx[r], X[r], Y[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_x_f(P, X[r], Y[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, Y, V, HV, N, eta, act, p):
+    """Ghadimi–Wang's randomized Neumann series in place on V (the reference's
+    ``_baselines.hia``): p ~ U{0..N−1} per replica from one ``rng.integers(0, N, R)``, HVP
+    step j = 1..max p on a fresh sample for the whole batch, applied where p_r >= j; then
+    V ← (N η) V. Writes p; returns the number of HVP steps evaluated."""
+    R = X.shape[0]
+    dy = V.shape[1]
+    pr = rng.integers(0, N, R)
+    steps = 0
+    for r in range(R):
+        p[r] = pr[r]
+        if pr[r] > steps:
+            steps = pr[r]
+    mask = np.empty(R, dtype=np.bool_)
+    for j in range(1, steps + 1):
+        for r in range(R):
+            mask[r] = act[r] and pr[r] >= j
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, V, HV, mask)
+        for r in range(R):
+            if mask[r]:
+                for i in range(dy):
+                    V[r, i] = V[r, i] - eta * HV[r, i]
+    scale = N * eta  # the reference computes N * eta * v left to right
+    for r in range(R):
+        for i in range(dy):
+            V[r, i] = scale * V[r, i]
+    return steps
+
+
+@njit(**_JIT)
+def call_hvp(P, LI, reg, fs, rng, std, idx, X, Y, V, OUT, act):
+    """OUT[r] = ∇²_yy G(X[r], Y[r]) V[r]."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_hvp(LI, reg, idx[r], V[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                hvp(P, X[r], Y[r], V[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_jvp(P, LI, fs, rng, std, idx, X, Y, V, OUT, act):
+    """OUT[r] = ∇²_xy G(X[r], Y[r]) V[r] ∈ R^{d_x}."""
+    R = X.shape[0]
+    if fs:
+        for r in range(R):
+            if act[r]:
+                fs_jvp(LI, idx[r], V[r], OUT[r])
+    else:
+        Z = draw_block(rng, std, R, OUT.shape[1])
+        for r in range(R):
+            if act[r]:
+                jvp(P, X[r], Y[r], V[r], OUT[r])
+                _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act):
+    """(∇_y F, ∇_x F) on one outer sample (baselines.md §0.2): one minibatch (finite sum) or
+    two noise blocks, ∇_y F first (the reference's order)."""
+    R = X.shape[0]
+    if fs:
+        idx = rng.integers(0, n_out, (R, bsz))
+        for r in range(R):
+            if act[r]:
+                fs_grad_y(LO, 0.0, idx[r], X[r], Y[r], FY[r])
+                fs_grad_x(LO, idx[r], X[r], Y[r], FX[r])
+    else:
+        Z = draw_block(rng, s_fy, R, FY.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_y_f(P, X[r], Y[r], FY[r])
+                _noise(FY, s_fy, Z, r)
+        Z = draw_block(rng, s_fx, R, FX.shape[1])
+        for r in range(R):
+            if act[r]:
+                grad_x_f(P, X[r], Y[r], FX[r])
+                _noise(FX, s_fx, Z, r)
+
+
+@njit(**_JIT)
+def all_finite(a):
+    for i in range(a.shape[0]):
+        if not np.isfinite(a[i]):
+            return False
+    return True
+
+
+@njit(**_JIT)
+def is_record(t, T, every):
+    return t % every == 0 or t == T
+
+
+@njit(**_JIT)
+def n_records(T, every):
+    n = 1
+    for t in range(1, T + 1):
+        if is_record(t, T, every):
+            n += 1
+    return n
+
+
+# ---- Python side: kernel inputs and the trace ------------------------------------------------
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if a.flags.writeable:
+        a = a.copy()
+        a.setflags(write=False)
+    return a
+
+
+# The level tuples are read-only in both modes (SampleQuadratics freezes its arrays), so the
+# Gaussian and the finite-sum runs share one Numba type signature: one compilation per kernel.
+def _dummy_level():
+    return tuple(_readonly(np.zeros((0, 0))) for _ in range(6))
+
+
+def _dummy_problem():
+    """A parameter tuple of numba_problems' uniform type (unused in finite-sum mode)."""
+    return (np.int64(3), np.zeros(2), tuple(np.zeros(0) for _ in range(6)),
+            tuple(np.zeros((0, 0)) for _ in range(4)))
+
+
+def _level(q):
+    return tuple(_readonly(a) for a in (q.Pyy, q.Pxx, q.Cx, q.Cy, q.ly, q.lx))
+
+
+def kernel_inputs(oracle, algorithm: str) -> dict:
+    """What a kernel needs from the oracle: problem tuple P, finite-sum levels LI/LO, reg,
+    fs flag, noise stds, batch size and sample counts; NotImplementedOnBackendError saying
+    why for an unsupported oracle or problem."""
+    from refbilevel.backends.numba_problems import numba_problem
+    from refbilevel.oracles.finite_sum import FiniteSumOracle
+    from refbilevel.oracles.gaussian import GaussianOracle
+
+    kinds = ("grad_y_g", "hvp", "jvp", "grad_y_f", "grad_x_f", "grad_x_g")
+    if isinstance(oracle, GaussianOracle):
+        _, P = numba_problem(oracle.problem)
+        nz = oracle.noise
+        return {"P": P, "LI": _dummy_level(), "LO": _dummy_level(), "reg": 0.0, "fs": False,
+                "std": {k: float(getattr(nz, k)) for k in kinds},
+                "bsz": 1, "n_in": 1, "n_out": 1}
+    if isinstance(oracle, FiniteSumOracle):
+        if oracle.sampler != "uniform":
+            raise NotImplementedOnBackendError(
+                f"{algorithm} on the numba backend supports FiniteSumOracle with "
+                f"sampler='uniform' only, got {oracle.sampler!r}")
+        from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
+
+        prob = oracle.problem
+        if type(prob) is not FiniteSumQuadratic:
+            raise NotImplementedOnBackendError(
+                f"{algorithm} numba kernels know the finite-sum arithmetic of "
+                f"FiniteSumQuadratic only, got {type(prob).__name__}")
+        return {"P": _dummy_problem(), "LI": _level(prob.inner), "LO": _level(prob.outer),
+                "reg": float(prob.inner.reg), "fs": True,
+                "std": dict.fromkeys(kinds, 0.0),
+                "bsz": oracle.batch_size, "n_in": prob.n_inner, "n_out": prob.n_outer}
+    raise NotImplementedOnBackendError(
+        f"{algorithm} on the numba backend needs a GaussianOracle or a FiniteSumOracle, got "
+        f"{type(oracle).__name__}")
+
+
+def record_iterations(T: int, record_every: int) -> np.ndarray:
+    """The iterations the NumPy reference records: 0, every ``record_every``-th and T."""
+    return np.array([0] + [t for t in range(1, T + 1) if t % record_every == 0 or t == T],
+                    dtype=np.int64)
+
+
+def finish_trace(oracle, algorithm: str, params: dict, seed, T: int, record_every: int,
+                 X: np.ndarray, Y: np.ndarray, diverged_at: np.ndarray,
+                 per_iteration: dict, **extra) -> Trace:
+    """The Trace the NumPy reference records (trace.build_trace), from the kernel's stored
+    iterates. ``per_iteration[kind]`` is the number of calls of one iteration (an int) or of
+    each iteration (an int array of length T, e.g. BSA's realized Neumann lengths); the
+    calls the kernel made are added to ``oracle.counts``."""
+    its = record_iterations(T, record_every)
+    base = oracle.counts.as_dict()
+    cum = {}
+    for kind, n in per_iteration.items():
+        if np.ndim(n) == 0:
+            cum[kind] = int(n) * its
+        else:
+            cum[kind] = np.concatenate([[0], np.cumsum(np.asarray(n, dtype=np.int64))])[its]
+    counts = {k: v + cum.get(k, 0 * its) for k, v in base.items()}
+    for kind, c in cum.items():
+        oracle.counts.add(kind, int(c[-1]))  # its ends at T
+    return build_trace(oracle.problem, algorithm, "numba", params, seed, its, X, Y, counts,
+                       diverged_at, **extra)

@@ -1,0 +1,115 @@
+"""AmIGO as one explicit Numba kernel (Arbel & Mairal 2022; spec baselines.md §7;
+DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+reference :func:`refbilevel.algorithms.amigo.run_amigo`: per iteration n × ∇_y G, then
+∇_y F, ∇_x F (one outer sample), m × HVP, JVP, each on a fresh sample. Oracles and divergence
+handling: see :mod:`refbilevel.algorithms._baselines_numba`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_y_g,
+    call_hvp,
+    call_jvp,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    is_record,
+    kernel_inputs,
+    n_records,
+)
+from refbilevel.algorithms.amigo import amigo_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+
+
+@njit(cache=True, error_model="numpy")
+def amigo_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, alpha, beta, gamma, n, m, s_gy, s_h,
+                 s_j, s_fy, s_fx, bsz, n_in, n_out, every):
+    """T AmIGO iterations in place on X (R, d_x), Y, Z (R, d_y).
+    Returns (X records, Y records, diverged_at)."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    div = np.full(R, -1, dtype=np.int64)
+    YN = np.empty((R, dy))
+    ZN = np.empty((R, dy))
+    G = np.zeros((R, dy))
+    W = np.zeros((R, dy))
+    U = np.zeros((R, dx))
+    HZ = np.zeros((R, dy))
+    CZ = np.zeros((R, dx))
+    xn = np.empty(dx)
+    for t in range(1, T + 1):
+        YN[:] = Y
+        for _ in range(n):
+            idx = draw_idx(rng, fs, n_in, R, bsz)
+            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, G, act)
+            for r in range(R):
+                if act[r]:
+                    for i in range(dy):
+                        YN[r, i] = YN[r, i] - alpha * G[r, i]
+        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, W, U, act)
+        ZN[:] = Z
+        for _ in range(m):
+            idx = draw_idx(rng, fs, n_in, R, bsz)
+            call_hvp(P, LI, reg, fs, rng, s_h, idx, X, YN, ZN, HZ, act)
+            for r in range(R):
+                if act[r]:
+                    for i in range(dy):
+                        ZN[r, i] = ZN[r, i] - beta * (HZ[r, i] - W[r, i])
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, ZN, CZ, act)
+        for r in range(R):
+            if not act[r]:
+                continue
+            for i in range(dx):
+                xn[i] = X[r, i] - gamma * (U[r, i] - CZ[r, i])
+            if all_finite(xn) and all_finite(YN[r]) and all_finite(ZN[r]):
+                X[r] = xn
+                Y[r] = YN[r]
+                Z[r] = ZN[r]
+            else:
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div
+
+
+@register("algorithm", "amigo", "numba")
+def run_amigo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                    outer_ratio: float = 1.0, n_inner_steps: int = 10,
+                    n_z_steps: int | None = None, record_every: int = 1,
+                    seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.amigo.run_amigo` (same arguments, same
+    random numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    alpha, beta, gamma, n, m, params = amigo_params(oracle, mode, step_size, outer_ratio,
+                                                    n_inner_steps, n_z_steps)
+    T = B.iterations(T)
+    x, y, R = B.start_points(oracle, x0, y0)
+    z = np.zeros((R, oracle.problem.d_y))
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "amigo")
+    s = k["std"]
+    Xr, Yr, div = amigo_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, T, float(alpha),
+        float(beta), float(gamma), n, m, s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
+        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    per = {"grad_y_g": n, "hvp": m, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
+           "samples": n + m + 2 if k["fs"] else n + m + 3}
+    return finish_trace(oracle, "amigo", params, seed, T, every, Xr, Yr, div, per, z=z)

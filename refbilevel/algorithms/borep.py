@@ -1,0 +1,484 @@
+"""BO-REP: bilevel optimization with initialization refinement and periodic updates
+(Hao, Gong, Liu, ICLR 2024, Algorithms 1-3; spec borep.md §4), NumPy reference batched over
+replicas.
+
+    1: y_1 ← EpochSGD(x_1, y_0)                        (Alg. 3, initialization refinement)
+    for t = 1..T:
+    3:   y_t ← UpdateLower(t, x_t, y_{t-1})              (Alg. 2: every I steps, N projected
+                                                          SGD steps in B(y_{t-1}, R))
+    4:   z_{t+1} ← Π_{B(0,ρ)}(z_t − ν[∇²_yy G(x_t,y_t;ζ_t) z_t − ∇_y F(x_t,y_t;ξ_t)])
+    5:   m_t ← β m_{t-1} + (1−β)[∇_x F(x_t,y_t;ξ_t) − ∇²_xy G(x_t,y_t;ζ_t) z_t]
+    6:   x_{t+1} ← x_t − η m_t/||m_t||                  (normalized momentum)
+
+Choices where the paper's formulas were not recovered (borep.md §4, DERIVED): line 5 uses
+z_t (before line 4) and the same samples as line 4; the period phase is t = 1 + kI, k ≥ 1;
+the LL ball is centred at y_{t-1}; Alg. 2 returns the last iterate, Alg. 3 the average of
+each epoch's post-step iterates; if ||m_t|| = 0 line 6 is skipped (no ε in the
+denominator).
+
+Two parameter modes (:func:`borep_params`):
+
+* ``mode="tuned"``: the §8 experiment values η = 0.02, β = 0.9, I = 10, N = 20, γ = 0.1,
+  ν = 0.2, R = 5, ρ = l_{f,0}/μ, EpochSGD k† = 6, T_1 = 20, θ_1 = 0.5, D_1 = 20;
+* ``mode="theory"``: the DERIVED schedule of borep.md §5.3 as a function of ε and the
+  problem constants (:func:`borep_theory_schedule`), whose exact oracle count is
+  :func:`borep_oracle_budget` (claim B3's accounting test).
+
+Random-number order: Epoch-SGD draws one ∇_y G block per step; each outer iteration draws,
+on an update iteration, N ∇_y G blocks (one per LL step), then ∇_x F, ∇_y F, HVP, JVP
+blocks (the (ξ_t, ζ_t) pair shared by lines 4 and 5). Oracle calls per outer iteration
+(borep.md §4, DERIVED): 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, plus N ∇_y G on update iterations;
+Epoch-SGD costs Σ_k T_1 2^{k-1} ∇_y G (:func:`borep_oracle_counts`).
+
+Negative controls (claim B2): ``normalize=False`` replaces line 6 by x ← x − η m (momentum
+SGD, *not* BO-REP) — from x_0 = 9·1 on P1 it overflows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from refbilevel.algorithms.trace import Trace, TraceRecorder
+from refbilevel.backends import register
+from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+from refbilevel.validation import as_vector_batch, require_int, require_range
+
+__all__ = [
+    "BOREPParams",
+    "BOREPTheoryConstants",
+    "BOREPTheorySchedule",
+    "borep",
+    "borep_oracle_budget",
+    "borep_oracle_counts",
+    "borep_params",
+    "borep_theory_schedule",
+    "epoch_sgd",
+    "light_tail_sigma",
+    "project_ball",
+]
+
+MODES = ("tuned", "theory")
+
+
+# ---- parameters -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BOREPParams:
+    """Every parameter of Algorithms 1-3 (borep.md §4 names; ``R_ball`` is the LL ball R).
+
+    ``normalize=False`` and ``project=False`` exist for the negative controls and the
+    code-like variant (borep.md §7); the paper's algorithm has both True.
+    """
+
+    T: int
+    eta: float
+    beta: float
+    I: int
+    N: int
+    gamma: float
+    nu: float
+    R_ball: float
+    rho: float
+    epoch_k: int
+    epoch_T1: int
+    epoch_theta1: float
+    epoch_D1: float
+    normalize: bool = True
+    project: bool = True
+
+    def __post_init__(self) -> None:
+        require_int("T", self.T, low=1)
+        require_range("eta", self.eta, low=0.0, low_inclusive=False)
+        require_range("beta", self.beta, low=0.0, high=1.0, high_inclusive=False)
+        require_int("I", self.I, low=1)
+        require_int("N", self.N, low=0)
+        require_range("gamma", self.gamma, low=0.0, low_inclusive=False)
+        require_range("nu", self.nu, low=0.0, low_inclusive=False)
+        require_range("R_ball", self.R_ball, low=0.0, low_inclusive=False)
+        require_range("rho", self.rho, low=0.0, low_inclusive=False)
+        require_int("epoch_k", self.epoch_k, low=0)
+        require_int("epoch_T1", self.epoch_T1, low=1)
+        require_range("epoch_theta1", self.epoch_theta1, low=0.0, low_inclusive=False)
+        require_range("epoch_D1", self.epoch_D1, low=0.0, low_inclusive=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _constant(problem, key: str) -> float:
+    ex = problem.constants.extra
+    if key not in ex or ex[key] is None:
+        raise ValueError(f"problem {problem!r} lacks the BO-REP constant {key!r} in "
+                         "constants.extra (borep.md §2, §8); pass the parameter explicitly")
+    return float(ex[key])
+
+
+def borep_params(problem, *, mode: str = "tuned", T: int | None = None,
+                 eps: float | None = None, theory: BOREPTheoryConstants | None = None,
+                 **overrides: Any) -> BOREPParams:
+    """Parameters of BO-REP in one of two modes (see the module docstring).
+
+    ``mode="tuned"``: the §8 values; ``T`` defaults to 3000 (the §8 runs), ρ = l_{f,0}/μ from
+    the problem's constants. ``mode="theory"``: needs ``eps`` and ``theory`` (a
+    :class:`BOREPTheoryConstants`, e.g. :meth:`BOREPTheoryConstants.from_problem`); T is the
+    schedule's. ``overrides`` replace individual fields.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if mode == "tuned":
+        if eps is not None or theory is not None:
+            raise ValueError("eps and theory apply to mode='theory' only")
+        mu = problem.constants.mu
+        rho = overrides.pop("rho", None)
+        if rho is None:
+            rho = _constant(problem, "l_f0") / mu  # ρ = l_{f,0}/μ bounds ||z*|| (borep.md §3)
+        base = dict(T=3000 if T is None else T, eta=0.02, beta=0.9, I=10, N=20, gamma=0.1,
+                    nu=0.2, R_ball=5.0, rho=rho, epoch_k=6, epoch_T1=20, epoch_theta1=0.5,
+                    epoch_D1=20.0)
+        base.update(overrides)
+        return BOREPParams(**base)
+    if eps is None or theory is None:
+        raise ValueError("mode='theory' needs eps (target ε > 0) and theory "
+                         "(BOREPTheoryConstants; borep.md §5.3)")
+    p = borep_theory_schedule(eps, theory).params
+    if T is not None:
+        overrides["T"] = T
+    return replace(p, **overrides) if overrides else p
+
+
+# ---- theory mode (borep.md §5.3, DERIVED) -----------------------------------------------------
+def light_tail_sigma(std: float, dim: int) -> float:
+    """The smallest σ with E exp(||n||²/σ²) ≤ e for n ~ N(0, std² I_dim) (Assumption 3(iii)).
+
+    E exp(||n||²/σ²) = (1 − 2std²/σ²)^{-dim/2} ≤ e ⟺ σ² ≥ 2 std²/(1 − e^{-2/dim})
+    (DERIVED; ≈ std² (dim + 1) for large dim).
+    """
+    std = require_range("std", std, low=0.0)
+    dim = require_int("dim", dim, low=1)
+    return float(math.sqrt(2.0 * std**2 / (1.0 - math.exp(-2.0 / dim))))
+
+
+@dataclass(frozen=True)
+class BOREPTheoryConstants:
+    """The inputs of the §5.3 schedule (borep.md §2 and §5.3 names).
+
+    Assumption 1: L_x0, L_x1, L_y0, L_y1, r_f; Assumption 2: mu, l_g1 (joint smoothness of
+    g), C_gxy, L_gxy, L_gyy, l_f0; Assumption 3: sigma_f, sigma_g1 (light tail), sigma_g2;
+    Delta ≥ Φ(x_1) − inf Φ; D1 ≥ ||y_0 − y*(x_1)|| (any upper bound, §5.3); delta = failure
+    probability.
+    """
+
+    L_x0: float
+    L_x1: float
+    L_y0: float
+    L_y1: float
+    r_f: float
+    mu: float
+    l_g1: float
+    C_gxy: float
+    L_gxy: float
+    L_gyy: float
+    l_f0: float
+    sigma_f: float
+    sigma_g1: float
+    sigma_g2: float
+    Delta: float
+    D1: float
+    delta: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("L_x0", "L_x1", "L_y0", "L_y1", "L_gxy", "L_gyy", "sigma_f", "sigma_g1",
+                     "sigma_g2"):
+            require_range(name, getattr(self, name), low=0.0)
+        for name in ("mu", "l_g1", "C_gxy", "l_f0", "Delta", "D1"):
+            require_range(name, getattr(self, name), low=0.0, low_inclusive=False)
+        require_range("r_f", self.r_f, low=0.0, low_inclusive=False)  # math.inf is rejected
+        require_range("delta", self.delta, low=0.0, high=1.0, low_inclusive=False,
+                      high_inclusive=False)
+
+    @classmethod
+    def from_problem(cls, problem, noise: NoiseConfig, x0, y0, *, phi_lower: float,
+                     delta: float = 0.1) -> BOREPTheoryConstants:
+        """The constants of a BO-REP test problem (``constants.extra`` keys of
+        :mod:`refbilevel.problems.relaxed_smooth`) and of a Gaussian oracle's noise.
+
+        Noise (DERIVED): σ_f = max(std_∇xF √d_x, std_∇yF √d_y) (Assumption 3(ii));
+        σ_{g,1} = :func:`light_tail_sigma` of the ∇_y G noise; the additive HVP/JVP noise of
+        :class:`GaussianOracle` has E||noise||² = std² dim whatever z is, so σ_{g,2} is set to
+        (that level)/ρ, which makes the §5.3 product σ_{g,2} ρ equal to the true level.
+        Δ = max Φ(x_0) − ``phi_lower`` over the replicas (``phi_lower`` ≤ inf Φ is the
+        caller's: the problem's known minimum for P1/P2, borep.md §8); D_1 = 2||∇_y g(x_0,
+        y_0)||/μ from the exact gradient (≥ 2||y_0 − y*||; §5.3 allows any upper bound; no
+        oracle calls are counted for it).
+        """
+        ex = problem.constants.extra
+        mu = float(problem.constants.mu)
+        x0 = np.atleast_2d(as_vector_batch("x0", x0, problem.d_x))
+        y0 = np.atleast_2d(as_vector_batch("y0", y0, problem.d_y))
+        dx, dy = problem.d_x, problem.d_y
+        rho = float(ex["l_f0"]) / mu
+        prod = max(noise.hvp * math.sqrt(dy), noise.jvp * math.sqrt(dx))
+        Delta = float(np.max(problem.phi(x0))) - float(phi_lower)
+        if Delta <= 0:
+            raise ValueError(f"phi_lower must be below phi(x0); got Delta = {Delta:g}")
+        D1 = 2.0 * float(np.max(np.linalg.norm(problem.grad_y_g(x0, y0), axis=-1))) / mu
+        return cls(
+            L_x0=_constant(problem, "L_x0"), L_x1=_constant(problem, "L_x1"),
+            L_y0=_constant(problem, "L_y0"), L_y1=_constant(problem, "L_y1"),
+            r_f=_constant(problem, "r_f"), mu=mu, l_g1=_constant(problem, "l_g1_joint"),
+            C_gxy=_constant(problem, "C_gxy"), L_gxy=_constant(problem, "L_gxy"),
+            L_gyy=_constant(problem, "L_gyy"), l_f0=float(ex["l_f0"]),
+            sigma_f=max(noise.grad_x_f * math.sqrt(dx), noise.grad_y_f * math.sqrt(dy)),
+            sigma_g1=light_tail_sigma(noise.grad_y_g, dy), sigma_g2=prod / rho,
+            Delta=Delta, D1=max(D1, 1e-12), delta=delta,
+        )
+
+
+@dataclass(frozen=True)
+class BOREPTheorySchedule:
+    """The §5.3 schedule at one ε: the algorithm's parameters plus the derived quantities
+    (δ_y, L_0, L_1, r_Φ, σ_Φ, K_y, L_z*, ε_z, and whether η was lowered for ν)."""
+
+    eps: float
+    params: BOREPParams
+    derived: dict[str, float]
+
+
+def borep_theory_schedule(eps: float, c: BOREPTheoryConstants, *,
+                          control: str | None = None) -> BOREPTheorySchedule:
+    """The DERIVED theory-mode schedule of borep.md §5.3 (our constants, not the paper's):
+
+        1 − β = min(1, ε²/(16σ_Φ²));  η = min((1−β)/(8L_1), ε(1−β)/(8L_0), r_Φ);
+        T = ⌈4Δ/(ηε)⌉;  δ_y = min(r_f/2, 1/(8L_{x,1}), ε/(8K_y));
+        I = max(1, ⌊δ_y/(2L_{y*}η)⌋);  γ = min(1/(2l_{g,1}), μδ_y²/(32σ_{g,1}²));
+        N = ⌈(1/(μγ)) ln(64⌈T/I⌉/δ)⌉;  R = 2δ_y;
+        ν = min(1/(2l_{g,1}), με_z²/(8σ_z²)), ε_z = ε/(8C_{g_xy}), σ_z² = 2σ_{g,2}²ρ² + 2σ_f²,
+            and η ≤ νμε_z/(4L_{z*}) (η is lowered when the ν bounds conflict);
+        Epoch-SGD: θ_1 = min(1/(2l_{g,1}), μD_1²/(8σ_{g,1}²)), k† = ⌈2 log₂(2D_1/δ_y)⌉,
+            T_1 = ⌈4/(μθ_1) ln(2k†/δ)⌉,
+
+    with L_{y*} = C_{g_xy}/μ, ρ = l_{f,0}/μ, σ_Φ² = 2σ_f² + 2ρ²σ_{g,2}²,
+    K_y = L_{x,0} + L_{x,1}C_{g_xy}l_{f,0}/μ + L_{g_xy}ρ,
+    L_{z*} = (1 + L_{y*})[(L_{y,0} + L_{y,1}l_{f,0})/μ + L_{g_yy}l_{f,0}/μ²] and (L_0, L_1, r_Φ)
+    the DERIVED relaxed smoothness of Φ (borep.md §2 remark). Orders (§5.2): 1 − β ∝ ε²,
+    η ∝ ε³, T ∝ ε^{-4}, I, N ∝ ε^{-2} (N up to a log), total oracle calls Õ(ε^{-4}).
+
+    ``control`` exists only for claim B3's NEGATIVE CONTROL: ``"no_period"`` sets I = 1
+    (the lower level is refreshed with N = Θ̃(ε^{-2}) steps at *every* outer iteration, as a
+    method without periodic updates would), whose count grows as ε^{-6}, the wrong exponent.
+    (The LL cost dominates: (T/I)N with T/I ∝ ε^{-2} does not depend on η, so a control that
+    only mis-scales η or 1 − β would leave the leading count unchanged.)
+    """
+    eps = require_range("eps", eps, low=0.0, low_inclusive=False)
+    if control not in (None, "no_period"):
+        raise ValueError(f"control must be None or 'no_period'; got {control!r}")
+    mu = c.mu
+    L_ystar = c.C_gxy / mu
+    rho = c.l_f0 / mu
+    s = math.sqrt(1.0 + L_ystar**2)
+    # DERIVED relaxed smoothness of Φ (borep.md §2, remark after Assumption 2)
+    L0 = s * (c.L_x0 + c.L_x1 * c.C_gxy * c.l_f0 / mu + c.L_gxy * c.l_f0 / mu
+              + c.C_gxy * (c.L_y0 + c.L_y1 * c.l_f0) / mu + c.C_gxy * c.L_gyy * c.l_f0 / mu**2)
+    L1 = s * c.L_x1
+    r_phi = c.r_f / s
+    sig_phi2 = 2.0 * c.sigma_f**2 + 2.0 * rho**2 * c.sigma_g2**2
+    K_y = c.L_x0 + c.L_x1 * c.C_gxy * c.l_f0 / mu + c.L_gxy * rho
+    one_m_beta = 1.0 if sig_phi2 == 0 else min(1.0, eps**2 / (16.0 * sig_phi2))
+    eta_cands = [eps * one_m_beta / (8.0 * L0), r_phi]
+    if L1 > 0:
+        eta_cands.append(one_m_beta / (8.0 * L1))
+    eta = min(eta_cands)
+    # ν and the z* tracking constraint (η ≤ ν μ ε_z / (4 L_z*))
+    eps_z = eps / (8.0 * c.C_gxy)
+    sig_z2 = 2.0 * c.sigma_g2**2 * rho**2 + 2.0 * c.sigma_f**2
+    nu = 1.0 / (2.0 * c.l_g1)
+    if sig_z2 > 0:
+        nu = min(nu, mu * eps_z**2 / (8.0 * sig_z2))
+    L_zstar = (1.0 + L_ystar) * ((c.L_y0 + c.L_y1 * c.l_f0) / mu + c.L_gyy * c.l_f0 / mu**2)
+    eta_lowered = False
+    if L_zstar > 0:
+        eta_nu = nu * mu * eps_z / (4.0 * L_zstar)
+        if eta_nu < eta:
+            eta, eta_lowered = eta_nu, True
+    T = math.ceil(4.0 * c.Delta / (eta * eps))
+    dys = [c.r_f / 2.0, eps / (8.0 * K_y)]
+    if c.L_x1 > 0:
+        dys.append(1.0 / (8.0 * c.L_x1))
+    delta_y = min(dys)
+    I = max(1, math.floor(delta_y / (2.0 * L_ystar * eta)))
+    if control == "no_period":  # NEGATIVE CONTROL only (see the docstring)
+        I = 1
+    gamma = 1.0 / (2.0 * c.l_g1)
+    if c.sigma_g1 > 0:
+        gamma = min(gamma, mu * delta_y**2 / (32.0 * c.sigma_g1**2))
+    N = math.ceil(1.0 / (mu * gamma) * math.log(64.0 * math.ceil(T / I) / c.delta))
+    theta1 = 1.0 / (2.0 * c.l_g1)
+    if c.sigma_g1 > 0:
+        theta1 = min(theta1, mu * c.D1**2 / (8.0 * c.sigma_g1**2))
+    k_dag = max(0, math.ceil(2.0 * math.log2(2.0 * c.D1 / delta_y)))
+    T1 = math.ceil(4.0 / (mu * theta1) * math.log(2.0 * max(k_dag, 1) / c.delta))
+    params = BOREPParams(T=T, eta=eta, beta=1.0 - one_m_beta, I=I, N=N, gamma=gamma, nu=nu,
+                         R_ball=2.0 * delta_y, rho=rho, epoch_k=k_dag, epoch_T1=T1,
+                         epoch_theta1=theta1, epoch_D1=c.D1)
+    derived = {"one_minus_beta": one_m_beta, "delta_y": delta_y, "L0_phi": L0, "L1_phi": L1,
+               "r_phi": r_phi, "sigma_phi2": sig_phi2, "K_y": K_y, "L_ystar": L_ystar,
+               "L_zstar": L_zstar, "eps_z": eps_z, "eta_lowered_for_nu": float(eta_lowered)}
+    return BOREPTheorySchedule(eps=eps, params=params, derived=derived)
+
+
+def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
+    """Exact per-replica oracle calls of one BO-REP run with these parameters (X3, B3).
+
+    Outer loop: T × (∇_x F, ∇_y F, HVP, JVP); periodic updates at t = 1 + kI ≤ T, k ≥ 1:
+    ⌊(T−1)/I⌋ × N ∇_y G; Epoch-SGD: Σ_{k=1}^{k†} T_1 2^{k−1} = T_1(2^{k†} − 1) ∇_y G.
+    Samples: one per call (every call draws fresh noise).
+    """
+    T = params.T
+    n_upd = (T - 1) // params.I
+    ll = n_upd * params.N + params.epoch_T1 * (2**params.epoch_k - 1)
+    out = {"grad_x_f": T, "grad_y_f": T, "hvp": T, "jvp": T, "grad_y_g": ll,
+           "grad_x_g": 0}
+    out["samples"] = sum(out.values())
+    return out
+
+
+def borep_oracle_budget(eps: float, constants: BOREPTheoryConstants, *,
+                        control: str | None = None) -> int:
+    """Total oracle calls (∇F, ∇G, HVP, JVP) of the §5.3 theory schedule at target ε —
+    exact accounting of :func:`borep_theory_schedule` via :func:`borep_oracle_counts`
+    (claim B3: Õ(ε^{-4}), Theorem 3.2). ``control="no_period"`` is the negative control.
+    A Python int (the counts exceed int64 for ε ≲ 1e-3)."""
+    p = borep_theory_schedule(eps, constants, control=control).params
+    c = borep_oracle_counts(p)
+    return int(c["samples"])
+
+
+# ---- building blocks --------------------------------------------------------------------------
+def project_ball(u: np.ndarray, c: np.ndarray | float, r: float) -> np.ndarray:
+    """Π_{B(c,r)}(u) = c + (u − c) min(1, r/||u − c||), row-wise (borep.md §4 notation)."""
+    d = u - c
+    nrm = np.sqrt(np.sum(d * d, axis=-1))
+    scale = np.where(nrm > r, r / np.where(nrm > r, nrm, 1.0), 1.0)
+    return c + d * scale[..., None]
+
+
+def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger: int,
+              T1: int, theta1: float, D1: float, project: bool = True) -> np.ndarray:
+    """Algorithm 3 (Epoch-SGD with shrinking balls; borep.md §4): for k = 1..k†,
+    T_k = T_1 2^{k−1}, θ_k = θ_1 2^{−(k−1)}, D_k = D_1 2^{−(k−1)/2}; projected SGD on
+    g(x, ·) in B(ŷ^k, D_k) from ŷ^k; ŷ^{k+1} = the average of the epoch's post-step iterates.
+    ``x`` is held fixed (x_1). Returns ŷ^{k†+1}, shape of y0."""
+    yhat = np.array(y0, dtype=np.float64)
+    R = yhat.shape[0]
+    for k in range(1, k_dagger + 1):
+        Tk = T1 * 2 ** (k - 1)
+        th = theta1 * 2.0 ** (-(k - 1))
+        Dk = D1 * 2.0 ** (-(k - 1) / 2.0)
+        c = yhat
+        u = yhat.copy()
+        acc = np.zeros_like(u)
+        for _ in range(Tk):
+            g = oracle.grad_y_g(x, u, sample=oracle.draw("grad_y_g", (R,)))
+            u = u - th * g
+            if project:
+                u = project_ball(u, c, Dk)
+            acc += u
+        yhat = acc / Tk
+    return yhat
+
+
+def _batch(problem, x0, y0):
+    x = np.array(as_vector_batch("x0", x0, problem.d_x), dtype=np.float64, ndmin=2)
+    y = np.array(as_vector_batch("y0", y0, problem.d_y), dtype=np.float64, ndmin=2)
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError("x0 and y0 must have shape (d,) or (R, d)")
+    R = max(x.shape[0], y.shape[0])
+    if x.shape[0] not in (1, R) or y.shape[0] not in (1, R):
+        raise ValueError(f"x0 and y0 replica counts disagree: {x.shape[0]} vs {y.shape[0]}")
+    x = np.array(np.broadcast_to(x, (R, problem.d_x)), order="C")
+    y = np.array(np.broadcast_to(y, (R, problem.d_y)), order="C")
+    return x, y, R
+
+
+# ---- the algorithm ----------------------------------------------------------------------------
+@register("algorithm", "borep", "numpy")
+def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
+          mode: str = "tuned", T: int | None = None, eps: float | None = None,
+          theory: BOREPTheoryConstants | None = None, z0=None, record_every: int = 1,
+          seed: int | None = None, **overrides: Any) -> Trace:
+    """BO-REP (Algorithm 1 with Algorithms 2 and 3; borep.md §4) from x_1 = ``x0``, y_0 = ``y0``.
+
+    Parameters come from ``params`` or from :func:`borep_params` (``mode``, ``T``, ``eps``,
+    ``theory``, ``overrides``). ``x0`` (d_x,) or (R, d_x) and ``y0`` batch R replicas that
+    share the oracle's Generator. z_1 = ``z0`` (default 0), m_0 = 0.
+
+    Trace: record t holds x_{t+1} (t = 0 is x_1, after Epoch-SGD) and the current y; the
+    Theorem 3.2 quantity (1/T)Σ_t ||∇Φ(x_t)|| is ``trace.avg_grad_phi_norm``. ``extra``:
+    ``y_init_error`` (||y_1 − y*(x_1)|| after Epoch-SGD), ``n_lower_updates``, ``y``, ``z``.
+    Non-finite replicas are frozen and flagged (``trace.diverged_at``).
+    """
+    if not isinstance(oracle, GaussianOracle):
+        raise ValueError(f"oracle must be a GaussianOracle, got {type(oracle).__name__}")
+    problem = oracle.problem
+    if params is None:
+        params = borep_params(problem, mode=mode, T=T, eps=eps, theory=theory, **overrides)
+    elif overrides or T is not None or eps is not None or theory is not None:
+        raise ValueError("give either params or (mode, T, eps, theory, overrides), not both")
+    if not isinstance(params, BOREPParams):
+        raise ValueError(f"params must be a BOREPParams, got {type(params).__name__}")
+    require_int("record_every", record_every, low=1)
+    p = params
+    x, y, R = _batch(problem, x0, y0)
+    z = np.zeros((R, problem.d_y)) if z0 is None else np.array(
+        np.broadcast_to(np.atleast_2d(as_vector_batch("z0", z0, problem.d_y)),
+                        (R, problem.d_y)), order="C")
+    m = np.zeros((R, problem.d_x))
+    rec = TraceRecorder(problem, R, record_every)
+    n_upd = 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # line 1: initialization refinement at x_1
+        y = epoch_sgd(oracle, x, y, k_dagger=p.epoch_k, T1=p.epoch_T1, theta1=p.epoch_theta1,
+                      D1=p.epoch_D1, project=p.project)
+        y_init_err = np.linalg.norm(y - problem.y_star(x), axis=-1)
+        rec.record(0, x, y, oracle.counts, force=True)
+        for t in range(1, p.T + 1):  # the paper's index: iteration t updates x_t -> x_{t+1}
+            # line 3, Algorithm 2: periodic projected SGD (t = 1 keeps y_1 from line 1)
+            if t >= 2 and (t - 1) % p.I == 0:
+                n_upd += 1
+                c = y
+                u = y.copy()
+                for _ in range(p.N):
+                    g = oracle.grad_y_g(x, u, sample=oracle.draw("grad_y_g", (R,)))
+                    u = u - p.gamma * g
+                    if p.project:
+                        u = project_ball(u, c, p.R_ball)
+                act = rec.active[:, None]
+                y = np.where(act, u, y)
+            # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (borep.md §4 details)
+            s_xf = oracle.draw("grad_x_f", (R,))
+            s_yf = oracle.draw("grad_y_f", (R,))
+            s_h = oracle.draw("hvp", (R,))
+            s_j = oracle.draw("jvp", (R,))
+            gxf = oracle.grad_x_f(x, y, sample=s_xf)
+            gyf = oracle.grad_y_f(x, y, sample=s_yf)
+            hz = oracle.hvp_yy_g(x, y, z, sample=s_h)
+            jz = oracle.jvp_xy_g(x, y, z, sample=s_j)
+            z_n = z - p.nu * (hz - gyf)
+            if p.project:
+                z_n = project_ball(z_n, 0.0, p.rho)
+            m_n = p.beta * m + (1.0 - p.beta) * (gxf - jz)
+            if p.normalize:  # line 6; skip the step where ||m_t|| = 0 (DERIVED guard)
+                nm = np.sqrt(np.sum(m_n * m_n, axis=-1))[:, None]
+                x_n = np.where(nm > 0, x - p.eta * m_n / np.where(nm > 0, nm, 1.0), x)
+            else:  # NEGATIVE CONTROL: un-normalized momentum step
+                x_n = x - p.eta * m_n
+            act = rec.check_finite(t - 1, x_n, y, z_n, m_n)[:, None]
+            x = np.where(act, x_n, x)
+            z = np.where(act, z_n, z)
+            m = np.where(act, m_n, m)
+            rec.record(t, x, y, oracle.counts, force=(t == p.T))
+    return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
+                      n_lower_updates=n_upd, y=y, z=z)

@@ -1,0 +1,109 @@
+"""BSA — Bilevel Stochastic Approximation (Ghadimi & Wang 2018, arXiv 1802.02246; spec
+baselines.md §1). NumPy reference, batched over replicas, "+z" convention.
+
+Per outer iteration k = 1..T:
+
+1. lower level: n_k warm-started SGD steps y ← y − β ∇_y G(x_k, y; fresh sample);
+2. one outer sample: (∇_y F, ∇_x F) at (x_k, y_{k+1});
+3. Ghadimi–Wang's randomized Neumann estimate ("HIA", §1 PAPER): p ~ Uniform{0..N−1},
+   z = N η Π_{i=1}^{p} (I − η ∇²_yy G(x_k, y_{k+1}; ζ_i)) ∇_y F, each HVP on a fresh sample;
+   E over p of N η Π = η Σ_{q<N} (I − ηH)^q → H^{-1}, bias (1 − ημ)^N;
+4. x_{k+1} = x_k − α_k (∇_x F − ∇²_xy G(x_k, y_{k+1}; ζ_0) z).
+
+The lower level runs before the hypergradient (the paper's order; benchmark_bilevel's numba
+era runs a warm-up block and then [hypergradient, x-step, SGD block], the same sequence
+shifted by one block, so the LL step of our block k is the benchmark's s/√k of block k−1).
+The realized p of every iteration and replica is returned in ``trace.extra["hia_p"]``
+(shape (T, R)).
+
+Oracle calls per iteration (X3): grad_y_g n_k, grad_y_f 1, grad_x_f 1, jvp 1, and hvp
+max_r p_r — the realized number of products, i.e. exactly p for R = 1 (GW18 draws p + 1
+inner samples ζ_0..ζ_p; benchmark_bilevel's plots count the budget N instead, §0.2
+"(21, 2)" = 10 SGD + N = 10 HIA + 1 cross). GaussianOracle draw order: n_k × ∇_y G, ∇_y F,
+∇_x F, p (one ``rng.integers(0, N, size=R)``), HVPs, JVP.
+
+Modes:
+- ``"tuned"`` (benchmark_bilevel CODE, §1): inner β = s/k^{e0}, Neumann η = s, outer
+  α = (s/r)/k^{e2} with exponents (0.5, 0, 0.5) (the middle one, η's, fixed to 0); defaults
+  s = 0.1, r = 1, n_inner_steps = 10, n_hia_steps N = 10.
+- ``"theory"`` (PAPER, §1, "recalled — verify constants"): η = 1/L_g, n_k = ⌈c_t √k⌉
+  SGD steps with β_j = c_beta/(μ j) (j = 1..n_k, restarting in each block), α_k = c_alpha/√T
+  (constant over the run of T iterations), N = n_hia_steps. The constants c_t, c_beta,
+  c_alpha are NOT RECOVERED: pass them in ``theory_constants``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+from refbilevel.validation import require_int
+
+
+def bsa_params(oracle, mode, T, step_size, outer_ratio, exponents, n_inner_steps,
+               n_hia_steps, theory_constants):
+    """A schedule function k -> (n_k, [β_1..β_{n_k}], α_k), η, N and the params record."""
+    B.require_mode(mode)
+    N = require_int("n_hia_steps", n_hia_steps, low=1)
+    if mode == "tuned":
+        s = B.positive("step_size", step_size)
+        r = B.positive("outer_ratio", outer_ratio)
+        n = require_int("n_inner_steps", n_inner_steps, low=0)
+        if len(exponents) != 2:
+            raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
+        e_in, e_out = (B.exponent("exponents[0]", exponents[0]),
+                       B.exponent("exponents[1]", exponents[1]))
+
+        def schedule(k):
+            return n, [B.decay(s, e_in, k)] * n, B.decay(s / r, e_out, k)
+
+        params = {"mode": mode, "step_size": s, "outer_ratio": r, "exponents": (e_in, e_out),
+                  "n_inner_steps": n, "n_hia_steps": N}
+        return schedule, s, N, params
+    c = B.theory_constants("BSA", "§1", theory_constants, ("c_t", "c_beta", "c_alpha"))
+    mu = B.problem_constant(oracle, "mu", "BSA", "§1")
+    L = B.problem_constant(oracle, "L_y", "BSA", "§1")
+    alpha = c["c_alpha"] / math.sqrt(max(T, 1))
+
+    def schedule(k):
+        nk = math.ceil(c["c_t"] * math.sqrt(k))
+        return nk, [c["c_beta"] / (mu * j) for j in range(1, nk + 1)], alpha
+
+    params = {"mode": mode, **c, "eta": 1.0 / L, "alpha": alpha, "n_hia_steps": N}
+    return schedule, 1.0 / L, N, params
+
+
+@register("algorithm", "bsa", "numpy")
+def run_bsa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+            outer_ratio: float = 1.0, exponents: tuple[float, float] = (0.5, 0.5),
+            n_inner_steps: int = 10, n_hia_steps: int = 10,
+            theory_constants: dict | None = None, record_every: int = 1,
+            seed: int | None = None) -> Trace:
+    """Run BSA for T outer iterations from (x0, y0) (R replicas); see the module docstring.
+    ``exponents`` = (e_inner, e_outer) of the tuned schedule (η's exponent is 0)."""
+    B.require_oracle(oracle)
+    T = B.iterations(T)
+    schedule, eta, N, params = bsa_params(oracle, mode, T, step_size, outer_ratio, exponents,
+                                          n_inner_steps, n_hia_steps, theory_constants)
+    x, y, R = B.start_points(oracle, x0, y0)
+    rec = B.recorder(oracle, R, record_every)
+    rec.record(0, x, y, oracle.counts, force=True)
+    ps = np.zeros((T, R), dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, T + 1):
+            _, betas, alpha = schedule(t)
+            bad = np.zeros(R, dtype=bool)
+            yn = y
+            for beta in betas:
+                yn = B.guard(yn - beta * oracle.grad_y_g(x, yn), bad)
+            fy, fx = B.outer_gradients(oracle, x, yn, R)
+            z, ps[t - 1] = B.hia(oracle, x, yn, fy, N, eta, R, bad)
+            xn = x - alpha * (fx - oracle.jvp_xy_g(x, yn, B.guard(z, bad)))
+            x, y = B.freeze(rec, t, (xn, yn), (x, y), bad)
+            rec.record(t, x, y, oracle.counts, force=t == T)
+        # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
+        return rec.finish("bsa", "numpy", params, seed, hia_p=ps)

@@ -1,0 +1,121 @@
+"""BSA as one explicit Numba kernel (Ghadimi & Wang 2018; spec baselines.md §1;
+DESIGN.md §Backends). Same mathematics, schedule and random-number order as the NumPy
+reference :func:`refbilevel.algorithms.bsa.run_bsa`: per iteration n_k × ∇_y G, ∇_y F, ∇_x F,
+p (one ``rng.integers(0, N, R)``), max p HVPs, JVP. The schedule (n_k, β's, α_k) is
+evaluated in Python by the reference's own schedule function and passed as arrays, so the
+step sizes are bit-identical. Oracles and divergence handling: see
+:mod:`refbilevel.algorithms._baselines_numba`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_y_g,
+    call_jvp,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    hia_kernel,
+    is_record,
+    kernel_inputs,
+    n_records,
+)
+from refbilevel.algorithms.bsa import bsa_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+
+
+@njit(cache=True, error_model="numpy")
+def bsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, nk, betas, alphas, eta, N, s_gy, s_h, s_j,
+               s_fy, s_fx, bsz, n_in, n_out, every):
+    """T BSA iterations in place on X (R, d_x), Y (R, d_y); iteration t runs nk[t-1] LL
+    steps with the next entries of ``betas`` and the outer step alphas[t-1].
+    Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    div = np.full(R, -1, dtype=np.int64)
+    ps = np.zeros((T, R), dtype=np.int64)
+    steps = np.zeros(T, dtype=np.int64)
+    YN = np.empty((R, dy))
+    G = np.zeros((R, dy))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    HV = np.zeros((R, dy))
+    CZ = np.zeros((R, dx))
+    xn = np.empty(dx)
+    off = 0
+    for t in range(1, T + 1):
+        YN[:] = Y
+        for j in range(nk[t - 1]):
+            beta = betas[off + j]
+            idx = draw_idx(rng, fs, n_in, R, bsz)
+            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, G, act)
+            for r in range(R):
+                if act[r]:
+                    for i in range(dy):
+                        YN[r, i] = YN[r, i] - beta * G[r, i]
+        off += nk[t - 1]
+        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
+        steps[t - 1] = hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, YN, FY, HV, N, eta,
+                                  act, ps[t - 1])
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, FY, CZ, act)
+        alpha = alphas[t - 1]
+        for r in range(R):
+            if not act[r]:
+                continue
+            for i in range(dx):
+                xn[i] = X[r, i] - alpha * (FX[r, i] - CZ[r, i])
+            if all_finite(xn) and all_finite(YN[r]):
+                X[r] = xn
+                Y[r] = YN[r]
+            else:
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div, ps, steps
+
+
+@register("algorithm", "bsa", "numba")
+def run_bsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                  outer_ratio: float = 1.0, exponents: tuple[float, float] = (0.5, 0.5),
+                  n_inner_steps: int = 10, n_hia_steps: int = 10,
+                  theory_constants: dict | None = None, record_every: int = 1,
+                  seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.bsa.run_bsa` (same arguments, same random
+    numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    T = B.iterations(T)
+    schedule, eta, N, params = bsa_params(oracle, mode, T, step_size, outer_ratio, exponents,
+                                          n_inner_steps, n_hia_steps, theory_constants)
+    x, y, R = B.start_points(oracle, x0, y0)
+    every = B.recorder(oracle, R, record_every).record_every
+    sch = [schedule(t) for t in range(1, T + 1)]
+    nk = np.array([s[0] for s in sch], dtype=np.int64)
+    betas = np.array([b for s in sch for b in s[1]], dtype=np.float64)
+    alphas = np.array([s[2] for s in sch], dtype=np.float64)
+    k = kernel_inputs(oracle, "bsa")
+    s = k["std"]
+    Xr, Yr, div, ps, steps = bsa_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, T, nk, betas, alphas,
+        float(eta), int(N), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"], s["grad_x_f"],
+        k["bsz"], k["n_in"], k["n_out"], every)
+    ones = np.ones(T, dtype=np.int64)
+    per = {"grad_y_g": nk, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
+           "samples": nk + steps + (2 if k["fs"] else 3)}
+    return finish_trace(oracle, "bsa", params, seed, T, every, Xr, Yr, div, per, hia_p=ps)

@@ -1,0 +1,120 @@
+"""MA-SOBA as one explicit Numba kernel (Chen, Xu, Zhang 2023; spec baselines.md §6;
+DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+reference :func:`refbilevel.algorithms.ma_soba.run_ma_soba`: per iteration ∇_y G, HVP, JVP
+(one inner sample), then ∇_y F, ∇_x F (one outer sample). Oracles and divergence handling:
+see :mod:`refbilevel.algorithms._baselines_numba`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_y_g,
+    call_hvp,
+    call_jvp,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    is_record,
+    kernel_inputs,
+    n_records,
+)
+from refbilevel.algorithms.ma_soba import ma_soba_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+
+
+@njit(cache=True, error_model="numpy")
+def ma_soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, H, T, beta, gamma, alpha, theta, radius,
+                   updated_h, s_gy, s_h, s_j, s_fy, s_fx, bsz, n_in, n_out, every):
+    """T MA-SOBA iterations in place on X, H (R, d_x), Y, Z (R, d_y); radius < 0 means no
+    projection. Returns (X records, Y records, diverged_at)."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    div = np.full(R, -1, dtype=np.int64)
+    DY = np.zeros((R, dy))
+    HZ = np.zeros((R, dy))
+    CZ = np.zeros((R, dx))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    xn = np.empty(dx)
+    hn = np.empty(dx)
+    yn = np.empty(dy)
+    zn = np.empty(dy)
+    for t in range(1, T + 1):
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, Y, DY, act)
+        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, Z, HZ, act)
+        call_jvp(P, LI, fs, rng, s_j, idx, X, Y, Z, CZ, act)
+        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act)
+        for r in range(R):
+            if not act[r]:
+                continue
+            for i in range(dx):
+                hn[i] = H[r, i] + theta * ((FX[r, i] - CZ[r, i]) - H[r, i])
+                xn[i] = X[r, i] - alpha * (hn[i] if updated_h else H[r, i])
+            nrm2 = 0.0
+            for i in range(dy):
+                yn[i] = Y[r, i] - beta * DY[r, i]
+                zn[i] = Z[r, i] - gamma * (HZ[r, i] - FY[r, i])
+                nrm2 += zn[i] * zn[i]
+            if radius >= 0.0:
+                nrm = math.sqrt(nrm2)
+                f = min(1.0, radius / (nrm if nrm > 0.0 else 1.0))
+                for i in range(dy):
+                    zn[i] = zn[i] * f
+            if all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(hn):
+                X[r] = xn
+                Y[r] = yn
+                Z[r] = zn
+                H[r] = hn
+            else:
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div
+
+
+@register("algorithm", "ma_soba", "numba")
+def run_ma_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: float = 0.1,
+                      step_z: float = 0.1, step_x: float = 0.05, theta: float = 0.1,
+                      z_radius: float | None = None, use_updated_h: bool = False,
+                      theory_constants: dict | None = None, record_every: int = 1,
+                      seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.ma_soba.run_ma_soba` (same arguments, same
+    random numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    T = B.iterations(T)
+    beta, gamma, alpha, th, rad, params = ma_soba_params(
+        oracle, mode, T, step_y, step_z, step_x, theta, z_radius, theory_constants)
+    params["use_updated_h"] = bool(use_updated_h)
+    x, y, R = B.start_points(oracle, x0, y0)
+    z = np.zeros((R, oracle.problem.d_y))
+    h = np.zeros((R, oracle.problem.d_x))
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "ma_soba")
+    s = k["std"]
+    Xr, Yr, div = ma_soba_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, h, T, float(beta),
+        float(gamma), float(alpha), float(th), -1.0 if rad is None else float(rad),
+        bool(use_updated_h), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"], s["grad_x_f"],
+        k["bsz"], k["n_in"], k["n_out"], every)
+    per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
+           "samples": 2 if k["fs"] else 5}
+    return finish_trace(oracle, "ma_soba", params, seed, T, every, Xr, Yr, div, per, z=z, h=h)

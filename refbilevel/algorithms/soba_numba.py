@@ -1,0 +1,107 @@
+"""SOBA as one explicit Numba kernel (Dagréou et al. 2022; spec baselines.md §4;
+DESIGN.md §Backends). Same mathematics, schedule, sign conventions and random-number order as
+the NumPy reference :func:`refbilevel.algorithms.soba.run_soba`: per iteration ∇_y G, HVP,
+JVP (one inner minibatch, or three noise blocks), then ∇_y F, ∇_x F (one outer minibatch, or
+two noise blocks). Oracles and divergence handling: see
+:mod:`refbilevel.algorithms._baselines_numba`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_y_g,
+    call_hvp,
+    call_jvp,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    is_record,
+    kernel_inputs,
+    n_records,
+)
+from refbilevel.algorithms.soba import initial_z, soba_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+
+
+@njit(cache=True, error_model="numpy")
+def soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, rc, re, gc, ge, s_gy, s_h, s_j, s_fy,
+                s_fx, bsz, n_in, n_out, every):
+    """T SOBA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention).
+    Returns (X records, Y records, diverged_at)."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    div = np.full(R, -1, dtype=np.int64)
+    DY = np.zeros((R, dy))
+    HZ = np.zeros((R, dy))
+    CZ = np.zeros((R, dx))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    xn = np.empty(dx)
+    yn = np.empty(dy)
+    zn = np.empty(dy)
+    for t in range(1, T + 1):
+        rho = rc if re == 0.0 else rc / t**re
+        gamma = gc if ge == 0.0 else gc / t**ge
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, Y, DY, act)
+        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, Z, HZ, act)
+        call_jvp(P, LI, fs, rng, s_j, idx, X, Y, Z, CZ, act)
+        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act)
+        for r in range(R):
+            if not act[r]:
+                continue
+            for i in range(dx):
+                xn[i] = X[r, i] - gamma * (FX[r, i] - CZ[r, i])
+            for i in range(dy):
+                yn[i] = Y[r, i] - rho * DY[r, i]
+                zn[i] = Z[r, i] - rho * (HZ[r, i] - FY[r, i])
+            if all_finite(xn) and all_finite(yn) and all_finite(zn):
+                X[r] = xn
+                Y[r] = yn
+                Z[r] = zn
+            else:
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div
+
+
+@register("algorithm", "soba", "numba")
+def run_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                   outer_ratio: float = 1.0, exponents: tuple[float, float] = (0.5, 0.5),
+                   v0=None, theory_constants: dict | None = None, record_every: int = 1,
+                   seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.soba.run_soba` (same arguments, same random
+    numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    rc, re, gc, ge, params = soba_params(oracle, mode, step_size, outer_ratio, exponents,
+                                         theory_constants)
+    T = B.iterations(T)
+    x, y, R = B.start_points(oracle, x0, y0)
+    z = initial_z(oracle, v0, R)
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "soba")
+    s = k["std"]
+    Xr, Yr, div = soba_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, T, float(rc),
+        float(re), float(gc), float(ge), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
+        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
+           "samples": 2 if k["fs"] else 5}
+    return finish_trace(oracle, "soba", params, seed, T, every, Xr, Yr, div, per, v=-z)

@@ -1,0 +1,119 @@
+"""stocBiO as one explicit Numba kernel (Ji, Yang, Liang 2021; spec baselines.md §2;
+DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+reference :func:`refbilevel.algorithms.stocbio.run_stocbio`: per iteration D × ∇_y G, then
+∇_y F, ∇_x F (one outer sample), Q × HVP, JVP, each on a fresh sample. Oracles and
+divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_y_g,
+    call_hvp,
+    call_jvp,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    is_record,
+    kernel_inputs,
+    n_records,
+)
+from refbilevel.algorithms.stocbio import stocbio_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+
+
+@njit(cache=True, error_model="numpy")
+def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_gy, s_h, s_j,
+                   s_fy, s_fx, bsz, n_in, n_out, every):
+    """T stocBiO iterations in place on X (R, d_x), Y (R, d_y).
+    Returns (X records, Y records, diverged_at)."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    div = np.full(R, -1, dtype=np.int64)
+    YN = np.empty((R, dy))
+    G = np.zeros((R, dy))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    U = np.zeros((R, dy))
+    S = np.zeros((R, dy))
+    HU = np.zeros((R, dy))
+    CZ = np.zeros((R, dx))
+    xn = np.empty(dx)
+    for t in range(1, T + 1):
+        YN[:] = Y
+        for _ in range(D):
+            idx = draw_idx(rng, fs, n_in, R, bsz)
+            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, G, act)
+            for r in range(R):
+                if act[r]:
+                    for i in range(dy):
+                        YN[r, i] = YN[r, i] - alpha * G[r, i]
+        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
+        U[:] = FY
+        S[:] = FY
+        for _ in range(Q):
+            idx = draw_idx(rng, fs, n_in, R, bsz)
+            call_hvp(P, LI, reg, fs, rng, s_h, idx, X, YN, U, HU, act)
+            for r in range(R):
+                if act[r]:
+                    for i in range(dy):
+                        U[r, i] = U[r, i] - eta * HU[r, i]
+                        S[r, i] = S[r, i] + U[r, i]
+        for r in range(R):
+            for i in range(dy):
+                S[r, i] = eta * S[r, i]  # z = η s_Q
+        idx = draw_idx(rng, fs, n_in, R, bsz)
+        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, S, CZ, act)
+        for r in range(R):
+            if not act[r]:
+                continue
+            for i in range(dx):
+                xn[i] = X[r, i] - beta * (FX[r, i] - CZ[r, i])
+            if all_finite(xn) and all_finite(YN[r]):
+                X[r] = xn
+                Y[r] = YN[r]
+            else:
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div
+
+
+@register("algorithm", "stocbio", "numba")
+def run_stocbio_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                      outer_ratio: float = 1.0, n_inner_steps: int = 10,
+                      n_neumann_steps: int = 10, theory_constants: dict | None = None,
+                      record_every: int = 1, seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.stocbio.run_stocbio` (same arguments, same
+    random numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    alpha, eta, beta, D, Q, params = stocbio_params(
+        oracle, mode, step_size, outer_ratio, n_inner_steps, n_neumann_steps, theory_constants)
+    T = B.iterations(T)
+    x, y, R = B.start_points(oracle, x0, y0)
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "stocbio")
+    s = k["std"]
+    Xr, Yr, div = stocbio_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, T, float(alpha),
+        float(eta), float(beta), D, Q, s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
+        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    per = {"grad_y_g": D, "hvp": Q, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
+           "samples": D + Q + 2 if k["fs"] else D + Q + 3}
+    return finish_trace(oracle, "stocbio", params, seed, T, every, Xr, Yr, div, per)

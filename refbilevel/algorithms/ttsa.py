@@ -1,0 +1,100 @@
+"""TTSA — Two-Timescale Stochastic Approximation (Hong, Wai, Wang, Yang, SIAM J. Optim. 2023;
+spec baselines.md §3). NumPy reference, batched over replicas, "+z" convention.
+
+Single loop, k = 1..T:
+
+    y_{k+1} = y_k − β_k ∇_y G(x_k, y_k; ζ_k)
+    x_{k+1} = x_k − α_k h_k,   h_k = Ghadimi–Wang's estimator (§1) at (x_k, y_{k+1}):
+              h_k = ∇_x F − ∇²_xy G(·; ζ_k) z,  z = N_k η Π_{i=1}^{p} (I − η ∇²_yy G(·; ζ_i)) ∇_y F,
+              p ~ Uniform{0..N_k − 1}
+
+The cross product reuses the LL step's sample ζ_k (benchmark_bilevel CODE: "same batch b as
+step 1") when the oracle shares samples (FiniteSumOracle); a GaussianOracle draws fresh noise.
+The projection Π_X / the benchmark's ``prox`` is the identity here (unconstrained problems).
+The realized p per iteration and replica is in ``trace.extra["hia_p"]`` (shape (T, R)).
+
+Oracle calls per iteration (X3): grad_y_g 1, grad_y_f 1, grad_x_f 1, jvp 1, hvp max_r p_r
+(exactly p for R = 1; the benchmark's plots count "(11, 2)", i.e. 1 SGD + the budget N = 10,
+the cross sharing the SGD batch, §0.2). GaussianOracle draw order: ∇_y G, ∇_y F, ∇_x F, p
+(one ``rng.integers(0, N, size=R)``), HVPs, JVP.
+
+Modes:
+- ``"tuned"`` (benchmark_bilevel CODE, §3): β_k = s/k^{0.4}, η = s, α_k = (s/r)/k^{0.6}
+  (exponents (0.4, 0, 0.6)); defaults s = 0.1, r = 1, n_hia_steps N = 10.
+- ``"theory"`` (PAPER, §3, recalled): α = c_alpha T^{-3/5}, β = c_beta T^{-2/5} (constant over
+  a run of T iterations, two time scales β ≫ α), η = 1/L_g and
+  N_k = max(1, ⌈c_N (L_g/μ) log(k + 1)⌉) (k = 1..T, so log 2 at the first iteration). The
+  constants c_alpha, c_beta, c_N are NOT RECOVERED: pass them in ``theory_constants``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+from refbilevel.validation import require_int
+
+
+def ttsa_params(oracle, mode, T, step_size, outer_ratio, exponents, n_hia_steps,
+                theory_constants):
+    """A schedule k -> (β_k, α_k, N_k), η and the params record."""
+    B.require_mode(mode)
+    if mode == "tuned":
+        s = B.positive("step_size", step_size)
+        r = B.positive("outer_ratio", outer_ratio)
+        N = require_int("n_hia_steps", n_hia_steps, low=1)
+        if len(exponents) != 2:
+            raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
+        e_in, e_out = (B.exponent("exponents[0]", exponents[0]),
+                       B.exponent("exponents[1]", exponents[1]))
+
+        def schedule(k):
+            return B.decay(s, e_in, k), B.decay(s / r, e_out, k), N
+
+        params = {"mode": mode, "step_size": s, "outer_ratio": r, "exponents": (e_in, e_out),
+                  "n_hia_steps": N}
+        return schedule, s, params
+    c = B.theory_constants("TTSA", "§3", theory_constants, ("c_alpha", "c_beta", "c_N"))
+    mu = B.problem_constant(oracle, "mu", "TTSA", "§3")
+    L = B.problem_constant(oracle, "L_y", "TTSA", "§3")
+    K = max(T, 1)
+    alpha, beta = c["c_alpha"] * K ** -0.6, c["c_beta"] * K ** -0.4
+
+    def schedule(k):
+        return beta, alpha, max(1, math.ceil(c["c_N"] * (L / mu) * math.log(k + 1)))
+
+    params = {"mode": mode, **c, "alpha": alpha, "beta": beta, "eta": 1.0 / L}
+    return schedule, 1.0 / L, params
+
+
+@register("algorithm", "ttsa", "numpy")
+def run_ttsa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+             outer_ratio: float = 1.0, exponents: tuple[float, float] = (0.4, 0.6),
+             n_hia_steps: int = 10, theory_constants: dict | None = None,
+             record_every: int = 1, seed: int | None = None) -> Trace:
+    """Run TTSA for T iterations from (x0, y0) (R replicas); see the module docstring."""
+    B.require_oracle(oracle)
+    T = B.iterations(T)
+    schedule, eta, params = ttsa_params(oracle, mode, T, step_size, outer_ratio, exponents,
+                                        n_hia_steps, theory_constants)
+    x, y, R = B.start_points(oracle, x0, y0)
+    rec = B.recorder(oracle, R, record_every)
+    rec.record(0, x, y, oracle.counts, force=True)
+    ps = np.zeros((T, R), dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, T + 1):
+            beta, alpha, N = schedule(t)
+            b = B.shared_sample(oracle, "grad_y_g", R)
+            bad = np.zeros(R, dtype=bool)
+            yn = B.guard(y - beta * oracle.grad_y_g(x, y, sample=b), bad)
+            fy, fx = B.outer_gradients(oracle, x, yn, R)
+            z, ps[t - 1] = B.hia(oracle, x, yn, fy, N, eta, R, bad)
+            xn = x - alpha * (fx - oracle.jvp_xy_g(x, yn, B.guard(z, bad), sample=b))
+            x, y = B.freeze(rec, t, (xn, yn), (x, y), bad)
+            rec.record(t, x, y, oracle.counts, force=t == T)
+        # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
+        return rec.finish("ttsa", "numpy", params, seed, hia_p=ps)

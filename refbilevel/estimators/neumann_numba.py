@@ -1,0 +1,161 @@
+"""Numba kernels of the Neumann-series estimators (same mathematics as
+:mod:`refbilevel.estimators.neumann`, spec unibio.md §3.5, baselines.md §1-§3).
+
+One kernel covers both truncations and both variants; the problem enters as the uniform
+parameter tuple of :mod:`refbilevel.backends.numba_problems` (compiled once, cached on
+disk). Per oracle call the kernel draws one (R, dim) standard-normal block from the caller's
+Generator, in the reference's order ([q̂], ∇_x F, v_0, HVPs, JVP), then does the arithmetic
+replica by replica (``prange`` when the batch is large enough), so it reproduces the NumPy
+reference to rounding on the same Generator (claim X4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from refbilevel.backends.numba_problems import (
+    draw_block,
+    f_u,
+    gen_hvp_T,
+    grad_x_f,
+    grad_y_f,
+    hvp,
+    jit_pair,
+    jvp,
+    numba_problem,
+)
+from refbilevel.backends.registry import register
+from refbilevel.estimators._common import (
+    as_2d,
+    batch_xy,
+    parallel_worth_it,
+    require_oracle,
+)
+from refbilevel.estimators.neumann import check_neumann_args, neumann_counts
+from refbilevel.estimators.result import Estimate
+
+
+@njit(cache=True, error_model="numpy")
+def _first(P, gen, x, y, gx, v, s_fx, zx, s_v, zv):
+    """∇_x F and v_0 (∇_y F or F_u) of one replica, noise added as GaussianOracle does."""
+    grad_x_f(P, x, y, gx)
+    if s_fx != 0.0:
+        for i in range(gx.shape[0]):
+            gx[i] = gx[i] + s_fx * zx[i]
+    if gen:
+        f_u(P, x, y, v)
+    else:
+        grad_y_f(P, x, y, v)
+    if s_v != 0.0:
+        for i in range(v.shape[0]):
+            v[i] = v[i] + s_v * zv[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _hvp_step(P, gen, x, y, v, t, alpha, s_h, zh):
+    """v <- v - alpha (Ĥ v) with Ĥ v = exact product + s_h z (t is scratch)."""
+    if gen:
+        gen_hvp_T(P, x, y, v, t)
+    else:
+        hvp(P, x, y, v, t)
+    if s_h != 0.0:
+        for i in range(v.shape[0]):
+            v[i] = v[i] - alpha * (t[i] + s_h * zh[i])
+    else:
+        for i in range(v.shape[0]):
+            v[i] = v[i] - alpha * t[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _last(P, x, y, z, gx, t, s_j, zj):
+    """gx <- gx - (∇²_xy G z) with the JVP's noise."""
+    jvp(P, x, y, z, t)
+    if s_j != 0.0:
+        for i in range(gx.shape[0]):
+            gx[i] = gx[i] - (t[i] + s_j * zj[i])
+    else:
+        for i in range(gx.shape[0]):
+            gx[i] = gx[i] - t[i]
+
+
+def _neumann_kernel(P, rng, X, Y, Q, alpha, randomized, gen, start, s_fx, s_v, s_h, s_j):
+    """Neumann estimate for R replicas (rows of X, Y). Returns (values (R, d_x), HVP steps
+    evaluated on the batch). Each oracle call: one noise block for all replicas (serial, the
+    reference's order), then the arithmetic replica by replica (prange)."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    # Numba cannot pass a tuple of arrays into a prange body (parfor gufunc arguments must
+    # be arrays or scalars): unpack P here and rebuild it inside each parallel loop.
+    kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3) = P
+    fixed = not randomized
+    qhat = np.zeros(R, dtype=np.int64)
+    n_steps = Q
+    if randomized:
+        n_steps = 0
+        for r in range(R):
+            qhat[r] = rng.integers(0, Q)
+            if qhat[r] > n_steps:
+                n_steps = qhat[r]
+    G = np.empty((R, dx))
+    V = np.empty((R, dy))
+    T = np.empty((R, dy))
+    S = np.zeros((R, dy))
+    zx = draw_block(rng, s_fx, R, dx)
+    zv = draw_block(rng, s_v, R, dy)
+    for r in prange(R):
+        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
+        _first(Pr, gen, X[r], Y[r], G[r], V[r], s_fx, zx[r], s_v, zv[r])
+        if randomized or start == 0:
+            for i in range(dy):
+                S[r, i] = V[r, i]
+    for j in range(1, n_steps + 1):
+        zh = draw_block(rng, s_h, R, dy)
+        for r in prange(R):
+            Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
+            if fixed or qhat[r] >= j:
+                _hvp_step(Pr, gen, X[r], Y[r], V[r], T[r], alpha, s_h, zh[r])
+                if fixed:
+                    for i in range(dy):
+                        S[r, i] = S[r, i] + V[r, i]
+    zj = draw_block(rng, s_j, R, dx)
+    T2 = np.empty((R, dx))
+    scale = Q * alpha  # the reference computes Q * alpha * v left to right
+    for r in prange(R):
+        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
+        for i in range(dy):  # T[r] <- z, the Neumann vector
+            T[r, i] = alpha * S[r, i] if fixed else scale * V[r, i]
+        _last(Pr, X[r], Y[r], T[r], G[r], T2[r], s_j, zj[r])
+    return G, n_steps
+
+
+neumann_kernel, neumann_kernel_parallel = jit_pair(_neumann_kernel)
+
+
+@register("estimator", "neumann", "numba")
+def neumann_hypergradient_numba(oracle, x, y, Q: int, *, alpha: float | None = None,
+                                truncation: str = "fixed", variant: str = "classical",
+                                start: int = 0) -> Estimate:
+    """Numba backend of :func:`refbilevel.estimators.neumann.neumann_hypergradient`
+    (same arguments, same random numbers from ``oracle.rng``, same counts)."""
+    require_oracle(oracle)
+    problem = oracle.problem
+    Q, alpha, truncation, variant, start = check_neumann_args(
+        problem, Q, alpha, truncation, variant, start)
+    _, P = numba_problem(problem)
+    x, y, batch = batch_xy(problem, x, y)
+    X, Y = as_2d(x, batch), as_2d(y, batch)
+    gen = variant == "generalized"
+    nz = oracle.noise
+    par = parallel_worth_it(X.shape[0], max(X.shape[1], Y.shape[1]))
+    G, n_steps = (neumann_kernel_parallel if par else neumann_kernel)(
+        P, oracle.rng, X, Y, int(Q), float(alpha), truncation == "randomized", gen, int(start),
+        nz.grad_x_f, nz.f_u if gen else nz.grad_y_f, nz.gen_hvp if gen else nz.hvp, nz.jvp)
+    # the oracle's counters record the calls the kernel made, as the reference's oracle would
+    c = oracle.counts
+    c.add("grad_x_f")
+    c.add("f_u" if gen else "grad_y_f")
+    c.add("gen_hvp" if gen else "hvp", int(n_steps))
+    c.add("jvp")
+    c.add("samples", 3 + int(n_steps))
+    return Estimate(value=G.reshape(batch + (problem.d_x,)), counts=neumann_counts(Q, variant))
