@@ -12,11 +12,11 @@ from refbilevel.algorithms.unibio import (
     unibio_oracle_counts,
 )
 from refbilevel.oracles import GaussianOracle, NoiseConfig
+from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
-from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.randomness import named_stream
 
 NOISY = NoiseConfig(grad_y_g=1.0, grad_x_f=0.01, f_u=0.01, gen_hvp=0.01, jvp=0.01)
