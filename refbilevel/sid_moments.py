@@ -190,7 +190,7 @@ def problem_data(problem: Any) -> _Data:
     if not np.allclose(sig, sig.T, rtol=0, atol=1e-14 * max(1.0, np.abs(sig).max())):
         raise ValueError("Sigma_xi must be symmetric")
     levels = {k: require_range(k, raw[k], low=0.0) for k in ("s_Z", "s_Y", "s_eps")}
-    return _Data(A=A, B=B, **arrs, **levels)
+    return _Data(A=A, B=B, **arrs, **levels)  # type: ignore[arg-type]  # keys match fields
 
 
 @dataclass(frozen=True)

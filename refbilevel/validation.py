@@ -7,9 +7,11 @@ message naming the parameter and its allowed range (DESIGN.md, "Standards").
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+_T = TypeVar("_T")
 
 
 def require_range(
@@ -119,7 +121,7 @@ def require_vector(name: str, value: Any, dim: int | None = None) -> np.ndarray:
     return arr
 
 
-def require_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def require_choice(name: str, value: Any, choices: tuple[_T, ...]) -> _T:
     """``value`` if it is one of ``choices``, else ValueError listing them."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -128,11 +128,11 @@ def constrained_minimum(problem, constraint, lam0, *, alpha: float | None = None
     values were computed). For convex f this is the minimum over Λ; otherwise a stationary
     point, and f* is then only an estimate of inf_Λ f (the caller must say so)."""
     L = float(problem.constants.extra["L_f"])
-    a = 1.0 / L if alpha is None else alpha
+    a: float = 1.0 / L if alpha is None else float(alpha)
     lam = _project(constraint, np.asarray(lam0, dtype=float).copy())
     for _ in range(max_iter):
         new = _project(constraint, lam - a * problem.grad_f(lam))
-        if np.linalg.norm(new - lam) <= tol * max(1.0, np.linalg.norm(lam)):
+        if np.linalg.norm(new - lam) <= tol * max(1.0, float(np.linalg.norm(lam))):
             lam = new
             break
         lam = new

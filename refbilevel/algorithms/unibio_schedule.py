@@ -98,6 +98,10 @@ def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
     if missing:
         raise ValueError(f"theory_schedule needs the problem constants {', '.join(missing)}; "
                          f"{type(problem).__name__} does not state them")
+    # narrowed for the type checker; the ValueError above is the user-facing check
+    assert c.mu is not None and c.l_g1 is not None and c.C_f is not None and c.C is not None
+    assert c.l_p is not None and c.L_phi1 is not None and c.L_phi2 is not None
+    assert c.L_0 is not None and c.L_1 is not None
     p, mu = problem.p, c.mu
     # Lemma B.7's indicative variance (spec §3.6, TTSA mapping)
     s_f1 = noise.grad_x_f**2 * problem.d_x

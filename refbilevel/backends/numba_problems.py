@@ -547,11 +547,9 @@ def _numba_problem(problem) -> tuple[NumbaProblemKernels, tuple]:
         return (NumbaProblemKernels(KIND_NONSEPARABLE, "nonseparable"),
                 _pack(KIND_NONSEPARABLE, [problem.p, problem.rho], vecs=(problem.c,),
                       mats=(problem.A, problem.B)))
-    try:
-        from refbilevel.problems.quadratic import StronglyConvexQuadratic
-    except ImportError:  # pragma: no cover - the module ships with the package
-        StronglyConvexQuadratic = None
-    if StronglyConvexQuadratic is not None and cls is StronglyConvexQuadratic:
+    from refbilevel.problems.quadratic import StronglyConvexQuadratic
+
+    if cls is StronglyConvexQuadratic:
         return NumbaProblemKernels(KIND_QUADRATIC, "quadratic"), _pack_quadratic(problem)
     raise NotImplementedOnBackendError(
         f"the numba backend has no kernels for problem class {cls.__name__}; supported: "

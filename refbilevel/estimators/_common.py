@@ -11,15 +11,10 @@ import math
 import numpy as np
 
 from refbilevel.oracles.counters import ORACLE_KINDS, OracleCounts
+from refbilevel.validation import require_choice as require_choice  # re-export
 from refbilevel.validation import require_int, require_range
 
 _COUNT_FIELDS = (*ORACLE_KINDS, "samples")
-
-
-def require_choice(name: str, value, choices: tuple) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
 
 
 def require_oracle(oracle) -> None:

@@ -222,7 +222,7 @@ def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
     if reuse == "ll" and inp.k > 0 and inp.t == 0:
         raise ValueError("reuse='ll' needs t >= 1 (the LS reuses the LL samples)")
     out = np.empty((inp.R, oracle.n))
-    _sid_kernel(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,
+    _sid_kernel(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,  # type: ignore[call-arg]
                 inp.eta, _REUSE_CODE[reuse], out)
     ls_draws = inp.k if reuse is None else (inp.k - inp.k // 2 if reuse == "pairs" else 0)
     # per replica: t + k + J ζ samples and J ξ samples (spec §4.2), as sid_counts says

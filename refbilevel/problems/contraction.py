@@ -375,8 +375,8 @@ def gd_map_contraction(H, K, h, alpha_ll: float, *, P, Q, S, p, s, s_Z: float = 
     The upper level (P, Q, S, p, s) and noise levels are those of :class:`LinearContraction`.
     """
     H = np.asarray(H, dtype=np.float64)
-    d = H.shape[0] if H.ndim == 2 else -1
-    H = _symmetric("H", H, d if d > 0 else None)
+    d: int | None = int(H.shape[0]) if H.ndim == 2 else None
+    H = _symmetric("H", H, d)  # type: ignore[arg-type]  # None = "any size", checked inside
     ev = np.linalg.eigvalsh(H)
     if ev[0] <= 0:
         raise ValueError(f"H must be positive definite, got lambda_min(H) = {ev[0]:g}")
