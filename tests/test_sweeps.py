@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -49,12 +50,14 @@ def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(tmp_p
         cells = {cells!r}
         run_sweep(holder_ratio_cell, cells, {str(out)!r}, max_workers=1, progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+    # its own process group, so the kill takes the pool's workers too (as Ctrl-C or a job
+    # scheduler would) and leaves no orphan behind
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 120
     while time.time() < deadline and len(read_results(out)) < 3:
         time.sleep(0.05)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     # a torn line, as if the kill had landed mid-write
     with out.open("a") as fh:
