@@ -1,4 +1,4 @@
-"""The ``refbilevel`` command line: ``check`` (theory checks), ``list`` and ``sweep``."""
+"""The ``refbilevel`` command line: ``check`` (theory checks), ``list``, ``sweep``, ``bench``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHES = {"estimators": ("bench_estimators.py", "bench_sid.py"),
+           "algorithms": ("bench_unibio.py", "bench_baselines.py")}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark scripts of the checkout's benchmarks/ folder (they are not part of
+    the installed package: benchmarks time a checkout, as the README says)."""
+    import runpy
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = BENCHES[args.which]
+    missing = [s for s in scripts if not (folder / s).exists()]
+    if missing:
+        print(f"refbilevel bench: {', '.join(missing)} not found under {folder}; run from an "
+              "editable install of a refbilevel checkout (pip install -e .)", file=sys.stderr)
+        return 2
+    for s in scripts:
+        print(f"== {s}", flush=True)
+        argv, sys.argv = sys.argv, [str(folder / s)]
+        try:
+            runpy.run_path(str(folder / s), run_name="__main__")
+        finally:
+            sys.argv = argv
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
     p_sweep.add_argument("--workers", type=int, default=None, help="local worker processes")
     p_sweep.set_defaults(func=_cmd_sweep)
+    p_bench = sub.add_parser("bench", help="timing tables (ratios from one run)")
+    p_bench.add_argument("which", choices=sorted(BENCHES))
+    p_bench.set_defaults(func=_cmd_bench)
     return parser
 
 

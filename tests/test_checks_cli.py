@@ -67,6 +67,13 @@ def test_list_names_everything(capsys):
         assert word in out
 
 
+def test_bench_names_its_scripts():
+    from refbilevel.cli import BENCHES
+
+    root = Path(__file__).parents[1] / "benchmarks"
+    assert all((root / s).exists() for scripts in BENCHES.values() for s in scripts)
+
+
 @pytest.mark.parametrize("backend", ["gpu", "jax"])
 def test_unknown_backend_rejected(backend):
     from refbilevel.backends import require_backend
