@@ -52,7 +52,6 @@ from refbilevel.algorithms.bsgm import (
 from refbilevel.algorithms.fdehbo import (
     StormSchedule,
     fdehbo,
-    project_ball,
     storm_bilevel,
     storm_total_counts,
     theorem1_delta_bound,
@@ -62,6 +61,7 @@ from refbilevel.oracles.contraction import ContractionOracle
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
 from refbilevel.problems.contraction import golden_instance
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
+from refbilevel.projection import project_ball
 from refbilevel.randomness import named_stream
 from theory_checks import b2_borep_vs_baselines as b2_check
 from theory_checks import b3_borep_complexity as b3_check

@@ -27,7 +27,6 @@ from refbilevel.estimators.linear_system import (
     linear_system_cg,
     linear_system_exact,
     linear_system_sgd,
-    project_ball,
     soba_to_z,
     z_to_soba,
 )
@@ -49,6 +48,7 @@ from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.projection import project_ball
 from refbilevel.randomness import named_stream
 from theory_checks.f1_finite_difference import CubicCross
 from theory_checks.u6_neumann_bias import sharp_instance

@@ -4,7 +4,7 @@ exact oracle counts (X3), convergence, divergence record, NumPy <-> Numba parity
 import numpy as np
 import pytest
 
-from refbilevel.algorithms.epoch_sgd import epoch_schedule, epoch_sgd, project_ball
+from refbilevel.algorithms.epoch_sgd import epoch_schedule, epoch_sgd
 from refbilevel.algorithms.unibio import (
     run_unibio,
     tuned_params,
@@ -17,6 +17,7 @@ from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.projection import project_ball
 from refbilevel.randomness import named_stream
 
 NOISY = NoiseConfig(grad_y_g=1.0, grad_x_f=0.01, f_u=0.01, gen_hvp=0.01, jvp=0.01)
@@ -44,7 +45,7 @@ def test_project_ball():
     rng = np.random.default_rng(0)
     c = rng.standard_normal((50, 3))
     w = c + rng.standard_normal((50, 3)) * 3
-    out = project_ball(w, c, 1.0)
+    out = project_ball(w, 1.0, c)
     assert np.all(np.linalg.norm(out - c, axis=-1) <= 1.0 + 1e-12)
     inside = np.linalg.norm(w - c, axis=-1) <= 1.0
     np.testing.assert_array_equal(out[inside], w[inside])

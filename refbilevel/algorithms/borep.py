@@ -45,6 +45,7 @@ import numpy as np
 from refbilevel.algorithms.trace import Trace, TraceRecorder
 from refbilevel.backends import register
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+from refbilevel.projection import project_ball
 from refbilevel.validation import as_vector_batch, require_int, require_range
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "borep_theory_schedule",
     "epoch_sgd",
     "light_tail_sigma",
-    "project_ball",
 ]
 
 MODES = ("tuned", "theory")
@@ -357,14 +357,6 @@ def borep_oracle_budget(eps: float, constants: BOREPTheoryConstants, *,
 
 
 # ---- building blocks --------------------------------------------------------------------------
-def project_ball(u: np.ndarray, c: np.ndarray | float, r: float) -> np.ndarray:
-    """Π_{B(c,r)}(u) = c + (u − c) min(1, r/||u − c||), row-wise (borep.md §4 notation)."""
-    d = u - c
-    nrm = np.sqrt(np.sum(d * d, axis=-1))
-    scale = np.where(nrm > r, r / np.where(nrm > r, nrm, 1.0), 1.0)
-    return c + d * scale[..., None]
-
-
 def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger: int,
               T1: int, theta1: float, D1: float, project: bool = True) -> np.ndarray:
     """Algorithm 3 (Epoch-SGD with shrinking balls; borep.md §4): for k = 1..k†,
@@ -384,7 +376,7 @@ def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger
             g = oracle.grad_y_g(x, u, sample=oracle.draw("grad_y_g", (R,)))
             u = u - th * g
             if project:
-                u = project_ball(u, c, Dk)
+                u = project_ball(u, Dk, c)
             acc += u
         yhat = acc / Tk
     return yhat
@@ -454,7 +446,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                     g = oracle.grad_y_g(x, u, sample=oracle.draw("grad_y_g", (R,)))
                     u = u - p.gamma * g
                     if p.project:
-                        u = project_ball(u, c, p.R_ball)
+                        u = project_ball(u, p.R_ball, c)
                 act = rec.active[:, None]
                 y = np.where(act, u, y)
             # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (borep.md §4 details)
@@ -468,7 +460,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
             jz = oracle.jvp_xy_g(x, y, z, sample=s_j)
             z_n = z - p.nu * (hz - gyf)
             if p.project:
-                z_n = project_ball(z_n, 0.0, p.rho)
+                z_n = project_ball(z_n, p.rho)
             m_n = p.beta * m + (1.0 - p.beta) * (gxf - jz)
             if p.normalize:  # line 6; skip the step where ||m_t|| = 0 (DERIVED guard)
                 nm = np.sqrt(np.sum(m_n * m_n, axis=-1))[:, None]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refbilevel.projection import project_ball
 from refbilevel.validation import require_choice, require_int, require_range
 
 
@@ -60,14 +61,6 @@ def epoch_schedule(budget: int, T_1: float, D_1: float, gamma_1: float, p: float
     return epochs
 
 
-def project_ball(w: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
-    """Euclidean projection onto B(center, radius), row-wise: c + min(1, r/||w-c||)(w-c)."""
-    diff = w - center
-    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
-    scale = np.minimum(1.0, radius / np.maximum(norm, np.finfo(float).tiny))
-    return center + scale * diff
-
-
 def epoch_sgd(oracle, x: np.ndarray, w_init: np.ndarray, epochs: list[Epoch], *,
               average: str = "pre") -> np.ndarray:
     """Run Epoch-SGD on g(x, ·) from ``w_init`` (shape (R, d_y)); one ∇_y G call per step.
@@ -82,7 +75,7 @@ def epoch_sgd(oracle, x: np.ndarray, w_init: np.ndarray, epochs: list[Epoch], *,
         for _ in range(ep.length):
             if average == "pre":
                 acc += w
-            w = project_ball(w - ep.step * oracle.grad_y_g(x, w), center, ep.radius)
+            w = project_ball(w - ep.step * oracle.grad_y_g(x, w), ep.radius, center)
             if average == "post":
                 acc += w
         w = acc / ep.length

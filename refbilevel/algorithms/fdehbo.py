@@ -54,6 +54,7 @@ import numpy as np
 from refbilevel.algorithms.trace import Trace, TraceRecorder
 from refbilevel.backends import register
 from refbilevel.oracles.gaussian import GaussianOracle
+from refbilevel.projection import project_ball
 from refbilevel.validation import as_vector_batch, require_int, require_range
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "fdehbo",
     "fd_hvp",
     "fd_jvp",
-    "project_ball",
     "storm_bilevel",
     "storm_counts_per_iteration",
     "storm_total_counts",
@@ -157,13 +157,6 @@ def theorem1_delta_bound(schedule: StormSchedule, L: float, r_v: float, T: int) 
 
 
 # ---- building blocks --------------------------------------------------------------------------
-def project_ball(w: np.ndarray, r: float) -> np.ndarray:
-    """Π_{B(0, r)}(w) row-wise: w if ||w|| <= r else r w/||w|| (fdehbo.md §3, eq. after (7))."""
-    nrm = np.sqrt(np.sum(w * w, axis=-1))
-    scale = np.where(nrm > r, r / np.where(nrm > r, nrm, 1.0), 1.0)
-    return w * scale[..., None]
-
-
 def fd_hvp(oracle, x, y, v, delta: float, sample) -> np.ndarray:
     """H̃ = [∇_y G(x, y+δv; ψ) − ∇_y G(x, y−δv; ψ)]/(2δ), one sample at both points (eq. (9))."""
     gp = oracle.grad_y_g(x, y + delta * v, sample=sample)

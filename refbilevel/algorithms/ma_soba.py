@@ -40,6 +40,7 @@ import numpy as np
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.registry import register
+from refbilevel.projection import project_ball
 
 
 def ma_soba_params(oracle, mode, T, step_y, step_z, step_x, theta, z_radius,
@@ -70,14 +71,6 @@ def ma_soba_params(oracle, mode, T, step_y, step_z, step_x, theta, z_radius,
     return c["c_beta"] * alpha, c["c_gamma"] * alpha, alpha, th, rad, params
 
 
-def project_ball(z: np.ndarray, radius: float | None) -> np.ndarray:
-    """Π_{B(0, radius)} row by row (identity for radius None)."""
-    if radius is None:
-        return z
-    nrm = np.linalg.norm(z, axis=-1, keepdims=True)
-    return z * np.minimum(1.0, radius / np.where(nrm > 0, nrm, 1.0))
-
-
 @register("algorithm", "ma_soba", "numpy")
 def run_ma_soba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: float = 0.1,
                 step_z: float = 0.1, step_x: float = 0.05, theta: float = 0.1,
@@ -104,7 +97,10 @@ def run_ma_soba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: float = 
             fy, fx = B.outer_gradients(oracle, x, y, R)
             hn = h + th * ((fx - cz) - h)
             xn = x - alpha * (hn if use_updated_h else h)
-            new = (xn, y - beta * dy, project_ball(z - gamma * (hz - fy), rad), hn)
+            zn = z - gamma * (hz - fy)
+            if rad is not None:
+                zn = project_ball(zn, rad)
+            new = (xn, y - beta * dy, zn, hn)
             x, y, z, h = B.freeze(rec, t, new, (x, y, z, h))
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning

@@ -49,6 +49,7 @@ from refbilevel.estimators._common import (
     require_steps,
 )
 from refbilevel.estimators.result import Estimate
+from refbilevel.projection import project_ball
 from refbilevel.validation import require_range
 
 CONVENTIONS = ("+z", "-z")
@@ -71,13 +72,6 @@ def z_to_soba(z):
 def soba_to_z(v):
     """z = -v from SOBA/SABA's v (baselines.md §0.1)."""
     return -v
-
-
-def project_ball(z, radius: float, xp=np):
-    """Π_{B(0, radius)}(z) on the last axis: z min(1, radius/||z||) (MA-SOBA, FdeHBO)."""
-    nrm = xp.sqrt(xp.sum(z * z, axis=-1, keepdims=True))
-    scale = xp.where(nrm > radius, radius / xp.maximum(nrm, radius), 1.0)
-    return z * scale
 
 
 def check_sgd_args(steps, step_size, radius, variant, convention):
@@ -128,7 +122,7 @@ def ls_sgd_core(oracle, x, y, z, steps, beta, radius, variant, fresh_rhs, xp=np)
             b = rhs(x, y)
         z = z - beta * (product(x, y, z) - b)
         if radius is not None:
-            z = project_ball(z, radius, xp)
+            z = project_ball(z, radius, xp=xp)
     return gx - oracle.jvp_xy_g(x, y, z), z
 
 
