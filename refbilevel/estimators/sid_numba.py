@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from refbilevel.backends import register
+from refbilevel.backends.numba_entry import FixedTypeKernel
 from refbilevel.estimators.result import Estimate
 from refbilevel.estimators.sid import REUSE_MODES, prepare_sid_inputs
 from refbilevel.oracles.contraction import ContractionCounts, ContractionOracle
@@ -217,12 +218,17 @@ def _sid_kernel(rng, A, B, c, P, Q, S, p, s, sZ, sY, seps, xi_mode, xi_f, lam, w
             out[r, e] = G2[r, e] + accY[r, e] / J
 
 
+#: every argument is built with a fixed type (C-contiguous float64 arrays, Python ints and
+#: floats) by prepare_sid_inputs and ContractionOracle, so the overload is resolved once
+_SID_KERNEL = FixedTypeKernel(_sid_kernel)
+
+
 def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
     inp = prepare_sid_inputs(oracle, lam, t, k, J, steps, w0, replicas)
     if reuse == "ll" and inp.k > 0 and inp.t == 0:
         raise ValueError("reuse='ll' needs t >= 1 (the LS reuses the LL samples)")
     out = np.empty((inp.R, oracle.n))
-    _sid_kernel(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,  # type: ignore[call-arg]
+    _SID_KERNEL(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,
                 inp.eta, _REUSE_CODE[reuse], out)
     ls_draws = inp.k if reuse is None else (inp.k - inp.k // 2 if reuse == "pairs" else 0)
     # per replica: t + k + J ζ samples and J ξ samples (spec §4.2), as sid_counts says
