@@ -1,4 +1,5 @@
-"""The ``refbilevel`` command line: ``check`` (theory checks), ``list``, ``sweep``, ``bench``."""
+"""The ``refbilevel`` command line: ``check`` (theory checks), ``run`` (one algorithm, trace
+to a file), ``compare-backends`` (parity and timing table), ``list``, ``sweep``, ``bench``."""
 
 from __future__ import annotations
 
@@ -70,6 +71,69 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from refbilevel.algorithms.trace import save_trace
+    from refbilevel.runs import RunSpec, execute, parse_assignment
+
+    try:
+        spec = RunSpec(
+            algorithm=args.algorithm, problem=args.problem,
+            problem_params=dict(parse_assignment(a) for a in args.problem_param),
+            options=dict(parse_assignment(a) for a in args.set), T=args.T,
+            replicas=args.replicas, seed=args.seed, noise=args.noise, batch=args.batch,
+            x0=_number_or_list(args.x0), y0=_number_or_list(args.y0),
+            record_every=args.record_every)
+        trace = execute(spec, args.backend)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        # ValueError: bad parameter; LookupError: not on this backend; RuntimeError: the
+        # backend cannot run here (each message names the parameter or the reason)
+        print(f"refbilevel run: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("runs") / (f"{spec.algorithm}-{spec.problem}-seed{spec.seed}-"
+                                      f"{args.backend}.npz")
+    save_trace(trace, out)
+    print(trace.summary())
+    print(f"trace written to {out}")
+    return 1 if trace.diverged.any() else 0
+
+
+def _number_or_list(text: str | None) -> float | list[float] | None:
+    if text is None:
+        return None
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        msg = f"x0/y0 must be a number or comma-separated numbers, got {text!r}"
+        raise ValueError(msg) from None
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _cmd_compare_backends(args: argparse.Namespace) -> int:
+    from refbilevel.backend_comparison import comparable_algorithms, compare, format_table
+    from refbilevel.backends import backend_status
+
+    backends = args.backends.split(",")
+    try:
+        for b in backends:
+            ok, reason = backend_status(b)
+            if not ok:
+                raise ValueError(f"backend {b!r} is unavailable: {reason}")
+        if len(backends) < 2:
+            raise ValueError("--backends needs at least two, e.g. numpy,numba")
+        names = args.algorithms or comparable_algorithms(backends)
+        rows = []
+        for name in names:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            rows += compare(name, backends, T=args.T, replicas=args.replicas, seed=args.seed)
+    except (ValueError, LookupError) as exc:
+        print(f"refbilevel compare-backends: {exc}", file=sys.stderr)
+        return 2
+    print(f"same seed on every backend; T = {args.T} (UniBiO: min(T, 500)), "
+          f"R = {args.replicas} replicas; setups: refbilevel.backend_comparison.setup")
+    print(format_table(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
 BENCHES = {"estimators": ("bench_estimators.py", "bench_sid.py"),
            "algorithms": ("bench_unibio.py", "bench_baselines.py")}
 
@@ -96,6 +160,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_description() -> str:
+    from refbilevel import runs
+
+    return (runs.__doc__ or "").split("\n\n", 1)[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +183,39 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
     p_sweep.add_argument("--workers", type=int, default=None, help="local worker processes")
     p_sweep.set_defaults(func=_cmd_sweep)
+    p_run = sub.add_parser("run", help="run one algorithm on one problem; write its trace",
+                           description=_run_description(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_run.add_argument("algorithm", help="algorithm name (refbilevel list)")
+    p_run.add_argument("--problem", required=True, help="problem name (refbilevel list)")
+    p_run.add_argument("--problem-param", action="append", default=[], metavar="NAME=VALUE",
+                       help="problem constructor argument, e.g. p=6 (repeatable)")
+    p_run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="algorithm option, e.g. step_size=0.05 (repeatable)")
+    p_run.add_argument("--backend", default="numpy", help="numpy, numba or cupy")
+    p_run.add_argument("--T", type=int, default=None, help="iterations (default: the "
+                       "algorithm's own, else 1000)")
+    p_run.add_argument("--replicas", type=int, default=1)
+    p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--noise", type=float, default=0.1,
+                       help="Gaussian oracle standard deviation (every oracle kind)")
+    p_run.add_argument("--batch", type=int, default=64, help="finite-sum minibatch size")
+    p_run.add_argument("--x0", default=None, help="start: a number or comma-separated list")
+    p_run.add_argument("--y0", default=None, help="lower-level start (default 0)")
+    p_run.add_argument("--record-every", type=int, default=1)
+    p_run.add_argument("--out", type=Path, default=None,
+                       help="trace file (.npz; default runs/ALGO-PROBLEM-seedS-BACKEND.npz)")
+    p_run.set_defaults(func=_cmd_run)
+    p_cmp = sub.add_parser("compare-backends", help="parity and timing table, same seed on "
+                           "every backend")
+    p_cmp.add_argument("algorithms", nargs="*", help="default: every algorithm on all of "
+                       "--backends")
+    p_cmp.add_argument("--backends", default="numpy,numba",
+                       help="comma-separated; the first is the reference")
+    p_cmp.add_argument("--T", type=int, default=1000)
+    p_cmp.add_argument("--replicas", type=int, default=4)
+    p_cmp.add_argument("--seed", type=int, default=0)
+    p_cmp.set_defaults(func=_cmd_compare_backends)
     p_bench = sub.add_parser("bench", help="timing tables (ratios from one run)")
     p_bench.add_argument("which", choices=sorted(BENCHES))
     p_bench.set_defaults(func=_cmd_bench)

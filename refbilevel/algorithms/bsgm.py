@@ -203,6 +203,23 @@ class BSGMTrace:
     def T(self) -> int:
         return self.delta_sq.shape[0]
 
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.diverged_at >= 0
+
+    def summary(self) -> str:
+        """One line, in the form of :meth:`refbilevel.algorithms.trace.Trace.summary`."""
+        R = self.diverged_at.size
+        last = self.grad_map_sq[-1]
+        final = (f"final mean ||G_alpha||^2 = {np.nanmean(last):.3e}"
+                 if np.isfinite(last).any() else "no finite final ||G_alpha||^2")
+        msg = f"{self.algorithm} [{self.backend}] T={self.T}, R={R}: {final}"
+        nd = int(self.diverged.sum())
+        if nd:
+            msg += (f"; {nd}/{R} replicas DIVERGED (first at iteration "
+                    f"{int(self.diverged_at[self.diverged].min())})")
+        return msg
+
     def theorem12(self, f_star: float, L: float, eps: float) -> dict[str, np.ndarray]:
         """Theorem 12' (pathwise) on every replica: with c_α = 1/α − L/2 − ε/2 > 0,
 

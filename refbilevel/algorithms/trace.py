@@ -12,7 +12,8 @@ flagged, never silently returned. ``Trace.summary()`` states how many replicas d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,10 @@ class Trace:
     def summary(self) -> str:
         R = self.diverged_at.size
         nd = int(self.diverged.sum())
-        msg = (f"{self.algorithm} [{self.backend}] T={int(self.iterations[-1])}, R={R}: "
-               f"final mean ||∇phi|| = {np.nanmean(self.grad_phi_norm[-1]):.3e}")
+        last = self.grad_phi_norm[-1]
+        final = (f"final mean ||∇phi|| = {np.nanmean(last):.3e}" if np.isfinite(last).any()
+                 else "no finite final ||∇phi||")
+        msg = f"{self.algorithm} [{self.backend}] T={int(self.iterations[-1])}, R={R}: {final}"
         if nd:
             first = int(self.diverged_at[self.diverged].min())
             msg += f"; {nd}/{R} replicas DIVERGED (first at iteration {first})"
@@ -126,3 +129,57 @@ class TraceRecorder:
                            np.array(self._x), np.array(self._y),
                            {k: np.array([c[k] for c in self._c]) for k in kinds},
                            self.diverged_at, **extra)
+
+
+def save_trace(trace: Any, path: str | Path) -> Path:
+    """Write a run record (a :class:`Trace`, or any dataclass trace such as BSGM's) to one
+    ``.npz`` file: array fields as arrays, dicts of arrays as ``"field/key"`` entries, every
+    other field (algorithm, backend, params, seed, non-array extras) as JSON under
+    ``"meta"``. :func:`load_trace` reads it back. Non-finite floats in the metadata are
+    stored as strings (JSON has no NaN); arrays keep their NaN (diverged replicas)."""
+    import json
+
+    from refbilevel.checks.verdict import jsonable
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"path must end in .npz, got {str(path)!r}")
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {"type": type(trace).__name__}
+    for f in fields(trace):
+        value = getattr(trace, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f.name] = value
+        elif isinstance(value, dict) and value:
+            rest = {}
+            for k, v in value.items():
+                if isinstance(v, np.ndarray) and v.dtype != object:
+                    arrays[f"{f.name}/{k}"] = v
+                else:
+                    rest[k] = v
+            meta[f.name] = rest
+        else:
+            meta[f.name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {"meta": np.array(json.dumps(jsonable(meta), allow_nan=False)),
+                               **arrays}
+    np.savez_compressed(path, **payload)
+    return path
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    """Read a file written by :func:`save_trace` back into a dict of its fields (dict fields
+    re-assembled from their ``"field/key"`` arrays and their JSON part)."""
+    import json
+
+    with np.load(Path(path), allow_pickle=False) as data:
+        out: dict[str, Any] = json.loads(str(data["meta"]))
+        for key in data.files:
+            if key == "meta":
+                continue
+            name, _, sub = key.partition("/")
+            if sub:
+                out.setdefault(name, {})[sub] = data[key]
+            else:
+                out[name] = data[key]
+    return out
