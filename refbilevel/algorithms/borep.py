@@ -32,6 +32,54 @@ Epoch-SGD costs Σ_k T_1 2^{k-1} ∇_y G (:func:`borep_oracle_counts`).
 
 Negative controls (claim B2): ``normalize=False`` replaces line 6 by x ← x − η m (momentum
 SGD, *not* BO-REP) — from x_0 = 9·1 on P1 it overflows.
+
+Two algorithm variants (``BOREPParams.variant``; borep.md §7 "The authors' code vs. the
+paper"), orthogonal to the parameter mode:
+
+* ``variant="paper"`` (default): Algorithms 1-3 as above, with Epoch-SGD and projections.
+* ``variant="code"``: the per-iteration logic of the released code (borep.md §7, CODE,
+  ``data_cleaning/bo_rep.py``): Epoch-SGD off (``epoch_k = 0``), projections off
+  (``project = False``; ``R_ball`` and ``rho`` are unused), the lower-level update at every
+  iteration with (t − 1) mod I == 0 — the code's ``step % interval == 0`` with step = t − 1,
+  so *including* the first iteration — with 1 + N steps, z from the post-update y, and
+  ε = 1e-10 in the normalization. Iteration t (borep.md §7 items 1-5):
+
+      1: h ← ∇²_yy G(x_t, y; ζ_t) z_t                     (HVP at the *current* y, before 2)
+      2: if (t − 1) mod I == 0: u_0 = y; for k = 1..1+N:
+             s_k = s_{k-1} + ∇_y G(x_t, u_{k-1}; π_t^k)  (s_0 = 0; fresh sample each step)
+             u_k = u_{k-1} − γ s_k;                y ← u_{1+N}   (no projection)
+      3: z_{t+1} ← z_t − ν (h − ∇_y F(x_t, y; ξ_t))        (y the updated value; no projection)
+      4: d_t ← ∇_x F(x_t, y; ξ'_t) − ∇²_xy G(x_t, y; ζ'_t) z_{t+1}   (updated z, third batch)
+      5: m_t ← β m_{t-1} + (1−β) d_t;   x_{t+1} ← x_t − η m_t / (||m_t|| + 1e-10)
+
+  The *accumulating* gradient s_k in line 2 is a property of the code, not of the paper: the
+  code calls ``backward()`` and ``optimizer.step()`` 1 + N times without zeroing the
+  gradients in between (``zero_grad`` comes only after the loop), so its k-th SGD step uses
+  the sum of the k lower-level gradients drawn so far. We reproduce that faithfully (it is an
+  undamped heavy-ball recursion: u_{k+1} − 2u_k + u_{k-1} = −γ ∇_y G(u_k)).
+
+  Ambiguities of the code's order (DERIVED choices, following borep.md §7's wording):
+  (a) the HVP of item 1 is taken at the current y, *before* the update (§7 item 1; the
+  hyper-cleaning file does so; ``hyperparam_opt/bo_rep.py`` of the same repository instead
+  updates y first — N steps, without the extra one — and takes the HVP at the updated y);
+  (b) in the code, the HVP and the first SGD step of item 2 share one mini-batch (one
+  ``backward(create_graph=True)``); an additive-noise oracle has independent noise per
+  oracle kind, so here they are two draws (one HVP, one ∇_y G); (c) ∇_x F and ∇_y F share
+  the code's upper-level batch; here they are two draws, as in the paper variant;
+  (d) z_1: the code draws z Xavier-uniform, U(−a, a) with a = sqrt(6/(P + 1)) over the P
+  lower-level parameters (``nn.init.xavier_uniform_`` of a (P, 1) tensor); here z_1 is the
+  caller's ``z0`` (default 0, as in the paper variant) and the oracle's Generator is not
+  used for it — :func:`xavier_uniform_z0` draws the code's initialisation from a Generator
+  the caller passes. The code's values (I = 2-3, N = 3-10, ν = 1e-2, β = 0.9; borep.md §6,
+  §7) were tuned for its RNN tasks; :func:`borep_params` gives the code variant the same
+  ``mode`` values as the paper variant (override I, N, ν to use the code's).
+
+  Random-number order of the code variant, per iteration t: the HVP block; on an update
+  iteration 1 + N ∇_y G blocks (one per SGD step, drawn just before it); then ∇_y F, ∇_x F,
+  JVP. No Epoch-SGD draws. Oracle calls per iteration: 1 HVP, 1 ∇_y F, 1 ∇_x F, 1 JVP,
+  plus 1 + N ∇_y G on update iterations; over T iterations there are ⌈T/I⌉ update
+  iterations (t = 1, 1 + I, 1 + 2I, ... ≤ T), so T × (HVP, ∇_y F, ∇_x F, JVP) and
+  ⌈T/I⌉(1 + N) ∇_y G (:func:`borep_oracle_counts`).
 """
 
 from __future__ import annotations
@@ -59,9 +107,12 @@ __all__ = [
     "borep_theory_schedule",
     "epoch_sgd",
     "light_tail_sigma",
+    "xavier_uniform_z0",
 ]
 
 MODES = ("tuned", "theory")
+VARIANTS = ("paper", "code")  # borep.md §7: Algorithms 1-3 vs the released code's iteration
+CODE_EPS = 1e-10  # the code's ε in x ← x − η m/(||m|| + ε) (borep.md §7 item 5)
 
 
 # ---- parameters -------------------------------------------------------------------------------
@@ -71,6 +122,11 @@ class BOREPParams:
 
     ``normalize=False`` and ``project=False`` exist for the negative controls and the
     code-like variant (borep.md §7); the paper's algorithm has both True.
+
+    ``variant`` (borep.md §7): ``"paper"`` (Algorithms 1-3) or ``"code"`` (the released
+    code's iteration, see the module docstring). The code has neither projections nor
+    Epoch-SGD, so ``variant="code"`` requires ``project=False`` and ``epoch_k=0`` (the record
+    then says what ran); ``R_ball``, ``rho`` and the other ``epoch_*`` fields are unused by it.
     """
 
     T: int
@@ -88,8 +144,10 @@ class BOREPParams:
     epoch_D1: float
     normalize: bool = True
     project: bool = True
+    variant: str = "paper"
 
     def __post_init__(self) -> None:
+        _check_variant(self.variant)
         require_int("T", self.T, low=1)
         require_range("eta", self.eta, low=0.0, low_inclusive=False)
         require_range("beta", self.beta, low=0.0, high=1.0, high_inclusive=False)
@@ -103,9 +161,21 @@ class BOREPParams:
         require_int("epoch_T1", self.epoch_T1, low=1)
         require_range("epoch_theta1", self.epoch_theta1, low=0.0, low_inclusive=False)
         require_range("epoch_D1", self.epoch_D1, low=0.0, low_inclusive=False)
+        if self.variant == "code" and (self.project or self.epoch_k != 0):
+            raise ValueError(
+                "variant='code' has no projections and no Epoch-SGD (borep.md §7): it needs "
+                f"project=False and epoch_k=0; got project={self.project!r}, "
+                f"epoch_k={self.epoch_k!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_variant(variant: Any) -> str:
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))} "
+                         f"(borep.md §7); got {variant!r}")
+    return variant
 
 
 def _constant(problem, key: str) -> float:
@@ -116,18 +186,29 @@ def _constant(problem, key: str) -> float:
     return float(ex[key])
 
 
-def borep_params(problem, *, mode: str = "tuned", T: int | None = None,
-                 eps: float | None = None, theory: BOREPTheoryConstants | None = None,
-                 **overrides: Any) -> BOREPParams:
+def borep_params(problem, *, mode: str = "tuned", variant: str = "paper",
+                 T: int | None = None, eps: float | None = None,
+                 theory: BOREPTheoryConstants | None = None, **overrides: Any) -> BOREPParams:
     """Parameters of BO-REP in one of two modes (see the module docstring).
 
     ``mode="tuned"``: the §8 values; ``T`` defaults to 3000 (the §8 runs), ρ = l_{f,0}/μ from
     the problem's constants. ``mode="theory"``: needs ``eps`` and ``theory`` (a
     :class:`BOREPTheoryConstants`, e.g. :meth:`BOREPTheoryConstants.from_problem`); T is the
     schedule's. ``overrides`` replace individual fields.
+
+    ``variant`` (``"paper"`` or ``"code"``, borep.md §7) is independent of ``mode``: the code
+    variant takes the same mode values with ``project=False`` and ``epoch_k=0`` (the code
+    has neither projections nor Epoch-SGD); the paper variant's values are unchanged.
     """
+    _check_variant(variant)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if variant == "code":
+        p = borep_params(problem, mode=mode, T=T, eps=eps, theory=theory,
+                         **{k: v for k, v in overrides.items()
+                            if k not in ("project", "epoch_k")})
+        return replace(p, variant="code", project=overrides.get("project", False),
+                       epoch_k=overrides.get("epoch_k", 0))
     if mode == "tuned":
         if eps is not None or theory is not None:
             raise ValueError("eps and theory apply to mode='theory' only")
@@ -335,8 +416,18 @@ def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
     Outer loop: T × (∇_x F, ∇_y F, HVP, JVP); periodic updates at t = 1 + kI ≤ T, k ≥ 1:
     ⌊(T−1)/I⌋ × N ∇_y G; Epoch-SGD: Σ_{k=1}^{k†} T_1 2^{k−1} = T_1(2^{k†} − 1) ∇_y G.
     Samples: one per call (every call draws fresh noise).
+
+    ``variant="code"`` (borep.md §7; module docstring): T × (∇_x F, ∇_y F, HVP, JVP);
+    update iterations t = 1 + kI ≤ T, k ≥ 0 (the first included), i.e. ⌈T/I⌉ of them, each
+    with 1 + N ∇_y G; no Epoch-SGD.
     """
     T = params.T
+    if params.variant == "code":
+        n_code = -(-T // params.I)  # ⌈T/I⌉
+        out = {"grad_x_f": T, "grad_y_f": T, "hvp": T, "jvp": T,
+               "grad_y_g": n_code * (1 + params.N), "grad_x_g": 0}
+        out["samples"] = sum(out.values())
+        return out
     n_upd = (T - 1) // params.I
     ll = n_upd * params.N + params.epoch_T1 * (2**params.epoch_k - 1)
     out = {"grad_x_f": T, "grad_y_f": T, "hvp": T, "jvp": T, "grad_y_g": ll,
@@ -382,6 +473,21 @@ def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger
     return yhat
 
 
+def xavier_uniform_z0(rng: np.random.Generator, d_y: int, replicas: int | None = None
+                      ) -> np.ndarray:
+    """The released code's z initialisation (borep.md §7): ``nn.init.xavier_uniform_`` of a
+    (P, 1) tensor, i.e. i.i.d. U(−a, a) with a = sqrt(6/(P + 1)) (fan_in 1, fan_out P), here
+    P = d_y. Shape (d_y,) or (replicas, d_y); drawn with ``rng.uniform`` from the Generator
+    the caller passes (use a stream other than the oracle's to keep the oracle's draws
+    unchanged). Pass the result as ``z0=`` to :func:`borep`."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    d_y = require_int("d_y", d_y, low=1)
+    a = math.sqrt(6.0 / (d_y + 1))
+    shape = (d_y,) if replicas is None else (require_int("replicas", replicas, low=1), d_y)
+    return rng.uniform(-a, a, shape)
+
+
 def _batch(problem, x0, y0):
     x = np.array(as_vector_batch("x0", x0, problem.d_x), dtype=np.float64, ndmin=2)
     y = np.array(as_vector_batch("y0", y0, problem.d_y), dtype=np.float64, ndmin=2)
@@ -404,13 +510,17 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
     """BO-REP (Algorithm 1 with Algorithms 2 and 3; borep.md §4) from x_1 = ``x0``, y_0 = ``y0``.
 
     Parameters come from ``params`` or from :func:`borep_params` (``mode``, ``T``, ``eps``,
-    ``theory``, ``overrides``). ``x0`` (d_x,) or (R, d_x) and ``y0`` batch R replicas that
-    share the oracle's Generator. z_1 = ``z0`` (default 0), m_0 = 0.
+    ``theory``, ``overrides``; ``variant="code"`` among the overrides selects the released
+    code's iteration, borep.md §7 and the module docstring). ``x0`` (d_x,) or (R, d_x) and
+    ``y0`` batch R replicas that share the oracle's Generator. z_1 = ``z0`` (default 0; the
+    code draws it at random, see :func:`xavier_uniform_z0`), m_0 = 0.
 
     Trace: record t holds x_{t+1} (t = 0 is x_1, after Epoch-SGD) and the current y; the
     Theorem 3.2 quantity (1/T)Σ_t ||∇Φ(x_t)|| is ``trace.avg_grad_phi_norm``. ``extra``:
     ``y_init_error`` (||y_1 − y*(x_1)|| after Epoch-SGD), ``n_lower_updates``, ``y``, ``z``.
-    Non-finite replicas are frozen and flagged (``trace.diverged_at``).
+    Non-finite replicas are frozen and flagged (``trace.diverged_at``). For
+    ``variant="code"`` (no Epoch-SGD) record 0 holds x_1 and y_0, and ``y_init_error`` is
+    ||y_0 − y*(x_1)||.
     """
     if not isinstance(oracle, GaussianOracle):
         raise ValueError(f"oracle must be a GaussianOracle, got {type(oracle).__name__}")
@@ -429,6 +539,8 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                         (R, problem.d_y)), order="C")
     m = np.zeros((R, problem.d_x))
     rec = TraceRecorder(problem, R, record_every)
+    if p.variant == "code":
+        return _borep_code(oracle, p, x, y, z, m, rec, seed)
     n_upd = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # line 1: initialization refinement at x_1
@@ -465,6 +577,56 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
             if p.normalize:  # line 6; skip the step where ||m_t|| = 0 (DERIVED guard)
                 nm = np.sqrt(np.sum(m_n * m_n, axis=-1))[:, None]
                 x_n = np.where(nm > 0, x - p.eta * m_n / np.where(nm > 0, nm, 1.0), x)
+            else:  # NEGATIVE CONTROL: un-normalized momentum step
+                x_n = x - p.eta * m_n
+            act = rec.check_finite(t - 1, x_n, y, z_n, m_n)[:, None]
+            x = np.where(act, x_n, x)
+            z = np.where(act, z_n, z)
+            m = np.where(act, m_n, m)
+            rec.record(t, x, y, oracle.counts, force=(t == p.T))
+    return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
+                      n_lower_updates=n_upd, y=y, z=z)
+
+
+def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.ndarray,
+                z: np.ndarray, m: np.ndarray, rec: TraceRecorder, seed: int | None) -> Trace:
+    """The ``variant="code"`` iteration (borep.md §7 items 1-5; module docstring): no
+    Epoch-SGD, no projections, update at (t − 1) mod I == 0 with 1 + N *accumulating* SGD
+    steps, z from the post-update y, the hypergradient with z_{t+1} and a third batch,
+    ε = 1e-10 in the normalization. Draw order per iteration: HVP, [(1 + N) × ∇_y G],
+    ∇_y F, ∇_x F, JVP."""
+    problem = oracle.problem
+    R = x.shape[0]
+    n_upd = 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y_init_err = np.linalg.norm(y - problem.y_star(x), axis=-1)  # no refinement
+        rec.record(0, x, y, oracle.counts, force=True)
+        for t in range(1, p.T + 1):  # the code's step = t − 1
+            # §7 item 1: HVP ∇²_yy G z_t at the current y (before item 2's update)
+            hz = oracle.hvp_yy_g(x, y, z, sample=oracle.draw("hvp", (R,)))
+            # §7 item 2: on step % interval == 0 (step 0 included), 1 + N SGD steps on fresh
+            # samples, no projection; the gradients accumulate (the code does not zero them
+            # between the steps), so step k moves by γ × (sum of the k gradients so far)
+            if (t - 1) % p.I == 0:
+                n_upd += 1
+                u = y.copy()
+                acc = np.zeros_like(y)
+                for _ in range(1 + p.N):
+                    g = oracle.grad_y_g(x, u, sample=oracle.draw("grad_y_g", (R,)))
+                    acc = acc + g
+                    u = u - p.gamma * acc
+                y = np.where(rec.active[:, None], u, y)
+            # §7 item 3: z ← z − ν(h − ∇_y F) with ∇_y F at the updated y; no projection
+            gyf = oracle.grad_y_f(x, y, sample=oracle.draw("grad_y_f", (R,)))
+            z_n = z - p.nu * (hz - gyf)
+            # §7 item 4: d = ∇_x F − ∇²_xy G(x, y; third batch) z_{t+1}
+            gxf = oracle.grad_x_f(x, y, sample=oracle.draw("grad_x_f", (R,)))
+            jz = oracle.jvp_xy_g(x, y, z_n, sample=oracle.draw("jvp", (R,)))
+            # §7 item 5: momentum, normalized step with ε = 1e-10
+            m_n = p.beta * m + (1.0 - p.beta) * (gxf - jz)
+            if p.normalize:
+                nm = np.sqrt(np.sum(m_n * m_n, axis=-1))[:, None]
+                x_n = x - p.eta * m_n / (nm + CODE_EPS)
             else:  # NEGATIVE CONTROL: un-normalized momentum step
                 x_n = x - p.eta * m_n
             act = rec.check_finite(t - 1, x_n, y, z_n, m_n)[:, None]

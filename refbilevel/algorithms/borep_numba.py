@@ -14,6 +14,12 @@ here (same formulas and operation order as the NumPy methods); any other problem
 NotImplementedOnBackendError naming the class.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract).
+
+``variant="code"`` (borep.md §7, the released code's iteration; see the module docstring of
+:mod:`refbilevel.algorithms.borep`) runs its own kernel, :func:`_borep_code_kernel`, with the
+reference's random-number order for that variant: per iteration the HVP block, on an update
+iteration ((t − 1) mod I == 0, the first included) 1 + N ∇_y G blocks, then ∇_y F, ∇_x F,
+JVP; no Epoch-SGD. The paper variant's kernel is untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from refbilevel.algorithms.borep import (
+    CODE_EPS,
     BOREPParams,
     BOREPTheoryConstants,
     _batch,
@@ -267,8 +274,110 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
     return n_upd
 
 
+@njit(**_JIT)
+def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
+                       normalize, eps, stds, rec_every, X_rec, Y_rec,
+                       div):  # pragma: no cover - compiled
+    """variant="code" (borep.md §7 items 1-5), the operations of borep._borep_code."""
+    R, dx = x.shape
+    dy = y.shape[1]
+    s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]
+    g = np.empty(dy)
+    tmp = np.empty(dy)
+    gxf = np.empty(dx)
+    gyf = np.empty(dy)
+    hz = np.empty((R, dy))
+    jz = np.empty(dx)
+    zn = np.empty(dy)
+    mn = np.empty(dx)
+    xn = np.empty(dx)
+    u = np.empty((R, dy))
+    acc = np.empty((R, dy))
+    m = np.zeros((R, dx))
+    X_rec[0] = x
+    Y_rec[0] = y
+    kr = 1
+    n_upd = 0
+    for t in range(1, T + 1):
+        # item 1: HVP at the current y, before the update
+        SH = draw_block(rng, s_h, R, dy)
+        for r in range(R):
+            _vecmat(z[r], H, hz[r])
+            _noise(hz[r], s_h, SH[r])
+        # item 2: 1 + N SGD steps with accumulated gradients, no projection
+        if (t - 1) % I == 0:
+            n_upd += 1
+            for r in range(R):
+                for i in range(dy):
+                    u[r, i] = y[r, i]
+                    acc[r, i] = 0.0
+            for _ in range(1 + N):
+                Z = draw_block(rng, s_gyg, R, dy)
+                for r in range(R):
+                    _grad_y_g(kind, H, M, c, x[r], u[r], tmp, g)
+                    _noise(g, s_gyg, Z[r])
+                    for i in range(dy):
+                        acc[r, i] = acc[r, i] + g[i]
+                        u[r, i] = u[r, i] - gamma * acc[r, i]
+            for r in range(R):
+                if div[r] < 0:
+                    for i in range(dy):
+                        y[r, i] = u[r, i]
+        SY = draw_block(rng, s_gyf, R, dy)
+        SX = draw_block(rng, s_gxf, R, dx)
+        SJ = draw_block(rng, s_j, R, dx)
+        for r in range(R):
+            if div[r] >= 0:
+                continue
+            # item 3: z from ∇_y F at the updated y
+            _grad_y_f(kind, a, c_psi, y[r], gyf)
+            _noise(gyf, s_gyf, SY[r])
+            for i in range(dy):
+                zn[i] = z[r, i] - nu * (hz[r, i] - gyf[i])
+            # item 4: hypergradient with z_{t+1} and a third batch
+            _grad_x_f(kind, a, x[r], gxf)
+            _noise(gxf, s_gxf, SX[r])
+            _jvp(kind, H, M, zn, tmp, jz)
+            _noise(jz, s_j, SJ[r])
+            # item 5: momentum and the ε-normalized step
+            s = 0.0
+            for i in range(dx):
+                mn[i] = beta * m[r, i] + (1.0 - beta) * (gxf[i] - jz[i])
+                s += mn[i] * mn[i]
+            nm = np.sqrt(s)
+            for i in range(dx):
+                if normalize:
+                    xn[i] = x[r, i] - eta * mn[i] / (nm + eps)
+                else:
+                    xn[i] = x[r, i] - eta * mn[i]
+            ok = True
+            for i in range(dx):
+                ok = ok and np.isfinite(xn[i]) and np.isfinite(mn[i])
+            for i in range(dy):
+                ok = ok and np.isfinite(zn[i]) and np.isfinite(y[r, i])
+            if not ok:
+                div[r] = t - 1
+                continue
+            for i in range(dx):
+                x[r, i] = xn[i]
+                m[r, i] = mn[i]
+            for i in range(dy):
+                z[r, i] = zn[i]
+        if t % rec_every == 0 or t == T:
+            X_rec[kr] = x
+            Y_rec[kr] = y
+            kr += 1
+    return n_upd
+
+
 def _counts_until(p: BOREPParams, t: int) -> dict[str, int]:
-    """Cumulative calls after Epoch-SGD and t outer iterations (borep_oracle_counts at T=t)."""
+    """Cumulative calls after Epoch-SGD and t outer iterations (borep_oracle_counts at T=t);
+    for variant="code" no Epoch-SGD and ⌈t/I⌉ updates of 1 + N ∇_y G each."""
+    if p.variant == "code":
+        out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t,
+               "grad_y_g": (-(-t // p.I)) * (1 + p.N)}
+        out["samples"] = sum(out.values())
+        return out
     ll = p.epoch_T1 * (2**p.epoch_k - 1) + (max(t - 1, 0) // p.I) * p.N
     out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t, "grad_y_g": ll}
     out["samples"] = sum(out.values())
@@ -306,10 +415,15 @@ def borep_numba(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = 
     div = np.full(R, -1, dtype=np.int64)
     base = oracle.counts.copy()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        n_upd = _borep_kernel(kind, H, M, c, a, c_psi, oracle.rng, x, y, z, p.T, p.eta,
-                              p.beta, p.I, p.N, p.gamma, p.nu, p.R_ball, p.rho, p.epoch_k,
-                              p.epoch_T1, p.epoch_theta1, p.epoch_D1, p.normalize, p.project,
-                              stds, record_every, X_rec, Y_rec, div)
+        if p.variant == "code":
+            n_upd = _borep_code_kernel(kind, H, M, c, a, c_psi, oracle.rng, x, y, z, p.T,
+                                       p.eta, p.beta, p.I, p.N, p.gamma, p.nu, p.normalize,
+                                       CODE_EPS, stds, record_every, X_rec, Y_rec, div)
+        else:
+            n_upd = _borep_kernel(kind, H, M, c, a, c_psi, oracle.rng, x, y, z, p.T, p.eta,
+                                  p.beta, p.I, p.N, p.gamma, p.nu, p.R_ball, p.rho, p.epoch_k,
+                                  p.epoch_T1, p.epoch_theta1, p.epoch_D1, p.normalize,
+                                  p.project, stds, record_every, X_rec, Y_rec, div)
         y_init_err = np.linalg.norm(Y_rec[0] - problem.y_star(X_rec[0]), axis=-1)
     counts: dict[str, list[int]] = {k: [] for k in base.as_dict()}
     for t in its:
