@@ -44,8 +44,9 @@ from refbilevel.backends.numba_problems import (
     jvp,
     numba_problem,
 )
-from refbilevel.backends.registry import register
+from refbilevel.backends.registry import NotImplementedOnBackendError, register
 from refbilevel.oracles.gaussian import GaussianOracle
+from refbilevel.oracles.matrix_noise import MatrixNoiseOracle
 
 __all__ = ["fdehbo_numba", "record_iterations", "storm_bilevel_numba"]
 
@@ -233,7 +234,16 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
                         r_v: float | None = None, v0=None, record_every: int = 1,
                         seed: int | None = None) -> Trace:
     """Numba twin of :func:`refbilevel.algorithms.fdehbo.storm_bilevel` (same arguments,
-    same random numbers, same Trace; ``trace.backend == "numba"``)."""
+    same random numbers, same Trace; ``trace.backend == "numba"``).
+
+    A :class:`~refbilevel.oracles.matrix_noise.MatrixNoiseOracle` is refused with
+    NotImplementedOnBackendError: the kernel draws additive per-kind Gaussian noise itself,
+    and the matrix noise of fdehbo.md §10.1 runs on the NumPy backend only."""
+    if isinstance(oracle, MatrixNoiseOracle):
+        raise NotImplementedOnBackendError(
+            f"{variant} on the numba backend draws additive Gaussian noise inside the kernel; "
+            "MatrixNoiseOracle (matrix noise, fdehbo.md §10.1) runs on the NumPy backend: "
+            f"use implementation('algorithm', {variant!r}, 'numpy')")
     x, y, v, R, T, delta, r_v, sch = check_storm_args(
         oracle, x0, y0, v0, T, schedule, delta, r_v, variant, record_every)
     problem = oracle.problem

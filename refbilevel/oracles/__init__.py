@@ -2,5 +2,6 @@
 
 from refbilevel.oracles.counters import ORACLE_KINDS, OracleCounts
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+from refbilevel.oracles.matrix_noise import MatrixNoiseOracle
 
-__all__ = ["ORACLE_KINDS", "GaussianOracle", "NoiseConfig", "OracleCounts"]
+__all__ = ["ORACLE_KINDS", "GaussianOracle", "MatrixNoiseOracle", "NoiseConfig", "OracleCounts"]
