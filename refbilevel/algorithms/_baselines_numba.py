@@ -1,5 +1,5 @@
 """Numba plumbing shared by the baseline kernels (soba_numba.py, stocbio_numba.py,
-amigo_numba.py; spec baselines.md §0; DESIGN.md §Backends).
+amigo_numba.py, saba_numba.py, ...; spec baselines.md §0; DESIGN.md §Backends).
 
 Not an algorithm: the leading underscore keeps it out of the auto-import of
 ``refbilevel/algorithms/__init__.py``.
@@ -17,7 +17,8 @@ One kernel per algorithm serves two oracles, selected by the flag ``fs``:
   draw), then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the batch of
   rank-one products, O(B d) per call). The sums run in a different order than NumPy's BLAS,
   so agreement is to rounding accumulated over the run, not bit-for-bit. The "shuffled"
-  sampler is not implemented on this backend (NotImplementedOnBackendError).
+  sampler is not implemented on this backend (NotImplementedOnBackendError), except for
+  SABA's per-batch units (``draw_units``: the oracle's ``draw_batch``, both samplers).
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract) and the
 benchmarks run one replica; parallelism over replicas is left for later (see the report).
@@ -299,6 +300,44 @@ def call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act):
                 _noise(FX, s_fx, Z, r)
 
 
+# ---- SAGA units: FiniteSumOracle.draw_batch (SABA, baselines.md §5) --------------------------
+@njit(**_JIT)
+def draw_units(rng, shuffled, n_units, R, perm, pos):
+    """The next contiguous-batch id of every replica, drawn as ``FiniteSumOracle.draw_batch``
+    draws it; returns (units (R,), perm, pos), the shuffled-sampler pass state after the draw.
+
+    "uniform": one ``rng.integers(0, n_units, R)`` (Numba's Generator runs NumPy's Lemire
+    algorithm on the same bit generator: the same ids). "shuffled": when the pass is used up
+    (pos >= n_units) one ``rng.random((R, n_units))`` in C order and a per-row argsort start
+    a new pass; then units = perm[:, pos]. The oracle sorts with ``kind="stable"``; mergesort
+    is stable too, and a stable sort's result is unique (ties by index), so the permutations
+    are identical whatever the sorting algorithm."""
+    if shuffled:
+        if pos >= n_units:
+            vals = rng.random((R, n_units))
+            perm = np.empty((R, n_units), dtype=np.int64)
+            for r in range(R):
+                perm[r] = np.argsort(vals[r], kind="mergesort")
+            pos = 0
+        units = np.empty(R, dtype=np.int64)
+        for r in range(R):
+            units[r] = perm[r, pos]
+        return units, perm, pos + 1
+    return rng.integers(0, n_units, R), perm, pos
+
+
+@njit(**_JIT)
+def unit_idx(units, bsz):
+    """(R, B) sample indices of the contiguous batches {u B, ..., u B + B − 1}
+    (FiniteSumOracle's Minibatch.idx)."""
+    R = units.shape[0]
+    idx = np.empty((R, bsz), dtype=np.int64)
+    for r in range(R):
+        for b in range(bsz):
+            idx[r, b] = units[r] * bsz + b
+    return idx
+
+
 @njit(**_JIT)
 def all_finite(a):
     for i in range(a.shape[0]):
@@ -346,10 +385,11 @@ def _level(q):
     return tuple(_readonly(a) for a in (q.Pyy, q.Pxx, q.Cx, q.Cy, q.ly, q.lx))
 
 
-def kernel_inputs(oracle, algorithm: str) -> dict:
+def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform",)) -> dict:
     """What a kernel needs from the oracle: problem tuple P, finite-sum levels LI/LO, reg,
     fs flag, noise stds, batch size and sample counts; NotImplementedOnBackendError saying
-    why for an unsupported oracle or problem."""
+    why for an unsupported oracle or problem. ``samplers``: the FiniteSumOracle samplers the
+    kernel reproduces (SABA's ``draw_units`` handles "shuffled" too)."""
     from refbilevel.backends.numba_problems import numba_problem
     from refbilevel.oracles.finite_sum import FiniteSumOracle
     from refbilevel.oracles.gaussian import GaussianOracle
@@ -362,10 +402,10 @@ def kernel_inputs(oracle, algorithm: str) -> dict:
                 "std": {k: float(getattr(nz, k)) for k in kinds},
                 "bsz": 1, "n_in": 1, "n_out": 1}
     if isinstance(oracle, FiniteSumOracle):
-        if oracle.sampler != "uniform":
+        if oracle.sampler not in samplers:
             raise NotImplementedOnBackendError(
                 f"{algorithm} on the numba backend supports FiniteSumOracle with "
-                f"sampler='uniform' only, got {oracle.sampler!r}")
+                f"sampler={' or '.join(map(repr, samplers))} only, got {oracle.sampler!r}")
         from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 
         prob = oracle.problem
@@ -380,6 +420,25 @@ def kernel_inputs(oracle, algorithm: str) -> dict:
     raise NotImplementedOnBackendError(
         f"{algorithm} on the numba backend needs a GaussianOracle or a FiniteSumOracle, got "
         f"{type(oracle).__name__}")
+
+
+# The shuffled sampler keeps its pass state in the oracle (``FiniteSumOracle.shuffle_state``, keyed
+# by level and batch shape, shared by draw and draw_batch of that level). A kernel starts from
+# it and hands it back, so that a NumPy call after a Numba run (or another run on the same
+# oracle) continues the same pass, as after a NumPy run.
+def shuffled_state(oracle, level: str, R: int) -> tuple[np.ndarray, int]:
+    """(perm (R, n_units) int64, pos) of the oracle's current pass for batch shape (R,); a
+    used-up marker (pos = n_units) when no pass has started, so the first draw starts one."""
+    nu = oracle.n_units(level)
+    state = oracle.shuffle_state(level, (R,))
+    if state is None:
+        return np.zeros((R, nu), dtype=np.int64), nu
+    return np.ascontiguousarray(state[0], dtype=np.int64), int(state[1])
+
+
+def store_shuffled_state(oracle, level: str, R: int, perm: np.ndarray, pos: int) -> None:
+    """Write a kernel's pass state back into the oracle (see :func:`shuffled_state`)."""
+    oracle.set_shuffle_state(level, (R,), perm, pos)
 
 
 def record_iterations(T: int, record_every: int) -> np.ndarray:

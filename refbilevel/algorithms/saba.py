@@ -79,13 +79,8 @@ class _Saga:
         self.mean = np.where(active[:, None], new_mean, self.mean)
 
 
-@register("algorithm", "saba", "numpy")
-def run_saba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
-             outer_ratio: float = 1.0, init_memory: str = "zero", v0=None,
-             theory_constants: dict | None = None, record_every: int = 1,
-             seed: int | None = None) -> Trace:
-    """Run SABA for T iterations from (x0, y0) (R replicas) with a FiniteSumOracle; see the
-    module docstring."""
+def check_saba_inputs(oracle, init_memory: str) -> None:
+    """The input checks every SABA backend makes first, in this order (same messages)."""
     B.require_oracle(oracle)
     if not hasattr(oracle, "draw_batch"):
         raise ValueError(
@@ -95,6 +90,16 @@ def run_saba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
     if init_memory not in INIT_MEMORY:
         raise ValueError(f"init_memory must be one of {', '.join(map(repr, INIT_MEMORY))}; "
                          f"got {init_memory!r}")
+
+
+@register("algorithm", "saba", "numpy")
+def run_saba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+             outer_ratio: float = 1.0, init_memory: str = "zero", v0=None,
+             theory_constants: dict | None = None, record_every: int = 1,
+             seed: int | None = None) -> Trace:
+    """Run SABA for T iterations from (x0, y0) (R replicas) with a FiniteSumOracle; see the
+    module docstring."""
+    check_saba_inputs(oracle, init_memory)
     rho, gamma, params = saba_params(oracle, mode, step_size, outer_ratio, theory_constants)
     params["init_memory"] = init_memory
     T = B.iterations(T)

@@ -124,12 +124,14 @@ class FiniteSumOracle:
         self.counts = OracleCounts()
         self.n = {"inner": int(problem.n_inner), "outer": int(problem.n_outer)}
         if sampler == "shuffled":
-            self._require_divides()
+            self.require_batches_divide()
         # shuffled-sampler state: (level, batch_shape) -> [permutations (..., n_units), pos]
         self._passes: dict[tuple[str, tuple[int, ...]], list] = {}
 
     # ---- sampling ----------------------------------------------------------------------
-    def _require_divides(self) -> None:
+    def require_batches_divide(self) -> None:
+        """ValueError unless the batch size divides n_inner and n_outer (contiguous batches:
+        the shuffled sampler, draw_batch and unit_batch need it)."""
         B = self.batch_size
         for level, n in self.n.items():
             if n % B:
@@ -144,6 +146,17 @@ class FiniteSumOracle:
     def n_units(self, level: str) -> int:
         """Number of contiguous batches of a level (n / B; needs B | n)."""
         return self.n[self._level(level)] // self.batch_size
+
+    def shuffle_state(self, level: str, batch_shape: tuple[int, ...]) -> list | None:
+        """The shuffled sampler's current pass for (level, batch shape): [permutations
+        (..., n_units), position], or None before the first draw. Compiled backends read it
+        and hand it back with :meth:`set_shuffle_state`, so that a run on any backend
+        continues the pass where the previous run on this oracle left it."""
+        return self._passes.get((self._level(level), tuple(batch_shape)))
+
+    def set_shuffle_state(self, level: str, batch_shape: tuple[int, ...],
+                          permutations: np.ndarray, position: int) -> None:
+        self._passes[(self._level(level), tuple(batch_shape))] = [permutations, int(position)]
 
     @staticmethod
     def _level(level: str) -> str:
@@ -172,7 +185,7 @@ class FiniteSumOracle:
         """One contiguous batch per replica with its id and weight (SAGA units for SABA)."""
         level = self._level(level)
         shape = _shape(batch_shape)
-        self._require_divides()
+        self.require_batches_divide()
         self.counts.add("samples")
         if self.sampler == "shuffled":
             units = self._next_units(level, shape)
@@ -185,7 +198,7 @@ class FiniteSumOracle:
         """The contiguous batches with the given ids, as a :class:`Minibatch` (no random
         numbers, no sample counted: SABA's full memory initialisation walks them all)."""
         level = self._level(level)
-        self._require_divides()
+        self.require_batches_divide()
         units = np.asarray(units, dtype=np.int64)
         if units.size and (units.min() < 0 or units.max() >= self.n_units(level)):
             raise ValueError(f"units must lie in [0, {self.n_units(level) - 1}], got range "

@@ -1,0 +1,240 @@
+"""SABA as one explicit Numba kernel (Dagréou et al. 2022; spec baselines.md §5;
+DESIGN.md §Backends). Same mathematics, step sizes, SAGA tables, sign convention (+z inside,
+v = −z at the boundary) and random-number order as the NumPy reference
+:func:`refbilevel.algorithms.saba.run_saba`:
+
+- per iteration one inner ``draw_batch`` (∇_y G, HVP, JVP on that batch), then one outer
+  ``draw_batch`` (∇_y F, ∇_x F), each drawn as the oracle draws it (``draw_units`` of
+  :mod:`refbilevel.algorithms._baselines_numba`): sampler "uniform", one
+  ``rng.integers(0, n/B, R)`` per draw; sampler "shuffled", one ``rng.random((R, n/B))`` and a
+  stable per-row argsort at the start of every pass (nothing within a pass). Both samplers
+  are supported and consume the Generator exactly as the reference; the shuffled pass state
+  is read from and written back to the oracle, so later draws on it continue the same pass;
+- ``init_memory`` "zero" or "full" (one pass over every batch at (x_0, y_0, z_0), counted as
+  the reference counts it: n_inner/B calls of each inner kind, n_outer/B of each outer kind,
+  no samples);
+- ``mode`` "tuned" or "theory": the step sizes come from :func:`saba.saba_params`.
+
+Oracle: a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` over a FiniteSumQuadratic
+(SABA has no Gaussian-oracle form: ValueError as in the reference); other finite-sum problems
+raise NotImplementedOnBackendError. The per-sample sums run in another order than NumPy's
+BLAS, so the agreement is to rounding, not bit for bit (tests/test_saba_numba.py measures it).
+Divergence handling: see :mod:`refbilevel.algorithms._baselines_numba` (a replica is also
+declared diverged when one of its fresh oracle values is non-finite, as the reference's
+``freeze`` checks them too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    all_finite,
+    call_grad_x_f,
+    call_grad_y_f,
+    call_grad_y_g,
+    call_hvp,
+    call_jvp,
+    draw_units,
+    finish_trace,
+    is_record,
+    kernel_inputs,
+    n_records,
+    shuffled_state,
+    store_shuffled_state,
+    unit_idx,
+)
+from refbilevel.algorithms.saba import check_saba_inputs, saba_params
+from refbilevel.algorithms.soba import initial_z
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.registry import register
+from refbilevel.oracles.finite_sum import SAMPLERS
+
+INNER_KINDS = ("grad_y_g", "hvp", "jvp")
+OUTER_KINDS = ("grad_y_f", "grad_x_f")
+
+
+@njit(cache=True, error_model="numpy")
+def _direction(M, mean, phi, r, u, w, d, new_mean):
+    """SAGA direction d = (φ − M[u]) + M̄ and new mean M̄ + w (φ − M[u]) of replica r, with
+    the reference's operations in the reference's order (saba._Saga.direction)."""
+    for i in range(phi.shape[1]):
+        diff = phi[r, i] - M[r, u, i]
+        d[i] = diff + mean[r, i]
+        new_mean[i] = mean[r, i] + w * diff
+
+
+@njit(cache=True, error_model="numpy")
+def _commit(M, mean, phi, r, u, new_mean):
+    """M[u] ← φ, M̄ ← new mean for replica r (saba._Saga.commit)."""
+    for i in range(phi.shape[1]):
+        M[r, u, i] = phi[r, i]
+        mean[r, i] = new_mean[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _fill_mean(M, mean, phi, u, w):
+    """init_memory="full": M[:, u] ← φ and M̄ ← M̄ + w φ for every replica (saba._fill)."""
+    for r in range(phi.shape[0]):
+        for i in range(phi.shape[1]):
+            M[r, u, i] = phi[r, i]
+            mean[r, i] = mean[r, i] + w * phi[r, i]
+
+
+@njit(cache=True, error_model="numpy")
+def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out, w_in, w_out,
+                full, shuffled, perm_in, pos_in, perm_out, pos_out, every):
+    """T SABA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention). Returns
+    (X records, Y records, diverged_at, perm_in, pos_in, perm_out, pos_out), the last four
+    the shuffled sampler's pass state per level after the run."""
+    R, dx = X.shape
+    dy = Y.shape[1]
+    fs = True  # SABA is finite-sum only: P is the dummy problem tuple, no noise blocks
+    # SAGA tables (R, n_units, d) and their weighted means (R, d), one pair per family
+    Mgy = np.zeros((R, nu_in, dy))
+    Mhv = np.zeros((R, nu_in, dy))
+    Mcr = np.zeros((R, nu_in, dx))
+    Mfy = np.zeros((R, nu_out, dy))
+    Mfx = np.zeros((R, nu_out, dx))
+    mgy = np.zeros((R, dy))
+    mhv = np.zeros((R, dy))
+    mcr = np.zeros((R, dx))
+    mfy = np.zeros((R, dy))
+    mfx = np.zeros((R, dx))
+    GY = np.zeros((R, dy))
+    HV = np.zeros((R, dy))
+    CR = np.zeros((R, dx))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    act = np.ones(R, dtype=np.bool_)
+    if full:
+        # one pass over the batches in the reference's order: every inner batch u = 0, 1, ...
+        # (∇_y G, HVP, JVP), then every outer batch; no random numbers
+        units = np.empty(R, dtype=np.int64)
+        for u in range(nu_in):
+            units[:] = u
+            idx = unit_idx(units, bsz)
+            call_grad_y_g(P, LI, reg, fs, rng, 0.0, idx, X, Y, GY, act)
+            call_hvp(P, LI, reg, fs, rng, 0.0, idx, X, Y, Z, HV, act)
+            call_jvp(P, LI, fs, rng, 0.0, idx, X, Y, Z, CR, act)
+            _fill_mean(Mgy, mgy, GY, u, w_in)
+            _fill_mean(Mhv, mhv, HV, u, w_in)
+            _fill_mean(Mcr, mcr, CR, u, w_in)
+        for u in range(nu_out):
+            units[:] = u
+            idx = unit_idx(units, bsz)
+            call_grad_y_f(P, LO, fs, rng, 0.0, idx, X, Y, FY, act)
+            call_grad_x_f(P, LO, fs, rng, 0.0, idx, X, Y, FX, act)
+            _fill_mean(Mfy, mfy, FY, u, w_out)
+            _fill_mean(Mfx, mfx, FX, u, w_out)
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec, R, dx))
+    Yr = np.empty((nrec, R, dy))
+    Xr[0] = X
+    Yr[0] = Y
+    k = 1
+    div = np.full(R, -1, dtype=np.int64)
+    dgy = np.empty(dy)
+    dhv = np.empty(dy)
+    dcr = np.empty(dx)
+    dfy = np.empty(dy)
+    dfx = np.empty(dx)
+    ngy = np.empty(dy)
+    nhv = np.empty(dy)
+    ncr = np.empty(dx)
+    nfy = np.empty(dy)
+    nfx = np.empty(dx)
+    xn = np.empty(dx)
+    yn = np.empty(dy)
+    zn = np.empty(dy)
+    for t in range(1, T + 1):
+        ui, perm_in, pos_in = draw_units(rng, shuffled, nu_in, R, perm_in, pos_in)
+        idx = unit_idx(ui, bsz)
+        call_grad_y_g(P, LI, reg, fs, rng, 0.0, idx, X, Y, GY, act)
+        call_hvp(P, LI, reg, fs, rng, 0.0, idx, X, Y, Z, HV, act)
+        call_jvp(P, LI, fs, rng, 0.0, idx, X, Y, Z, CR, act)
+        uo, perm_out, pos_out = draw_units(rng, shuffled, nu_out, R, perm_out, pos_out)
+        idx = unit_idx(uo, bsz)
+        call_grad_y_f(P, LO, fs, rng, 0.0, idx, X, Y, FY, act)
+        call_grad_x_f(P, LO, fs, rng, 0.0, idx, X, Y, FX, act)
+        for r in range(R):
+            if not act[r]:
+                continue
+            a, b = ui[r], uo[r]
+            _direction(Mgy, mgy, GY, r, a, w_in, dgy, ngy)
+            _direction(Mhv, mhv, HV, r, a, w_in, dhv, nhv)
+            _direction(Mcr, mcr, CR, r, a, w_in, dcr, ncr)
+            _direction(Mfy, mfy, FY, r, b, w_out, dfy, nfy)
+            _direction(Mfx, mfx, FX, r, b, w_out, dfx, nfx)
+            for i in range(dx):
+                xn[i] = X[r, i] - gamma * (dfx[i] - dcr[i])
+            for i in range(dy):
+                yn[i] = Y[r, i] - rho * dgy[i]
+                zn[i] = Z[r, i] - rho * (dhv[i] - dfy[i])
+            # the reference's freeze checks the new (x, y, z) and the five fresh values
+            if (all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(GY[r])
+                    and all_finite(HV[r]) and all_finite(CR[r]) and all_finite(FY[r])
+                    and all_finite(FX[r])):
+                X[r] = xn
+                Y[r] = yn
+                Z[r] = zn
+                _commit(Mgy, mgy, GY, r, a, ngy)
+                _commit(Mhv, mhv, HV, r, a, nhv)
+                _commit(Mcr, mcr, CR, r, a, ncr)
+                _commit(Mfy, mfy, FY, r, b, nfy)
+                _commit(Mfx, mfx, FX, r, b, nfx)
+            else:  # frozen at its last finite state; its tables are no longer written
+                act[r] = False
+                div[r] = t
+        if is_record(t, T, every):
+            Xr[k] = X
+            Yr[k] = Y
+            k += 1
+    return Xr, Yr, div, perm_in, pos_in, perm_out, pos_out
+
+
+@register("algorithm", "saba", "numba")
+def run_saba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                   outer_ratio: float = 1.0, init_memory: str = "zero", v0=None,
+                   theory_constants: dict | None = None, record_every: int = 1,
+                   seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.saba.run_saba` (same arguments, same random
+    numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    check_saba_inputs(oracle, init_memory)
+    rho, gamma, params = saba_params(oracle, mode, step_size, outer_ratio, theory_constants)
+    params["init_memory"] = init_memory
+    T = B.iterations(T)
+    x, y, R = B.start_points(oracle, x0, y0)
+    z = initial_z(oracle, v0, R)
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "saba", samplers=SAMPLERS)
+    full = init_memory == "full"
+    if T > 0 or full:
+        # B must divide n_inner and n_outer (contiguous batches): the reference's draw_batch /
+        # unit_batch raise this ValueError at their first call, i.e. only when there is one
+        oracle.require_batches_divide()
+    nu_in, nu_out = oracle.n_units("inner"), oracle.n_units("outer")
+    shuffled = oracle.sampler == "shuffled"
+    perm_in, pos_in = shuffled_state(oracle, "inner", R)
+    perm_out, pos_out = shuffled_state(oracle, "outer", R)
+    bsz = oracle.batch_size
+    Xr, Yr, div, perm_in, pos_in, perm_out, pos_out = saba_kernel(
+        k["P"], k["LI"], k["LO"], k["reg"], oracle.rng, x, y, z, T, float(rho), float(gamma),
+        bsz, nu_in, nu_out, bsz / oracle.n["inner"], bsz / oracle.n["outer"], full, shuffled,
+        perm_in, pos_in, perm_out, pos_out, every)
+    if shuffled and T > 0:  # the reference creates/advances the pass state at each draw
+        store_shuffled_state(oracle, "inner", R, perm_in, pos_in)
+        store_shuffled_state(oracle, "outer", R, perm_out, pos_out)
+    if full:  # the memory pass, counted before the record at t = 0 as in the reference
+        for kind in INNER_KINDS:
+            oracle.counts.add(kind, nu_in)
+        for kind in OUTER_KINDS:
+            oracle.counts.add(kind, nu_out)
+    per = dict.fromkeys(INNER_KINDS + OUTER_KINDS, 1)
+    per["samples"] = 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning, as in
+        # the reference (which builds its trace inside the same errstate)
+        return finish_trace(oracle, "saba", params, seed, T, every, Xr, Yr, div, per, v=-z)
