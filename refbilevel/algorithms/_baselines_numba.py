@@ -360,6 +360,18 @@ def n_records(T, every):
     return n
 
 
+@njit(**_JIT)
+def start_records(T, every, X, W):
+    """Record buffers of a run: (X records, W records, diverged_at), with record 0 = the
+    start (W is y for most methods, z for F2SA) and every replica not diverged (-1)."""
+    nrec = n_records(T, every)
+    Xr = np.empty((nrec,) + X.shape)
+    Wr = np.empty((nrec,) + W.shape)
+    Xr[0] = X
+    Wr[0] = W
+    return Xr, Wr, np.full(X.shape[0], -1, dtype=np.int64)
+
+
 # ---- Python side: kernel inputs and the trace ------------------------------------------------
 def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.float64)

@@ -21,7 +21,7 @@ from refbilevel.algorithms._baselines_numba import (
     finish_trace,
     is_record,
     kernel_inputs,
-    n_records,
+    start_records,
 )
 from refbilevel.algorithms.amigo import amigo_params
 from refbilevel.algorithms.trace import Trace
@@ -35,14 +35,9 @@ def amigo_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, alpha, beta, gamma, n, m, 
     Returns (X records, Y records, diverged_at)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    nrec = n_records(T, every)
-    Xr = np.empty((nrec, R, dx))
-    Yr = np.empty((nrec, R, dy))
-    Xr[0] = X
-    Yr[0] = Y
+    Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
     act = np.ones(R, dtype=np.bool_)
-    div = np.full(R, -1, dtype=np.int64)
     YN = np.empty((R, dy))
     ZN = np.empty((R, dy))
     G = np.zeros((R, dy))

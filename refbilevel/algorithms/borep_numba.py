@@ -158,6 +158,26 @@ def _project(u, c, r):
 
 
 @njit(**_JIT)
+def _commit(r, t, x, y, z, m, xn, zn, mn, div):  # pragma: no cover - compiled
+    """Accept replica r's step t (x, m, z ← xn, mn, zn) if it and y are finite; otherwise
+    freeze the replica at its last finite state and record div[r] = t − 1 (the convention
+    of TraceRecorder.check_finite)."""
+    ok = True
+    for i in range(x.shape[1]):
+        ok = ok and np.isfinite(xn[i]) and np.isfinite(mn[i])
+    for i in range(y.shape[1]):
+        ok = ok and np.isfinite(zn[i]) and np.isfinite(y[r, i])
+    if not ok:
+        div[r] = t - 1
+        return
+    for i in range(x.shape[1]):
+        x[r, i] = xn[i]
+        m[r, i] = mn[i]
+    for i in range(y.shape[1]):
+        z[r, i] = zn[i]
+
+
+@njit(**_JIT)
 def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                   R_ball, rho, k_dag, T1, theta1, D1, normalize, project, stds, rec_every,
                   X_rec, Y_rec, div):  # pragma: no cover - compiled
@@ -254,19 +274,7 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
                     xn[i] = x[r, i] - eta * mn[i] / nm
                 else:
                     xn[i] = x[r, i]
-            ok = True
-            for i in range(dx):
-                ok = ok and np.isfinite(xn[i]) and np.isfinite(mn[i])
-            for i in range(dy):
-                ok = ok and np.isfinite(zn[i]) and np.isfinite(y[r, i])
-            if not ok:
-                div[r] = t - 1
-                continue
-            for i in range(dx):
-                x[r, i] = xn[i]
-                m[r, i] = mn[i]
-            for i in range(dy):
-                z[r, i] = zn[i]
+            _commit(r, t, x, y, z, m, xn, zn, mn, div)
         if t % rec_every == 0 or t == T:
             X_rec[kr] = x
             Y_rec[kr] = y
@@ -350,19 +358,7 @@ def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N
                     xn[i] = x[r, i] - eta * mn[i] / (nm + eps)
                 else:
                     xn[i] = x[r, i] - eta * mn[i]
-            ok = True
-            for i in range(dx):
-                ok = ok and np.isfinite(xn[i]) and np.isfinite(mn[i])
-            for i in range(dy):
-                ok = ok and np.isfinite(zn[i]) and np.isfinite(y[r, i])
-            if not ok:
-                div[r] = t - 1
-                continue
-            for i in range(dx):
-                x[r, i] = xn[i]
-                m[r, i] = mn[i]
-            for i in range(dy):
-                z[r, i] = zn[i]
+            _commit(r, t, x, y, z, m, xn, zn, mn, div)
         if t % rec_every == 0 or t == T:
             X_rec[kr] = x
             Y_rec[kr] = y

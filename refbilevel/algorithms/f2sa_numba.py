@@ -23,7 +23,7 @@ from refbilevel.algorithms._baselines_numba import (
     finish_trace,
     is_record,
     kernel_inputs,
-    n_records,
+    start_records,
 )
 from refbilevel.algorithms.f2sa import f2sa_params
 from refbilevel.algorithms.trace import Trace
@@ -37,14 +37,9 @@ def f2sa_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, sched, n, share_x, s_gy, s_
     (a_k, c_k, ξ_k, λ_k). Returns (X records, Z records, diverged_at)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    nrec = n_records(T, every)
-    Xr = np.empty((nrec, R, dx))
-    Zr = np.empty((nrec, R, dy))
-    Xr[0] = X
-    Zr[0] = Z
+    Xr, Zr, div = start_records(T, every, X, Z)
     k = 1
     act = np.ones(R, dtype=np.bool_)
-    div = np.full(R, -1, dtype=np.int64)
     YN = np.empty((R, dy))
     ZN = np.empty((R, dy))
     GY = np.zeros((R, dy))

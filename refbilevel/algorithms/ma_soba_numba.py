@@ -23,7 +23,7 @@ from refbilevel.algorithms._baselines_numba import (
     finish_trace,
     is_record,
     kernel_inputs,
-    n_records,
+    start_records,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
 from refbilevel.algorithms.trace import Trace
@@ -37,14 +37,9 @@ def ma_soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, H, T, beta, gamma, alpha, t
     projection. Returns (X records, Y records, diverged_at)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    nrec = n_records(T, every)
-    Xr = np.empty((nrec, R, dx))
-    Yr = np.empty((nrec, R, dy))
-    Xr[0] = X
-    Yr[0] = Y
+    Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
     act = np.ones(R, dtype=np.bool_)
-    div = np.full(R, -1, dtype=np.int64)
     DY = np.zeros((R, dy))
     HZ = np.zeros((R, dy))
     CZ = np.zeros((R, dx))

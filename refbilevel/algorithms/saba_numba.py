@@ -41,8 +41,8 @@ from refbilevel.algorithms._baselines_numba import (
     finish_trace,
     is_record,
     kernel_inputs,
-    n_records,
     shuffled_state,
+    start_records,
     store_shuffled_state,
     unit_idx,
 )
@@ -129,13 +129,8 @@ def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out,
             call_grad_x_f(P, LO, fs, rng, 0.0, idx, X, Y, FX, act)
             _fill_mean(Mfy, mfy, FY, u, w_out)
             _fill_mean(Mfx, mfx, FX, u, w_out)
-    nrec = n_records(T, every)
-    Xr = np.empty((nrec, R, dx))
-    Yr = np.empty((nrec, R, dy))
-    Xr[0] = X
-    Yr[0] = Y
+    Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    div = np.full(R, -1, dtype=np.int64)
     dgy = np.empty(dy)
     dhv = np.empty(dy)
     dcr = np.empty(dx)

@@ -23,7 +23,7 @@ from refbilevel.algorithms._baselines_numba import (
     hia_kernel,
     is_record,
     kernel_inputs,
-    n_records,
+    start_records,
 )
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
@@ -37,14 +37,9 @@ def ttsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, betas, alphas, Ns, eta, s_gy, 
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
     R, dx = X.shape
     dy = Y.shape[1]
-    nrec = n_records(T, every)
-    Xr = np.empty((nrec, R, dx))
-    Yr = np.empty((nrec, R, dy))
-    Xr[0] = X
-    Yr[0] = Y
+    Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
     act = np.ones(R, dtype=np.bool_)
-    div = np.full(R, -1, dtype=np.int64)
     ps = np.zeros((T, R), dtype=np.int64)
     steps = np.zeros(T, dtype=np.int64)
     YN = np.empty((R, dy))
