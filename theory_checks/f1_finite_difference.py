@@ -25,6 +25,13 @@ Measured (exact oracles, so the error is the finite-difference error itself):
   one sample, so its error equals the noise-free error to rounding; evaluating the two calls
   on independent samples instead gives an error of order std/δ.
 
+Uncertainty: the exact-oracle parts are exact arithmetic at seeded random points (no
+sampling error; the random points are a search, and for the bound the verdict adds a 99.9%
+Clopper-Pearson interval for the violation probability under the point distribution). The
+same-sample part uses one noisy draw: with additive N(0, σ²) noise, the independent-sample
+error is exactly σ/(√2 δ)·χ_d distributed, so the verdict gives that law's central 99.9%
+interval and the probability that the control would not be rejected.
+
 Negative controls (all must be violated): the constant L/4 instead of L/2 at the sharp
 points (HVP and JVP, every d), and the independent-sample variant's error below the bound.
 """
@@ -36,6 +43,7 @@ import numpy as np
 from refbilevel.backends.numba_problems import supports as numba_supports
 from refbilevel.backends.registry import implementation
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.oracles import GaussianOracle, NoiseConfig
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import Constants
@@ -45,6 +53,7 @@ from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -141,8 +150,8 @@ def fd_error(problem, backend, kind, x, y, v, delta):
     return err, allowance
 
 
-def _bound_part(problem, L, kind, backend, rng, n, d):
-    """Random points: max ratio error / ((L/2) δ ||v||²) (rounding allowance removed)."""
+def _bound_part(problem, L, kind, backend, rng, n, d) -> np.ndarray:
+    """Random points: ratios error / ((L/2) δ ||v||²) (rounding allowance removed)."""
     x = rng.uniform(-0.4, 0.4, (n, problem.d_x))  # CubicCross needs ||x||_inf < 1/L
     y = rng.standard_normal((n, d)) * 10.0 ** rng.uniform(-4, 0, (n, 1))
     v = rng.standard_normal((n, d))
@@ -152,7 +161,7 @@ def _bound_part(problem, L, kind, backend, rng, n, d):
         err, allow = fd_error(problem, backend, kind, x[i], y[i], v[i], delta[i])
         bound = 0.5 * L * delta[i] * np.sum(v[i] ** 2)
         ratios.append(float(max(err - allow, 0.0) / bound))
-    return max(ratios)
+    return np.array(ratios)
 
 
 def _sharp_part(problem, L, kind, backend, d, deltas):
@@ -179,22 +188,32 @@ def _slope(problem, backend, d, rng):
     return float(slope), deltas, errs
 
 
-def _same_sample(backend, d, rng):
+def _same_sample(backend, d, rng, seed: int):
     """Noisy oracle, same sample vs two independent samples, against the exact-oracle FD."""
+    from scipy.special import gammainc, gammaincinv
+
     P = SeparableUniformlyConvex(d=d, p=4.0)
     x, y, v = rng.uniform(-1, 1, d), rng.uniform(-1, 1, d), rng.standard_normal(d)
     delta, std = 1e-3, 1.0
     fn, _ = _fd("fd_hvp", backend, P)
     exact_fd = _value(fn(GaussianOracle(P, 0.0, np.random.default_rng(0)), x, y, v, delta))
-    noisy = GaussianOracle(P, NoiseConfig(grad_y_g=std), named_stream(1, "F1/same-sample"))
+    noisy = GaussianOracle(P, NoiseConfig(grad_y_g=std), named_stream(seed, "F1/same-sample"))
     same = _value(fn(noisy, x, y, v, delta))
     # control: the two gradient calls on independent samples (what eq. (9) forbids)
     gp = noisy.grad_y_g(x, y + delta * v)
     gm = noisy.grad_y_g(x, y - delta * v)
     indep = (gp - gm) / (2 * delta)
     bound = 0.5 * 6.0 * 2.0 * delta * np.sum(v**2)  # L_loc of 3y² on |y| <= 1 + δ|v|, generous
+    # indep - exact_fd = σ(ξ₊ - ξ₋)/(2δ) ~ N(0, s² I_d), s = σ/(√2 δ): its norm is s·χ_d
+    s = std / (np.sqrt(2.0) * delta)
+    a = 1.0 - LEVEL
+    law = [float(s * np.sqrt(2.0 * gammaincinv(d / 2.0, q))) for q in (a / 2, 1 - a / 2)]
     return {"same_sample_vs_noise_free": float(np.linalg.norm(same - exact_fd)),
             "independent_vs_noise_free": float(np.linalg.norm(indep - exact_fd)),
+            "independent_error_law": f"σ/(√2 δ)·χ_d = {s:.4g}·χ_{d}",
+            "independent_error_interval_999": law,
+            "probability_control_not_rejected": float(gammainc(d / 2.0,
+                                                               (bound / s) ** 2 / 2.0)),
             "local_bound": float(bound)}
 
 
@@ -204,13 +223,15 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     n = 40 if mode == "quick" else 400
     deltas_sharp = np.logspace(-4, 0, 9)
     bound_rows, sharp_rows, exact_rows, slope_rows, curves = [], [], [], [], {}
-    for d in dims:
+    for d in track(dims, "F1 dimensions", note=lambda d: f"d={d}"):
         cubic = SeparableUniformlyConvex(d=d, p=3.0)
         cross = CubicCross(d, L=L_CUBIC)
         for label, P, kind in (("HVP, (1/3)Σ|y|³", cubic, "hvp"),
                                ("JVP, CubicCross", cross, "jvp")):
-            bound_rows.append({"case": label, "d": d,
-                               "max_ratio": _bound_part(P, L_CUBIC, kind, backend, rng, n, d)})
+            ratios = _bound_part(P, L_CUBIC, kind, backend, rng, n, d)
+            bound_rows.append({"case": label, "d": d, "max_ratio": float(ratios.max()),
+                               "violation_frequency": brief(binomial_ci(
+                                   int(np.sum(ratios > 1 + RATIO_ROUNDING)), n, LEVEL))})
             r = _sharp_part(P, L_CUBIC, kind, backend, d, deltas_sharp)
             sharp_rows.append({"case": label, "d": d, "min_ratio": float(r.min()),
                                "max_ratio": float(r.max())})
@@ -238,7 +259,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
             slope_rows.append({"p": p, "d": d, "slope": s})
             if d == 10:
                 curves[f"HVP, (1/p)Σ|y|^p, p={p:g}"] = (dl, errs)
-    same = _same_sample(backend, 10, rng)
+    same = _same_sample(backend, 10, rng, seed)
     bound_ok = all(r["max_ratio"] <= 1 + RATIO_ROUNDING for r in bound_rows)
     sharp_ok = all(abs(r["min_ratio"] - 1) <= 1e-6 and abs(r["max_ratio"] - 1) <= 1e-6
                    for r in sharp_rows)
@@ -253,7 +274,21 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         measured={"bound": bound_rows, "sharpness": sharp_rows, "exactness": exact_rows,
                   "slopes": slope_rows, "same_sample": same,
                   "checks": {"bound": bound_ok, "sharp": sharp_ok, "exact": exact_ok,
-                             "slope": slope_ok, "same_sample": same_ok}},
+                             "slope": slope_ok, "same_sample": same_ok},
+                  "uncertainty": {
+                      "bound max_ratio": EXACT_AT_PROBES,
+                      "bound violation_frequency": f"{LEVEL:.1%} Clopper-Pearson exact "
+                                                   "binomial interval of the probability "
+                                                   "that a random point violates the bound",
+                      "sharpness, exactness, slopes": EXACT + " (exact oracles at fixed or "
+                                                              "seeded points)",
+                      "same_sample_vs_noise_free": EXACT + " (the shared sample cancels; "
+                                                           "rounding only)",
+                      "independent_vs_noise_free": "one random draw; its exact law is "
+                                                   "independent_error_law (additive Gaussian "
+                                                   "noise), with the central "
+                                                   f"{LEVEL:.1%} interval "
+                                                   "independent_error_interval_999"}},
         bound={"formula": "(L/2) δ ||v||², L = 2", "ratio_max": 1.0,
                "ratio_rounding": RATIO_ROUNDING, "slope": f"2 ± {SLOPE_TOL}",
                "exactness": "error <= 64 eps (||∇g(y+δv)|| + ||∇g(y-δv)||)/(2δ) "

@@ -32,8 +32,10 @@ import numpy as np
 from refbilevel.algorithms.bsgm import Box, constrained_minimum
 from refbilevel.backends.registry import implementation
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks.intervals import EXACT, LEVEL, binomial_ci, brief, mean_ci
 from refbilevel.oracles.contraction import ContractionOracle
 from refbilevel.problems.contraction import golden_instance
+from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -61,30 +63,37 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     T = 100
     P = golden_instance().problem
     rows, ctrl_rows, figs = [], [], []
-    for label, box in CONSTRAINTS.items():
-        _, f_star = constrained_minimum(P, box, LAM0)
-        for schedule in ("finite", "increasing"):
-            tr = run_paths(box, schedule, T, R, seed, backend)
-            c = tr.corollary13(f_star)
-            cc = tr.corollary13(f_star, scale=CONTROL_SCALE)
-            rows.append({"constraint": label, "schedule": schedule, "f_star": f_star,
-                         "lhs_range": [float(c["lhs"].min()), float(c["lhs"].max())],
-                         "rhs_range": [float(c["rhs"].min()), float(c["rhs"].max())],
-                         "min_margin": float(c["margin"].min()),
-                         "max_lhs_over_rhs": float((c["lhs"] / c["rhs"]).max()),
-                         "deterministic_part": float(np.max(c["deterministic_part"])),
-                         "violations": int((c["margin"] < 0).sum()), "paths": R,
-                         "samples_per_path": int(tr.samples[-1])})
-            ctrl_rows.append({"constraint": label, "schedule": schedule,
-                              "violations": int((cc["margin"] < 0).sum()), "paths": R})
-            figs.append((label, schedule, c["lhs"], c["rhs"], cc["rhs"]))
+    runs = [(label, box, schedule) for label, box in CONSTRAINTS.items()
+            for schedule in ("finite", "increasing")]
+    f_stars = {label: constrained_minimum(P, box, LAM0)[1] for label, box in CONSTRAINTS.items()}
+    for label, box, schedule in track(runs, "S5 pathwise runs",
+                                      note=lambda r: f"{r[0]} {r[2]}"):
+        f_star = f_stars[label]
+        tr = run_paths(box, schedule, T, R, seed, backend)
+        c = tr.corollary13(f_star)
+        cc = tr.corollary13(f_star, scale=CONTROL_SCALE)
+        rows.append({"constraint": label, "schedule": schedule, "f_star": f_star,
+                     "lhs_range": [float(c["lhs"].min()), float(c["lhs"].max())],
+                     "rhs_range": [float(c["rhs"].min()), float(c["rhs"].max())],
+                     "min_margin": float(c["margin"].min()),
+                     "max_lhs_over_rhs": float((c["lhs"] / c["rhs"]).max()),
+                     "deterministic_part": float(np.max(c["deterministic_part"])),
+                     "violations": int((c["margin"] < 0).sum()), "paths": R,
+                     "samples_per_path": int(tr.samples[-1]),
+                     "lhs_mean_ci999": brief(mean_ci(c["lhs"], LEVEL, what="paths")),
+                     "rhs_mean_ci999": brief(mean_ci(c["rhs"], LEVEL, what="paths")),
+                     "violation_frequency": brief(binomial_ci(
+                         int((c["margin"] < 0).sum()), R, LEVEL))})
+        ctrl_rows.append({"constraint": label, "schedule": schedule,
+                          "violations": int((cc["margin"] < 0).sum()), "paths": R})
+        figs.append((label, schedule, c["lhs"], c["rhs"], cc["rhs"]))
     # sample complexity, finite horizon on [-1,1]^2: N = 4T^2 vs achieved ε
     Ts = [10, 20, 40, 80] if mode == "quick" else [10, 20, 40, 80, 160, 320]
     box = CONSTRAINTS["[-1,1]^2"]
     eps_T, N_T, boot = [], [], []
     rng = named_stream(seed, "S5/bootstrap")
     per_T = []
-    for T_ in Ts:
+    for T_ in track(Ts, "S5 horizons", note=lambda T_: f"T={T_}"):
         tr = run_paths(box, "finite", T_, R, seed + 1, backend)
         lhs = tr.grad_map_sq[:T_].mean(axis=0)  # (R,)
         per_T.append(lhs)
@@ -102,8 +111,25 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         passed=all(r["violations"] == 0 for r in rows) and expo_ok,
         control_rejected=any(c["violations"] > 0 for c in ctrl_rows) and control_exp_rejected,
         measured={"pathwise": rows, "sample_complexity": {
-            "T": Ts, "samples": N_T, "mean_grad_map_sq": eps_T, "exponent": expo,
-            "exponent_ci999_bootstrap": ci}},
+            "T": Ts, "samples": N_T, "mean_grad_map_sq": eps_T,
+            "mean_grad_map_sq_ci999": [brief(mean_ci(v, LEVEL, what="paths"))["ci"]
+                                       for v in per_T],
+            "exponent": expo, "exponent_ci999_bootstrap": ci},
+            "uncertainty": {
+                "pathwise lhs_range, rhs_range, min_margin, max_lhs_over_rhs":
+                    "per-path values (R paths); the inequality is deterministic on every "
+                    "path, so violations must be 0 whatever the seed",
+                "lhs_mean_ci999, rhs_mean_ci999, mean_grad_map_sq_ci999":
+                    f"{LEVEL:.1%} Student-t interval of the mean over the R independent "
+                    "paths (mean ± t_(R-1) SE)",
+                "violation_frequency": f"{LEVEL:.1%} Clopper-Pearson exact binomial "
+                                       "interval of the probability that a path violates "
+                                       "the inequality",
+                "exponent_ci999_bootstrap": f"{LEVEL:.1%} percentile bootstrap over paths "
+                                            "(each T resampled independently, 2000 "
+                                            "resamples, Generator named_stream(seed, "
+                                            "'S5/bootstrap'))",
+                "f_star, samples_per_path, samples": EXACT}},
         bound={"pathwise": "lhs <= 8L(f(λ0)-f*)/T + (10/T)Σ||Δ_s||² on every path",
                "exponent": [2.0 - EXP_TOL, 2.0 + EXP_TOL]},
         control={"description": f"(a) right side × {CONTROL_SCALE} must be violated on some "
@@ -131,6 +157,11 @@ def plot(m: Measurement, fig) -> None:
     ax1.legend(fontsize=7)
     eps, N = np.array(m.figure_data["eps"]), np.array(m.figure_data["N"], dtype=float)
     ax2.loglog(1 / eps, N, "o-", label="BSGM finite horizon (N = 4T²)")
+    lo, hi = np.array(m.measured["sample_complexity"]["mean_grad_map_sq_ci999"],
+                      dtype=float).T  # the interval of ε, drawn on the 1/ε axis
+    right = np.where(lo > 0, 1 / np.where(lo > 0, lo, 1.0), 10 / eps)  # clipped if lo <= 0
+    ax2.errorbar(1 / eps, N, xerr=[1 / eps - 1 / hi, right - 1 / eps], fmt="none",
+                 ecolor="tab:blue", capsize=3, label="99.9% interval of ε (over paths)")
     ax2.loglog(1 / eps, N[0] * (eps[0] / eps) ** 2, "k--", lw=1, label="ε^-2")
     ax2.set_xlabel("1/ε (mean (1/T)Σ||G||²)")
     ax2.set_ylabel("samples")

@@ -13,6 +13,10 @@ smallest real part; the imaginary parts are reported.
   singular value found there is reported for information (it can fall below mu).
 - Tolerance: eigenvalues and norms are computed in float64 by backward-stable routines; we
   allow 1e-9 (max(1, ||H||)) for rounding, orders of magnitude below any real violation.
+- Everything is evaluated exactly at the sampled points (no sampling error); the points are
+  a seeded random search, so the verdict adds, per problem, the number of violating points
+  and a 99.9% Clopper-Pearson interval for the violation probability under the sampling
+  distribution.
 - Negative control (claims.md): mu' = 1.5 mu must be violated somewhere. For p > 2 the
   lemma is not tight (lambda_min(H) = 1 while mu_p < 1), so the control bites on the p = 2
   members, where lambda_min(H) = mu exactly.
@@ -23,12 +27,14 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -67,7 +73,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     rng = named_stream(seed, "U2/points")
     n = 500 if mode == "quick" else 20000
     rows, ok = [], True
-    for label, prob in problems(mode):
+    for label, prob in track(problems(mode), "U2 problems", note=lambda it: it[0]):
         x, y, v = _points(prob, rng, n)
         H = prob.generalized_hessian(x, y)
         eig = np.linalg.eigvals(H)
@@ -81,6 +87,12 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "max_abs_imag": float(np.abs(eig.imag).max()),
                "min_Hv_over_v": float(sv.min()),
                "singular_value_claim": bool(prob.hessian_independent_of_y)}
+        lam_bad = ~(lam >= mu - ROUNDING * scale)
+        row["violation_frequency"] = {"lambda_min": brief(binomial_ci(int(lam_bad.sum()), n,
+                                                                      LEVEL))}
+        if prob.hessian_independent_of_y:
+            row["violation_frequency"]["Hv"] = brief(binomial_ci(
+                int(np.sum(~(sv >= mu - ROUNDING * scale))), n, LEVEL))
         row["lambda_ok"] = bool(np.all(lam >= mu - ROUNDING * scale))
         row["Hv_ok"] = (bool(np.all(sv >= mu - ROUNDING * scale))
                         if prob.hessian_independent_of_y else None)
@@ -92,7 +104,12 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     return Measurement(
         passed=bool(ok),
         control_rejected=any(r["control_violated"] for r in rows),
-        measured={"per_problem": rows, "points_per_problem": n},
+        measured={"per_problem": rows, "points_per_problem": n, "uncertainty": {
+            "min_lambda_min, min_lambda_over_mu, max_abs_imag, min_Hv_over_v": EXACT_AT_PROBES,
+            "violation_frequency": f"count of points violating the claim (beyond the "
+                                   f"rounding allowance) and the {LEVEL:.1%} Clopper-Pearson "
+                                   "exact binomial interval of the violation probability "
+                                   "under the sampling distribution"}},
         bound={"lambda_min/mu": ">= 1", "||Hv||/(mu||v||)": ">= 1 (y-independent H)",
                "rounding_allowance": f"{ROUNDING} * max(1, ||H||)"},
         control={"description": f"mu' = {CONTROL_FACTOR} mu must be violated somewhere",

@@ -26,9 +26,11 @@ from refbilevel.algorithms.unibio import tuned_params
 from refbilevel.algorithms.unibio_schedule import theory_schedule
 from refbilevel.backends import implementation
 from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks.intervals import EXACT
 from refbilevel.oracles import GaussianOracle, NoiseConfig
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import SeparableUniformlyConvex
+from refbilevel.progress import track
 
 CLAIM = ClaimInfo(
     id="U8",
@@ -52,7 +54,8 @@ def _budget(problem, eps, I_rule="paper"):
 def accounting(mode: str):
     eps = np.logspace(-2, -4, 5 if mode == "quick" else 9)
     rows, ctrl = [], []
-    for prob in (UniBiOExample3(2), SeparableUniformlyConvex(d=2, p=3.0), UniBiOExample3(4)):
+    probs = (UniBiOExample3(2), SeparableUniformlyConvex(d=2, p=3.0), UniBiOExample3(4))
+    for prob in track(probs, "U8 accounting", note=lambda P: f"p={P.p:g}"):
         p = prob.p
         b = np.array([_budget(prob, e) for e in eps])
         bc = np.array([_budget(prob, e, "every-step") for e in eps])
@@ -70,7 +73,8 @@ def accounting(mode: str):
 def deterministic_slopes(backend: str, eta_override: float | None = None):
     run = implementation("algorithm", "unibio", backend)
     out = []
-    for p in (2, 4, 6, 8):
+    stage = "U8 deterministic runs" + ("" if eta_override is None else " (stalled control)")
+    for p in track((2, 4, 6, 8), stage, note=lambda p: f"p={p}"):
         prob = UniBiOExample3(p)
         prm = tuned_params(p) if eta_override is None else tuned_params(p, eta=eta_override)
         tr = run(GaussianOracle(prob, 0.0, np.random.default_rng(0)), np.ones((1, 1)),
@@ -103,6 +107,9 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
             "c_monotone": monotone,
             "d_deterministic_slopes": strip,
             "b_not_measured_budget_at_eps_0.5": b_half,
+            "uncertainty": {"all": EXACT + ": (a), (c) exact oracle counts of the theory "
+                            "schedule, (d) noise-free runs (exact oracles); the seed is not "
+                            "used"},
         },
         bound={"a": f"local slope in 5p-6 + [{SLOPE_BAND[0]}, {SLOPE_BAND[1]}]",
                "c": "strictly increasing in p", "d": "slope <= -1/(3p-2)"},

@@ -5,6 +5,11 @@ A theory check (one script per claim in theory_checks/, spec claims.md) defines 
 ``plot(measurement, fig)``. The runner times it, writes ``<id>.json`` and ``<id>.png`` and a
 summary table; a check fails when its claim fails **or** its negative control is not
 rejected (a check that cannot fail proves nothing).
+
+Every measured value says how uncertain it is: random ones (they depend on the seed) carry
+an interval at a stated level with its method, deterministic ones are marked exact; each
+check lists which is which under ``measured["uncertainty"]`` (helpers:
+:mod:`refbilevel.checks.intervals`).
 """
 
 from refbilevel.checks.verdict import ClaimInfo, Measurement, Verdict

@@ -2,11 +2,18 @@
 
 Checks live in the ``theory_checks`` package, one module per claim, named by the claim's id
 (``u1_holder_continuity.py`` holds claim U1).
+
+Checks report progress on stderr through :func:`refbilevel.progress.track` / ``bar``, one bar
+per stage labelled with the check's id ("S1 Monte Carlo", "U7 runs (p, budget)"); stages
+shorter than half a second print nothing. ``--no-progress`` (or ``run_checks(...,
+progress=False)``, or ``REFBILEVEL_PROGRESS=0``) turns them off; inside pytest they are off
+unless a test turns them on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import sys
@@ -16,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from refbilevel.checks.verdict import Verdict, versions
+from refbilevel.progress import progress_switch, set_progress
 
 MODES = ("quick", "full")
 
@@ -107,8 +115,19 @@ def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
 
 
 def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out: Path,
-               stream=None) -> list[Verdict]:
-    stream = sys.stdout if stream is None else stream
+               stream=None, progress: bool | None = None) -> list[Verdict]:
+    """Run the checks ``ids`` (default: all), print one line per check and the summary table
+    on ``stream`` (stdout) and write the report. The checks' progress bars go to stderr;
+    ``progress`` turns them on or off for this call (``None``: the process-wide switch of
+    :mod:`refbilevel.progress`, which ``--no-progress`` sets)."""
+    switch = (progress_switch(progress) if progress is not None
+              else contextlib.nullcontext())
+    with switch:
+        return _run_checks(ids, mode=mode, seed=seed, backend=backend, out=out,
+                           stream=sys.stdout if stream is None else stream)
+
+
+def _run_checks(ids, *, mode, seed, backend, out, stream) -> list[Verdict]:
     checks = discover()
     wanted = [i.upper() for i in ids] if ids else list(checks)
     unknown = [i for i in wanted if i not in checks]
@@ -140,6 +159,19 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for <id>.json, <id>.png and report.md")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))
+    parser.add_argument("--no-progress", dest="progress", action=_NoProgress, nargs=0,
+                        default=None, help="no progress bars on stderr (they are on by "
+                        "default, off inside pytest; env REFBILEVEL_PROGRESS=0/1 overrides)")
+
+
+class _NoProgress(argparse.Action):
+    """``--no-progress``: records ``progress=False`` and turns the process-wide switch of
+    :mod:`refbilevel.progress` off, so the flag works whichever entry point reads the
+    arguments (``refbilevel check`` or a check script run alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, False)
+        set_progress(False)
 
 
 def main_for_script(module_name: str, argv: list[str] | None = None) -> int:
@@ -149,5 +181,5 @@ def main_for_script(module_name: str, argv: list[str] | None = None) -> int:
     add_check_arguments(parser)
     args = parser.parse_args(argv)
     verdicts = run_checks([module.CLAIM.id], mode=args.mode, seed=args.seed,
-                          backend=args.backend, out=args.out)
+                          backend=args.backend, out=args.out, progress=args.progress)
     return 0 if all(v.ok for v in verdicts) else 1
