@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from refbilevel.algorithms import amigo, bsa, f2sa, ma_soba, saba, soba, stocbio, ttsa
+from refbilevel.algorithms._baselines import paper_counts_per_iteration, paper_cumulative_counts
 from refbilevel.backends import implementation, implementations
 from refbilevel.oracles import GaussianOracle
 from refbilevel.oracles.finite_sum import FiniteSumOracle
@@ -105,20 +106,10 @@ KINDS = ("grad_x_f", "grad_y_f", "grad_x_g", "grad_y_g", "hvp", "jvp")
 
 
 def _per_iteration(name, tr):
-    """The counts each paper states per iteration (spec baselines.md §0.2 and §1-§8)."""
-    n = 10
+    """The counts each paper states per iteration (spec baselines.md §0.2 and §1-§8): the
+    library's table PAPER_COUNTS, for this run's parameters (n = 10 inner/Neumann steps)."""
     p = tr.extra["hia_p"].max(axis=1) if "hia_p" in tr.extra else None
-    table = {
-        "bsa": {"grad_y_g": n, "grad_y_f": 1, "grad_x_f": 1, "jvp": 1},
-        "stocbio": {"grad_y_g": n, "hvp": n, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
-        "ttsa": {"grad_y_g": 1, "grad_y_f": 1, "grad_x_f": 1, "jvp": 1},
-        "soba": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
-        "saba": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
-        "ma_soba": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
-        "amigo": {"grad_y_g": n, "hvp": n, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
-        "f2sa": {"grad_y_g": 2 * n, "grad_y_f": n, "grad_x_f": 1, "grad_x_g": 2},
-    }[name]
-    return table, p
+    return paper_counts_per_iteration(name, tr.params), p
 
 
 @pytest.mark.parametrize("name", list(RUN))
@@ -144,6 +135,10 @@ def test_x3_counts_equal_the_papers_per_iteration_counts(name, R):
             expect = np.concatenate([[0], np.cumsum(p)])
         np.testing.assert_array_equal(tr.counts[kind], expect, err_msg=f"{name} {kind}")
         assert getattr(o.counts, kind) == expect[-1]
+    # the library's cumulative form of the same table (used by theory check X3)
+    cum = paper_cumulative_counts(name, tr.params, its, tr.extra.get("hia_p"))
+    for kind in cum:
+        np.testing.assert_array_equal(tr.counts[kind], cum[kind], err_msg=f"{name} {kind}")
     if name in ("stocbio", "amigo", "soba", "saba"):
         # benchmark_bilevel's (inner, outer) accounting, baselines.md §0.2
         inner = sum(per.get(k, 0) for k in ("grad_y_g", "hvp", "jvp"))

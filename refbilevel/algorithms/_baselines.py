@@ -184,3 +184,94 @@ def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],
     act = rec.check_finite(t, *new, *flags)
     return tuple(np.where(act.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
                  for a, b in zip(new, old, strict=True))
+
+
+# ---- oracle-call counts each paper states (claim X3) --------------------------------------------
+#: Per-iteration oracle calls of each baseline, as its paper/benchmark states them (spec
+#: baselines.md; the algorithm modules' docstrings say the same). A count is an int, the name
+#: of a ``params`` entry of the run (``trace.params``), or ``(factor, name)``. Kinds not
+#: listed are 0. ``randomized_hvp``: Ghadimi-Wang's randomized Neumann estimate ("HIA",
+#: §1 PAPER) makes p_k HVPs in iteration k, p_k ~ Uniform{0..N−1} — the realized p_k is in
+#: ``trace.extra["hia_p"]`` (max over the replicas of a batched run, exactly p_k for R = 1).
+PAPER_COUNTS: dict[str, dict[str, Any]] = {
+    "bsa": {"section": "baselines.md §1 (CODE steps 1-3, 5: n_inner_steps SGD, one outer "
+                       "batch, HIA, one cross product)",
+            "per_iteration": {"grad_y_g": "n_inner_steps", "grad_y_f": 1, "grad_x_f": 1,
+                              "jvp": 1},
+            "randomized_hvp": True},
+    "stocbio": {"section": "baselines.md §2 (PAPER steps 1-3: D SGD steps, Q HVPs, one outer "
+                           "batch, one cross product)",
+                "per_iteration": {"grad_y_g": "n_inner_steps", "hvp": "n_neumann_steps",
+                                  "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
+                "randomized_hvp": False},
+    "ttsa": {"section": "baselines.md §3 (PAPER: one SGD step, GW18 estimator: one outer "
+                        "batch, HIA, one cross product)",
+             "per_iteration": {"grad_y_g": 1, "grad_y_f": 1, "grad_x_f": 1, "jvp": 1},
+             "randomized_hvp": True},
+    "soba": {"section": "baselines.md §4 (PAPER: D_y, D_v, D_x from one inner and one outer "
+                        "sample)",
+             "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
+                               "grad_x_f": 1},
+             "randomized_hvp": False},
+    "saba": {"section": "baselines.md §5 (SOBA's five directions, each a SAGA estimate of "
+                        "one fresh evaluation)",
+             "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
+                               "grad_x_f": 1},
+             "randomized_hvp": False},
+    "ma_soba": {"section": "baselines.md §6 (PAPER: D_y, D_z, D_x, one sample per oracle)",
+                "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
+                                  "grad_x_f": 1},
+                "randomized_hvp": False},
+    "amigo": {"section": "baselines.md §7 (PAPER steps 1-4: T SGD steps on y, M SGD steps on "
+                         "z, one outer batch, one cross product)",
+              "per_iteration": {"grad_y_g": "n_inner_steps", "hvp": "n_z_steps", "jvp": 1,
+                                "grad_y_f": 1, "grad_x_f": 1},
+              "randomized_hvp": False},
+    "f2sa": {"section": "baselines.md §8 (PAPER: per inner step ∇_y G at z and at y, ∇_y F at "
+                        "y; then ∇_x F and two ∇_x G)",
+             "per_iteration": {"grad_y_g": (2, "n_inner_steps"), "grad_y_f": "n_inner_steps",
+                               "grad_x_f": 1, "grad_x_g": 2},
+             "randomized_hvp": False},
+}
+
+
+def paper_counts_per_iteration(name: str, params: dict[str, Any]) -> dict[str, int]:
+    """The per-iteration counts of :data:`PAPER_COUNTS` for a run with these ``params``
+    (``trace.params``), by kind (kinds not stated are absent, i.e. 0). The HIA HVPs of a
+    ``randomized_hvp`` entry are random and not included (see
+    :func:`paper_cumulative_counts`)."""
+    if name not in PAPER_COUNTS:
+        raise ValueError(f"no paper counts for {name!r}; known: {', '.join(PAPER_COUNTS)}")
+    out = {}
+    for kind, c in PAPER_COUNTS[name]["per_iteration"].items():
+        factor, key = (c if isinstance(c, tuple) else (1, c))
+        if isinstance(key, str):
+            if key not in params:
+                raise ValueError(
+                    f"{name}: the per-iteration {kind} count is params[{key!r}], which this "
+                    f"run does not record (mode {params.get('mode')!r}; the papers state "
+                    "constant per-iteration counts for the tuned schedules only)")
+            key = params[key]
+        out[kind] = int(factor) * int(key)
+    return out
+
+
+def paper_cumulative_counts(name: str, params: dict[str, Any], iterations,
+                            hia_p: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Cumulative per-replica calls after each outer iteration in ``iterations`` (the
+    records of a trace), for every kind of :data:`~refbilevel.oracles.counters.ORACLE_KINDS`:
+    the per-iteration counts times the iteration, and for the HIA HVPs the running sum of the
+    realized p_k (``hia_p``, shape (T, R), max over the replicas: a batched HVP call is one
+    call of each replica's trajectory, see :func:`hia`)."""
+    from refbilevel.oracles.counters import ORACLE_KINDS
+
+    its = np.asarray(iterations, dtype=np.int64)
+    per = paper_counts_per_iteration(name, params)
+    out = {k: per.get(k, 0) * its for k in ORACLE_KINDS}
+    if PAPER_COUNTS[name]["randomized_hvp"]:
+        if hia_p is None:
+            raise ValueError(f"{name} draws its HVP count at random: pass hia_p "
+                             "(trace.extra['hia_p'])")
+        p = np.asarray(hia_p, dtype=np.int64).reshape(len(hia_p), -1).max(axis=1)
+        out["hvp"] = np.concatenate([[0], np.cumsum(p)])[its]
+    return out

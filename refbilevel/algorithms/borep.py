@@ -101,6 +101,7 @@ __all__ = [
     "BOREPTheoryConstants",
     "BOREPTheorySchedule",
     "borep",
+    "borep_cumulative_counts",
     "borep_oracle_budget",
     "borep_oracle_counts",
     "borep_params",
@@ -421,19 +422,35 @@ def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
     update iterations t = 1 + kI ≤ T, k ≥ 0 (the first included), i.e. ⌈T/I⌉ of them, each
     with 1 + N ∇_y G; no Epoch-SGD.
     """
-    T = params.T
+    return _counts_through(params, params.T)
+
+
+def _counts_through(params: BOREPParams, t: int) -> dict[str, int]:
+    """Calls made by the end of outer iteration t (0 ≤ t ≤ T; t = 0: after Epoch-SGD), in
+    Python ints (the theory schedule's counts exceed int64)."""
     if params.variant == "code":
-        n_code = -(-T // params.I)  # ⌈T/I⌉
-        out = {"grad_x_f": T, "grad_y_f": T, "hvp": T, "jvp": T,
+        n_code = -(-t // params.I)  # ⌈t/I⌉ update iterations among 1..t
+        out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t,
                "grad_y_g": n_code * (1 + params.N), "grad_x_g": 0}
         out["samples"] = sum(out.values())
         return out
-    n_upd = (T - 1) // params.I
+    n_upd = max(t - 1, 0) // params.I  # updates at t' = 1 + kI ≤ t, k ≥ 1
     ll = n_upd * params.N + params.epoch_T1 * (2**params.epoch_k - 1)
-    out = {"grad_x_f": T, "grad_y_f": T, "hvp": T, "jvp": T, "grad_y_g": ll,
+    out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t, "grad_y_g": ll,
            "grad_x_g": 0}
     out["samples"] = sum(out.values())
     return out
+
+
+def borep_cumulative_counts(params: BOREPParams, iterations) -> dict[str, np.ndarray]:
+    """Per-replica calls made by the end of each outer iteration t in ``iterations`` (the
+    records of a trace; t = 0 is the record after Epoch-SGD), by kind: the per-iteration
+    counts of :func:`borep_oracle_counts` summed up to t (X3)."""
+    its = [int(t) for t in np.asarray(iterations).ravel()]
+    if any(t < 0 or t > params.T for t in its):
+        raise ValueError(f"iterations must lie in [0, T = {params.T}], got {its}")
+    rows = [_counts_through(params, t) for t in its]
+    return {k: np.array([r[k] for r in rows], dtype=np.int64) for k in rows[0]} if rows else {}
 
 
 def borep_oracle_budget(eps: float, constants: BOREPTheoryConstants, *,

@@ -40,8 +40,9 @@ from refbilevel.oracles.contraction import ContractionOracle
 from refbilevel.sid_moments import StepSchedule, step_sequence
 from refbilevel.validation import require_int
 
-__all__ = ["REUSE_MODES", "SIDInputs", "StepSchedule", "prepare_sid_inputs", "sid",
-           "sid_control_reuse", "sid_counts", "sid_normals_per_replica"]
+__all__ = ["REUSE_MODES", "SIDInputs", "StepSchedule", "ll_solver", "ls_solver",
+           "prepare_sid_inputs", "sid", "sid_control_reuse", "sid_counts",
+           "sid_normals_per_replica"]
 
 #: negative-control sample reuse of the LS: "pairs" = each ζ̂ serves two consecutive LS
 #: steps; "ll" = the LS reuses the LL samples, ζ̂_i = ζ_{i mod t}
@@ -148,16 +149,35 @@ def sid_normals_per_replica(oracle: ContractionOracle, t: int, k: int, J: int,
             + J * oracle.zeta_width("Y"))
 
 
+def _ll_loop(oracle: ContractionOracle, w: np.ndarray, lam: np.ndarray, eta: np.ndarray,
+             keep: list | None = None) -> np.ndarray:
+    """The LL solver, stochastic Krasnoselskii-Mann iteration (6): len(eta) steps
+    w ← (1−η_i) w + η_i Φ(w, λ; ζ_i) from ``w`` (R, d), one fresh ζ_i per step (all parts);
+    the samples are appended to ``keep`` when given (the "ll" negative control)."""
+    R = w.shape[0]
+    for i in range(eta.shape[0]):
+        zeta = oracle.draw_zeta(R)
+        if keep is not None:
+            keep.append(zeta)
+        w = (1.0 - eta[i]) * w + eta[i] * oracle.phi_map(w, lam, zeta)
+    return w
+
+
+def _ls_loop(oracle: ContractionOracle, w: np.ndarray, lam: np.ndarray, g1: np.ndarray,
+             eta: np.ndarray, sample: Any) -> np.ndarray:
+    """The LS solver (7) with right-hand side ``g1`` (R, d), from v_0 = 0: len(eta) steps
+    v ← (1−η_i) v + η_i (∂₁Φ(w, λ; ζ̂_i)ᵀ v + g₁); ``sample(i)`` returns ζ̂_i (it draws it)."""
+    v = np.zeros_like(g1)
+    for i in range(eta.shape[0]):
+        v = (1.0 - eta[i]) * v + eta[i] * (oracle.vjp_w(w, lam, v, sample(i)) + g1)
+    return v
+
+
 def _sid_numpy(oracle: ContractionOracle, inp: SIDInputs, reuse: str | None) -> np.ndarray:
     lam, R, eta = inp.lam, inp.R, inp.eta
     # Step 1: LL solver, stochastic Krasnoselskii-Mann iteration, eq. (6)
-    w = inp.w0.copy()
-    ll_samples = []
-    for i in range(inp.t):
-        zeta = oracle.draw_zeta(R)
-        if reuse == "ll":
-            ll_samples.append(zeta)
-        w = (1.0 - eta[i]) * w + eta[i] * oracle.phi_map(w, lam, zeta)
+    ll_samples: list = []
+    w = _ll_loop(oracle, inp.w0.copy(), lam, eta[:inp.t], ll_samples if reuse == "ll" else None)
     # Step 2: mini-batch UL gradients, both components from the same ξ_j
     G1 = np.zeros((R, oracle.d))
     G2 = np.zeros((R, oracle.n))
@@ -168,15 +188,17 @@ def _sid_numpy(oracle: ContractionOracle, inp: SIDInputs, reuse: str | None) -> 
     G1 /= inp.J
     G2 /= inp.J
     # Step 3: LS solver, eq. (7), restarting the step index, from v_0 = 0
-    v = np.zeros((R, oracle.d))
-    zhat = None
-    for i in range(inp.k):
+    last: list = [None]
+
+    def ls_sample(i: int):
         if reuse is None or (reuse == "pairs" and i % 2 == 0):
-            zhat = oracle.draw_zeta(R, "Z")
+            last[0] = oracle.draw_zeta(R, "Z")
         elif reuse == "ll":
-            zhat = ll_samples[i % inp.t]  # WRONG on purpose: ζ̂_i = ζ_i (negative control)
+            return ll_samples[i % inp.t]  # WRONG on purpose: ζ̂_i = ζ_i (negative control)
         # reuse == "pairs", odd i: WRONG on purpose, ζ̂_i = ζ̂_{i-1} (negative control)
-        v = (1.0 - eta[i]) * v + eta[i] * (oracle.vjp_w(w, lam, v, zhat) + G1)
+        return last[0]
+
+    v = _ls_loop(oracle, w, lam, G1, eta[:inp.k], ls_sample)
     # Step 4: ĝ = ∇₂Ê_J + (1/J) Σ_j ∂₂Φ(w_t, λ; ζ̄_j)ᵀ v_k
     acc = np.zeros((R, oracle.n))
     for _ in range(inp.J):
@@ -223,3 +245,59 @@ def sid_control_reuse(oracle: ContractionOracle, lam: Any, t: int, k: int, J: in
     if reuse not in REUSE_MODES:
         raise ValueError(f"reuse must be one of {', '.join(REUSE_MODES)}; got {reuse!r}")
     return _run(oracle, lam, t, k, J, steps, w0, replicas, reuse)
+
+
+# ---- the two fixed-point solvers alone (claim S4: Theorem S, spec sid_bsgm.md §8) ------------
+
+
+def ll_solver(oracle: ContractionOracle, lam: Any, t: int, *, steps: Any, w0: Any = None,
+              replicas: int | None = None) -> Estimate:
+    """w_t of SID's LL solver alone, the stochastic KM iteration (6) (spec §4.2 step 1, §8):
+    w_{i+1} = (1−η_i) w_i + η_i Φ(w_i, λ; ζ_i), i < t, from ``w0`` (default 0).
+
+    The same code as step 1 of :func:`sid` (same draws: one ζ per step with all its parts).
+    Arguments as in :func:`sid`; the value has shape (R, d), or (d,) without a replica axis.
+    Claim S4's Monte Carlo compares E||w_t − w(λ)||² with
+    :func:`refbilevel.sid_moments.ll_error_path`.
+    """
+    inp = prepare_sid_inputs(oracle, lam, t, 0, 1, steps, w0, replicas)
+    before = oracle.counts.copy()
+    w = _ll_loop(oracle, inp.w0.copy(), inp.lam, inp.eta[:inp.t])
+    return Estimate(value=w[0] if inp.squeeze else w, counts=oracle.counts - before)
+
+
+def ls_solver(oracle: ContractionOracle, lam: Any, k: int, *, steps: Any, g1: Any = None,
+              w: Any = None, replicas: int | None = None) -> Estimate:
+    """v_k of SID's LS solver alone with a fixed right-hand side (spec §4.2 step 3, §8):
+    v_{i+1} = (1−η_i) v_i + η_i (∂₁Φ(w, λ; ζ̂_i)ᵀ v_i + g₁), i < k, v_0 = 0, whose fixed point
+    is v̂ = (I − Aᵀ)^{-1} g₁.
+
+    The same code as step 3 of :func:`sid` (one ζ̂ per step with its Z part only; the step
+    index restarts at 0). ``g1`` (d,) or (R, d) defaults to ∇₁E(w(λ), λ) and ``w`` (d,) or
+    (R, d) to w(λ), as in :func:`refbilevel.sid_moments.ls_error_path` (∂₁Φᵀv = (A+Z)ᵀv
+    does not depend on w); R comes from ``lam``, ``w`` or ``replicas`` as in :func:`sid`.
+    The value has shape (R, d), or (d,) without a replica axis.
+    """
+    from refbilevel.sid_moments import exact_solution
+
+    if g1 is None or w is None:  # exact w(λ), ∇₁E(w(λ), λ) per row of λ (validated there)
+        lam_arr = np.asarray(lam, dtype=np.float64)
+        ex = [exact_solution(oracle.problem, row) for row in np.atleast_2d(lam_arr)]
+        w_def = np.array([e.w_star for e in ex])
+        g_def = np.array([e.g1_star for e in ex])
+        if lam_arr.ndim == 1:
+            w_def, g_def = w_def[0], g_def[0]
+        w = w_def if w is None else w
+        g1 = g_def if g1 is None else g1
+    inp = prepare_sid_inputs(oracle, lam, 0, k, 1, steps, w, replicas)
+    rhs = np.asarray(g1, dtype=np.float64)
+    if rhs.ndim not in (1, 2) or rhs.shape[-1] != oracle.d or (
+            rhs.ndim == 2 and rhs.shape[0] != inp.R) or not _finite(rhs):
+        raise ValueError(f"g1 must be a finite array of shape ({oracle.d},) or "
+                         f"({inp.R}, {oracle.d}), got {rhs.shape}")
+    G1 = np.empty((inp.R, oracle.d))
+    G1[...] = rhs
+    before = oracle.counts.copy()
+    v = _ls_loop(oracle, inp.w0, inp.lam, G1, inp.eta[:inp.k],
+                 lambda i: oracle.draw_zeta(inp.R, "Z"))
+    return Estimate(value=v[0] if inp.squeeze else v, counts=oracle.counts - before)
