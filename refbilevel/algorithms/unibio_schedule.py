@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from refbilevel.algorithms.unibio import UniBiOParams
 from refbilevel.oracles.gaussian import NoiseConfig
 from refbilevel.problems.base import BilevelProblem
+from refbilevel.problems.constants import surrogate_lipschitz_constant
 from refbilevel.validation import require_range
 
 
@@ -114,7 +115,10 @@ def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
     if c.L_phi1 > 0:
         eta_candidates.append((omb * eps / (32.0 * c.L_phi1)) ** (p - 1.0))
     eta = min(eta_candidates)
-    eps_y = min(eps / (16.0 * c.L_phi2), math.inf if c.L_1 == 0 else 1.0 / c.L_1)
+    # the LL target bounds the surrogate error L̄ ||y − y*|| (Lemma B.4), so it needs L̄,
+    # which may exceed a sharper stored L_phi2 (constants.surrogate_lipschitz_constant)
+    L_bar = surrogate_lipschitz_constant(c) or c.L_phi2
+    eps_y = min(eps / (16.0 * L_bar), math.inf if c.L_1 == 0 else 1.0 / c.L_1)
     rate = 1.0 - mu / c.C
     b0 = c.l_g1 * c.C_f / mu
     Q = 0 if b0 <= eps / 16 else (1 if rate <= 0 else
@@ -128,7 +132,7 @@ def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
     else:
         raise ValueError(f"I_rule must be one of 'paper', 'every-step'; got {I_rule!r}")
     T = math.ceil(max(8.0 * delta_phi / (eta * eps),
-                      16.0 * (sigma_phi + c.L_phi2 * eps_y + b_Q) / (omb * eps)))
+                      16.0 * (sigma_phi + L_bar * eps_y + b_Q) / (omb * eps)))
     sigma = lower_level_noise_parameter(noise.grad_y_g, problem.d_y)
     target = eps_y / 2.0
     warm = _epoch_sgd_inputs(G_start=G_0, dist=(p * G_0 / mu) ** (1.0 / (p - 1.0)), mu=mu,

@@ -18,6 +18,8 @@ _REGISTRY = {
     "uniformly-convex-separable": "refbilevel.problems.uniformly_convex:SeparableUniformlyConvex",
     "uniformly-convex-nonseparable":
         "refbilevel.problems.uniformly_convex:NonSeparableUniformlyConvex",
+    "uniformly-convex-sharp-holder":
+        "refbilevel.problems.uniformly_convex:SharpHolderUniformlyConvex",
     "lp-hypercleaning": "refbilevel.problems.hypercleaning:LpHyperCleaning",
     "quadratic": "refbilevel.problems.quadratic:StronglyConvexQuadratic",
     "finite-sum-quadratic": "refbilevel.problems.finite_sum_quadratic:FiniteSumQuadratic",

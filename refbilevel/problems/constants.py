@@ -48,3 +48,23 @@ def lipschitz_hypergradient_constants(
     l_p = (p * l_g1 / mu) ** (1.0 / (p - 1.0))
     L_bar = l_f1 + l_g1 * l_f2 / mu + C_f * l_g2 / mu + l_g1 * C_f * L_H / mu**2
     return l_p, l_p * L_bar, L_bar
+
+
+def surrogate_lipschitz_constant(c: Constants) -> float | None:
+    """L̄ of spec unibio.md §3.3 from a problem's stated ingredients: the constant of the
+    surrogate error ||∇̄f(x, y) − ∇φ(x)|| ≤ L̄ ||y − y*(x)|| (Lemma B.4, §3.4; claim U5).
+
+    It equals ``L_phi2`` for the problems whose constants come from
+    :func:`lipschitz_hypergradient_constants`; a problem may store a sharper ``L_phi2`` for
+    eq. (8) alone (the quadratic stores ||∇²φ||), which does not bound the surrogate error.
+    None if an ingredient is missing; C_f may be missing where it multiplies only zeros
+    (l_g2 = L_H = 0, e.g. the quadratic, whose ∇_y f is unbounded)."""
+    if any(v is None for v in (c.mu, c.l_g1, c.l_g2, c.L_H, c.l_f1, c.l_f2)):
+        return None
+    if c.C_f is None and (c.l_g2 != 0 or c.L_H != 0):
+        return None
+    assert c.mu is not None and c.l_g1 is not None and c.l_g2 is not None
+    assert c.L_H is not None and c.l_f1 is not None and c.l_f2 is not None
+    return lipschitz_hypergradient_constants(
+        mu=c.mu, p=c.p, l_g1=c.l_g1, l_g2=c.l_g2, L_H=c.L_H, l_f1=c.l_f1, l_f2=c.l_f2,
+        C_f=0.0 if c.C_f is None else c.C_f)[2]

@@ -242,3 +242,75 @@ def _diag(d: np.ndarray) -> np.ndarray:
     idx = np.arange(d.shape[-1])
     out[..., idx, idx] = d
     return out
+
+
+class SharpHolderUniformlyConvex(SeparableUniformlyConvex):
+    """The separable lower level with an upper level whose ∇phi is exactly Hölder (DERIVED).
+
+    g = (1/p)Σ|y_i|^p - <sin x, y> (as :class:`SeparableUniformlyConvex`) and
+    f = Σ_i F_p(y_i) with F_p(t) = ((p-1)/p)|t|^p for |t| <= 1, |t|^{p-1} - 1/p beyond, so
+    that f_u = clip(y, -1, 1) (1-Lipschitz and bounded: Assumption 3.3(ii),(iii)). Then
+    y* = [sin x]^{∘1/(p-1)} (|y*| <= 1), H = I and
+    ```
+    phi(x) = ((p-1)/p) Σ_i |sin x_i|^{p/(p-1)},    ∇phi(x) = cos x ⊙ [sin x]^{∘1/(p-1)} .
+    ```
+    Unlike UniBiO Example 3 and the separable family (whose ∇phi is smooth), ∇phi here has
+    the exact local exponent 1/(p-1) at x = 0: the Hölder term of UniBiO Thm 4.1 eq. (8) is
+    attained, so a larger exponent fails for every constant (claim U4's negative control).
+    Not from the paper: an instance built for the checks, satisfying every listed item of
+    Assumptions 3.2-3.3 (spec unibio.md §2) with the constants below.
+
+    Constants (spec unibio.md §2 names, DERIVED): mu, L_0, L_1, l_g1 = l_g2 = 1, L_H = 0, C = 1
+    as the separable family (same g); l_f1 = 0 (∇_x f = 0), l_f2 = 1 (clip is 1-Lipschitz),
+    C_f = √d (||clip(y)|| <= √d); l_p, L_phi1, L_phi2 from the formulas of §3.1, §3.3.
+    """
+
+    name = "uniformly-convex-sharp-holder"
+    hessian_independent_of_y = True
+
+    def __init__(self, d: int = 1, p: float = 4.0):
+        self.d_x = self.d_y = require_int("d", d, low=1)
+        self.p = require_range("p", p, low=2.0)
+        mu = vector_uniform_convexity_modulus(self.p, self.d_y)
+        C_f = float(np.sqrt(self.d_y))
+        l_p, L1, L2 = lipschitz_hypergradient_constants(
+            mu=mu, p=self.p, l_g1=1.0, l_g2=1.0, L_H=0.0, l_f1=0.0, l_f2=1.0, C_f=C_f
+        )
+        L_0, L_1_ = (1.0, 0.0) if self.p == 2 else (2.0 * (self.p - 1.0), self.p - 1.0)
+        e = 1.0 / (self.p - 1.0)
+        self.constants = Constants(
+            mu=mu, p=self.p, L_0=L_0, L_1=L_1_, l_g1=1.0, l_g2=1.0, L_H=0.0, C=1.0, l_f1=0.0,
+            l_f2=1.0, C_f=C_f, l_p=l_p, L_phi1=L1, L_phi2=L2,
+            extra={
+                "phi_inf": 0.0,
+                # |[a]^e - [b]^e| <= 2^{1-e}|a - b|^e per coordinate (the odd-root constant),
+                # attained by ∇phi at x = ±h e_1, h -> 0: ∇phi(h) - ∇phi(-h) ~ 2^{1-e}(2h)^e
+                "holder_constant_at_0": 2.0 ** (1.0 - e),
+            },
+            sources={
+                "mu,L_0,L_1,l_g1,l_g2,L_H,C": "as SeparableUniformlyConvex (same g; DERIVED)",
+                "l_f1,l_f2,C_f": "f_u = clip(y, -1, 1), ∇_x f = 0 (DERIVED)",
+                "l_p,L_phi1,L_phi2": "unibio.md §3.1, §3.3 (DERIVED formulas)",
+            },
+        )
+
+    def _F(self, y):
+        a = np.abs(y)
+        return np.where(a <= 1.0, (self.p - 1.0) / self.p * a**self.p,
+                        a ** (self.p - 1.0) - 1.0 / self.p)
+
+    def _f(self, x, y):
+        return batch_broadcast(self._F(y), x).sum(axis=-1)
+
+    def _grad_y_f(self, x, y):
+        return batch_broadcast(np.clip(y, -1.0, 1.0) * power_map_jacobian_diag(y, self.p), x)
+
+    def _f_u(self, x, y):
+        return batch_broadcast(np.clip(y, -1.0, 1.0), x)
+
+    def _phi(self, x):
+        return (self.p - 1.0) / self.p * np.sum(np.abs(np.sin(x)) ** (self.p / (self.p - 1.0)),
+                                                 axis=-1)
+
+    def _grad_phi(self, x):
+        return np.cos(x) * signed_power(np.sin(x), 1.0 / (self.p - 1.0))
