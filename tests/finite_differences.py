@@ -1,15 +1,6 @@
-"""Central finite differences used by the tests as an independent reference (claim X1)."""
+"""Moved: the central differences of claim X1 live in :mod:`refbilevel.problems.derivative_check`
+(the theory check X1 uses them too). Re-exported here for old imports."""
 
-import numpy as np
+from refbilevel.problems.derivative_check import fd_directional, fd_gradient
 
-
-def fd_directional(fun, z, direction, h=1e-6):
-    """(fun(z + h d) - fun(z - h d)) / 2h. Error ~ h² |fun'''| / 6 + eps |fun| / h ≈ 1e-10
-    for the smooth, O(1)-scaled functions tested, hence the tests' rtol of 1e-6."""
-    return (fun(z + h * direction) - fun(z - h * direction)) / (2 * h)
-
-
-def fd_gradient(fun, z, h=1e-6):
-    """Gradient of a scalar batched function fun: (..., d) -> (...)."""
-    d = z.shape[-1]
-    return np.stack([fd_directional(fun, z, np.eye(d)[i], h) for i in range(d)], axis=-1)
+__all__ = ["fd_directional", "fd_gradient"]

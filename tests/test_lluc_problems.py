@@ -17,14 +17,15 @@ from refbilevel.hypergradient import (
 )
 from refbilevel.power_map import inverse_power_map, power_map
 from refbilevel.problems import make_problem
+from refbilevel.problems.derivative_check import fd_directional, fd_gradient
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
+    SharpHolderUniformlyConvex,
     uniform_convexity_modulus_1d,
 )
-from tests.finite_differences import fd_directional, fd_gradient
 
 RTOL_FD = 1e-6  # central differences with h = 1e-6: error ~1e-10 (see fd_directional)
 
@@ -36,6 +37,9 @@ def lluc_problems():
     for d in (1, 2, 10):
         out.append(NonSeparableUniformlyConvex(d_y=d, p=4.0, seed=d))
     out.append(NonSeparableUniformlyConvex(d_y=4, d_x=2, p=3.5, seed=7))
+    # ∇phi exactly Hölder-1/(p-1) at x = 0 (claim U4's sharp instance)
+    out += [SharpHolderUniformlyConvex(d=1, p=p) for p in (2.0, 4.0)]
+    out.append(SharpHolderUniformlyConvex(d=3, p=3.5))
     out += [LpHyperCleaning(p=3.0), LpHyperCleaning(n=8, d=3, p=4.0, seed=1)]
     return out
 
@@ -260,6 +264,22 @@ def test_u5_surrogate_bias_bounded_by_lower_level_error(seed, i, scale):
     y = ys + 10.0**scale * rng.standard_normal(P.d_y)
     err = np.linalg.norm(generalized_hypergradient(P, x, y) - P.grad_phi(x))
     assert err <= P.constants.L_phi2 * np.linalg.norm(y - ys) * (1 + 1e-12) + 1e-13
+
+
+@pytest.mark.parametrize("p", [2.5, 4.0, 8.0])
+def test_sharp_holder_instance_has_the_exact_exponent_and_a_continuous_f(p):
+    """SharpHolderUniformlyConvex: ∇phi(h) - ∇phi(-h) ~ 2^{1-e}(2h)^e at 0, e = 1/(p-1) (the
+    Hölder term of UniBiO Thm 4.1 eq. (8) is attained); f is continuous across |y| = 1 where
+    its two pieces meet, and f_u = clip(y, -1, 1)."""
+    P = SharpHolderUniformlyConvex(d=1, p=p)
+    e = 1 / (p - 1)
+    h = np.logspace(-12, -6, 13)[:, None]
+    jump = (P.grad_phi(h) - P.grad_phi(-h))[:, 0]
+    np.testing.assert_allclose(jump, P.constants.extra["holder_constant_at_0"] * (2 * h[:, 0]) ** e,
+                               rtol=1e-9)
+    y = np.array([[1 - 1e-12], [1 + 1e-12], [-1 - 1e-12]])
+    np.testing.assert_allclose(P.f(np.zeros((3, 1)), y), (p - 1) / p, atol=1e-10)
+    np.testing.assert_array_equal(P.f_u(np.zeros((3, 1)), 3 * y), [[1.0], [1.0], [-1.0]])
 
 
 def test_generalized_quantities_finite_at_zero():

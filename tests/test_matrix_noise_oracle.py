@@ -23,11 +23,11 @@ from refbilevel.algorithms.fmbo import fmbo
 from refbilevel.backends.registry import NotImplementedOnBackendError, implementation
 from refbilevel.oracles import MatrixNoiseOracle
 from refbilevel.oracles.matrix_noise import LOWER_KINDS, UPPER_KINDS
+from refbilevel.problems.derivative_check import fd_directional, fd_gradient
 from refbilevel.problems.quadratic import StronglyConvexQuadratic
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import SeparableUniformlyConvex
 from refbilevel.randomness import named_stream
-from tests.finite_differences import fd_directional, fd_gradient
 from theory_checks import f2_fdehbo_rate as f2_check
 
 Z = 4.5
