@@ -13,7 +13,8 @@ from refbilevel.checks import runner
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
         verdicts = runner.run_checks(args.ids or None, mode=args.mode, seed=args.seed,
-                                     backend=args.backend, out=args.out)
+                                     backend=args.backend, out=args.out,
+                                     progress=args.progress)
     except ValueError as exc:
         print(f"refbilevel check: {exc}", file=sys.stderr)
         return 2

@@ -12,9 +12,9 @@ Two layers:
 
 The switch (:func:`progress_enabled`), first match wins:
 
-1. :func:`set_progress` / the :func:`progress_switch` context manager (``refbilevel check
-   --no-progress`` sets it off; :func:`refbilevel.checks.runner.run_checks` takes
-   ``progress=``);
+1. :func:`set_progress` / the :func:`progress_switch` context manager
+   (:func:`refbilevel.checks.runner.run_checks` takes ``progress=``, which ``refbilevel
+   check --no-progress`` sets to False for that run);
 2. the environment variable ``REFBILEVEL_PROGRESS`` (``0``/``false``/``no``/``off`` = off,
    anything else = on);
 3. automatic: on, except inside a pytest test (``PYTEST_CURRENT_TEST`` is set), so the test

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from refbilevel.checks.verdict import Verdict, versions
-from refbilevel.progress import progress_switch, set_progress
+from refbilevel.progress import progress_switch
 
 MODES = ("quick", "full")
 
@@ -119,7 +119,7 @@ def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out
     """Run the checks ``ids`` (default: all), print one line per check and the summary table
     on ``stream`` (stdout) and write the report. The checks' progress bars go to stderr;
     ``progress`` turns them on or off for this call (``None``: the process-wide switch of
-    :mod:`refbilevel.progress`, which ``--no-progress`` sets)."""
+    :mod:`refbilevel.progress`; ``--no-progress`` passes False)."""
     switch = (progress_switch(progress) if progress is not None
               else contextlib.nullcontext())
     with switch:
@@ -159,19 +159,9 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for <id>.json, <id>.png and report.md")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))
-    parser.add_argument("--no-progress", dest="progress", action=_NoProgress, nargs=0,
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                         default=None, help="no progress bars on stderr (they are on by "
                         "default, off inside pytest; env REFBILEVEL_PROGRESS=0/1 overrides)")
-
-
-class _NoProgress(argparse.Action):
-    """``--no-progress``: records ``progress=False`` and turns the process-wide switch of
-    :mod:`refbilevel.progress` off, so the flag works whichever entry point reads the
-    arguments (``refbilevel check`` or a check script run alone)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, False)
-        set_progress(False)
 
 
 def main_for_script(module_name: str, argv: list[str] | None = None) -> int:
