@@ -9,7 +9,7 @@ module provides them, array-module generic:
   methods (grad_x_f, ..., hvp_yy_g, jvp_xy_g, f_u, gen_hvp, gen_hvp_T) on batch-broadcast
   ``xp`` arrays, with the same formulas as the NumPy classes (problems/*.py). Inputs are not
   re-validated here; the estimator validates once.
-- :class:`DeviceOracle` mirrors :class:`~refbilevel.oracles.gaussian.GaussianOracle` (same
+- :class:`DeviceOracle` is a :class:`~refbilevel.oracles.gaussian.GaussianOracle` (same
   method names, ``draw`` + ``sample=``, the same counters object, additive N(0, std²) noise):
 
   * ``noise="host"`` draws every noise block from the oracle's NumPy Generator, in the
@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.oracles.counters import ORACLE_KINDS
+from refbilevel.oracles.gaussian import GaussianOracle
 
 
 def _cupy():
@@ -208,18 +209,22 @@ class DeviceProblem:
         return self.gen_hvp(x, y, v)
 
 
-class DeviceOracle:
-    """GaussianOracle's interface over a :class:`DeviceProblem` (see the module docstring)."""
+class DeviceOracle(GaussianOracle):
+    """GaussianOracle's interface over a :class:`DeviceProblem` (see the module docstring).
+
+    The evaluations, counting and same-sample handling are GaussianOracle's own (they use
+    only array arithmetic, so they run on device arrays); only the noise draw differs: host
+    noise copied to the device, or device-generated noise."""
 
     def __init__(self, oracle, xp, *, noise: str = "host", device_rng=None):
         if noise not in ("host", "device"):
             raise ValueError(f"noise must be 'host' or 'device'; got {noise!r}")
+        # DeviceProblem is duck-typed: the derivative methods of a BilevelProblem, on device
+        super().__init__(DeviceProblem(oracle.problem, xp),  # type: ignore[arg-type]
+                         oracle.noise, oracle.rng)
         self.host = oracle
-        self.problem = DeviceProblem(oracle.problem, xp)
         self.xp = xp
-        self.noise = oracle.noise
         self.counts = oracle.counts  # shared: the oracle layer counts every call
-        self.rng = oracle.rng  # host Generator: integer draws (q̂) and host noise
         self.mode = noise
         if noise == "device" and device_rng is None:
             seed = int(oracle.rng.integers(2**63 - 1))
@@ -237,44 +242,6 @@ class DeviceOracle:
         if self.mode == "host":
             return self.xp.asarray(self.rng.standard_normal(shape))
         return self.device_rng.standard_normal(shape)
-
-    def _noisy(self, kind, exact, sample):
-        self.counts.add(kind)
-        std = getattr(self.noise, kind)
-        if std == 0.0:
-            if sample is None:
-                self.counts.add("samples")
-            return exact
-        if sample is None:
-            sample = self.draw(kind, exact.shape[:-1])
-        return exact + std * sample
-
-    def grad_x_f(self, x, y, sample=None):
-        return self._noisy("grad_x_f", self.problem.grad_x_f(x, y), sample)
-
-    def grad_y_f(self, x, y, sample=None):
-        return self._noisy("grad_y_f", self.problem.grad_y_f(x, y), sample)
-
-    def grad_x_g(self, x, y, sample=None):
-        return self._noisy("grad_x_g", self.problem.grad_x_g(x, y), sample)
-
-    def grad_y_g(self, x, y, sample=None):
-        return self._noisy("grad_y_g", self.problem.grad_y_g(x, y), sample)
-
-    def hvp_yy_g(self, x, y, v, sample=None):
-        return self._noisy("hvp", self.problem.hvp_yy_g(x, y, v), sample)
-
-    def jvp_xy_g(self, x, y, v, sample=None):
-        return self._noisy("jvp", self.problem.jvp_xy_g(x, y, v), sample)
-
-    def f_u(self, x, y, sample=None):
-        return self._noisy("f_u", self.problem.f_u(x, y), sample)
-
-    def gen_hvp(self, x, y, v, sample=None):
-        return self._noisy("gen_hvp", self.problem.gen_hvp(x, y, v), sample)
-
-    def gen_hvp_T(self, x, y, v, sample=None):
-        return self._noisy("gen_hvp", self.problem.gen_hvp_T(x, y, v), sample)
 
 
 def device_batch(problem, xp, x, y, **vectors):
