@@ -518,14 +518,11 @@ def numba_problem(problem) -> tuple[NumbaProblemKernels, tuple]:
     NotImplementedOnBackendError naming the class for an unsupported problem.
     """
     try:
-        return _PACKED[problem]
-    except (KeyError, TypeError):
-        pass
-    out = _numba_problem(problem)
-    try:
-        _PACKED[problem] = out
+        out = _PACKED.get(problem)
     except TypeError:  # not weak-referenceable: pack every time
-        pass
+        return _numba_problem(problem)
+    if out is None:
+        out = _PACKED[problem] = _numba_problem(problem)
     return out
 
 
