@@ -179,3 +179,35 @@ def test_scalar_epoch_sgd_kernel_matches_the_numpy_oracle_path(p):
                            arr[0].astype(np.int64), arr[1], arr[2], True, 1.0, p - 1.0)
     np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
     assert o.rng.standard_normal() == rng.standard_normal()
+
+
+@pytest.mark.parametrize("p", [2.0, 4.0])
+def test_path_average_bracket_contains_the_every_step_average(p):
+    """Claim U8(b) records every k-th iterate; its bracket of (1/T) Σ ||∇phi(x_t)|| must
+    contain the average over all iterates of the same run (same seed), and collapse to it
+    at k = 1 (theory_checks/u8_unibio_complexity.py)."""
+    from theory_checks.u8_unibio_complexity import path_average_bracket
+
+    P = UniBiOExample3(p)
+    prm = tuned_params(p, T=203, eta=0.05)
+    runs = {k: run_unibio(GaussianOracle(P, NOISY, np.random.default_rng(5)),
+                          np.full((3, 1), 3.0), np.ones((3, 1)), prm, record_every=k)
+            for k in (1, 10)}
+    exact = runs[1].grad_phi_norm.mean(axis=0)
+    lo1, hi1 = path_average_bracket(runs[1], P, prm.eta, prm.T)
+    np.testing.assert_allclose([lo1, hi1], [exact, exact], rtol=1e-15)
+    lo, hi = path_average_bracket(runs[10], P, prm.eta, prm.T)
+    assert np.all(lo <= exact) and np.all(exact <= hi) and np.all(hi - lo > 0)
+
+
+def test_control_certificate_is_a_lower_bound_of_the_gradient_norm():
+    """U8(b)'s control certificate (min |phi'| over an interval) never exceeds the true
+    minimum: near the stationary point pi/2 of Example 3 it is <= 0; away from it it is
+    within the grid slack of a dense evaluation."""
+    from theory_checks.u8_unibio_complexity import _min_grad_norm_on_interval
+
+    P = UniBiOExample3(2)
+    assert _min_grad_norm_on_interval(P, np.pi / 2 + 0.01, 0.1) <= 0.0
+    dense = np.abs([P.grad_phi(np.array([x]))[0] for x in np.linspace(2.9, 3.1, 20001)])
+    cert = _min_grad_norm_on_interval(P, 3.0, 0.1)
+    assert dense.min() - 1e-3 <= cert <= dense.min()

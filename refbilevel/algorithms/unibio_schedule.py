@@ -41,11 +41,14 @@ class UniBiOSchedule:
     sigma_phi: float
 
     def params(self, **overrides) -> UniBiOParams:
-        return UniBiOParams(
+        """The schedule as UniBiO parameters; ``overrides`` replace any field (e.g. the
+        eta/100 negative control of claim U8(b))."""
+        fields = dict(
             T=self.T, eta=self.eta, beta=1.0 - self.one_minus_beta, I=self.I,
             K=self.periodic.budget, K_0=self.warm.budget, T_1=self.periodic.T_1,
             D_1=self.periodic.D_1, gamma_1=self.periodic.gamma_1, T_1_0=self.warm.T_1,
-            D_1_0=self.warm.D_1, gamma_1_0=self.warm.gamma_1, Q=self.Q, **overrides)
+            D_1_0=self.warm.D_1, gamma_1_0=self.warm.gamma_1, Q=self.Q)
+        return UniBiOParams(**{**fields, **overrides})
 
     def oracle_budget(self) -> int:
         """Eq. (63) term by term: K_0 + T(Q+3) + floor((T-1)/I) K (spec §5.6)."""
