@@ -32,9 +32,9 @@ random numbers are still drawn (the whole (R, dim) block), so the others are una
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms.trace import Trace, build_trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import (
     draw_block,
     grad_x_f,

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms.borep import (
     CODE_EPS,
@@ -38,6 +37,7 @@ from refbilevel.algorithms.borep import (
 )
 from refbilevel.algorithms.fdehbo_numba import record_iterations
 from refbilevel.algorithms.trace import Trace, build_trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import draw_block
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
 from refbilevel.oracles.gaussian import GaussianOracle

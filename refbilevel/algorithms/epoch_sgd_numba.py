@@ -6,7 +6,8 @@ kernel and by the U7 check. Mathematics and draw order as :mod:`refbilevel.algor
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from refbilevel.backends.numba_jit import njit
 
 
 @njit(cache=True, error_model="numpy")

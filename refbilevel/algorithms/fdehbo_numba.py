@@ -26,7 +26,6 @@ the Trace is assembled by :func:`~refbilevel.algorithms.trace.build_trace`, as t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms.fdehbo import (
     StormSchedule,
@@ -34,6 +33,7 @@ from refbilevel.algorithms.fdehbo import (
     storm_total_counts,
 )
 from refbilevel.algorithms.trace import Trace, build_trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import (
     draw_block,
     grad_x_f,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
@@ -27,6 +26,7 @@ from refbilevel.algorithms._baselines_numba import (
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
 from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 

@@ -27,7 +27,6 @@ declared diverged when one of its fresh oracle values is non-finite, as the refe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
@@ -49,6 +48,7 @@ from refbilevel.algorithms._baselines_numba import (
 from refbilevel.algorithms.saba import check_saba_inputs, saba_params
 from refbilevel.algorithms.soba import initial_z
 from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 from refbilevel.oracles.finite_sum import SAMPLERS
 

@@ -9,7 +9,6 @@ two noise blocks). Oracles and divergence handling: see
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
@@ -26,6 +25,7 @@ from refbilevel.algorithms._baselines_numba import (
 )
 from refbilevel.algorithms.soba import initial_z, soba_params
 from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 

@@ -8,7 +8,6 @@ divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
@@ -25,6 +24,7 @@ from refbilevel.algorithms._baselines_numba import (
 )
 from refbilevel.algorithms.stocbio import stocbio_params
 from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 

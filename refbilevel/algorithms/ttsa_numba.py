@@ -10,7 +10,6 @@ Python by the reference's schedule function. Oracles and divergence handling: se
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
@@ -27,6 +26,7 @@ from refbilevel.algorithms._baselines_numba import (
 )
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 

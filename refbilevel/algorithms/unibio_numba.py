@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
-from numba import njit
 
 from refbilevel.algorithms.epoch_sgd_numba import ipow, scalar_power_epoch_sgd
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
+from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import draw_block, grad_y_g, numba_problem
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
 from refbilevel.estimators.neumann_numba import _first, _hvp_step, _last

@@ -69,7 +69,8 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+
+from refbilevel.backends.numba_jit import njit
 
 KIND_EXAMPLE3 = 0
 KIND_SEPARABLE = 1

@@ -10,8 +10,8 @@ gradient calls is one (R, dim) block drawn once and added to both evaluations, e
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
     draw_block,
     grad_x_f,

@@ -11,8 +11,8 @@ reference freezes stopped replicas).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
     draw_block,
     f_u,

@@ -12,8 +12,8 @@ reference to rounding on the same Generator (claim X4).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
     draw_block,
     f_u,

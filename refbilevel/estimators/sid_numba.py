@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from refbilevel.backends import register
 from refbilevel.backends.numba_entry import FixedTypeKernel
+from refbilevel.backends.numba_jit import njit
 from refbilevel.estimators.result import Estimate
 from refbilevel.estimators.sid import REUSE_MODES, prepare_sid_inputs
 from refbilevel.oracles.contraction import ContractionCounts, ContractionOracle

@@ -1,0 +1,69 @@
+"""``njit`` for refbilevel's kernels: Numba's decorator with an on-disk cache that is
+invalidated when *any* of the package's Numba sources changes.
+
+Why: Numba validates a cached function against the modification stamp of the one file that
+defines it. A kernel in ``soba_numba.py`` that calls (and inlines) a helper of
+``_baselines_numba.py`` keeps its old machine code after the helper is edited, because
+``soba_numba.py`` did not change (numba/numba#8396 would extend the check; it is not
+merged). In a git checkout, where a pull touches only the changed files, stale kernels
+would run silently, and parity tests would pass against the old code.
+
+How: every refbilevel module that compiles code imports ``njit`` (and ``prange``) from here.
+Importing this module registers, ahead of Numba's own, a cache locator for files inside the
+package whose source stamp is (the file's own stamp, a SHA-256 digest of every package file
+that mentions Numba). Any edit to one of those files changes the digest, so the next run
+recompiles every kernel once and overwrites the cache in place. Kernels must therefore take
+their data as arguments or from Numba files (globals are frozen into the machine code).
+The cache lives where Numba would put it: ``__pycache__`` next to the source, or under
+``NUMBA_CACHE_DIR`` when that is set. Where neither is writable the locator declines and
+Numba's own locators take over (a pip install rewrites every file, so stamps change there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from numba import config, njit, prange
+from numba.core.caching import CacheImpl, InTreeCacheLocator
+
+__all__ = ["njit", "prange", "numba_sources_digest"]
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def numba_sources_digest() -> str:
+    """SHA-256 over the path and bytes of every package ``.py`` file that mentions numba."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        text = path.read_bytes()
+        if b"numba" in text or b"njit" in text:
+            h.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0")
+            h.update(text + b"\0")
+    return h.hexdigest()
+
+
+class PackageDigestLocator(InTreeCacheLocator):
+    """Numba cache locator for refbilevel's files: stamp = (file stamp, package digest)."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        if config.CACHE_DIR:  # the place Numba's UserProvidedCacheLocator would use
+            self._cache_path = os.path.join(config.CACHE_DIR,
+                                            self.get_suitable_cache_subpath(py_file))
+
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), numba_sources_digest())
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not Path(py_file).resolve().is_relative_to(PACKAGE_ROOT):
+            return None
+        return super().from_function(py_func, py_file)
+
+
+if PackageDigestLocator not in CacheImpl._locator_classes:
+    CacheImpl._locator_classes.insert(0, PackageDigestLocator)
