@@ -149,68 +149,71 @@ def _noise(OUT, std, Z, r):
             OUT[r, i] = OUT[r, i] + std * Z[r, i]
 
 
+# Oracle kinds of _call: runtime integers, so that one compiled body serves all six.
+_GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = range(6)
+
+
 @njit(**_JIT)
-def call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, Y, OUT, act):
-    """OUT[r] = ∇_y G(X[r], Y[r]) for the active replicas."""
+def _call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
+    """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) for the
+    active replicas: the finite-sum arithmetic of level L on minibatch idx[r], or the closed
+    form plus its row of one (R, dim) noise block drawn for all replicas (the draw of
+    GaussianOracle, which happens whether or not a replica is active)."""
     R = X.shape[0]
     if fs:
         for r in range(R):
-            if act[r]:
-                fs_grad_y(LI, reg, idx[r], X[r], Y[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_y_g(P, X[r], Y[r], OUT[r])
-                _noise(OUT, std, Z, r)
+            if not act[r]:
+                continue
+            if kind == _GRAD_Y_G or kind == _GRAD_Y_F:
+                fs_grad_y(L, reg, idx[r], X[r], Y[r], OUT[r])
+            elif kind == _GRAD_X_G or kind == _GRAD_X_F:
+                fs_grad_x(L, idx[r], X[r], Y[r], OUT[r])
+            elif kind == _HVP:
+                fs_hvp(L, reg, idx[r], V[r], OUT[r])
+            else:
+                fs_jvp(L, idx[r], V[r], OUT[r])
+        return
+    Z = draw_block(rng, std, R, OUT.shape[1])
+    for r in range(R):
+        if not act[r]:
+            continue
+        if kind == _GRAD_Y_G:
+            grad_y_g(P, X[r], Y[r], OUT[r])
+        elif kind == _GRAD_X_G:
+            grad_x_g(P, X[r], Y[r], OUT[r])
+        elif kind == _GRAD_Y_F:
+            grad_y_f(P, X[r], Y[r], OUT[r])
+        elif kind == _GRAD_X_F:
+            grad_x_f(P, X[r], Y[r], OUT[r])
+        elif kind == _HVP:
+            hvp(P, X[r], Y[r], V[r], OUT[r])
+        else:
+            jvp(P, X[r], Y[r], V[r], OUT[r])
+        _noise(OUT, std, Z, r)
+
+
+@njit(**_JIT)
+def call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, Y, OUT, act):
+    """OUT[r] = ∇_y G(X[r], Y[r]) ∈ R^{d_y}."""
+    _call(_GRAD_Y_G, P, LI, reg, fs, rng, std, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
 def call_grad_x_g(P, LI, fs, rng, std, idx, X, Y, OUT, act):
     """OUT[r] = ∇_x G(X[r], Y[r]) ∈ R^{d_x} (F2SA)."""
-    R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if act[r]:
-                fs_grad_x(LI, idx[r], X[r], Y[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_x_g(P, X[r], Y[r], OUT[r])
-                _noise(OUT, std, Z, r)
+    _call(_GRAD_X_G, P, LI, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
 def call_grad_y_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
     """OUT[r] = ∇_y F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
-    R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if act[r]:
-                fs_grad_y(LO, 0.0, idx[r], X[r], Y[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_y_f(P, X[r], Y[r], OUT[r])
-                _noise(OUT, std, Z, r)
+    _call(_GRAD_Y_F, P, LO, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
 def call_grad_x_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
     """OUT[r] = ∇_x F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
-    R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if act[r]:
-                fs_grad_x(LO, idx[r], X[r], Y[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_x_f(P, X[r], Y[r], OUT[r])
-                _noise(OUT, std, Z, r)
+    _call(_GRAD_X_F, P, LO, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
@@ -246,61 +249,25 @@ def hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, Y, V, HV, N, eta, act, p)
 
 @njit(**_JIT)
 def call_hvp(P, LI, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    """OUT[r] = ∇²_yy G(X[r], Y[r]) V[r]."""
-    R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if act[r]:
-                fs_hvp(LI, reg, idx[r], V[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                hvp(P, X[r], Y[r], V[r], OUT[r])
-                _noise(OUT, std, Z, r)
+    """OUT[r] = ∇²_yy G(X[r], Y[r]) V[r] ∈ R^{d_y}."""
+    _call(_HVP, P, LI, reg, fs, rng, std, idx, X, Y, V, OUT, act)
 
 
 @njit(**_JIT)
 def call_jvp(P, LI, fs, rng, std, idx, X, Y, V, OUT, act):
     """OUT[r] = ∇²_xy G(X[r], Y[r]) V[r] ∈ R^{d_x}."""
-    R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if act[r]:
-                fs_jvp(LI, idx[r], V[r], OUT[r])
-    else:
-        Z = draw_block(rng, std, R, OUT.shape[1])
-        for r in range(R):
-            if act[r]:
-                jvp(P, X[r], Y[r], V[r], OUT[r])
-                _noise(OUT, std, Z, r)
+    _call(_JVP, P, LI, 0.0, fs, rng, std, idx, X, Y, V, OUT, act)
 
 
 @njit(**_JIT)
 def call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act):
     """(∇_y F, ∇_x F) on one outer sample (baselines.md §0.2): one minibatch (finite sum) or
     two noise blocks, ∇_y F first (the reference's order)."""
-    R = X.shape[0]
-    if fs:
-        idx = rng.integers(0, n_out, (R, bsz))
-        for r in range(R):
-            if act[r]:
-                fs_grad_y(LO, 0.0, idx[r], X[r], Y[r], FY[r])
-                fs_grad_x(LO, idx[r], X[r], Y[r], FX[r])
-    else:
-        Z = draw_block(rng, s_fy, R, FY.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_y_f(P, X[r], Y[r], FY[r])
-                _noise(FY, s_fy, Z, r)
-        Z = draw_block(rng, s_fx, R, FX.shape[1])
-        for r in range(R):
-            if act[r]:
-                grad_x_f(P, X[r], Y[r], FX[r])
-                _noise(FX, s_fx, Z, r)
+    idx = draw_idx(rng, fs, n_out, X.shape[0], bsz)
+    call_grad_y_f(P, LO, fs, rng, s_fy, idx, X, Y, FY, act)
+    call_grad_x_f(P, LO, fs, rng, s_fx, idx, X, Y, FX, act)
 
 
-# ---- SAGA units: FiniteSumOracle.draw_batch (SABA, baselines.md §5) --------------------------
 @njit(**_JIT)
 def draw_units(rng, shuffled, n_units, R, perm, pos):
     """The next contiguous-batch id of every replica, drawn as ``FiniteSumOracle.draw_batch``
