@@ -328,6 +328,28 @@ def n_records(T, every):
 
 
 @njit(**_JIT)
+def store_record(t, T, every, k, Xr, Yr, X, Y):
+    """Store (X, Y) in slot k after step t when t is a recorded step; returns the next slot."""
+    if is_record(t, T, every):
+        Xr[k] = X
+        Yr[k] = Y
+        return k + 1
+    return k
+
+
+@njit(**_JIT)
+def inner_sgd_step(P, LI, reg, fs, rng, std, n_in, bsz, X, W, G, step, act):
+    """One lower-level step W ← W − step ∇_y G(X, W) on a fresh inner sample, in place on
+    the active replicas (G: workspace)."""
+    idx = draw_idx(rng, fs, n_in, X.shape[0], bsz)
+    call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, W, G, act)
+    for r in range(X.shape[0]):
+        if act[r]:
+            for i in range(W.shape[1]):
+                W[r, i] = W[r, i] - step * G[r, i]
+
+
+@njit(**_JIT)
 def start_records(T, every, X, W):
     """Record buffers of a run: (X records, W records, diverged_at), with record 0 = the
     start (W is y for most methods, z for F2SA) and every replica not diverged (-1)."""

@@ -14,15 +14,15 @@ import numpy as np
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
     all_finite,
-    call_grad_y_g,
     call_jvp,
     call_outer,
     draw_idx,
     finish_trace,
     hia_kernel,
-    is_record,
+    inner_sgd_step,
     kernel_inputs,
     start_records,
+    store_record,
 )
 from refbilevel.algorithms.bsa import bsa_params
 from refbilevel.algorithms.trace import Trace
@@ -54,13 +54,7 @@ def bsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, nk, betas, alphas, eta, N, s_gy
     for t in range(1, T + 1):
         YN[:] = Y
         for j in range(nk[t - 1]):
-            beta = betas[off + j]
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, G, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        YN[r, i] = YN[r, i] - beta * G[r, i]
+            inner_sgd_step(P, LI, reg, fs, rng, s_gy, n_in, bsz, X, YN, G, betas[off + j], act)
         off += nk[t - 1]
         call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
         steps[t - 1] = hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, YN, FY, HV, N, eta,
@@ -79,10 +73,7 @@ def bsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, nk, betas, alphas, eta, N, s_gy
             else:
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div, ps, steps
 
 

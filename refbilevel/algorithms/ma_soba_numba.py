@@ -20,9 +20,9 @@ from refbilevel.algorithms._baselines_numba import (
     call_outer,
     draw_idx,
     finish_trace,
-    is_record,
     kernel_inputs,
     start_records,
+    store_record,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
 from refbilevel.algorithms.trace import Trace
@@ -79,10 +79,7 @@ def ma_soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, H, T, beta, gamma, alpha, t
             else:
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
 
 

@@ -38,10 +38,10 @@ from refbilevel.algorithms._baselines_numba import (
     call_jvp,
     draw_units,
     finish_trace,
-    is_record,
     kernel_inputs,
     shuffled_state,
     start_records,
+    store_record,
     store_shuffled_state,
     unit_idx,
 )
@@ -183,10 +183,7 @@ def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out,
             else:  # frozen at its last finite state; its tables are no longer written
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div, perm_in, pos_in, perm_out, pos_out
 
 

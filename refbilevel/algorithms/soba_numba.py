@@ -19,9 +19,9 @@ from refbilevel.algorithms._baselines_numba import (
     call_outer,
     draw_idx,
     finish_trace,
-    is_record,
     kernel_inputs,
     start_records,
+    store_record,
 )
 from refbilevel.algorithms.soba import initial_z, soba_params
 from refbilevel.algorithms.trace import Trace
@@ -70,10 +70,7 @@ def soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, rc, re, gc, ge, s_gy, s_h, 
             else:
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
 
 

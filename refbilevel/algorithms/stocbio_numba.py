@@ -12,15 +12,15 @@ import numpy as np
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
     all_finite,
-    call_grad_y_g,
     call_hvp,
     call_jvp,
     call_outer,
     draw_idx,
     finish_trace,
-    is_record,
+    inner_sgd_step,
     kernel_inputs,
     start_records,
+    store_record,
 )
 from refbilevel.algorithms.stocbio import stocbio_params
 from refbilevel.algorithms.trace import Trace
@@ -50,12 +50,7 @@ def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_g
     for t in range(1, T + 1):
         YN[:] = Y
         for _ in range(D):
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, G, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        YN[r, i] = YN[r, i] - alpha * G[r, i]
+            inner_sgd_step(P, LI, reg, fs, rng, s_gy, n_in, bsz, X, YN, G, alpha, act)
         call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
         U[:] = FY
         S[:] = FY
@@ -83,10 +78,7 @@ def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_g
             else:
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
 
 

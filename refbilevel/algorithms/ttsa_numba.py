@@ -20,9 +20,9 @@ from refbilevel.algorithms._baselines_numba import (
     draw_idx,
     finish_trace,
     hia_kernel,
-    is_record,
     kernel_inputs,
     start_records,
+    store_record,
 )
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
@@ -72,10 +72,7 @@ def ttsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, betas, alphas, Ns, eta, s_gy, 
             else:
                 act[r] = False
                 div[r] = t
-        if is_record(t, T, every):
-            Xr[k] = X
-            Yr[k] = Y
-            k += 1
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div, ps, steps
 
 
