@@ -153,11 +153,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 2
     for s in scripts:
         print(f"== {s}", flush=True)
+        # as `python benchmarks/<s>` would: argv[0] is the script, its folder leads sys.path
+        # (the scripts import their shared helpers, e.g. random_floor.py, from there)
         argv, sys.argv = sys.argv, [str(folder / s)]
+        sys.path.insert(0, str(folder))
         try:
             runpy.run_path(str(folder / s), run_name="__main__")
         finally:
             sys.argv = argv
+            sys.path.remove(str(folder))
     return 0
 
 
