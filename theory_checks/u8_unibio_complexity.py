@@ -229,12 +229,13 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "oracle calls (b_budget_out_of_reach_eps_0.9)",
                "(d) uses the Section 6 code settings, not the paper's unrecovered Fig. 5 "
                "setting (spec §7.3)"],
-        figure_data={"rows": rows, "det": det, "stalled": stalled},
+        figure_data={"rows": rows, "det": det, "stalled": stalled, "b_rows": b_rows,
+                     "b_control": b_control},
     )
 
 
 def plot(m: Measurement, fig) -> None:
-    ax1, ax2 = fig.subplots(1, 2)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
     for r in m.figure_data["rows"]:
         (line,) = ax1.loglog(1 / r["eps"], r["budgets"], "o-",
                              label=f"p={r['p']:g} ({r['problem']})")
@@ -253,6 +254,18 @@ def plot(m: Measurement, fig) -> None:
     ax2.set_ylabel("(1/t) sum ||grad phi(x_s)||")
     ax2.set_title("dashed: bound slope -1/(3p-2); dotted: stalled control", fontsize=8)
     ax2.legend(fontsize=6)
+    b_rows, ctrl = m.figure_data["b_rows"], m.figure_data["b_control"]
+    labels = [f"{r['problem']}\neps={r['eps']:g}" for r in b_rows] + ["control\neta/100"]
+    pos = np.arange(len(labels))
+    ax3.bar(pos[:-1], [r["E_A_upper_999"] for r in b_rows], color="C0",
+            label="99.9% upper bound of E[avg ||grad phi||]")
+    ax3.bar(pos[-1], ctrl["A_lower"], color="C3", label="control: lower bracket of avg")
+    ax3.scatter(pos, [r["eps"] for r in b_rows] + [ctrl["eps"]], marker="_", s=400,
+                color="k", zorder=3, label="eps")
+    ax3.set_xticks(pos, labels, fontsize=6)
+    ax3.set_title("(b) theory schedule run to T (p = 2)", fontsize=8)
+    ax3.set_ylim(0, 1.4 * max([ctrl["A_lower"]] + [r["eps"] for r in b_rows]))
+    ax3.legend(fontsize=6, loc="upper left")
 
 
 if __name__ == "__main__":
