@@ -58,6 +58,13 @@ def exponent(name: str, value) -> float:
     return require_range(name, value, low=0.0)
 
 
+def exponent_pair(exponents) -> tuple[float, float]:
+    """The (inner, outer) step-size decay exponents of a tuned schedule, each >= 0."""
+    if len(exponents) != 2:
+        raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
+    return exponent("exponents[0]", exponents[0]), exponent("exponents[1]", exponents[1])
+
+
 def start_points(oracle, x0, y0) -> tuple[np.ndarray, np.ndarray, int]:
     """Validated float64 copies of x0 (R, d_x) and y0 (R, d_y) with the same R."""
     P = oracle.problem

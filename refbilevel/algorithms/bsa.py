@@ -53,10 +53,7 @@ def bsa_params(oracle, mode, T, step_size, outer_ratio, exponents, n_inner_steps
         s = B.positive("step_size", step_size)
         r = B.positive("outer_ratio", outer_ratio)
         n = require_int("n_inner_steps", n_inner_steps, low=0)
-        if len(exponents) != 2:
-            raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
-        e_in, e_out = (B.exponent("exponents[0]", exponents[0]),
-                       B.exponent("exponents[1]", exponents[1]))
+        e_in, e_out = B.exponent_pair(exponents)
 
         def schedule(k):
             return n, [B.decay(s, e_in, k)] * n, B.decay(s / r, e_out, k)

@@ -45,10 +45,7 @@ def soba_params(oracle, mode, step_size, outer_ratio, exponents, theory_constant
     if mode == "tuned":
         s = B.positive("step_size", step_size)
         r = B.positive("outer_ratio", outer_ratio)
-        if len(exponents) != 2:
-            raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
-        e_in, e_out = (B.exponent("exponents[0]", exponents[0]),
-                       B.exponent("exponents[1]", exponents[1]))
+        e_in, e_out = B.exponent_pair(exponents)
         params = {"mode": mode, "step_size": s, "outer_ratio": r, "exponents": (e_in, e_out)}
         return s, e_in, s / r, e_out, params
     c = B.theory_constants("SOBA", "§4", theory_constants, ("rho_bar", "gamma_bar"))

@@ -47,10 +47,7 @@ def ttsa_params(oracle, mode, T, step_size, outer_ratio, exponents, n_hia_steps,
         s = B.positive("step_size", step_size)
         r = B.positive("outer_ratio", outer_ratio)
         N = require_int("n_hia_steps", n_hia_steps, low=1)
-        if len(exponents) != 2:
-            raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
-        e_in, e_out = (B.exponent("exponents[0]", exponents[0]),
-                       B.exponent("exponents[1]", exponents[1]))
+        e_in, e_out = B.exponent_pair(exponents)
 
         def schedule(k):
             return B.decay(s, e_in, k), B.decay(s / r, e_out, k), N
