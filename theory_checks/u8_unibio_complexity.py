@@ -57,12 +57,18 @@ NOISE = NoiseConfig.uniform(0.1)  # sigma_phi > 0, so 1 - beta ~ eps^2 as in the
 SLOPE_BAND = (-0.05, 0.3)
 
 
+def _schedule(problem, eps, *, x0: float = 1.0, noise: NoiseConfig = NOISE,
+              I_rule: str = "paper"):
+    """(x_0 vector, theory schedule) from x_0 = x0·1, y_0 = 0 (Delta_phi and G_0 there)."""
+    X0 = np.full(problem.d_x, x0)
+    delta_phi = float(problem.phi(X0)) - problem.constants.extra["phi_inf"]
+    G_0 = float(np.linalg.norm(problem.grad_y_g(X0, np.zeros(problem.d_y))))
+    return X0, theory_schedule(problem, noise, eps, delta_phi=delta_phi, G_0=max(G_0, 1e-3),
+                               I_rule=I_rule)
+
+
 def _budget(problem, eps, I_rule="paper"):
-    x0 = np.ones(problem.d_x)
-    delta_phi = float(problem.phi(x0)) - problem.constants.extra["phi_inf"]
-    G_0 = float(np.linalg.norm(problem.grad_y_g(x0, np.zeros(problem.d_y))))
-    return float(theory_schedule(problem, NOISE, eps, delta_phi=delta_phi, G_0=max(G_0, 1e-3),
-                                 I_rule=I_rule).oracle_budget())
+    return float(_schedule(problem, eps, I_rule=I_rule)[1].oracle_budget())
 
 
 def accounting(mode: str):
@@ -96,14 +102,6 @@ EMPIRICAL_CASES = {
 CONTROL_ETA_FACTOR = 0.01
 
 
-def _theory_run_setup(problem, x0: float, eps: float):
-    X0 = np.full(problem.d_x, x0)
-    delta_phi = float(problem.phi(X0)) - problem.constants.extra["phi_inf"]
-    G_0 = float(np.linalg.norm(problem.grad_y_g(X0, np.zeros(problem.d_y))))
-    return X0, theory_schedule(problem, EMPIRICAL_NOISE, eps, delta_phi=delta_phi,
-                               G_0=max(G_0, 1e-3))
-
-
 def path_average_bracket(trace, problem, eta: float, T: int) -> tuple[np.ndarray, np.ndarray]:
     """Rigorous lower and upper bounds on A = (1/T) Σ_{t<T} ||∇phi(x_t)|| per replica from
     the iterates recorded every k steps: ||x_{t+1} - x_t|| <= eta and eq. (28) bound the
@@ -128,6 +126,16 @@ def _min_grad_norm_on_interval(problem, centre: float, radius: float) -> float:
     return float(vals.min() - c.L_phi1 * (h / 2) ** (1.0 / (p - 1.0)) - c.L_phi2 * h / 2)
 
 
+def _bracketed_run(problem, X0, prm, n: int, rng):
+    """n seeds of the theory run (Numba kernel, every k-th iterate recorded): the per-seed
+    bracket of A and how many seeds diverged."""
+    tr = run_unibio_numba(GaussianOracle(problem, EMPIRICAL_NOISE, rng), np.tile(X0, (n, 1)),
+                          np.zeros((n, problem.d_y)), prm,
+                          record_every=max(1, prm.T // N_RECORDS))
+    lo, hi = path_average_bracket(tr, problem, prm.eta, prm.T)
+    return lo, hi, int(tr.diverged.sum())
+
+
 def empirical_budget(mode: str, seed) -> tuple[list[dict], dict]:
     """Part (b): theory-schedule runs to T on the Numba kernel (the NumPy path would take
     hours; X4 and tests/test_unibio.py check the kernels' parity with it)."""
@@ -135,13 +143,10 @@ def empirical_budget(mode: str, seed) -> tuple[list[dict], dict]:
     for name, make, x0, eps, n in track(EMPIRICAL_CASES[mode], "U8 empirical budget",
                                         note=lambda c: f"{c[0]} eps={c[3]}"):
         problem = make()
-        X0, sched = _theory_run_setup(problem, x0, eps)
+        X0, sched = _schedule(problem, eps, x0=x0, noise=EMPIRICAL_NOISE)
         prm = sched.params()
-        k = max(1, prm.T // N_RECORDS)
-        rng = named_stream(seed, f"U8b/{name}/eps={eps}")
-        tr = run_unibio_numba(GaussianOracle(problem, EMPIRICAL_NOISE, rng), np.tile(X0, (n, 1)),
-                              np.zeros((n, problem.d_y)), prm, record_every=k)
-        lo, hi = path_average_bracket(tr, problem, prm.eta, prm.T)
+        lo, hi, diverged = _bracketed_run(problem, X0, prm, n,
+                                          named_stream(seed, f"U8b/{name}/eps={eps}"))
         ci = mean_ci(hi, what="seeds (upper brackets of A)")
         upper = ci["mean"] + t_quantile(2 * LEVEL - 1, n - 1) * ci["se"]  # one-sided 99.9%
         used = unibio_oracle_counts(prm, problem.p)["samples"]
@@ -149,20 +154,16 @@ def empirical_budget(mode: str, seed) -> tuple[list[dict], dict]:
                      "T": prm.T, "I": prm.I, "K": prm.K, "K_0": prm.K_0, "eta": prm.eta,
                      "budget_eq63": sched.oracle_budget(), "calls_used": used,
                      "A_lower": lo, "A_upper": hi, "E_A_upper_999": upper, "interval": ci,
-                     "diverged": int(tr.diverged.sum()),
+                     "diverged": diverged,
                      "ok": bool(upper <= eps and used <= sched.oracle_budget()
-                                and not tr.diverged.any())})
+                                and diverged == 0)})
     # negative control: eta/100 on Example 3 at the first case's eps (one seed suffices:
     # the rejection is certain, see the module docstring)
     _, make, x0, eps, _ = EMPIRICAL_CASES[mode][0]
     problem = make()
-    X0, sched = _theory_run_setup(problem, x0, eps)
+    X0, sched = _schedule(problem, eps, x0=x0, noise=EMPIRICAL_NOISE)
     prm = sched.params(eta=sched.eta * CONTROL_ETA_FACTOR)
-    k = max(1, prm.T // N_RECORDS)
-    tr = run_unibio_numba(GaussianOracle(problem, EMPIRICAL_NOISE,
-                                         named_stream(seed, "U8b/control")),
-                          X0.reshape(1, -1), np.zeros((1, problem.d_y)), prm, record_every=k)
-    lo, hi = path_average_bracket(tr, problem, prm.eta, prm.T)
+    lo, hi, _ = _bracketed_run(problem, X0, prm, 1, named_stream(seed, "U8b/control"))
     floor = _min_grad_norm_on_interval(problem, x0, prm.T * prm.eta)
     control = {"eta_factor": CONTROL_ETA_FACTOR, "eps": eps, "A_lower": float(lo[0]),
                "A_upper": float(hi[0]), "certain_floor_of_A": floor,
@@ -196,8 +197,9 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     det = deterministic_slopes(backend)
     stalled = deterministic_slopes(backend, eta_override=1e-9)
     b_rows, b_control = empirical_budget(mode, seed)
-    b_out_of_reach = {f"p={p:g}": float(_theory_run_setup(
-        SeparableUniformlyConvex(d=2, p=p), 3.0, 0.9)[1].oracle_budget()) for p in (3.0, 4.0)}
+    b_out_of_reach = {f"p={p:g}": float(_schedule(
+        SeparableUniformlyConvex(d=2, p=p), 0.9, x0=3.0, noise=EMPIRICAL_NOISE)[1]
+        .oracle_budget()) for p in (3.0, 4.0)}
     strip = [{k: v for k, v in d.items() if k not in ("t", "avg")} for d in det]
     return Measurement(
         passed=all(r["ok"] for r in rows) and monotone and all(d["ok"] for d in det)
