@@ -121,6 +121,17 @@ def require_vector(name: str, value: Any, dim: int | None = None) -> np.ndarray:
     return arr
 
 
+def require_batch_shape(batch_shape: Any) -> tuple[int, ...]:
+    """A batch shape (the leading axes of an oracle sample): a tuple of ints >= 0."""
+    try:
+        shape = tuple(int(b) for b in batch_shape)
+    except TypeError:
+        raise ValueError(f"batch_shape must be a tuple of ints, got {batch_shape!r}") from None
+    if any(b < 0 for b in shape):
+        raise ValueError(f"batch_shape entries must be >= 0, got {shape}")
+    return shape
+
+
 def require_choice(name: str, value: Any, choices: tuple[_T, ...]) -> _T:
     """``value`` if it is one of ``choices``, else ValueError listing them."""
     if value not in choices:

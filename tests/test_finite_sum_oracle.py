@@ -159,3 +159,21 @@ def test_same_method_names_as_gaussian_oracle():
     for n in names:
         assert hasattr(o, n) and hasattr(GaussianOracle, n) or n in ("problem", "rng",
                                                                      "counts")
+
+
+@pytest.mark.parametrize("bad, match", [
+    (3, r"batch_shape must be a tuple of ints, got 3"),
+    ((2, -1), r"batch_shape entries must be >= 0, got \(2, -1\)"),
+])
+def test_bad_batch_shape_is_named(bad, match):
+    """The shared validator (refbilevel.validation.require_batch_shape) on both draw paths of
+    the finite-sum oracle and on MatrixNoiseOracle.draw."""
+    from refbilevel.oracles import MatrixNoiseOracle
+
+    o = FiniteSumOracle(FiniteSumQuadratic(), 8, np.random.default_rng(0), sampler="uniform")
+    m = MatrixNoiseOracle(StronglyConvexQuadratic(d_x=2, d_y=2), 0.1, 0.1,
+                          np.random.default_rng(0))
+    for call in (lambda: o.draw("grad_y_g", bad), lambda: o.draw_batch("inner", bad),
+                 lambda: m.draw("grad_y_g", bad)):
+        with pytest.raises(ValueError, match=match):
+            call()

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refbilevel.oracles.counters import ORACLE_KINDS, OracleCounts
-from refbilevel.validation import require_int
+from refbilevel.validation import require_batch_shape, require_int
 
 SAMPLERS = ("uniform", "shuffled")
 LEVELS = ("inner", "outer")
@@ -71,16 +71,6 @@ class Minibatch(NamedTuple):
     unit: np.ndarray
     weight: np.ndarray
     level: str
-
-
-def _shape(batch_shape) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(b) for b in batch_shape)
-    except TypeError:
-        raise ValueError(f"batch_shape must be a tuple of ints, got {batch_shape!r}") from None
-    if any(b < 0 for b in shape):
-        raise ValueError(f"batch_shape entries must be >= 0, got {shape}")
-    return shape
 
 
 class FiniteSumOracle:
@@ -184,7 +174,7 @@ class FiniteSumOracle:
     def draw_batch(self, level: str, batch_shape) -> Minibatch:
         """One contiguous batch per replica with its id and weight (SAGA units for SABA)."""
         level = self._level(level)
-        shape = _shape(batch_shape)
+        shape = require_batch_shape(batch_shape)
         self.require_batches_divide()
         self.counts.add("samples")
         if self.sampler == "shuffled":
@@ -211,7 +201,7 @@ class FiniteSumOracle:
         if kind not in KIND_LEVEL:
             raise ValueError(f"unknown oracle kind {kind!r}; allowed: {', '.join(ORACLE_KINDS)}")
         level = KIND_LEVEL[kind]
-        shape = _shape(batch_shape)
+        shape = require_batch_shape(batch_shape)
         if self.sampler == "shuffled":
             return self.draw_batch(level, shape).idx
         self.counts.add("samples")

@@ -82,7 +82,7 @@ import numpy as np
 from refbilevel.backends.registry import NotImplementedOnBackendError
 from refbilevel.oracles.counters import ORACLE_KINDS, OracleCounts
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
-from refbilevel.validation import require_range
+from refbilevel.validation import require_batch_shape, require_range
 
 __all__ = ["LOWER_KINDS", "UPPER_KINDS", "MatrixNoiseOracle"]
 
@@ -168,12 +168,7 @@ class MatrixNoiseOracle(GaussianOracle):
         ``batch_shape + (D,)`` (D = d_y² + d_y d_x lower, d_x + d_y upper; layout in the
         module docstring). A noise-free family consumes no random numbers (zeros)."""
         fam = self.family(kind)
-        try:
-            shape = tuple(int(b) for b in batch_shape)
-        except TypeError:
-            raise ValueError(f"batch_shape must be a tuple of ints, got {batch_shape!r}") from None
-        if any(b < 0 for b in shape):
-            raise ValueError(f"batch_shape entries must be >= 0, got {shape}")
+        shape = require_batch_shape(batch_shape)
         self.counts.add("samples")
         dim, std = self._family_dim_std(fam)
         if std == 0.0:
