@@ -519,6 +519,15 @@ def _batch(problem, x0, y0):
 
 
 # ---- the algorithm ----------------------------------------------------------------------------
+def _accept_step(rec: TraceRecorder, t: int, T: int, oracle, y, old, new):
+    """Iteration t's (x, z, m) where the new state is finite, the old one where a replica
+    diverged (the recorder notes the iteration); then iteration t is recorded."""
+    act = rec.check_finite(t - 1, new[0], y, new[1], new[2])[:, None]
+    x, z, m = (np.where(act, b, a) for a, b in zip(old, new, strict=True))
+    rec.record(t, x, y, oracle.counts, force=(t == T))
+    return x, z, m
+
+
 @register("algorithm", "borep", "numpy")
 def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
           mode: str = "tuned", T: int | None = None, eps: float | None = None,
@@ -596,11 +605,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                 x_n = np.where(nm > 0, x - p.eta * m_n / np.where(nm > 0, nm, 1.0), x)
             else:  # NEGATIVE CONTROL: un-normalized momentum step
                 x_n = x - p.eta * m_n
-            act = rec.check_finite(t - 1, x_n, y, z_n, m_n)[:, None]
-            x = np.where(act, x_n, x)
-            z = np.where(act, z_n, z)
-            m = np.where(act, m_n, m)
-            rec.record(t, x, y, oracle.counts, force=(t == p.T))
+            x, z, m = _accept_step(rec, t, p.T, oracle, y, (x, z, m), (x_n, z_n, m_n))
     return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
                       n_lower_updates=n_upd, y=y, z=z)
 
@@ -646,10 +651,6 @@ def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.nda
                 x_n = x - p.eta * m_n / (nm + CODE_EPS)
             else:  # NEGATIVE CONTROL: un-normalized momentum step
                 x_n = x - p.eta * m_n
-            act = rec.check_finite(t - 1, x_n, y, z_n, m_n)[:, None]
-            x = np.where(act, x_n, x)
-            z = np.where(act, z_n, z)
-            m = np.where(act, m_n, m)
-            rec.record(t, x, y, oracle.counts, force=(t == p.T))
+            x, z, m = _accept_step(rec, t, p.T, oracle, y, (x, z, m), (x_n, z_n, m_n))
     return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
                       n_lower_updates=n_upd, y=y, z=z)
