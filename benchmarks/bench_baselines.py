@@ -1,11 +1,11 @@
 """Per-iteration time and peak memory of SOBA, stocBiO and AmIGO, NumPy vs Numba, on the
-finite-sum quadratic of benchmark_bilevel (spec baselines.md §10.2) with a FiniteSumOracle
+finite-sum quadratic of benchmark_bilevel (docs/baselines.rst §10.2) with a FiniteSumOracle
 (batch 64, sampler "uniform") and each algorithm's default step sizes (s = 0.1, r = 1;
 stocBiO and AmIGO with 10 inner / Neumann steps).
 
     python benchmarks/bench_baselines.py [--dims 100 1000 10000] [--n 256] [--quick]
 
-Method (DESIGN.md: ratios measured in one run; compile time excluded but reported):
+Method (docs/design.rst: ratios measured in one run; compile time excluded but reported):
 - one process, one replica; for every (d, algorithm, backend) a warm-up run of 1 iteration
   (Numba: loads the kernel from the on-disk cache or compiles it; its time is reported), then
   a timed run of T iterations and a timed run of 0 iterations, per-iteration time =

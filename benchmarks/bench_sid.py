@@ -1,11 +1,11 @@
 """SID at t = k = J = 100 on the golden instance: time per estimate, NumPy reference vs
-Numba kernel, against the random-number floor, all measured in one run (spec sid_bsgm.md
+Numba kernel, against the random-number floor, all measured in one run (docs/sid_bsgm.rst
 §4.2, §14.1; acceptance: Numba ≥ 50x faster than NumPy at R = 1, no slower at R = 1000,
 within 2x of the floor).
 
 Run: python benchmarks/bench_sid.py [--repeats 7]
 
-Setting: golden instance of spec §14.1 (d = 3, n = 2, s_Z = s_Y = 0.1, s_ε = 0.5,
+Setting: golden instance of docs/sid_bsgm.rst §14.1 (d = 3, n = 2, s_Z = s_Y = 0.1, s_ε = 0.5,
 Σ_ξ = I), η_i = 3/(3+i), w_0 = 0. R replicas along the leading axis, one Generator.
 
 Floor: the least time to draw exactly the standard normals one SID call consumes (t·18 for
@@ -81,7 +81,8 @@ def main(argv=None) -> int:
         how = min(floors, key=t.__getitem__)
         rows.append((R, t["numpy"], t["numba"], t[how], how.split()[1]))
 
-    print(f"SID on the golden instance (spec §14.1), t = k = J = {T}, eta_i = 3/(3+i); "
+    print(f"SID on the golden instance (docs/sid_bsgm.rst §14.1), t = k = J = {T}, eta_i = "
+        "3/(3+i); "
           f"{per_replica} standard normals per replica")
     print(f"Numba first call (compile or cache load), excluded below: {compile_s:.2f} s\n")
     print("| R | NumPy (ms) | Numba (ms) | floor (ms) | floor by | NumPy/Numba | Numba/floor |")

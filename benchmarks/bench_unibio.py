@@ -1,11 +1,12 @@
 """UniBiO Section 6 synthetic run: time per seed, NumPy vs Numba vs a plain-Python scalar
 loop, against the random-number floor, all measured in one run (issue: "refbilevel bench
-algorithms"; spec unibio.md §7.1).
+algorithms"; docs/unibio.rst §7.1).
 
 Run: python benchmarks/bench_unibio.py [--seeds 1000] [--python-seeds 3]
 
 Setting: Example 3, T = 500, K = 100 (also at t = 0), I = 2, T_1 = 5, D_1 = 1, gamma_1 = 1,
-beta = 0.9, eta by p (spec §7.1); LL gradient noise std 1 (the released script), UL oracle
+beta = 0.9, eta by p (docs/unibio.rst §7.1); LL gradient noise std 1 (the released script), UL
+oracle
 noise std 0.01. Replicas = seeds along the leading axis (one Generator per backend run).
 
 Floor: the least time to draw exactly the standard normals R seeds' runs consume, per seed:

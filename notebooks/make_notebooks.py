@@ -24,10 +24,10 @@ def notebook(cells, stem):
 UNIBIO = [
     """md:# UniBiO, Section 6: hypergradient norm vs iteration, and the Appendix E.3 slope fit
 
-Example 3 of UniBiO (spec unibio.md §6.1) with the Section 6 settings of the authors' code
+Example 3 of UniBiO (docs/unibio.rst §6.1) with the Section 6 settings of the authors' code
 (§7.1): T = 500, K = 100, I = 2, T_1 = 5, D_1 = 1, gamma_1 = 1, beta = 0.9, eta = 0.05, 0.03,
 0.02, 0.01 for p = 2, 4, 6, 8. The hypergradient is the faithful generalized Neumann
-estimator (H = 1 here), not the code's closed-form shortcut (spec §8 item 1). We plot the
+estimator (H = 1 here), not the code's closed-form shortcut (docs/unibio.rst §8 item 1). We plot the
 ground-truth ||∇phi(x_t)|| (E.1 convention) averaged over seeds, deterministic and with
 LL gradient noise of std 0.1, 1 and sqrt(10) (the paper's "variances" 0.01, 1, 10; whether
 "10" meant std 10 is NOT RECOVERED). Runs use the Numba backend (bit-identical to NumPy
@@ -64,7 +64,7 @@ axes[0].legend()
 plt.tight_layout()""",
     """md:Larger p converges more slowly, as the paper reports. The Appendix E.3 fit: slope of
 log((1/t) Σ ||∇phi(x_s)||) against log t (t >= 10), deterministic, against the worst-case
-bound -1/(3p-2) (spec §7.3; the paper's own fitted values are NOT RECOVERED).""",
+bound -1/(3p-2) (docs/unibio.rst §7.3; the paper's own fitted values are NOT RECOVERED).""",
     """slopes = {}
 fig, ax = plt.subplots(figsize=(6, 4))
 for p in (2, 4, 6, 8):
@@ -84,7 +84,7 @@ slopes""",
 SID = [
     """md:# SID: MSE against t = k = J, Monte Carlo vs the exact moment recursion
 
-The golden instance of spec sid_bsgm.md §14.1 (d = 3, n = 2), eta_i = 3/(3+i). The exact
+The golden instance of docs/sid_bsgm.rst §14.1 (d = 3, n = 2), eta_i = 3/(3+i). The exact
 MSE comes from the moment recursion (`refbilevel.sid_moments`); the Monte Carlo points from
 R independent SID estimates (Numba backend) with 4-standard-error bars. MSE = Θ(1/t)
 (Corollary 10); with a constant step the variance does not vanish.""",
@@ -126,15 +126,15 @@ slope""",
 BOREP_P1 = [
     """md:# BO-REP vs baselines on P1: convergence under (L_0, L_1)-smoothness
 
-**P1** (spec borep.md §8, "cosh + pseudo-Huber", reference instance with d_x = 5, d_y = 8):
+**P1** (docs/borep.rst §8, "cosh + pseudo-Huber", reference instance with d_x = 5, d_y = 8):
 lower level g(x, y) = ½ yᵀHy − yᵀ(Cx + c), μ-strongly convex in y with y*(x) = H⁻¹(Cx + c);
 upper level f(x, y) = Σ_i cosh(x_i) + aᵀx + c_ψ Σ_j sqrt(1 + y_j²). The hyperobjective
 Φ(x) = f(x, y*(x)) has ∇²Φ(x) = diag(cosh x) + c_ψ CᵀH⁻¹ diag(ψ''(y*)) H⁻¹C: its Hessian is
 unbounded, so Φ is **not L-smooth**, but ‖∇²Φ‖ ≤ L_0 + L_1‖∇Φ‖ — Φ is **(L_0, L_1)-smooth**
-(borep.md §2 and §8; claim B1 of claims.md, checked by `theory_checks/b1_relaxed_smoothness.py`).
+(docs/borep.rst §2 and §8; claim B1 of docs/checks.rst, checked by `theory_checks/b1_relaxed_smoothness.py`).
 
-**Claim** (Hao, Gong, Liu, ICLR 2024; claims.md B2; borep.md §8 "Algorithms on P1"): BO-REP
-(borep.md §4: normalized momentum on x, periodic projected SGD on y, SGD on z, Epoch-SGD
+**Claim** (Hao, Gong, Liu, ICLR 2024; docs/checks.rst B2; docs/borep.rst §8 "Algorithms on P1"): BO-REP
+(docs/borep.rst §4: normalized momentum on x, periodic projected SGD on y, SGD on z, Epoch-SGD
 initialization refinement) converges from x_0 = 9·1, a start where fixed-step bilevel methods
 (SOBA, MA-SOBA, stocBiO, AmIGO) overflow. The setting is that of
 `theory_checks/b2_borep_vs_baselines.py`, whose constants are imported below (Gaussian noise on
@@ -142,7 +142,7 @@ every oracle, y_0 = 0, the B2 horizon T, BO-REP with the tuned §8 parameters
 `borep_params(P)`, the baselines in their tuned modes with constant steps, b2's `BASELINE_KW`),
 plus b2's plain fixed-step stochastic hypergradient method and its negative control (BO-REP
 without the normalization of line 6). We also run everything from the benign start x_0 = 3·1
-(the start of borep.md §8 at which all methods converge), so that the comparison is not rigged
+(the start of docs/borep.rst §8 at which all methods converge), so that the comparison is not rigged
 against the baselines. The Õ(ε⁻⁴) complexity claim (B3) is an exact schedule count, checked in
 `theory_checks/b3_borep_complexity.py`, not here.
 
@@ -174,7 +174,7 @@ from theory_checks.b1_relaxed_smoothness import (
 from theory_checks.b2_borep_vs_baselines import BASELINE_KW, EPS, SIGMA, X0, fixed_step_sgd
 
 ROOT = np.random.SeedSequence(20240116)  # every random stream below is a named child of it
-P = RelaxedSmoothP1()  # the reference instance of borep.md §8
+P = RelaxedSmoothP1()  # the reference instance of docs/borep.rst §8
 ex = P.constants.extra
 print(P)
 print({k: round(ex[k], 4) for k in ("L0_phi_hessian", "L1_phi_hessian", "L0_phi_relaxed",
@@ -182,11 +182,11 @@ print({k: round(ex[k], 4) for k in ("L0_phi_hessian", "L1_phi_hessian", "L0_phi_
     """md:## 1. P1 is (L_0, L_1)-smooth but not L-smooth (claim B1)
 
 Along the line x = s·1, s ∈ [0, 12] (the path of check B1, `growth`), we compare ‖∇²Φ(x)‖
-with the Hessian-form bound L_0 + L_1‖∇Φ(x)‖ of borep.md §8 (the problem's
+with the Hessian-form bound L_0 + L_1‖∇Φ(x)‖ of docs/borep.rst §8 (the problem's
 `constants.extra["L0_phi_hessian"]`, `["L1_phi_hessian"]`). The dotted line is the L-smooth
 version with the same L_0 and L_1 = 0 (B1's negative control), which the Hessian crosses. B1's
 random-pair checks are repeated on P1 with a Generator from our seed: Assumption 1 for ∇_x f,
-∇_y f, the Hessian form, and the DERIVED relaxed smoothness of Φ (borep.md §2 remark); every
+∇_y f, the Hessian form, and the DERIVED relaxed smoothness of Φ (docs/borep.rst §2 remark); every
 printed ratio must be ≤ 1.""",
     """s, H, G, ratio = growth(P)  # ||∇²Φ(s·1)||, ||∇Φ(s·1)||, H/(L_0 + L_1 G)
 L0, L1 = ex["L0_phi_hessian"], ex["L1_phi_hessian"]
@@ -228,7 +228,7 @@ all R replicas are finite, and each overflow is marked by a × at the top edge o
 its iteration. The counts and the overflow iterations are in the table of section 3.""",
     """T = 3000  # the B2 horizon (b2_borep_vs_baselines.run_all)
 R = 8  # replicas per method and start
-STARTS = {"hard": X0, "benign": 3.0}  # x_0 = X0·1 (b2) and 3·1 (borep.md §8, benign)
+STARTS = {"hard": X0, "benign": 3.0}  # x_0 = X0·1 (b2) and 3·1 (docs/borep.rst §8, benign)
 BOREP = borep_params(P, T=T)  # the tuned §8 parameters
 CONTROL = borep_params(P, T=T, normalize=False)  # b2's negative control: x ← x − η m
 # label -> (registered algorithm, keyword arguments); BO-REP's params carry T; the baselines

@@ -1,5 +1,5 @@
 """NumPy ↔ Numba (↔ CuPy) parity and timing of every algorithm, in one table
-(``refbilevel compare-backends``; issue #4, DESIGN.md §Backends).
+(``refbilevel compare-backends``; issue #4, docs/design.rst §Backends).
 
 For each algorithm implemented on two or more of the requested backends, the same
 :class:`~refbilevel.runs.RunSpec` (same seed, so the same random numbers) is run on each
@@ -42,7 +42,7 @@ _FINITE_SUM = {"n_inner": 256, "n_outer": 256, "d_inner": 5, "d_outer": 5, "mu":
 def _storm_setup() -> dict[str, Any]:
     """FdeHBO/FMBO: the well-conditioned §10.1 quadratic and schedule of claim F2
     (theory_checks/f2_fdehbo_rate.py). Not the stiff quadratic of the baselines: there the
-    tuned STORM schedule of fdehbo.md §10.1 makes the dynamics chaotic (a 1e-15 difference
+    tuned STORM schedule of docs/fdehbo.rst §10.1 makes the dynamics chaotic (a 1e-15 difference
     between backends grows by ≈ 1e3 every 50 iterations, to O(1) by t = 400, while both runs
     converge alike), so parity after 1000 iterations is a property the dynamics do not
     have there, whatever the kernels do."""
@@ -180,7 +180,7 @@ def format_table(rows: Sequence[ComparisonRow]) -> str:
 
 
 # ---- estimators ---------------------------------------------------------------------------------
-#: the float64 parity contract of the compiled backends (DESIGN.md §Backends; claim X4)
+#: the float64 parity contract of the compiled backends (docs/design.rst §Backends; claim X4)
 PARITY_RTOL = 1e-12
 #: the four Neumann variants of the parity tests: (truncation, variant, start)
 NEUMANN_VARIANTS = (("fixed", "classical", 0), ("fixed", "generalized", 1),

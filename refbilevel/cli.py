@@ -174,7 +174,7 @@ def _run_description() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_check = sub.add_parser("check", help="run theory checks (spec claims.md)")
+    p_check = sub.add_parser("check", help="run theory checks (docs/checks.rst)")
     p_check.add_argument("ids", nargs="*", help="claim ids (U1, U2, ...); default: all")
     runner.add_check_arguments(p_check)
     p_check.set_defaults(func=_cmd_check)

@@ -1,8 +1,8 @@
 """The sign-preserving power map of UniBiO and its Jacobian.
 
 UniBiO (Wu, Gong, Hao, Liu, ICLR 2026) differentiates with respect to the change of variable
-u = [y]^{∘(p-1)} = sign(y) |y|^{p-1} (spec unibio.md §1.2, Lemma B.6). Its Jacobian is the
-diagonal D(y) = (p-1) diag(|y|^{p-2}) (spec unibio.md §1.5), which vanishes at y_i = 0 for
+u = [y]^{∘(p-1)} = sign(y) |y|^{p-1} (docs/unibio.rst §1.2, Lemma B.6). Its Jacobian is the
+diagonal D(y) = (p-1) diag(|y|^{p-2}) (docs/unibio.rst §1.5), which vanishes at y_i = 0 for
 p > 2: generalized derivatives there are limits and problems supply them analytically.
 """
 
@@ -12,13 +12,13 @@ import numpy as np
 
 
 def signed_power(y: np.ndarray, a: float) -> np.ndarray:
-    """[y]^{∘a} = sign(y) |y|^a, coordinatewise (spec unibio.md §1.2)."""
+    """[y]^{∘a} = sign(y) |y|^a, coordinatewise (docs/unibio.rst §1.2)."""
     y = np.asarray(y, dtype=np.float64)
     return np.sign(y) * np.abs(y) ** a
 
 
 def power_map(y: np.ndarray, p: float) -> np.ndarray:
-    """P(y) = [y]^{∘(p-1)} (spec unibio.md §1.2, Lemma B.6)."""
+    """P(y) = [y]^{∘(p-1)} (docs/unibio.rst §1.2, Lemma B.6)."""
     return signed_power(y, p - 1.0)
 
 
@@ -28,7 +28,7 @@ def inverse_power_map(u: np.ndarray, p: float) -> np.ndarray:
 
 
 def power_map_jacobian_diag(y: np.ndarray, p: float) -> np.ndarray:
-    """Diagonal of D(y) = dP/dy = (p-1) |y|^{p-2} (spec unibio.md §1.5).
+    """Diagonal of D(y) = dP/dy = (p-1) |y|^{p-2} (docs/unibio.rst §1.5).
 
     For p = 2 this is exactly 1 (0**0 == 1 in NumPy), so p = 2 problems reduce to the
     classical derivatives with no special case.

@@ -1,6 +1,6 @@
 """Named random streams spawned from one SeedSequence per run.
 
-DESIGN.md: "Randomness is an argument: one numpy.random.SeedSequence per run, spawned into
+docs/design.rst: "Randomness is an argument: one numpy.random.SeedSequence per run, spawned into
 named streams. No global RNG anywhere." Streams are derived by hashing their name into the
 spawn key, so adding a stream never changes the numbers another stream produces.
 """

@@ -1,5 +1,5 @@
 """One algorithm run from names: problem, oracle, start and backend
-(``refbilevel run`` and ``refbilevel compare-backends``; DESIGN.md problem → oracle →
+(``refbilevel run`` and ``refbilevel compare-backends``; docs/design.rst problem → oracle →
 algorithm → trace).
 
 :class:`RunSpec` names everything a run needs; :func:`execute` builds the problem
@@ -8,13 +8,13 @@ the registered implementation of the algorithm on the chosen backend. Randomness
 ``named_stream(seed, "oracle")`` (and ``"restart"`` for UniBiO's random restarts), so the
 same spec gives the same trajectory on every backend.
 
-Which oracle (spec baselines.md §10.2, sid_bsgm.md §4.1, DESIGN.md §Oracles):
+Which oracle (docs/baselines.rst §10.2, docs/sid_bsgm.rst §4.1, docs/design.rst §Oracles):
 
 * ``finite-sum-quadratic`` → :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`
   (minibatch ``batch``, uniform sampler);
 * ``linear-contraction`` → :class:`~refbilevel.oracles.contraction.ContractionOracle`
   (only BSGM runs on it); without problem parameters the golden instance of
-  sid_bsgm.md §14.1 is used, started at its λ;
+  docs/sid_bsgm.rst §14.1 is used, started at its λ;
 * every other problem → :class:`~refbilevel.oracles.gaussian.GaussianOracle` with the same
   standard deviation ``noise`` on every oracle kind.
 
@@ -25,7 +25,7 @@ zero. Every replica starts at the same point.
 
 Algorithm options are passed as keyword arguments to the implementation
 (``refbilevel run soba --set step_size=0.05``). UniBiO takes a parameter record instead:
-its options override :func:`refbilevel.algorithms.unibio.tuned_params` (spec unibio.md
+its options override :func:`refbilevel.algorithms.unibio.tuned_params` (docs/unibio.rst
 §7.1) for the problem's p.
 """
 

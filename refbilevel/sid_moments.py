@@ -1,32 +1,33 @@
 """Exact moments of SID and of the stochastic fixed-point solvers on the linear contraction.
 
-Spec sid_bsgm.md §14.1 ("Exact SID mean and MSE for general step sequences", "Closed form:
+Spec docs/sid_bsgm.rst §14.1 ("Exact SID mean and MSE for general step sequences", "Closed form:
 constant step η, additive noise only", golden instance and golden values) and §8
 (Theorem S). Nothing here draws a random number: these are the references the Monte Carlo
-runs of SID are checked against (claims S1-S4, spec claims.md).
+runs of SID are checked against (claims S1-S4, docs/checks.rst).
 
 The problem is any object with the attributes of
 :class:`refbilevel.problems.contraction.LinearContraction`: ``A`` (d×d, ||A|| < 1), ``B``
 (d×n), ``c`` (d), ``P`` (d×d), ``Q`` (d×n), ``S`` (n×n), ``p`` (d), ``s`` (n) and the noise
 levels ``s_Z``, ``s_Y``, ``s_eps`` (per-entry standard deviations) and ``Sigma_xi``
 ((d+n)×(d+n)). The oracle is Φ(w,λ;ζ) = (A+Z)w + (B+Y)λ + c + ε and
-∇E(w,λ;ξ) = ∇E(w,λ) + ξ (spec §14.1, "Stochastic oracle").
+∇E(w,λ;ξ) = ∇E(w,λ) + ξ (docs/sid_bsgm.rst §14.1, "Stochastic oracle").
 
 Two formulations of the moment recursion are implemented:
 
-* ``form="centered"`` (default): the recursion of spec §14.1 written for the errors
+* ``form="centered"`` (default): the recursion of docs/sid_bsgm.rst §14.1 written for the errors
   e_i = w_i − w(λ), u_i = v_i − v*, δg = g − ∇E(w(λ), λ) instead of the raw iterates. It is
   the same linear algebra (every random matrix is independent of the current state and has
   zero mean, so second moments propagate exactly), but the affine parts cancel
   analytically, so the MSE is not obtained as a difference of large numbers. This matters
   when the error is small: the raw recursion loses ~7e-9 relative accuracy at deterministic
-  (10,10) and 4% at (20,20) (spec §14.1, CORRECTED note).
+  (10,10) and 4% at (20,20) (docs/sid_bsgm.rst §14.1, CORRECTED note).
 * ``form="raw"``: the augmented-state recursion exactly as the spec writes it
   (y_i = (w_i, 1), z_i = (v_i, g_1, g_2, 1)), kept as an independent cross-check.
 
 Step-size schedules (:class:`StepSchedule`) live here because the recursions, the NumPy
 reference, the Numba kernel and the CuPy path must all read the same sequence (η_i)
-(spec §4.1: one sequence shared by the LL and LS solvers; §14.1: the LS restarts the index).
+(docs/sid_bsgm.rst §4.1: one sequence shared by the LL and LS solvers; §14.1: the LS restarts the
+index).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ SCHEDULE_KINDS = ("decreasing", "constant")
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """A step-size sequence (η_i)_{i≥0} with η_i ∈ (0, 1] (spec sid_bsgm.md §4.1, §4.3).
+    """A step-size sequence (η_i)_{i≥0} with η_i ∈ (0, 1] (docs/sid_bsgm.rst §4.1, §4.3).
 
-    * ``kind="decreasing"``: η_i = β/(γ+i) (Theorem S(a), spec §8; the bioptexps code's
+    * ``kind="decreasing"``: η_i = β/(γ+i) (Theorem S(a), docs/sid_bsgm.rst §8; the bioptexps code's
       η_0 γ/(γ+i) is the same family with β = η_0 γ). Requires β > 0, γ > 0, β ≤ γ so that
       η_0 ≤ 1.
     * ``kind="constant"``: η_i ≡ η, 0 < η ≤ 1 (Theorem S(b); η = 1 is the deterministic
@@ -102,7 +103,7 @@ def step_sequence(steps: Any, n: int) -> np.ndarray:
 
     ``steps`` is a :class:`StepSchedule`, a real number (a constant step) or a 1-D array of
     at least ``n`` values (an explicit sequence). Every value must lie in (0, 1]
-    (spec §4.1). Anything else, e.g. a schedule given by name only, raises ValueError.
+    (docs/sid_bsgm.rst §4.1). Anything else, e.g. a schedule given by name only, raises ValueError.
     """
     n = require_int("number of steps", n, low=0)
     if isinstance(steps, StepSchedule):
@@ -122,7 +123,7 @@ def step_sequence(steps: Any, n: int) -> np.ndarray:
         )
     arr = arr[:n]
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0.0) or np.any(arr > 1.0):
-        raise ValueError("every step size eta_i must lie in (0, 1] (spec sid_bsgm.md §4.1)")
+        raise ValueError("every step size eta_i must lie in (0, 1] (docs/sid_bsgm.rst §4.1)")
     return arr.copy()
 
 
@@ -162,7 +163,7 @@ def problem_data(problem: Any) -> _Data:
     except AttributeError as exc:
         raise ValueError(
             "problem must provide A, B, c, P, Q, S, p, s, s_Z, s_Y, s_eps and Sigma_xi "
-            f"(a LinearContraction, spec sid_bsgm.md §14.1): {exc}"
+            f"(a LinearContraction, docs/sid_bsgm.rst §14.1): {exc}"
         ) from None
     # private C-contiguous copies: callers cannot mutate them, and the Numba kernel sees
     # one array type whatever the problem stores
@@ -195,7 +196,7 @@ def problem_data(problem: Any) -> _Data:
 
 @dataclass(frozen=True)
 class ExactSolution:
-    """w(λ), v(w(λ), λ), ∇E at (w(λ), λ) and ∇f(λ) (spec §14.1, "Exact quantities")."""
+    """w(λ), v(w(λ), λ), ∇E at (w(λ), λ) and ∇f(λ) (docs/sid_bsgm.rst §14.1, "Exact quantities")."""
 
     w_star: np.ndarray
     v_star: np.ndarray
@@ -205,7 +206,7 @@ class ExactSolution:
 
 
 def exact_solution(problem: Any, lam: Any) -> ExactSolution:
-    """Closed forms of spec §14.1: w = (I−A)^{-1}(Bλ+c), v = (I−Aᵀ)^{-1}∇₁E,
+    """Closed forms of docs/sid_bsgm.rst §14.1: w = (I−A)^{-1}(Bλ+c), v = (I−Aᵀ)^{-1}∇₁E,
     ∇f = ∇₂E + Bᵀ v (eq. (4))."""
     D = problem_data(problem)
     lam = _lam(lam, D.n)
@@ -249,10 +250,11 @@ def _tkJ(t: Any, k: Any, J: Any) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class SIDMoments:
-    """Exact first and second moments of the SID error ĝ − ∇f(λ) (spec §14.1).
+    """Exact first and second moments of the SID error ĝ − ∇f(λ) (docs/sid_bsgm.rst §14.1).
 
     ``mean_error`` = E ĝ − ∇f, ``bias2`` = ||mean_error||², ``variance`` = tr Cov(ĝ),
-    ``mse`` = E||ĝ − ∇f||² = bias2 + variance (bias-variance decomposition (9), spec §9).
+    ``mse`` = E||ĝ − ∇f||² = bias2 + variance (bias-variance decomposition (9), docs/sid_bsgm.rst
+    §9).
     """
 
     mean_error: np.ndarray
@@ -267,13 +269,15 @@ V0_STARTS = ("zero", "rhs")
 def sid_moments(problem: Any, lam: Any, t: int, k: int, J: int, *, steps: Any,
                 w0: Any = None, form: str = "centered", ls_offset: int = 0,
                 v0: str = "zero", ll_lambda_noise: bool = True) -> SIDMoments:
-    """Exact mean and MSE of SID(λ; t, k, J) for any step sequence (spec §14.1).
+    """Exact mean and MSE of SID(λ; t, k, J) for any step sequence (docs/sid_bsgm.rst §14.1).
 
-    Default conventions (spec §14.1, "Conventions the golden values assume"): the LL uses
+    Default conventions (docs/sid_bsgm.rst §14.1, "Conventions the golden values assume"): the LL
+    uses
     η_0..η_{t-1}, the LS restarts the index and uses η_0..η_{k-1} from v_0 = 0, the four
     sample families are independent and the LL sample perturbs λ too (Y_i in the LL step).
 
-    The other conventions of spec §4.4/§14.1 are available to reproduce the variant values
+    The other conventions of docs/sid_bsgm.rst §4.4/§14.1 are available to reproduce the variant
+    values
     (centered form only): ``ls_offset`` = o makes LS step i use η_{o+i} (o = 1 is the
     bioptexps scheduler offset, o = t continues the LL index); ``v0="rhs"`` starts the LS
     at v_0 = ∇₁Ê_J (bioptexps ``stoch_AID``); ``ll_lambda_noise=False`` drops Y_i from the
@@ -305,7 +309,8 @@ def _ll_moments(D: _Data, lam, w_star, e0, eta,
 
     e_{i+1} = M_i e_i + η_i (Z_i w_i + Y_i λ + ε_i), M_i = (1−η_i)I + η_i A, because
     w(λ) = A w(λ) + Bλ + c. The noise is independent of e_i with zero mean and covariance
-    η_i² (s_Z² E||w_i||² + s_Y²||λ||² + s_ε²) I  (E[Z x xᵀ Zᵀ] = s_Z² ||x||² I, spec §14.1).
+    η_i² (s_Z² E||w_i||² + s_Y²||λ||² + s_ε²) I  (E[Z x xᵀ Zᵀ] = s_Z² ||x||² I, docs/sid_bsgm.rst
+    §14.1).
     """
     d = D.d
     eye = np.eye(d)
@@ -372,7 +377,7 @@ def _moments_centered(D: _Data, lam, w0, J, eta_w, eta_v, *, v0: str = "zero",
 
 
 def _moments_raw(D: _Data, lam, w0, J, eta_w, eta_v) -> SIDMoments:
-    """The augmented-state recursion exactly as spec §14.1 writes it."""
+    """The augmented-state recursion exactly as docs/sid_bsgm.rst §14.1 writes it."""
     d, n = D.d, D.n
     ex = exact_solution(D, lam)
     b = D.B @ lam + D.c
@@ -415,7 +420,8 @@ def _moments_raw(D: _Data, lam, w0, J, eta_w, eta_v) -> SIDMoments:
 
 def sid_moments_closed_form(problem: Any, lam: Any, t: int, k: int, J: int, *, eta: float,
                             w0: Any = None) -> SIDMoments:
-    """Closed form for a constant step η and additive noise only (s_Z = s_Y = 0), spec §14.1.
+    """Closed form for a constant step η and additive noise only (s_Z = s_Y = 0),
+    docs/sid_bsgm.rst §14.1.
 
     M = (1−η)I + ηA, R_k = (I−Aᵀ)^{-1}(I − (Mᵀ)^k), G_k = Qᵀ + Bᵀ R_k P;
     E ĝ − ∇f = G_k M^t (w_0 − w) − Bᵀ(I−Aᵀ)^{-1}(Mᵀ)^k ∇₁E(w, λ);
@@ -457,7 +463,7 @@ def sid_moments_closed_form(problem: Any, lam: Any, t: int, k: int, J: int, *, e
 
 
 # ----------------------------------------------------------------------------------------
-# deterministic SID (Theorem 17', spec §8 "Deterministic linear rates", §14.1 test 4)
+# deterministic SID (Theorem 17', docs/sid_bsgm.rst §8 "Deterministic linear rates", §14.1 test 4)
 # ----------------------------------------------------------------------------------------
 
 
@@ -465,9 +471,9 @@ def sid_deterministic(problem: Any, lam: Any, t: int, k: int, *, steps: Any = 1.
                       w0: Any = None) -> np.ndarray:
     """ĝ of SID without noise (exact oracles, J irrelevant), by direct iteration.
 
-    With η ≡ 1 this is w_{i+1} = Φ(w_i, λ), v_{i+1} = Aᵀ v_i + ∇₁E(w_t, λ) (spec §4.3).
+    With η ≡ 1 this is w_{i+1} = Φ(w_i, λ), v_{i+1} = Aᵀ v_i + ∇₁E(w_t, λ) (docs/sid_bsgm.rst §4.3).
     The moment recursion is inaccurate here (the MSE is a difference of large numbers), so
-    the error is computed from this iterate directly (spec §14.1, CORRECTED note).
+    the error is computed from this iterate directly (docs/sid_bsgm.rst §14.1, CORRECTED note).
     """
     D = problem_data(problem)
     lam = _lam(lam, D.n)
@@ -489,7 +495,7 @@ def sid_deterministic(problem: Any, lam: Any, t: int, k: int, *, steps: Any = 1.
 
 def sid_deterministic_error(problem: Any, lam: Any, t: int, k: int, *, steps: Any = 1.0,
                             w0: Any = None, centered: bool = False) -> float:
-    """||ĝ − ∇f(λ)|| of deterministic SID (spec §14.1 golden deterministic values).
+    """||ĝ − ∇f(λ)|| of deterministic SID (docs/sid_bsgm.rst §14.1 golden deterministic values).
 
     ``centered=False`` runs the iteration and subtracts ∇f (the spec's reference method;
     float64 floors the result near 1e-15·||∇f||). ``centered=True`` iterates the errors
@@ -517,12 +523,13 @@ def sid_deterministic_error(problem: Any, lam: Any, t: int, k: int, *, steps: An
 
 @dataclass(frozen=True)
 class DeterministicConstant:
-    """C_det = c_w D_w + L_Φ L_E/(1−q) of Corollary 10' (spec §9, §14.1 suggested test 4).
+    """C_det = c_w D_w + L_Φ L_E/(1−q) of Corollary 10' (docs/sid_bsgm.rst §9, §14.1 suggested
+    test 4).
 
     c_w = μ₂ + ν₂ L_E/(1−q) + L_Φ L_v with ν₁ = ν₂ = 0 (Φ is affine), L_v = μ₁/(1−q),
     μ₁ = ||P||, μ₂ = ||Q||, L_Φ = ||B||, D_w = ||w_0 − w(λ)||, and L_E the largest
     ||∇₁E(w_t, λ)|| on the deterministic LL path (A(iv) fails for affine ∇₁E; the proofs use
-    L_E only as a bound on the ∇₁E values met, spec §14.1).
+    L_E only as a bound on the ∇₁E values met, docs/sid_bsgm.rst §14.1).
     """
 
     C: float
@@ -535,7 +542,7 @@ class DeterministicConstant:
 
 def deterministic_constant(problem: Any, lam: Any, *, w0: Any = None,
                            t_max: int = 200) -> DeterministicConstant:
-    """The constant of ||ĝ − ∇f|| ≤ C q^{min(t,k)} for η ≡ 1 (DERIVED, spec §8, §9)."""
+    """The constant of ||ĝ − ∇f|| ≤ C q^{min(t,k)} for η ≡ 1 (DERIVED, docs/sid_bsgm.rst §8, §9)."""
     D = problem_data(problem)
     lam = _lam(lam, D.n)
     w = _w0(w0, D.d)
@@ -557,12 +564,13 @@ def deterministic_constant(problem: Any, lam: Any, *, w0: Any = None,
 
 
 # ----------------------------------------------------------------------------------------
-# stochastic fixed-point solvers (Theorem S, spec §8; claim S4)
+# stochastic fixed-point solvers (Theorem S, docs/sid_bsgm.rst §8; claim S4)
 # ----------------------------------------------------------------------------------------
 
 
 def ll_error_path(problem: Any, lam: Any, t: int, *, steps: Any, w0: Any = None) -> np.ndarray:
-    """Exact E||w_i − w(λ)||², i = 0..t, of the stochastic KM iteration (6) (spec §8, §14.1).
+    """Exact E||w_i − w(λ)||², i = 0..t, of the stochastic KM iteration (6) (docs/sid_bsgm.rst §8,
+    §14.1).
 
     Recursion on the mean and second moment of e_i = w_i − w(λ) (see :func:`_ll_moments`).
     """
@@ -579,7 +587,8 @@ def ls_error_path(problem: Any, lam: Any, k: int, *, steps: Any,
                   g1: Any = None) -> np.ndarray:
     """Exact E||v_i − v̂||², i = 0..k, of the LS solver (7) with a fixed right-hand side.
 
-    Conditionally on (w_t, ∇₁Ê_J) (spec §8: Theorem S is applied conditionally), the LS is
+    Conditionally on (w_t, ∇₁Ê_J) (docs/sid_bsgm.rst §8: Theorem S is applied conditionally), the
+    LS is
     v_{i+1} = (1−η_i)v_i + η_i((A+Ẑ_i)ᵀ v_i + g₁) with v_0 = 0 and v̂ = (I−Aᵀ)^{-1} g₁.
     ``g1`` defaults to ∇₁E(w(λ), λ). For u_i = v_i − v̂:
     E u_{i+1} = M_iᵀ E u_i, E u_{i+1}u_{i+1}ᵀ = M_iᵀ E[u_i u_iᵀ] M_i + η_i² s_Z² E||v_i||² I.
@@ -609,7 +618,8 @@ def ls_error_path(problem: Any, lam: Any, k: int, *, steps: Any,
 
 @dataclass(frozen=True)
 class TheoremSConstants:
-    """Constants of Theorem S(a) (spec §8): c = 1−q², ν, and whether its conditions hold."""
+    """Constants of Theorem S(a) (docs/sid_bsgm.rst §8): c = 1−q², ν, and whether its conditions
+    hold."""
 
     c: float
     nu: float
@@ -621,7 +631,8 @@ class TheoremSConstants:
 def theorem_s_constants(q: float, sigma1: float, sigma2: float, beta: float, gamma: float,
                         dist0_sq: float) -> TheoremSConstants:
     """ν = max{γ ||x_0 − x̄||², β²σ₁/(βc/2 − 1)} when βc/2 > 1 and
-    γ ≥ β max{1, 2σ₂/c} (Theorem S(a), DERIVED, spec §8); then E||x_i − x̄||² ≤ ν/(γ+i)."""
+    γ ≥ β max{1, 2σ₂/c} (Theorem S(a), DERIVED, docs/sid_bsgm.rst §8); then E||x_i − x̄||² ≤ "
+        "ν/(γ+i)."""
     q = require_range("q", q, low=0.0, high=1.0, high_inclusive=False)
     c = 1.0 - q * q
     ok = beta * c / 2.0 > 1.0 and gamma >= beta * max(1.0, 2.0 * sigma2 / c)
@@ -631,7 +642,7 @@ def theorem_s_constants(q: float, sigma1: float, sigma2: float, beta: float, gam
 
 def ll_theorem_s(problem: Any, lam: Any, *, beta: float, gamma: float,
                  w0: Any = None) -> TheoremSConstants:
-    """Theorem S(a) for the LL solver on the linear contraction (spec §14.1, C(ii)):
+    """Theorem S(a) for the LL solver on the linear contraction (docs/sid_bsgm.rst §14.1, C(ii)):
     σ₂ = 2 d s_Z², σ₁ = 2 d s_Z² ||w(λ)||² + d s_Y² ||λ||² + d s_ε²."""
     D = problem_data(problem)
     lam = _lam(lam, D.n)
@@ -647,7 +658,8 @@ def ll_theorem_s(problem: Any, lam: Any, *, beta: float, gamma: float,
 
 def ls_theorem_s(problem: Any, lam: Any, *, beta: float, gamma: float,
                  g1: Any = None) -> TheoremSConstants:
-    """Theorem S(a) for the LS solver with fixed right-hand side g₁ (spec §8): the oracle
+    """Theorem S(a) for the LS solver with fixed right-hand side g₁ (docs/sid_bsgm.rst §8): the
+    oracle
     noise Ẑᵀv has E||Ẑᵀv||² = d s_Z² ||v||² ≤ 2 d s_Z² ||v − v̂||² + 2 d s_Z² ||v̂||², so
     σ₂ = 2 d s_Z², σ₁ = 2 d s_Z² ||v̂||², and ||x_0 − x̄|| = ||v̂|| (v_0 = 0)."""
     D = problem_data(problem)
@@ -670,7 +682,7 @@ def random_linear_contraction(d: int, n: int, rng: np.random.Generator, *, q: fl
                               xi_scale: float = 1.0, full_sigma: bool = True):
     """A random :class:`~refbilevel.problems.contraction.LinearContraction` with ||A|| = q.
 
-    Spectra by construction (DESIGN.md): A = U diag(σ) Vᵀ with Haar U, V and singular values
+    Spectra by construction (docs/design.rst): A = U diag(σ) Vᵀ with Haar U, V and singular values
     σ ∈ [0.2q, q], the largest equal to q; P and S symmetric positive definite with
     eigenvalues in [0.5, 2]; B, Q with N(0, 1/d) entries; Σ_ξ = xi_scale² · (a random SPD
     matrix with eigenvalues in [0.25, 1]) if ``full_sigma`` (so ξ has correlated

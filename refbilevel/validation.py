@@ -1,7 +1,7 @@
 """Input validation shared by problems, oracles, estimators and algorithms.
 
 Every public entry point validates its inputs here so that bad input fails early with a
-message naming the parameter and its allowed range (DESIGN.md, "Standards").
+message naming the parameter and its allowed range (docs/design.rst, "Standards").
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def require_int(name: str, value: Any, *, low: int | None = None, high: int | No
 
 
 def require_even_integer(name: str, value: float, *, low: int = 2) -> int:
-    """Even integers ``>= low`` (Example 3 of UniBiO needs an even p; spec unibio.md §6.1)."""
+    """Even integers ``>= low`` (Example 3 of UniBiO needs an even p; docs/unibio.rst §6.1)."""
     v = require_range(name, value, low=low)
     if not float(v).is_integer() or int(v) % 2:
         raise ValueError(f"{name} must be an even integer >= {low}, got {value!r}")
@@ -68,7 +68,7 @@ def require_even_integer(name: str, value: float, *, low: int = 2) -> int:
 def as_vector_batch(name: str, value: Any, dim: int) -> np.ndarray:
     """Convert to a float64 array of shape ``(..., dim)`` with finite entries.
 
-    Leading axes are replicas (DESIGN.md: many seeds at once along a leading axis). A scalar
+    Leading axes are replicas (docs/design.rst: many seeds at once along a leading axis). A scalar
     is accepted when ``dim == 1``.
     """
     arr = np.asarray(value, dtype=np.float64)

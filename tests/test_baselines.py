@@ -1,9 +1,9 @@
-"""The baselines of spec baselines.md (BSA, stocBiO, TTSA, SOBA, SABA, MA-SOBA, AmIGO, F2SA):
+"""The baselines of docs/baselines.rst (BSA, stocBiO, TTSA, SOBA, SABA, MA-SOBA, AmIGO, F2SA):
 convergence with default parameters on a strongly convex quadratic, exact oracle counts (X3),
 NumPy ↔ Numba parity (X4), divergence detection and parameter validation.
 
 Convergence problem and threshold. Every algorithm runs with its default parameters (the
-benchmark_bilevel defaults of baselines.md: s = 0.1, r = 1, 10 inner/Neumann steps; F2SA
+benchmark_bilevel defaults of docs/baselines.rst: s = 0.1, r = 1, 10 inner/Neumann steps; F2SA
 s = 0.01, Δλ = 0.1; MA-SOBA the BO-REP group's README values) on a quadratic for which those
 defaults are in their stable, nearly unbiased range: StronglyConvexQuadratic with ∇²_yy g
 spectrum [3, 10] (η = s = 0.1 gives a Neumann bias factor (1 − ημ)^{11} ≈ 0.02 and ηL = 1 < 2),
@@ -106,7 +106,7 @@ KINDS = ("grad_x_f", "grad_y_f", "grad_x_g", "grad_y_g", "hvp", "jvp")
 
 
 def _per_iteration(name, tr):
-    """The counts each paper states per iteration (spec baselines.md §0.2 and §1-§8): the
+    """The counts each paper states per iteration (docs/baselines.rst §0.2 and §1-§8): the
     library's table PAPER_COUNTS, for this run's parameters (n = 10 inner/Neumann steps)."""
     p = tr.extra["hia_p"].max(axis=1) if "hia_p" in tr.extra else None
     return paper_counts_per_iteration(name, tr.params), p
@@ -140,7 +140,7 @@ def test_x3_counts_equal_the_papers_per_iteration_counts(name, R):
     for kind in cum:
         np.testing.assert_array_equal(tr.counts[kind], cum[kind], err_msg=f"{name} {kind}")
     if name in ("stocbio", "amigo", "soba", "saba"):
-        # benchmark_bilevel's (inner, outer) accounting, baselines.md §0.2
+        # benchmark_bilevel's (inner, outer) accounting, docs/baselines.rst §0.2
         inner = sum(per.get(k, 0) for k in ("grad_y_g", "hvp", "jvp"))
         outer = per["grad_y_f"] + per["grad_x_f"]
         assert (inner, outer) == {"stocbio": (21, 2), "amigo": (21, 2), "soba": (3, 2),

@@ -1,4 +1,4 @@
-"""BO-REP ``variant="code"``: the released code's per-iteration logic (borep.md §7).
+"""BO-REP ``variant="code"``: the released code's per-iteration logic (docs/borep.rst §7).
 
 (a) NumPy ↔ Numba parity (claim X4), (b) hand checks against a direct transcription of §7's
 five items (exact oracles, and a noisy one replaying the documented random-number order),
@@ -35,7 +35,7 @@ from refbilevel.randomness import named_stream
 
 P1 = RelaxedSmoothP1()
 P2 = RelaxedSmoothP2()
-PHI_STAR_P1 = 14.7260868455  # borep.md §8
+PHI_STAR_P1 = 14.7260868455  # docs/borep.rst §8
 
 
 def code_params(**kw) -> BOREPParams:
@@ -46,7 +46,8 @@ def code_params(**kw) -> BOREPParams:
     return BOREPParams(**base)
 
 
-# ---- (b) a direct transcription of borep.md §7 items 1-5 on P1 ---------------------------------
+# ---- (b) a direct transcription of docs/borep.rst §7 items 1-5 on P1
+# ---------------------------------
 def transcribe_p1(p: BOREPParams, x, y, z, noise=None, *, accumulate=True,
                   z_from_updated_y=True):
     """§7 on P1 with closed forms written out here: ∇_y g = Hy − Cx − c, ∇²_yy g = H,

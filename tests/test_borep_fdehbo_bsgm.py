@@ -1,5 +1,5 @@
 """BO-REP, FdeHBO/FMBO and BSGM: claims B1-B3, F2, S5, X3 for these algorithms, the
-suggested unit tests of fdehbo.md §10.3 (1-5) and convergence; Numba parity (X4).
+suggested unit tests of docs/fdehbo.rst §10.3 (1-5) and convergence; Numba parity (X4).
 
 Statistical tests (fixed seeds, so CI is deterministic; the stated rates say how often a
 *correct* implementation would fail with a fresh seed):
@@ -70,7 +70,7 @@ from theory_checks import f2_fdehbo_rate as f2_check
 P1 = RelaxedSmoothP1()
 P1_SINE = RelaxedSmoothP1(variant="sine")
 P2 = RelaxedSmoothP2()
-PHI_STAR = {"P1": 14.7260868455, "P2": 3.1324348957}  # borep.md §8
+PHI_STAR = {"P1": 14.7260868455, "P2": 3.1324348957}  # docs/borep.rst §8
 ROUND = 1e-9  # float64 rounding allowance in the closed-form inequalities
 
 
@@ -95,7 +95,7 @@ def _unit(d):
 @pytest.mark.parametrize("P", [P1, P1_SINE, P2], ids=["P1", "P1-sine", "P2"])
 @given(data=st.data())
 def test_b1_assumption1_holds_with_stated_constants(P, data):
-    """borep.md §2 Assumption 1 with the §8 constants, ||w − w'|| ≤ r_f, factor at w."""
+    """docs/borep.rst §2 Assumption 1 with the §8 constants, ||w − w'|| ≤ r_f, factor at w."""
     ex = P.constants.extra
     d = P.d_x + P.d_y
     w = data.draw(_vec(d))
@@ -114,7 +114,7 @@ def test_b1_assumption1_holds_with_stated_constants(P, data):
 @pytest.mark.parametrize("P", [P1, P1_SINE, P2], ids=["P1", "P1-sine", "P2"])
 @given(data=st.data())
 def test_b1_phi_relaxed_smooth_hessian_and_derived_forms(P, data):
-    """Hessian form ||∇²Φ|| ≤ L_0 + L_1||∇Φ|| (borep.md §8) and the DERIVED (L_0, L_1, r_Φ)
+    """Hessian form ||∇²Φ|| ≤ L_0 + L_1||∇Φ|| (docs/borep.rst §8) and the DERIVED (L_0, L_1, r_Φ)
     of the §2 remark: ||∇Φ(x) − ∇Φ(x')|| ≤ (L_0 + L_1||∇Φ(x)||)||x − x'||, ||x − x'|| ≤ r_Φ."""
     ex = P.constants.extra
     x = data.draw(_vec(P.d_x))
@@ -131,7 +131,7 @@ def test_b1_phi_relaxed_smooth_hessian_and_derived_forms(P, data):
 @pytest.mark.parametrize("P", [P1, P1_SINE, P2], ids=["P1", "P1-sine", "P2"])
 def test_b1_not_L_smooth_but_ratio_bounded(P):
     """||∇²Φ(s·1)|| grows without bound (> 100 × its value at 0 by s = 10), while
-    ||∇²Φ||/(L_0 + L_1||∇Φ||) ≤ 1 (borep.md §8 checks: 7.9e3 on P1, 3.0e2 on P2)."""
+    ||∇²Φ||/(L_0 + L_1||∇Φ||) ≤ 1 (docs/borep.rst §8 checks: 7.9e3 on P1, 3.0e2 on P2)."""
     ex = P.constants.extra
     s = np.linspace(0, 10, 41)
     X = s[:, None] * np.ones(P.d_x)
@@ -147,7 +147,7 @@ def test_b1_not_L_smooth_but_ratio_bounded(P):
 # ============================ B2: BO-REP vs fixed-step baselines =============================
 def test_b2_borep_converges_where_fixed_step_overflows():
     """From x_0 = 9·1 on P1 (||∇Φ(x_0)|| = 9.1e3), σ = 0.1, 3000 iterations, UL step 0.02
-    (borep.md §8 checks): BO-REP's tail average of ||∇Φ|| is below ε = 2, every fixed-step
+    (docs/borep.rst §8 checks): BO-REP's tail average of ||∇Φ|| is below ε = 2, every fixed-step
     comparator overflows, and BO-REP without normalization (control) overflows too."""
     res = b2_check.run_all(R=4, T=3000, seed=0, baselines=("soba",))
     bo = res["borep"]
@@ -213,7 +213,7 @@ def test_borep_tuned_defaults_and_validation():
 
 
 def test_borep_normalized_step_and_deterministic_convergence():
-    """Every x-step has length η exactly (borep.md §4 line 6); with exact oracles BO-REP
+    """Every x-step has length η exactly (docs/borep.rst §4 line 6); with exact oracles BO-REP
     from x_0 = 1 on P2 reaches ||∇Φ|| ≤ 0.1 (the fixed-η floor is O(η L))."""
     o = GaussianOracle(P2, 0.0, np.random.default_rng(0))
     tr = borep(o, np.ones((2, P2.d_x)), np.zeros(P2.d_y), T=1500, eta=0.005)
@@ -235,7 +235,8 @@ def test_f2_control_without_momentum_is_rejected():
     assert out["slope"] > -2 / 3 + f2_check.TOL, out
 
 
-# ============================ fdehbo.md §10.3 tests ===========================================
+# ============================ docs/fdehbo.rst §10.3 tests
+# ===========================================
 @pytest.mark.parametrize("delta", [1e-6, 1e-3, 1.0])
 def test_fdehbo_equals_fmbo_on_quadratic_g(delta):
     """§10.3 test 1: quadratic g, identical samples (only the upper level is noisy, so both
@@ -349,7 +350,7 @@ def test_storm_corrections_reuse_the_sample():
 @pytest.mark.parametrize("box", [Box(-1, 1), Box(0, 1)], ids=["[-1,1]^2", "[0,1]^2"])
 @pytest.mark.parametrize("schedule", ["finite", "increasing"])
 def test_s5_corollary13_every_path(box, schedule):
-    """sid_bsgm.md §14.4: λ_0 = (0.9, 0.9), α = 1/L_f, T = 60: the Corollary 13' inequality
+    """docs/sid_bsgm.rst §14.4: λ_0 = (0.9, 0.9), α = 1/L_f, T = 60: the Corollary 13' inequality
     holds on every path; with the right side divided by 10 (control) it fails on ≥ 1 path
     of the finite-horizon runs (§14.4 left sides 1.5-2.1 vs right sides/10 ≈ 1.1-1.4)."""
     g = golden_instance()
@@ -390,7 +391,7 @@ def test_x3_storm_counts(variant):
     assert all(got[k] == v for k, v in want.items())
     per = {"fdehbo": {"grad_y_g": 6, "grad_x_g": 4, "grad_y_f": 2, "grad_x_f": 2},
            "fmbo": {"grad_y_g": 2, "hvp": 2, "jvp": 2, "grad_y_f": 2, "grad_x_f": 2}}[variant]
-    for k, v in per.items():  # fdehbo.md §3: per iteration t ≥ 1 (half at t = 0)
+    for k, v in per.items():  # docs/fdehbo.rst §3: per iteration t ≥ 1 (half at t = 0)
         assert got[k] == v * 16 + v // 2
     assert got["samples"] == 5 * 17
     assert np.all(np.diff(tr.counts["grad_x_f"]) > 0)
@@ -399,7 +400,7 @@ def test_x3_storm_counts(variant):
 @pytest.mark.parametrize("schedule,T,want", [("finite", 7, 4 * 49), ("increasing", 7, 2 * 56)])
 def test_x3_bsgm_samples(schedule, T, want):
     """Definition 15: Σ(t_s + k_s + 2J_s) = 4T² (finite) and 2T(T+1) (increasing); the
-    oracle's ζ/ξ counters agree (one SID call = t+k+J ζ and J ξ, sid_bsgm.md §4.2)."""
+    oracle's ζ/ξ counters agree (one SID call = t+k+J ζ and J ξ, docs/sid_bsgm.rst §4.2)."""
     g = golden_instance()
     o = ContractionOracle(g.problem, named_stream(0, "x3b"))
     tr = bsgm(o, [0.9, 0.9], T, schedule=schedule, constraint=Box(-1, 1), replicas=2)

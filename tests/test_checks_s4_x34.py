@@ -1,6 +1,6 @@
 """Theory checks S4 (stochastic fixed-point solver rates), X3 (oracle counts) and X4 (backend
 parity) in quick mode: each claim holds and each negative control is rejected (spec
-claims.md). Plus the library helpers these checks added: SID's solvers run alone
+docs/checks.rst). Plus the library helpers these checks added: SID's solvers run alone
 (``ll_solver``/``ls_solver``), BO-REP's cumulative counts and the estimator parity cases.
 
 S4's quick mode makes 6 Monte Carlo comparisons at 4 standard errors (false-positive rate

@@ -1,4 +1,4 @@
-"""Theory checks U3, U4, U5 (claims.md; spec unibio.md §1.6, §3.3, §3.4) in quick mode: each
+"""Theory checks U3, U4, U5 (docs/checks.rst; docs/unibio.rst §1.6, §3.3, §3.4) in quick mode: each
 claim holds and each negative control is rejected, with the margins the checks promise."""
 
 import pytest

@@ -1,6 +1,6 @@
 """Theory checks X1 (derivatives vs finite differences, adjoint tests) and X2 (oracles
 unbiased with the configured variance) in quick mode, and the finite-difference machinery
-of refbilevel.problems.derivative_check they share with the problem tests (claims.md X1)."""
+of refbilevel.problems.derivative_check they share with the problem tests (docs/checks.rst X1)."""
 
 import numpy as np
 import pytest
@@ -96,7 +96,7 @@ def test_error_measures_and_u_step():
 
 
 def test_bilevel_procedure_flags_a_wrong_generalized_hessian_transpose():
-    """unibio.md §1.6: Hᵀ ≠ H for the non-separable instance; the procedure must notice."""
+    """docs/unibio.rst §1.6: Hᵀ ≠ H for the non-separable instance; the procedure must notice."""
     P = NonSeparableUniformlyConvex(d_y=3, d_x=2, p=4.0, seed=1)
     rng = np.random.default_rng(3)
     pts = x1_derivatives.bilevel_points(P, rng, 2)

@@ -1,7 +1,7 @@
 """Hypergradient estimators: Neumann series, linear-system solvers, finite differences.
 
 Covers claims U6 (Neumann bias), F1 (finite-difference error), X3 (counts) and X4 (NumPy ↔
-Numba parity, NumPy ↔ device path) of spec claims.md, plus input validation.
+Numba parity, NumPy ↔ device path) of docs/checks.rst, plus input validation.
 
 Statistical tests use fixed seeds and a 4-standard-error acceptance band: under the normal
 approximation P(|Z| > 4) = 6.3e-5 per compared coordinate; each test compares at most 12
@@ -142,7 +142,7 @@ def test_deterministic_neumann_converges_to_closed_form_at_y_star(variant):
 
 
 def test_start1_omits_the_q0_term_and_keeps_a_bias():
-    """The UniBiO code's sum from j = 1 tends to H^{-1}v_0 - alpha v_0 (unibio.md §3.5)."""
+    """The UniBiO code's sum from j = 1 tends to H^{-1}v_0 - alpha v_0 (docs/unibio.rst §3.5)."""
     P = quad(5)
     x = np.linspace(-1, 1, 5)
     ys = P.y_star(x)
@@ -355,7 +355,7 @@ def test_f1_second_order_slope_on_smooth_g(p, d):
 
 
 def test_fd_same_sample_cancels_noise():
-    """Both gradient calls share one sample (fdehbo.md §2, §10.3 item 5): the noisy estimate
+    """Both gradient calls share one sample (docs/fdehbo.rst §2, §10.3 item 5): the noisy estimate
     equals the noise-free one to rounding; independent samples would add ~std/δ."""
     P = SeparableUniformlyConvex(d=5, p=4.0)
     x, y, v = np.full(5, 0.3), np.linspace(-1, 1, 5), np.ones(5)
@@ -381,7 +381,7 @@ def test_counts_match_paper_and_oracle():
             o = GaussianOracle(P, NoiseConfig.uniform(0.1), np.random.default_rng(1))
             e = neumann_hypergradient(o, x, y, Q, truncation=trunc, variant=variant)
             c = e.counts
-            # unibio.md §4.2: 1 ∇_x F, 1 F_u, Q (generalized) HVPs, 1 JVP
+            # docs/unibio.rst §4.2: 1 ∇_x F, 1 F_u, Q (generalized) HVPs, 1 JVP
             assert (c.grad_x_f, getattr(c, v0), getattr(c, prod), c.jvp) == (1, 1, Q, 1)
             assert c.samples == Q + 3 and c.total_calls == Q + 3
             if trunc == "fixed":
@@ -557,7 +557,7 @@ def test_device_noise_mode_is_unbiased():
     est = neumann_device(o, np.zeros((R, 1)), np.zeros((R, 1)), 5, alpha=0.5,
                          truncation="randomized", variant="classical", noise="device", xp=np)
     se = est.value.std(ddof=1) / np.sqrt(R)
-    # ĝ = -(-cos 0) z, E z = 1 - 0.5^5 (unibio.md §6.1: Neumann with H = 1)
+    # ĝ = -(-cos 0) z, E z = 1 - 0.5^5 (docs/unibio.rst §6.1: Neumann with H = 1)
     assert abs(est.value.mean() - (1 - 0.5**5)) <= Z * se
 
 

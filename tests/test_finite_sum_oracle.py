@@ -1,4 +1,4 @@
-"""FiniteSumOracle (spec baselines.md §0.2, §10.2): X2 unbiasedness of minibatch means, the
+"""FiniteSumOracle (docs/baselines.rst §0.2, §10.2): X2 unbiasedness of minibatch means, the
 documented random-number order, the shuffled sampler's passes, counters.
 
 Statistical tests: fixed seeds; each compares a Monte-Carlo mean with the exact full mean

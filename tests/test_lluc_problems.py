@@ -1,6 +1,6 @@
 """LLUC problems (UniBiO): X1 derivatives, U1-U5 properties, H^{-T} vs H^{-1}, bad input.
 
-Spec unibio.md §1.4-1.6, §3.1-3.4, §6.1, §6.4; claims.md U1-U5, X1.
+Spec docs/unibio.rst §1.4-1.6, §3.1-3.4, §6.1, §6.4; docs/checks.rst U1-U5, X1.
 """
 
 import textwrap
@@ -91,7 +91,7 @@ def test_x1_second_order_products_and_dot_test(P):
 
 @pytest.mark.parametrize("P", PROBLEMS, ids=IDS)
 def test_x1_generalized_derivatives_match_finite_differences_in_u(P):
-    """f_u and H are derivatives w.r.t. u = [y]^{∘(p-1)} (spec unibio.md §1.4 eqs. (10a,b))."""
+    """f_u and H are derivatives w.r.t. u = [y]^{∘(p-1)} (docs/unibio.rst §1.4 eqs. (10a,b))."""
     x, y, v, _ = _point(P, 2)
     u = power_map(y, P.p)
     close(P.f_u(x, y), fd_gradient(lambda s: P.f(x, inverse_power_map(s, P.p)), u, h=1e-7))
@@ -114,7 +114,7 @@ def test_ground_truth_y_star_phi_grad_phi(P):
 
 @pytest.mark.parametrize("P", PROBLEMS, ids=IDS)
 def test_u3_generalized_hypergradient_formula(P):
-    """UniBiO Thm 4.1 eq. (7), H^{-T} form (spec unibio.md §1.6) = closed-form ∇phi, and
+    """UniBiO Thm 4.1 eq. (7), H^{-T} form (docs/unibio.rst §1.6) = closed-form ∇phi, and
     = Ghadimi–Wang wherever ∇²_yy g is invertible (y* has no zero coordinate here)."""
     x, *_ = _point(P, 4)
     ys = P.y_star(x)
@@ -166,7 +166,7 @@ def test_u1_holder_example3(x1, x2, p):
     P = UniBiOExample3(p)
     dy = abs(P.y_star([x1])[0] - P.y_star([x2])[0])
     assert dy <= P.constants.l_p * abs(x1 - x2) ** (1 / (p - 1)) * (1 + 1e-12) + 1e-300
-    # the sharp constant of the odd root (spec unibio.md §6.1 table) also holds
+    # the sharp constant of the odd root (docs/unibio.rst §6.1 table) also holds
     assert dy <= P.constants.extra["l_p_exact"] * abs(x1 - x2) ** (1 / (p - 1)) * (1 + 1e-12)
 
 
@@ -184,7 +184,7 @@ def test_u1_holder_vector_family_non_integer_p(p, d, seed, scale):
 
 @pytest.mark.parametrize("p", [2, 4, 6, 8])
 def test_u1_sharpness_and_control_near_zero(p):
-    """Fitted local exponent near x = 0 is 1/(p-1) within 0.02 (claims.md U1); the control
+    """Fitted local exponent near x = 0 is 1/(p-1) within 0.02 (docs/checks.rst U1); the control
     exponent 1/(p-1) + 0.1 is violated by a pair near 0."""
     P = UniBiOExample3(p)
     h = np.logspace(-9, -4, 30)
@@ -219,7 +219,7 @@ def test_u2_control_one_and_a_half_mu_violated_where_tight():
 
 def test_u2_singular_value_claim_needs_y_independent_h():
     """Documented boundary of Lemma B.2: with y-dependent H the singular-value form fails
-    while lambda_min >= mu still holds (spec unibio.md §3.2)."""
+    while lambda_min >= mu still holds (docs/unibio.rst §3.2)."""
     A = np.array([[1.0, 1.0], [1.0, 1.0 + 1e-3]])
     P = NonSeparableUniformlyConvex(d_y=2, p=4.0, A=A, B=np.eye(2), seed=0)
     y = np.array([1e-3 ** 0.5 / 3 ** 0.5, 20.0])  # D = diag(~1e-3, 1200): very unequal
@@ -229,7 +229,7 @@ def test_u2_singular_value_claim_needs_y_independent_h():
 
 
 def test_uniform_convexity_modulus_table():
-    """spec unibio.md §6.1 table: 1, 1/3, 0.10129, 0.029243."""
+    """docs/unibio.rst §6.1 table: 1, 1/3, 0.10129, 0.029243."""
     for p, want in [(2, 1.0), (4, 1 / 3), (6, 0.10129), (8, 0.029243)]:
         assert uniform_convexity_modulus_1d(p) == pytest.approx(want, rel=5e-5)
 
@@ -239,7 +239,7 @@ U45 = [P for P in PROBLEMS if P.constants.L_phi1 is not None]
 
 @given(seed=st.integers(0, 10**6), i=st.integers(0, len(U45) - 1), scale=st.floats(-8, 1))
 def test_u4_holder_smoothness_and_descent_inequality(seed, i, scale):
-    """UniBiO Thm 4.1 eqs. (8), (9) with the DERIVED constants of spec unibio.md §3.3."""
+    """UniBiO Thm 4.1 eqs. (8), (9) with the DERIVED constants of docs/unibio.rst §3.3."""
     P = U45[i]
     rng = np.random.default_rng(seed)
     x1 = rng.uniform(-3, 3, P.d_x)
@@ -256,7 +256,7 @@ def test_u4_holder_smoothness_and_descent_inequality(seed, i, scale):
 
 @given(seed=st.integers(0, 10**6), i=st.integers(0, len(U45) - 1), scale=st.floats(-8, 1))
 def test_u5_surrogate_bias_bounded_by_lower_level_error(seed, i, scale):
-    """UniBiO Lemma B.4 (spec unibio.md §3.4): ||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*||."""
+    """UniBiO Lemma B.4 (docs/unibio.rst §3.4): ||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*||."""
     P = U45[i]
     rng = np.random.default_rng(seed)
     x = rng.uniform(-3, 3, P.d_x)

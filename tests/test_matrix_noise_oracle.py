@@ -1,4 +1,4 @@
-"""MatrixNoiseOracle: the matrix-noise stochastic oracle of fdehbo.md §10.1.
+"""MatrixNoiseOracle: the matrix-noise stochastic oracle of docs/fdehbo.rst §10.1.
 
 Statistical tests (test (a) below): fixed seeds; each compares a Monte Carlo estimate with
 its exact value at 4.5 standard errors. Under the normal approximation
@@ -116,7 +116,7 @@ def test_same_sample_difference_is_the_sampled_quadratic():
 
 @pytest.mark.parametrize("delta", [1e-3, 1e-1, 1.0])
 def test_finite_differences_are_exact_on_one_sample(delta):
-    """fdehbo.md §10.1 "the finite differences are exact": the central differences (9), (11)
+    """docs/fdehbo.rst §10.1 "the finite differences are exact": the central differences (9), (11)
     of ∇_y G, ∇_x G on one ζ equal the HVP/JVP oracles on that ζ up to the rounding
     eps·‖∇g‖/δ (the noise N_ζ x cancels, S_ζ v and −N_ζᵀ v survive exactly)."""
     rng = np.random.default_rng(1)
@@ -210,7 +210,7 @@ def test_random_number_layout_and_counts():
 # ---- (c) FdeHBO == FMBO under full matrix noise ------------------------------------------------
 @pytest.mark.parametrize("delta", [1e-3, 1e-2])
 def test_fdehbo_equals_fmbo_with_noise_on_every_oracle(delta):
-    """fdehbo.md §10.1 "Checked": identical random streams, noise on every oracle (s = 0.3,
+    """docs/fdehbo.rst §10.1 "Checked": identical random streams, noise on every oracle (s = 0.3,
     σ_u = 0.5), 2000 iterations of the f2 schedule: FdeHBO and FMBO iterates agree to
     <= 1e-12 relative (measured 2.1e-13 at δ = 1e-3, 2.2e-14 at δ = 1e-2: rounding eps/δ).
 
@@ -241,7 +241,7 @@ def test_fdehbo_equals_fmbo_with_noise_on_every_oracle(delta):
 
 # ---- (d) convergence with matrix noise ----------------------------------------------------------
 def test_fdehbo_converges_with_matrix_noise():
-    """fdehbo.md §10.3 test 6 (qualitative): on the f2 instance of §10.1 with matrix noise
+    """docs/fdehbo.rst §10.3 test 6 (qualitative): on the f2 instance of §10.1 with matrix noise
     s = 0.1 and upper-level noise 0.3, the mean over 8 replicas of ||∇Φ(x_t)||² averaged
     over the last 10% of iterations decreases from T = 500 to T = 4000 (measured 0.0105 ->
     0.0032 at seed 0, ratio 0.30; T^{-2/3} predicts 0.25).

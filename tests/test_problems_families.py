@@ -1,6 +1,7 @@
-"""Tests of the closed-form problem families: quadratic, finite-sum quadratic (baselines.md
-§10.2), BO-REP's relaxed-smooth P1/P2 (borep.md §8) and the lower-level contractions of
-sid_bsgm.md §14 (claim X1 of claims.md for these problems, plus each family's own facts).
+"""Tests of the closed-form problem families: quadratic, finite-sum quadratic (docs/baselines.rst
+§10.2), BO-REP's relaxed-smooth P1/P2 (docs/borep.rst §8) and the lower-level contractions of
+docs/sid_bsgm.rst §14 (claim X1 of docs/checks.rst for these problems, plus each family's own
+facts).
 
 Finite-difference tolerances. A central difference with step h has error
 h²/6·|third derivative| (truncation) + ~eps·|value|/h (rounding). With h = 1e-5 that is
@@ -105,7 +106,7 @@ def test_second_order_products_match_finite_differences(problem):
     # ∇²_xy g v = d/dt ∇_x g(x, y + t v);  (∇²_xy g)ᵀ w = d/dt ∇_y g(x + t w, y)
     _close(problem.jvp_xy_g(x, y, v), _fd(lambda z: problem.grad_x_g(x, z), y, v), RTOL_FD)
     _close(problem.jvp_yx_g(x, y, w), _fd(lambda z: problem.grad_y_g(z, y), x, w), RTOL_FD)
-    # p = 2: generalized derivatives are the classical ones (unibio.md §1.5)
+    # p = 2: generalized derivatives are the classical ones (docs/unibio.rst §1.5)
     _close(problem.gen_hvp(x, y, v), hv, RTOL_EXACT)
     _close(problem.gen_hvp_T(x, y, v), hv, RTOL_EXACT)
     _close(problem.f_u(x, y), problem.grad_y_f(x, y), RTOL_EXACT)
@@ -333,7 +334,8 @@ def test_finite_sum_large_d_smoke():
            1.0 + abs(float(P.phi(x[0]))))
 
 
-# ---- relaxed-smooth P1 / P2 (borep.md §8) -------------------------------------------------------
+# ---- relaxed-smooth P1 / P2 (docs/borep.rst §8)
+# -------------------------------------------------------
 @pytest.mark.parametrize("make, phi_star, x_star, tol", [
     (lambda: RelaxedSmoothP1(), 14.7260868455,
      [-0.4684, -1.4389, -0.8765, -0.8676, -0.8306], 5e-11),
@@ -375,7 +377,7 @@ def test_phi_is_relaxed_smooth_not_smooth(make):
 
 
 def test_relaxed_smooth_assumption1_on_random_pairs():
-    """borep.md Assumption 1 with the stated constants, pairs within r_f."""
+    """docs/borep.rst Assumption 1 with the stated constants, pairs within r_f."""
     for P in (RelaxedSmoothP1(), RelaxedSmoothP2()):
         e = P.constants.extra
         rng = np.random.default_rng(1)
@@ -406,7 +408,8 @@ def test_relaxed_smooth_rejects_bad_parameters(make, name):
         make()
 
 
-# ---- lower-level contractions (sid_bsgm.md §14) ------------------------------------------------
+# ---- lower-level contractions (docs/sid_bsgm.rst §14)
+# ------------------------------------------------
 def test_golden_instance_exact_values():
     gi = golden_instance()
     P, lam = gi.problem, gi.lam

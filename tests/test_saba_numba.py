@@ -1,5 +1,5 @@
 """SABA on the Numba backend (refbilevel/algorithms/saba_numba.py; Dagréou et al. 2022;
-spec baselines.md §5) against the NumPy reference saba.run_saba (claim X4).
+docs/baselines.rst §5) against the NumPy reference saba.run_saba (claim X4).
 
 Contract: same FiniteSumOracle settings and the same Generator seed on both backends give the
 same minibatch units (both samplers), hence iterates, ||∇φ||, y errors and v = −z that agree

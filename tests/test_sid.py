@@ -1,5 +1,5 @@
-"""SID (Grazzi, Pontil, Salzo 2023, Alg. 1; spec sid_bsgm.md §4.2, §8, §9, §14.1): exact
-moments against the golden values, claims S1-S4 (spec claims.md), backend parity (X4),
+"""SID (Grazzi, Pontil, Salzo 2023, Alg. 1; docs/sid_bsgm.rst §4.2, §8, §9, §14.1): exact
+moments against the golden values, claims S1-S4 (docs/checks.rst), backend parity (X4),
 counters (X3) and input validation.
 
 Statistical tests use fixed seeds and reject at 4 standard errors (4.5 for the Hypothesis
@@ -41,7 +41,7 @@ from refbilevel.sid_moments import (
 
 GOLD = golden_instance()
 PROB, LAM = GOLD.problem, GOLD.lam
-ETA = StepSchedule.decreasing(3.0, 3.0)  # η_i = 3/(3+i), spec §14.1
+ETA = StepSchedule.decreasing(3.0, 3.0)  # η_i = 3/(3+i), docs/sid_bsgm.rst §14.1
 
 
 def rel(a, b) -> float:
@@ -50,7 +50,8 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-# ---- (a) exact values of spec §14.1 ---------------------------------------------------------
+# ---- (a) exact values of docs/sid_bsgm.rst §14.1
+# ---------------------------------------------------------
 
 
 def test_golden_exact_solution():
@@ -62,7 +63,7 @@ def test_golden_exact_solution():
     np.testing.assert_allclose(ex.grad_f, PROB.grad_f(LAM), rtol=1e-13)
 
 
-GOLDEN_TABLE = [  # (t, k, J): MSE, bias², trace variance (spec §14.1)
+GOLDEN_TABLE = [  # (t, k, J): MSE, bias², trace variance (docs/sid_bsgm.rst §14.1)
     ((1, 1, 1), 6.0391745988e01, 4.8919763988e01, 1.1471982000e01),
     ((5, 5, 5), 1.0600426728e01, 3.3528816022e00, 7.2475451253e00),
     ((10, 10, 10), 5.4164033887e00, 4.9695216869e-01, 4.9194512200e00),
@@ -111,7 +112,7 @@ def test_variant_conventions(kwargs, value):
 
 
 def test_code_convention_equals_sid_with_one_more_ls_step():
-    # spec §4.4: bioptexps' v_0 = ∇₁Ê_J with η_{i+1} for K steps = SID with k = K + 1
+    # docs/sid_bsgm.rst §4.4: bioptexps' v_0 = ∇₁Ê_J with η_{i+1} for K steps = SID with k = K + 1
     code = sid_moments(PROB, LAM, 10, 10, 10, steps=ETA, v0="rhs", ls_offset=1)
     assert code.mse == pytest.approx(5.351404, abs=5e-7)
     assert code.mse == pytest.approx(sid_moments(PROB, LAM, 10, 11, 10, steps=ETA).mse,
@@ -119,7 +120,8 @@ def test_code_convention_equals_sid_with_one_more_ls_step():
 
 
 def test_t_times_mse_sequence():
-    # spec §14.1 prints t·MSE to 2 decimals: allow half a unit (0.005) plus rounding slack
+    # docs/sid_bsgm.rst §14.1 prints t·MSE to 2 decimals: allow half a unit (0.005) plus rounding
+    # slack
     ts = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1000, 10000]
     want = [60.39, 60.14, 54.08, 53.23, 56.66, 59.69, 61.34, 62.10, 62.44, 62.67, 62.73]
     got = [t * sid_moments(PROB, LAM, t, t, t, steps=ETA).mse for t in ts]
@@ -163,7 +165,7 @@ def _additive(problem, full_sigma: bool = False) -> LinearContraction:
 @pytest.mark.parametrize("tkj", [(1, 1, 1), (7, 3, 2), (20, 20, 20), (0, 5, 3), (5, 0, 1)])
 @pytest.mark.parametrize("full_sigma", [False, True])
 def test_recursion_matches_closed_form_additive_noise(eta, tkj, full_sigma):
-    # spec §14.1: with s_Z = s_Y = 0 and constant η the closed form agrees with the
+    # docs/sid_bsgm.rst §14.1: with s_Z = s_Y = 0 and constant η the closed form agrees with the
     # recursion to 1e-12; we test 1e-10 relative (suggested test 2)
     prob = _additive(PROB, full_sigma)
     a = sid_moments(prob, LAM, *tkj, steps=eta)
@@ -205,7 +207,8 @@ def test_s1_monte_carlo_mse_matches_recursion(backend):
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.numba)])
 def test_s1_negative_control_is_rejected(backend):
-    """The LS that reuses each sample for two steps has MSE ≈ 5.97 (spec §14.1): it must be
+    """The LS that reuses each sample for two steps has MSE ≈ 5.97 (docs/sid_bsgm.rst §14.1): it
+    must be
     outside 4 SE of the exact 5.416."""
     exact = sid_moments(PROB, LAM, 10, 10, 10, steps=ETA)
     m, se, _, _ = _mc(backend, PROB, LAM, 10, 10, 10, ETA, 100_000, seed=7, control="pairs")
@@ -231,7 +234,7 @@ def _slope(ts, ys):
 def test_s2_slope_from_exact_recursion():
     ts = np.unique(np.round(np.geomspace(64, 1000, 8)).astype(int))
     mse = [sid_moments(PROB, LAM, t, t, t, steps=ETA).mse for t in ts]
-    assert abs(_slope(ts, mse) + 1.0) <= 0.05  # claims.md S2
+    assert abs(_slope(ts, mse) + 1.0) <= 0.05  # docs/checks.rst S2
     # and the wrong exponent −1/2 is rejected by the same test (negative control)
     assert abs(_slope(ts, mse) + 0.5) > 0.05
 
@@ -249,7 +252,7 @@ def test_s2_constant_step_variance_does_not_vanish():
 
 def test_s3_deterministic_linear_rate_golden():
     const = deterministic_constant(PROB, LAM, t_max=40)
-    assert const.C == pytest.approx(52.39, abs=0.005)  # spec §14.1 suggested test 4
+    assert const.C == pytest.approx(52.39, abs=0.005)  # docs/sid_bsgm.rst §14.1 suggested test 4
     T = 40
     err = np.array([[sid_deterministic_error(PROB, LAM, t, k, centered=True)
                      for k in range(T)] for t in range(T)])
@@ -267,7 +270,7 @@ def test_s3_deterministic_linear_rate_golden():
 def test_s4_ll_solver_theorem_s():
     ts = ll_theorem_s(PROB, LAM, beta=3.0, gamma=3.0)
     assert ts.conditions_hold
-    assert ts.nu == pytest.approx(341.17, abs=0.005)  # spec §14.1
+    assert ts.nu == pytest.approx(341.17, abs=0.005)  # docs/sid_bsgm.rst §14.1
     n = 5000
     path = ll_error_path(PROB, LAM, n, steps=ETA)
     scaled = path * (3.0 + np.arange(n + 1))
@@ -339,7 +342,7 @@ def test_numpy_numba_parity(d, R, variant):
         a = sid_control_reuse(o1, lam, t, k, J, steps=steps, w0=w0, replicas=R, reuse=variant)
         b = sid_control_reuse_numba(o2, lam, t, k, J, steps=steps, w0=w0, replicas=R,
                                     reuse=variant)
-    # same draws, different summation order (BLAS vs loops): ≤ 1e-12 relative (DESIGN.md)
+    # same draws, different summation order (BLAS vs loops): ≤ 1e-12 relative (docs/design.rst)
     assert a.value.shape == b.value.shape == (R, lam.size)
     assert rel(b.value, a.value) <= 1e-12
     assert a.counts == b.counts
@@ -422,7 +425,7 @@ def test_cupy_backend_matches_reference_on_host_noise():
 
 
 def test_counts_match_the_paper():
-    # spec §4.2 / Def. 15: one SID call uses t + k + J copies of ζ and J copies of ξ
+    # docs/sid_bsgm.rst §4.2 / Def. 15: one SID call uses t + k + J copies of ζ and J copies of ξ
     o = ContractionOracle(PROB, np.random.default_rng(0))
     est = sid(o, LAM, 7, 4, 3, steps=ETA, replicas=5)
     c = est.counts

@@ -1,4 +1,4 @@
-"""Epoch-SGD with shrinking balls and UniBiO (spec unibio.md §4.1, §4.2, §7.1): schedules,
+"""Epoch-SGD with shrinking balls and UniBiO (docs/unibio.rst §4.1, §4.2, §7.1): schedules,
 exact oracle counts (X3), convergence, divergence record, NumPy <-> Numba parity (X4)."""
 
 import numpy as np
@@ -26,7 +26,7 @@ NOISY = NoiseConfig(grad_y_g=1.0, grad_x_f=0.01, f_u=0.01, gen_hvp=0.01, jvp=0.0
 @pytest.mark.parametrize("p, lengths", [(2, [5, 10, 20, 40]), (4, [5, 14, 40]),
                                         (6, [5, 15, 50]), (8, [5, 16, 56])])
 def test_epoch_schedule_matches_spec_section_7_1(p, lengths):
-    """spec unibio.md §7.1: T_1 = 5, budget 100 -> 75, 59, 70, 77 inner steps."""
+    """docs/unibio.rst §7.1: T_1 = 5, budget 100 -> 75, 59, 70, 77 inner steps."""
     for rule in ("paper", "code"):
         eps = epoch_schedule(100, 5, 1.0, 1.0, p, rule)
         assert [e.length for e in eps] == lengths
@@ -77,7 +77,8 @@ def test_x3_unibio_counts_equal_the_schedule_accounting(p):
 
 
 def test_unibio_deterministic_section6_converges():
-    """Deterministic Section 6 run (spec §7.1 settings): the average ||∇phi|| decreases and
+    """Deterministic Section 6 run (docs/unibio.rst §7.1 settings): the average ||∇phi|| decreases
+    and
     the last iterate is near a stationary point (||∇phi|| at the fixed-eta floor)."""
     for p in (2, 4):
         o = GaussianOracle(UniBiOExample3(p), 0.0, np.random.default_rng(0))
@@ -85,7 +86,7 @@ def test_unibio_deterministic_section6_converges():
         assert tr.grad_phi_norm[0, 0] == pytest.approx(0.36003949, rel=1e-6)  # ∇phi(1)
         assert tr.avg_grad_phi_norm[-1, 0] < 0.15
         assert tr.grad_phi_norm[-1, 0] < 0.05
-        # spec unibio.md §9 sanity values (deterministic, code settings): median |y - y*| per
+        # docs/unibio.rst §9 sanity values (deterministic, code settings): median |y - y*| per
         # Epoch-SGD call about 1e-4 (p = 4..8), 90% quantile 0.02-0.03
         assert np.nanmedian(tr.y_error[1:]) < 1e-3
         assert np.nanquantile(tr.y_error[1:], 0.9) < 0.04

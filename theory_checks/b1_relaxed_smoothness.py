@@ -1,7 +1,7 @@
 """B1: the BO-REP test problems P1, P2 are (L_{x,0}, L_{x,1}, L_{y,0}, L_{y,1})-smooth with
 the stated constants and not L-smooth; Φ is relaxed smooth with the derived constants
-(Hao, Gong, Liu, ICLR 2024, Assumption 1 and the remark after Assumption 2; spec borep.md
-§2, §8, claims.md B1).
+(Hao, Gong, Liu, ICLR 2024, Assumption 1 and the remark after Assumption 2; docs/borep.rst
+§2, §8, docs/checks.rst B1).
 
 Everything is closed form, so the inequalities are checked exactly (ratio ≤ 1 up to a
 rounding allowance of 1e-9) at every probed pair: the ratios carry no sampling error. Which
@@ -12,7 +12,7 @@ pass/fail rule is unchanged (max ratio ≤ 1 + rounding).
 
 Measured on P1 (pseudo-Huber and sine variants) and P2 (reference instances):
 1. Assumption 1: ||∇_x f(w) − ∇_x f(w')|| ≤ (L_{x,0} + L_{x,1}||∇_x f(w)||)||w − w'|| and the
-   same for ∇_y f, for ||w − w'|| ≤ r_f (borep.md §8 constants), w with ||x||∞ up to 8;
+   same for ∇_y f, for ||w − w'|| ≤ r_f (docs/borep.rst §8 constants), w with ||x||∞ up to 8;
 2. Hessian form of Φ: ||∇²Φ(x)|| ≤ L_0 + L_1||∇Φ(x)|| (§8 constants);
 3. the DERIVED relaxed smoothness of Φ (§2 remark): ||∇Φ(x) − ∇Φ(x')|| ≤
    (L_0 + L_1||∇Φ(x)||)||x − x'|| for ||x − x'|| ≤ r_Φ;
@@ -37,7 +37,7 @@ CLAIM = ClaimInfo(
     id="B1",
     claim="P1, P2 are (L0,L1)-smooth with the stated constants and not L-smooth",
     source="Hao, Gong, Liu (ICLR 2024) Assumption 1, remark after Assumption 2; spec "
-           "borep.md §2, §8",
+           "docs/borep.rst §2, §8",
 )
 
 ROUNDING = 1e-9
@@ -157,7 +157,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         bound={"max_ratio": 1.0, "rounding_allowance": ROUNDING, "hessian_growth": "> 100"},
         control={"description": "the L-smooth variants (L_1 = 0, same L_0) must be violated",
                  "per_problem": ctrl},
-        notes=["borep.md §2 reports the DERIVED Φ constants as conservative (max ratios 0.15 "
+        notes=["docs/borep.rst §2 reports the DERIVED Φ constants as conservative (max ratios 0.15 "
                "on P1, 0.05 on P2)"],
         figure_data={"curves": curves},
     )

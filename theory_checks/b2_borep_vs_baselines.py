@@ -1,7 +1,7 @@
 """B2: BO-REP converges from a start where fixed-step bilevel methods overflow (Hao, Gong,
-Liu, ICLR 2024, §1/§3 motivation; spec borep.md §8 "Algorithms on P1", claims.md B2).
+Liu, ICLR 2024, §1/§3 motivation; docs/borep.rst §8 "Algorithms on P1", docs/checks.rst B2).
 
-Setting (borep.md §8): P1 (cosh + pseudo-Huber, reference instance), Gaussian oracle noise
+Setting (docs/borep.rst §8): P1 (cosh + pseudo-Huber, reference instance), Gaussian oracle noise
 σ = 0.1 on every oracle, x_0 = 9·1 (||∇Φ(x_0)|| = 9.1e3), y_0 = 0, 3000 outer iterations,
 upper-level step 0.02 for everyone. BO-REP uses the §8 tuned parameters
 (:func:`refbilevel.algorithms.borep.borep_params`).
@@ -23,7 +23,7 @@ fixed-step stochastic hypergradient method written here (so the check does not d
 the baselines' development state). A baseline that is not registered or raises is reported
 as unavailable, with the reason.
 
-Uncertainty (claims.md asks for intervals): every number here depends on the seed. The
+Uncertainty (docs/checks.rst asks for intervals): every number here depends on the seed. The
 verdict gives, per algorithm, the per-replica tail averages with a 99.9% Student-t interval
 of their mean, 99.9% Student-t intervals of the final and full-run means, and 99.9%
 Clopper-Pearson intervals for the probability that a replica diverges and (BO-REP) that its
@@ -55,7 +55,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="B2",
     claim="BO-REP converges from x0 = 9*1 on P1 where fixed-step SOBA-type methods overflow",
-    source="Hao, Gong, Liu (ICLR 2024) §3; spec borep.md §8 (checks), claims.md B2",
+    source="Hao, Gong, Liu (ICLR 2024) §3; docs/borep.rst §8 (checks), docs/checks.rst B2",
 )
 
 EPS = 2.0
@@ -77,7 +77,7 @@ def fixed_step_sgd(oracle: GaussianOracle, x0, y0, *, T: int, step_x: float = UL
                    step_y: float = LL_STEP, step_z: float = LL_STEP,
                    record_every: int = 1) -> Trace:
     """Plain fixed-step stochastic hypergradient method (SOBA-like, +z convention of
-    borep.md §3): y ← y − s_y ∇_y G, z ← z − s_z(∇²_yy G z − ∇_y F),
+    docs/borep.rst §3): y ← y − s_y ∇_y G, z ← z − s_z(∇²_yy G z − ∇_y F),
     x ← x − s_x(∇_x F − ∇²_xy G z), all at the current point, constant steps."""
     P = oracle.problem
     x = np.array(np.atleast_2d(x0), dtype=float)

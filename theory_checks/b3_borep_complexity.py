@@ -1,8 +1,8 @@
 """B3: BO-REP's oracle complexity is Õ(ε^{-4}) (Hao, Gong, Liu, ICLR 2024, Theorem 3.2;
-spec borep.md §5, claims.md B3).
+docs/borep.rst §5, docs/checks.rst B3).
 
-Exact schedule accounting, as claims.md prescribes for U8(a): the implemented theory-mode
-schedule (borep.md §5.3, DERIVED; :func:`refbilevel.algorithms.borep.borep_theory_schedule`)
+Exact schedule accounting, as docs/checks.rst prescribes for U8(a): the implemented theory-mode
+schedule (docs/borep.rst §5.3, DERIVED; :func:`refbilevel.algorithms.borep.borep_theory_schedule`)
 fixes every parameter as a function of ε and the problem constants, and
 :func:`~refbilevel.algorithms.borep.borep_oracle_budget` counts its oracle calls exactly
 (T × (∇_x F, ∇_y F, HVP, JVP) + ⌊(T−1)/I⌋ N + T_1(2^{k†} − 1) ∇_y G; the X3 test checks the
@@ -11,14 +11,14 @@ there is no sampling error: the log-log slope in 1/ε over ε ∈ [1e-3, 1e-2] m
 [4 − 0.02, 4 + 0.25]: the exponent 4, plus at most 0.25 for the Õ's logarithms (N carries
 ln(64⌈T/I⌉/δ), whose local slope is 1/ln(·) ≈ 0.1 here).
 
-Problems: P1 and P2 of borep.md §8 (reference instances), Gaussian oracle noise σ = 0.1 per
+Problems: P1 and P2 of docs/borep.rst §8 (reference instances), Gaussian oracle noise σ = 0.1 per
 coordinate, x_0 = 1, y_0 = 0, δ = 0.1, Δ from the known minima (§8).
 
 Negative control: the same schedule without periodic updates (I = 1: the lower level gets
 N = Θ̃(ε^{-2}) steps at every outer iteration) costs Θ̃(ε^{-6}); its slope must fall outside
 the accepted interval.
 
-Not measured here: the empirical budget to reach ε (claims.md B3, second half). The §5.3
+Not measured here: the empirical budget to reach ε (docs/checks.rst B3, second half). The §5.3
 constants are conservative by orders of magnitude: even at ε = 2 (||∇Φ(x_0)|| ≈ 8-9) with
 oracle noise σ = 0.01 the schedule makes 5.2e9 (P2) and 9.8e9 (P1) calls, almost all in the
 initialization refinement T_1(2^{k†} − 1): 35 (P2) and 77 (P1) minutes per seed on the
@@ -46,7 +46,7 @@ from refbilevel.progress import track
 CLAIM = ClaimInfo(
     id="B3",
     claim="BO-REP oracle complexity O~(eps^-4) (schedule accounting)",
-    source="Hao, Gong, Liu (ICLR 2024) Theorem 3.2; spec borep.md §5.2-5.4",
+    source="Hao, Gong, Liu (ICLR 2024) Theorem 3.2; docs/borep.rst §5.2-5.4",
 )
 
 EXPONENT = 4.0
@@ -54,7 +54,7 @@ LOW_TOL = 0.02
 LOG_TOL = 0.25
 EPS_RANGE = (1e-3, 1e-2)
 SIGMA = 0.1
-PHI_STAR = {"borep-p1": 14.7260868455, "borep-p2": 3.1324348957}  # borep.md §8
+PHI_STAR = {"borep-p1": 14.7260868455, "borep-p2": 3.1324348957}  # docs/borep.rst §8
 
 
 def constants(problem) -> BOREPTheoryConstants:

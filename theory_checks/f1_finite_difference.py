@@ -1,5 +1,5 @@
-"""F1: finite-difference HVP/JVP error (FdeHBO Lemma 5, DERIVED version; spec fdehbo.md §2,
-claims.md F1).
+"""F1: finite-difference HVP/JVP error (FdeHBO Lemma 5, DERIVED version; docs/fdehbo.rst §2,
+docs/checks.rst F1).
 
     ||H̃(x, y, v, δ) - ∇²_yy g v|| <= (L_gyy/2) δ ||v||²,   ||J̃ - ∇²_xy g v|| <= (L_gxy/2) δ ||v||²,
 
@@ -11,7 +11,7 @@ Measured (exact oracles, so the error is the finite-difference error itself):
   diag(2|y_i|) is L = 2 Lipschitz in the spectral norm, in every dimension), random y
   (including coordinates near 0), v and δ in [1e-4, 1], d in {1, 10, 1000}: the ratio
   error / ((L/2) δ ||v||²) is at most 1 (plus a rounding allowance) in every d;
-- sharpness (fdehbo.md §2): at y = 0 with v along a coordinate axis the error equals
+- sharpness (docs/fdehbo.rst §2): at y = 0 with v along a coordinate axis the error equals
   (L/2) δ ||v||² exactly, in every dimension (ratio 1);
 - JVP analogue on the test problem :class:`CubicCross` below (∇²_xy g = diag(L|y_i|), L-
   Lipschitz in y): the same bound, sharp at y = 0;
@@ -21,7 +21,7 @@ Measured (exact oracles, so the error is the finite-difference error itself):
 - O(δ²): on g = (1/p)Σ|y_i|^p - <sin x, y> with p = 4 (∇g cubic: error = δ² ||v^{∘3}||
   exactly) and p = 5.5 (non-polynomial, y bounded away from 0), the slope of log error vs
   log δ over δ in [1e-3, 1e-1] is 2 ± 0.1, in every d;
-- same sample (fdehbo.md §2, §10.3 item 5): with noise std 1 the estimator's two calls share
+- same sample (docs/fdehbo.rst §2, §10.3 item 5): with noise std 1 the estimator's two calls share
   one sample, so its error equals the noise-free error to rounding; evaluating the two calls
   on independent samples instead gives an error of order std/δ.
 
@@ -60,7 +60,7 @@ CLAIM = ClaimInfo(
     id="F1",
     claim="||H̃ - ∇²_yy g v||, ||J̃ - ∇²_xy g v|| <= (L/2) δ ||v||²; exact for quadratic g; "
           "O(δ²) for smooth g; dimension-free",
-    source="FdeHBO Lemma 5 (DERIVED version), eqs. (9), (11); spec fdehbo.md §2",
+    source="FdeHBO Lemma 5 (DERIVED version), eqs. (9), (11); docs/fdehbo.rst §2",
 )
 
 EPS = np.finfo(float).eps

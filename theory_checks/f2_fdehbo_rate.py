@@ -1,5 +1,5 @@
 """F2: FdeHBO and FMBO reach E||∇Φ(x_a(T))||² = Õ(T^{-2/3}) (Yang, Xiao, Ji, NeurIPS 2023,
-Theorems 1, 2; spec fdehbo.md §7, claims.md F2).
+Theorems 1, 2; docs/fdehbo.rst §7, docs/checks.rst F2).
 
 Measured on a well-conditioned instance of the §10.1 stochastic quadratic (d_x = 3,
 d_y = 4, H = I, ||K|| ≤ 0.5, F ⪰ 0.5 I, ρ = 1; unit Gaussian noise on every oracle), from
@@ -42,7 +42,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="F2",
     claim="FdeHBO and FMBO: E||grad Phi(x_a(T))||^2 = O~(T^(-2/3))",
-    source="Yang, Xiao, Ji (NeurIPS 2023) Theorems 1, 2; spec fdehbo.md §7, §10.1",
+    source="Yang, Xiao, Ji (NeurIPS 2023) Theorems 1, 2; docs/fdehbo.rst §7, §10.1",
 )
 
 TOL = 0.1
@@ -51,7 +51,7 @@ SCHEDULE = StormSchedule(w=8.0, c_beta=1.0, c_lambda=1.0, c_eta_f=3.0, c_eta_R=3
                          c_eta_g=3.0)
 X0 = 2.0
 SIGMA = 1.0
-R_V = 20.0  # ≥ 10 ||v*|| along the path on this instance (fdehbo.md §5: r_v ≥ sup||∇_y f||/μ)
+R_V = 20.0  # ≥ 10 ||v*|| along the path on this instance (docs/fdehbo.rst §5: r_v ≥ sup||∇_y f||/μ)
 
 
 def problem() -> StronglyConvexQuadratic:

@@ -1,5 +1,5 @@
 """S1: SID's MSE matches the exact moment recursion (Grazzi, Pontil, Salzo 2023, SID Alg. 1;
-spec sid_bsgm.md §14.1, claims.md S1).
+docs/sid_bsgm.rst §14.1, docs/checks.rst S1).
 
 Measured: Monte Carlo estimates of E||ĝ − ∇f(λ)||² from R independent SID replicas, each
 compared with the exact value of the moment recursion (:mod:`refbilevel.sid_moments`):
@@ -10,11 +10,12 @@ compared with the exact value of the moment recursion (:mod:`refbilevel.sid_mome
 
 A comparison passes when |MC − exact| ≤ 4 SE, SE = sd(||ĝ − ∇f||²)/√R. Under the normal
 approximation P(|Z| > 4) = 6.3e-5 per comparison; with at most 12 comparisons the
-family-wise false-positive rate is ≤ 7.6e-4 ≤ 1e-3 (claims.md). Seeds are fixed.
+family-wise false-positive rate is ≤ 7.6e-4 ≤ 1e-3 (docs/checks.rst). Seeds are fixed.
 
 Negative control: SID whose LS reuses each sample for two consecutive steps (and, in full
 mode, whose LS reuses the LL samples), :func:`refbilevel.estimators.sid.sid_control_reuse`.
-Its MSE (≈ 5.97 / 5.94 against 5.416, spec §14.1) must be rejected: |MC − exact| > 4 SE.
+Its MSE (≈ 5.97 / 5.94 against 5.416, docs/sid_bsgm.rst §14.1) must be rejected: |MC − exact| > 4
+SE.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from refbilevel.sid_moments import (
 CLAIM = ClaimInfo(
     id="S1",
     claim="Monte Carlo MSE of SID = exact moment recursion (within 4 standard errors)",
-    source="Grazzi, Pontil, Salzo 2023, Alg. 1 (SID); spec sid_bsgm.md §4.2, §14.1",
+    source="Grazzi, Pontil, Salzo 2023, Alg. 1 (SID); docs/sid_bsgm.rst §4.2, §14.1",
 )
 
 Z_CRIT = 4.0  # P(|Z| > 4) = 6.3e-5 per comparison
-GOLDEN_STEPS = StepSchedule.decreasing(3.0, 3.0)  # η_i = 3/(3+i), spec §14.1
+GOLDEN_STEPS = StepSchedule.decreasing(3.0, 3.0)  # η_i = 3/(3+i), docs/sid_bsgm.rst §14.1
 
 
 def mc_mse(backend: str, problem, lam, t: int, k: int, J: int, *, steps, R: int,

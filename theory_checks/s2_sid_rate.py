@@ -1,12 +1,12 @@
 """S2: SID's MSE is Θ(1/t) with t = k = J and decreasing steps (Grazzi, Pontil, Salzo 2023,
-Corollary 10; spec sid_bsgm.md §9 Corollary 10', §14.1 suggested test 3; claims.md S2).
+Corollary 10; docs/sid_bsgm.rst §9 Corollary 10', §14.1 suggested test 3; docs/checks.rst S2).
 
 Measured on the §14.1 golden instance with η_i = 3/(3+i) (Theorem S's conditions hold
 there: βc/2 = 1.032 > 1):
 
 - the least-squares slope of log MSE against log t over t = k = J ∈ [64, 1000] from the
   exact moment recursion (8 log-spaced t in quick mode, 16 in full mode); the claim holds
-  when it lies in −1 ± 0.05 (claims.md). Deterministic: no false positives;
+  when it lies in −1 ± 0.05 (docs/checks.rst). Deterministic: no false positives;
 - the same slope from Monte Carlo MSEs (R replicas per t), with its standard error from
   the per-point SEs (delta method: SE(log MSE) = SE(MSE)/MSE); it must also lie in
   −1 ± 0.05, and agree with the exact slope on the same t grid within 4 SE. With the
@@ -36,10 +36,10 @@ from theory_checks.s1_sid_mse import mc_mse
 CLAIM = ClaimInfo(
     id="S2",
     claim="E||ĝ − ∇f||² = Θ(1/t) with t = k = J and decreasing steps: log-log slope −1 ± 0.05",
-    source="Grazzi, Pontil, Salzo 2023, Corollary 10; spec sid_bsgm.md §9, §14.1",
+    source="Grazzi, Pontil, Salzo 2023, Corollary 10; docs/sid_bsgm.rst §9, §14.1",
 )
 
-SLOPE, TOL = -1.0, 0.05  # claims.md S2
+SLOPE, TOL = -1.0, 0.05  # docs/checks.rst S2
 WRONG_SLOPE = -0.5  # the control exponent
 STEPS = StepSchedule.decreasing(3.0, 3.0)
 CONSTANT = StepSchedule.constant(0.5)

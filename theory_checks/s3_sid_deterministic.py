@@ -1,9 +1,10 @@
 """S3: deterministic SID converges linearly, ||ĝ − ∇f|| ≤ C q^{min(t,k)} (Grazzi, Pontil,
-Salzo 2023, Theorem 17 / Corollary 10 deterministic case; spec sid_bsgm.md §8
-"Deterministic linear rates", §9 Corollary 10', §14.1 suggested test 4; claims.md S3).
+Salzo 2023, Theorem 17 / Corollary 10 deterministic case; docs/sid_bsgm.rst §8
+"Deterministic linear rates", §9 Corollary 10', §14.1 suggested test 4; docs/checks.rst S3).
 
 C = c_w D_w + L_Φ L_E/(1−q) with c_w = μ₂ + L_Φ μ₁/(1−q), D_w = ||w_0 − w(λ)||, and L_E
-the largest ||∇₁E(w_t, λ)|| on the deterministic LL path (spec §14.1: 52.39 on the golden
+the largest ||∇₁E(w_t, λ)|| on the deterministic LL path (docs/sid_bsgm.rst §14.1: 52.39 on the
+golden
 instance). No noise, η ≡ 1, exact computation: the error is iterated in error coordinates
 (:func:`refbilevel.sid_moments.sid_deterministic_error` with ``centered=True``), so it is
 accurate far below 1e-16·||∇f||, and the bound is checked as ratio ≤ 1 + 1e-9 (rounding
@@ -33,7 +34,7 @@ from refbilevel.sid_moments import (
 CLAIM = ClaimInfo(
     id="S3",
     claim="deterministic SID (η ≡ 1, no noise): ||ĝ − ∇f|| ≤ C q^min(t,k)",
-    source="Grazzi, Pontil, Salzo 2023, Thm 17; spec sid_bsgm.md §8, §9, §14.1 test 4",
+    source="Grazzi, Pontil, Salzo 2023, Thm 17; docs/sid_bsgm.rst §8, §9, §14.1 test 4",
 )
 
 ROUNDING = 1e-9  # the errors are exact up to float64 rounding of O(t + k) operations

@@ -1,14 +1,14 @@
 """S4: the stochastic fixed-point solvers of SID converge in mean square at rate O(1/i):
 E||w_i − w(λ)||² = O(1/i) for the LL solver (6) and E||v_i − v̂||² = O(1/i) for the LS solver
 (7), with η_i = β/(γ+i) (Grazzi, Pontil, Salzo 2023, Theorem 8 via Grazzi et al. 2021,
-Thms 4.1/4.2; spec sid_bsgm.md §8 Theorem S(a), §14.1; claims.md S4).
+Thms 4.1/4.2; docs/sid_bsgm.rst §8 Theorem S(a), §14.1; docs/checks.rst S4).
 
 Both solvers are checked on the §14.1 golden instance with β = γ = 3 (Theorem S(a)'s
 conditions βc/2 > 1 and γ ≥ β max(1, 2σ₂/c) hold there: βc/2 = 1.032), and in full mode
 also on two seeded random linear contractions (``random_linear_contraction``, d = 4 and 6,
 ||A|| = 0.5, β = γ = 3.5, βc/2 = 1.31); the conditions are verified on every instance. The
 LS runs with its right-hand side fixed at g₁ = ∇₁E(w(λ), λ) (Theorem 8 applies Theorem S to
-the LS conditionally on (w_t, ∇₁Ê_J), spec §8), from v_0 = 0.
+the LS conditionally on (w_t, ∇₁Ê_J), docs/sid_bsgm.rst §8), from v_0 = 0.
 
 Measured, for each instance and solver:
 
@@ -20,7 +20,7 @@ Measured, for each instance and solver:
   a/(γ+i) + (terms of relative size O(1/(γ+i)), and the transient of the start, which decays
   like (γ+i)^(−βc/2) or faster with βc/2 > 1); against log i the leading term alone has local
   slope −i/(γ+i) ∈ [−1, −0.948] for γ ≤ 3.5 and i ≥ 64, and the measured slopes lie within
-  0.01 of −1 (golden: LL −0.996, LS −0.994); 0.05 (the tolerance of claims.md S2 for the
+  0.01 of −1 (golden: LL −0.996, LS −0.994); 0.05 (the tolerance of docs/checks.rst S2 for the
   same 1/t law) leaves room for the corrections while a constant step (slope ≈ 0) or a
   1/√i law (−0.5) is rejected by a wide margin. Deterministic: no false positives;
 - Theorem S(a)'s bound itself: (γ+i) E||x_i − x̄||² ≤ ν (1 + 1e-12) for every i ≤ 4096
@@ -38,7 +38,7 @@ Measured, for each instance and solver:
   i.i.d. squared errors. The slope of the Monte Carlo means (delta-method SE) is reported
   for information.
 
-Negative control (claims.md S4 via Theorem S(b)): the same solvers with a constant step
+Negative control (docs/checks.rst S4 via Theorem S(b)): the same solvers with a constant step
 η ≡ 0.5 (no decay) keep a variance floor (Theorem S(b) bounds it by 2ησ₁/c; golden
 instance: 0.44 for the LL, 0.83 for the LS): the slope of the exact recursion is ≈ 0 and must
 be rejected by the same −1 ± 0.05 test; (γ+i)E then exceeds ν at large i (reported).
@@ -70,7 +70,7 @@ CLAIM = ClaimInfo(
     claim="stochastic fixed-point solvers (LL and LS): E||x_i − x̄||² = O(1/i) with "
           "η_i = β/(γ+i): log-log slope −1 ± 0.05 over i ∈ [64, 4096], (γ+i)E ≤ ν",
     source="Grazzi, Pontil, Salzo 2023, Theorem 8 (Grazzi et al. 2021, Thms 4.1/4.2); "
-           "spec sid_bsgm.md §8 Theorem S(a), §14.1",
+           "docs/sid_bsgm.rst §8 Theorem S(a), §14.1",
 )
 
 SLOPE, TOL = -1.0, 0.05
@@ -219,7 +219,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                f"ll_solver/ls_solver, the code of SID's steps 1 and 3); the backend argument "
                f"({backend!r}) does not apply: the solvers alone have no compiled kernel",
                "LS with fixed right-hand side g₁ = ∇₁E(w(λ), λ), v_0 = 0 (Theorem S applied "
-               "conditionally, spec §8)"],
+               "conditionally, docs/sid_bsgm.rst §8)"],
         figure_data={"curves": curves, "grid": grid, "z": Z},
     )
 

@@ -1,6 +1,6 @@
 """S5: BSGM's Corollary 13 inequality holds on every path; sample complexity O(ε^{-2})
-(Grazzi, Pontil, Salzo, JMLR 2023, Corollary 13, Theorem 16; spec sid_bsgm.md §10 (Cor. 13'),
-§11 (Thm 16'), §14.4, claims.md S5).
+(Grazzi, Pontil, Salzo, JMLR 2023, Corollary 13, Theorem 16; docs/sid_bsgm.rst §10 (Cor. 13'),
+§11 (Thm 16'), §14.4, docs/checks.rst S5).
 
 Pathwise part (§14.4): BSGM on the §14.1 golden instance from λ_0 = (0.9, 0.9), α = 1/L_f,
 T = 100, SID with η_i = 3/(3+i) restarted in every call, no warm start, on both
@@ -41,7 +41,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="S5",
     claim="BSGM: Corollary 13' inequality on every path; samples O(eps^-2)",
-    source="Grazzi, Pontil, Salzo (JMLR 2023) Cor. 13, Thm 16; spec sid_bsgm.md §10, §11, "
+    source="Grazzi, Pontil, Salzo (JMLR 2023) Cor. 13, Thm 16; docs/sid_bsgm.rst §10, §11, "
            "§14.4",
 )
 

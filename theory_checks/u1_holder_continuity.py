@@ -1,9 +1,9 @@
-"""U1: Hölder continuity of y* (UniBiO Lemma 4.2 / B.1; spec unibio.md §3.1, claims.md U1).
+"""U1: Hölder continuity of y* (UniBiO Lemma 4.2 / B.1; docs/unibio.rst §3.1, docs/checks.rst U1).
 
     ||y*(x1) - y*(x2)|| <= l_p ||x1 - x2||^{1/(p-1)},   l_p = (p l_g1 / mu)^{1/(p-1)} (DERIVED)
 
 Measured, on every LLUC problem (Example 3 with p = 2, 4, 6, 8; the separable vector family
-with non-integer p; the non-separable instance of unibio.md §1.6):
+with non-integer p; the non-separable instance of docs/unibio.rst §1.6):
 - the largest ratio ||Δy*|| / (l_p ||Δx||^{1/(p-1)}) over random pairs and adversarial
   pairs x = ±h e_i around the points where y* = 0 (where the Hölder exponent is attained).
   Everything is deterministic and closed form, so the bound is checked exactly (ratio <= 1
@@ -35,11 +35,11 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="U1",
     claim="||y*(x1) - y*(x2)|| <= l_p ||x1 - x2||^(1/(p-1))",
-    source="UniBiO Lemma 4.2 / B.1; spec unibio.md §3.1",
+    source="UniBiO Lemma 4.2 / B.1; docs/unibio.rst §3.1",
 )
 
 ROUNDING = 1e-12  # the ratios are closed-form; only float64 rounding separates them from 1
-SHARPNESS_TOL = 0.02  # claims.md U1
+SHARPNESS_TOL = 0.02  # docs/checks.rst U1
 
 
 def problems(mode: str):

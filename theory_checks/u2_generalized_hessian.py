@@ -1,10 +1,10 @@
-"""U2: the generalized Hessian is uniformly positive (UniBiO Lemma B.2; spec unibio.md §3.2).
+"""U2: the generalized Hessian is uniformly positive (UniBiO Lemma B.2; docs/unibio.rst §3.2).
 
     lambda_min( d∇_y g / d[y]^{∘(p-1)} ) >= mu,   and   ||H v|| >= mu ||v||
 
 H is built column by column from the problem's generalized HVP (its analytic limit where
 y_i = 0) at random (x, y), including y with tiny and large coordinates. Eigenvalues of H are
-real (H is similar to a symmetric PSD matrix, spec unibio.md §3.2), so lambda_min is the
+real (H is similar to a symmetric PSD matrix, docs/unibio.rst §3.2), so lambda_min is the
 smallest real part; the imaginary parts are reported.
 
 - ||H v|| >= mu ||v|| is Lemma B.2's conclusion under its hypothesis that H does not depend
@@ -17,7 +17,7 @@ smallest real part; the imaginary parts are reported.
   a seeded random search, so the verdict adds, per problem, the number of violating points
   and a 99.9% Clopper-Pearson interval for the violation probability under the sampling
   distribution.
-- Negative control (claims.md): mu' = 1.5 mu must be violated somewhere. For p > 2 the
+- Negative control (docs/checks.rst): mu' = 1.5 mu must be violated somewhere. For p > 2 the
   lemma is not tight (lambda_min(H) = 1 while mu_p < 1), so the control bites on the p = 2
   members, where lambda_min(H) = mu exactly.
 """
@@ -40,7 +40,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="U2",
     claim="lambda_min(d grad_y g / d[y]^(p-1)) >= mu and ||H v|| >= mu ||v||",
-    source="UniBiO Lemma B.2, Assumption 3.2(v); spec unibio.md §2.1(v), §3.2",
+    source="UniBiO Lemma B.2, Assumption 3.2(v); docs/unibio.rst §2.1(v), §3.2",
 )
 
 ROUNDING = 1e-9

@@ -1,14 +1,15 @@
-"""U3: the generalized hypergradient formula (UniBiO Thm 4.1 / B.3 eq. (7); spec unibio.md
-§1.6, §3.3; claims.md U3).
+"""U3: the generalized hypergradient formula (UniBiO Thm 4.1 / B.3 eq. (7); docs/unibio.rst
+§1.6, §3.3; docs/checks.rst U3).
 
     ∇phi(x) = ∇_x f - ∇²_xy g H^{-T} f_u   at y = y*(x),    H = d∇_y g / d[y]^{∘(p-1)},
 
-read with H^{-T} (spec §1.6: the H^{-1} of the summaries is wrong when H is not symmetric);
+read with H^{-T} (docs/unibio.rst §1.6: the H^{-1} of the summaries is wrong when H is not
+symmetric);
 for p = 2 it is the Ghadimi–Wang formula ∇_x f - ∇²_xy g [∇²_yy g]^{-1} ∇_y f.
 
 Measured, at seeded random x (uniform on [-3, 3]^{d_x}) on Example 3 (p = 2, 4, 6, 8, plus
 x = 0 where y* = 0 and the classical Hessian is singular for p > 2), the separable LLUC
-family (d = 3, p = 2, 2.5, 3, 4.5 and x = 0), the non-separable family of spec §1.6
+family (d = 3, p = 2, 2.5, 3, 4.5 and x = 0), the non-separable family of docs/unibio.rst §1.6
 (d_y = 3, p = 2, 3.5, 4; d_x = 2 < d_y = 4, p = 3.5; its H = I + A D(y)^{-1} is not
 symmetric for p > 2) and the strongly convex quadratic (p = 2); everything is evaluated
 by :func:`refbilevel.hypergradient.generalized_hypergradient` at the exact y*(x):
@@ -27,7 +28,7 @@ by :func:`refbilevel.hypergradient.generalized_hypergradient` at the exact y*(x)
   at worst). The figure's left panel shows the V-shaped error-vs-h curve that picks h.
 - Ghadimi–Wang: for p = 2 the generalized formula equals GW at y* to 1e-10 (relative).
   For p > 2 the identity H^{-T} f_u = [∇²_yy g]^{-1} ∇_y f still holds wherever ∇²_yy g is
-  invertible (spec §1.6); the check reports the agreement there for information, and at
+  invertible (docs/unibio.rst §1.6); the check reports the agreement there for information, and at
   x = 0 (Example 3, separable) the generalized formula stays finite and exact while GW is
   undefined.
 The computations are exact at the probed points (no sampling error); the points are a seeded
@@ -39,7 +40,7 @@ there is no false-positive rate beyond the tolerances justified above. --quick: 
 per instance; --full: 3000 points, the separable family at d = 10 with p up to 7.5, and the
 non-separable family also at d = 10 (p = 3.5, 4, 6) and d_x = 6 > d_y = 3.
 
-Negative control (claims.md U3): the H^{-1} form (``h_inverse_hypergradient``) must fail the
+Negative control (docs/checks.rst U3): the H^{-1} form (``h_inverse_hypergradient``) must fail the
 same finite-difference comparison on every non-symmetric instance by a margin far above the
 tolerance: its largest error must exceed 1000 × tolerance. On the symmetric instances
 (p = 2, H ∝ I) the two forms coincide, as the verdict shows.
@@ -69,7 +70,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="U3",
     claim="∇phi(x) = ∇_x f - ∇²_xy g H^(-T) f_u at y*(x); = Ghadimi–Wang for p = 2",
-    source="UniBiO Thm 4.1 / B.3 eq. (7); spec unibio.md §1.6, §3.3",
+    source="UniBiO Thm 4.1 / B.3 eq. (7); docs/unibio.rst §1.6, §3.3",
 )
 
 H_FD = 1e-5  # central-difference step (see the module docstring and the figure)

@@ -1,12 +1,12 @@
 """U4: Hölder smoothness of the hyperobjective and the descent inequality (UniBiO Thm 4.1 / B.3
-eqs. (8), (9); spec unibio.md §3.3; claims.md U4).
+eqs. (8), (9); docs/unibio.rst §3.3; docs/checks.rst U4).
 
     (8)  ||∇phi(x1) - ∇phi(x2)|| <= L_phi1 ||Δx||^{1/(p-1)} + L_phi2 ||Δx||
     (9)  phi(x1) - phi(x2) - <∇phi(x2), Δx>
              <= ((p-1)/p) L_phi1 ||Δx||^{p/(p-1)} + (L_phi2/2) ||Δx||²
 
 with Δx = x1 - x2 and the constants each problem states (``constants.L_phi1``, ``L_phi2``:
-the DERIVED L_phi1 = l_p L̄, L_phi2 = L̄ of spec §3.3 for the LLUC problems; for the
+the DERIVED L_phi1 = l_p L̄, L_phi2 = L̄ of docs/unibio.rst §3.3 for the LLUC problems; for the
 quadratic, p = 2, L_phi1 = 0 and L_phi2 = ||∇²phi|| exactly).
 
 Problems: Example 3 (p = 2, 4, 6, 8), the separable LLUC family (p = 2, 2.5, 3, 4.5), the
@@ -78,7 +78,7 @@ CLAIM = ClaimInfo(
     id="U4",
     claim="||∇phi(x1) - ∇phi(x2)|| <= L_phi1 ||Δx||^(1/(p-1)) + L_phi2 ||Δx||, and the "
           "descent inequality (9)",
-    source="UniBiO Thm 4.1 / B.3 eqs. (8), (9); spec unibio.md §3.3",
+    source="UniBiO Thm 4.1 / B.3 eqs. (8), (9); docs/unibio.rst §3.3",
 )
 
 ROUNDING = 1e-13

@@ -1,5 +1,5 @@
-"""U5: the hypergradient error of an inexact lower level (UniBiO Lemma B.4; spec unibio.md
-§3.4, §3.3 eq. (34); claims.md U5).
+"""U5: the hypergradient error of an inexact lower level (UniBiO Lemma B.4; docs/unibio.rst
+§3.4, §3.3 eq. (34); docs/checks.rst U5).
 
     ||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*(x)||,
     ∇̄f(x, y) = ∇_x f(x, y) - ∇²_xy g(x, y) H(x, y)^{-T} f_u(x, y)
@@ -7,7 +7,8 @@
 (the surrogate hypergradient evaluated at y instead of y*(x):
 :func:`refbilevel.hypergradient.generalized_hypergradient` at (x, y)). The constant of the
 lemma is L̄ = l_f1 + l_g1 l_f2/mu + C_f l_g2/mu + l_g1 C_f L_H/mu², the joint Lipschitz
-constant of ∇̄f (spec §3.3-3.4, DERIVED; "constant = L̄ = L_phi2"). It is computed here from
+constant of ∇̄f (docs/unibio.rst §3.3-3.4, DERIVED; "constant = L̄ = L_phi2"). It is computed here
+from
 each problem's stated ingredients with the library's
 :func:`~refbilevel.problems.constants.lipschitz_hypergradient_constants`. For the problems
 with DERIVED constants (Example 3, the separable family, the sharp-Hölder instance) this is
@@ -71,8 +72,8 @@ from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
     id="U5",
-    claim="||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*(x)||  (L_phi2 = L̄ of spec §3.3)",
-    source="UniBiO Lemma B.4; spec unibio.md §3.4, §3.3 eq. (34)",
+    claim="||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*(x)||  (L_phi2 = L̄ of docs/unibio.rst §3.3)",
+    source="UniBiO Lemma B.4; docs/unibio.rst §3.4, §3.3 eq. (34)",
 )
 
 ROUNDING = 1e-13

@@ -1,5 +1,5 @@
 """U6: Neumann-series bias (UniBiO Lemma B.5, reconstructed as Ghadimi-Wang Lemma 11 with
-generalized quantities; spec unibio.md §3.5, claims.md U6).
+generalized quantities; docs/unibio.rst §3.5, docs/checks.rst U6).
 
     || E ĝ(x, y) - ∇̄f(x, y) || <= (l_g1 C_f / mu) (1 - mu/C)^Q =: b_Q,     Q = 0..50,
 
@@ -9,7 +9,7 @@ q̂ ~ U{0..Q-1}, whose exact expectation is ∇_x f - ∇²_xy g [(1/C) Σ_{q<Q}
 Measured (everything exact: expectations from exact products, no sampling):
 - the bias ||E ĝ - ∇̄f|| for Q = 0..50 (``neumann_bias_exact``) on every instance below,
   against b_Q computed from the instance's constants, at several (x, y). The bound needs
-  ||I - H^T/C|| <= 1 - mu/C (unibio.md §3.5 caveat), which holds for symmetric H with
+  ||I - H^T/C|| <= 1 - mu/C (docs/unibio.rst §3.5 caveat), which holds for symmetric H with
   mu I <= H <= C I: all instances have symmetric H (p = 2, or H = I). C_f is the problem's
   bound where it states one, else ||f_u(x, y)|| at the evaluation point (all the proof uses);
 - "geometric in Q": the decay rate fitted on Q in [25, 50] is at most (1 - mu/C) (to 1e-3)
@@ -47,7 +47,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="U6",
     claim="||E ĝ - ∇̄f|| <= (l_g1 C_f/mu)(1 - mu/C)^Q, geometric in Q (Q = 0..50)",
-    source="UniBiO Lemma B.5 (Ghadimi-Wang Lemma 11 analogue); spec unibio.md §3.5",
+    source="UniBiO Lemma B.5 (Ghadimi-Wang Lemma 11 analogue); docs/unibio.rst §3.5",
 )
 
 Q_MAX = 50
@@ -208,7 +208,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         notes=["expectations are exact (no sampling); C_f = ||f_u(x, y)|| at the point for the "
                "quadratic (its ∇_y f is unbounded)",
                "non-symmetric H (non-separable p > 2) is excluded: the bound's hypothesis "
-               "||I - H^T/C|| <= 1 - mu/C fails there (unibio.md §3.5 caveat)",
+               "||I - H^T/C|| <= 1 - mu/C fails there (docs/unibio.rst §3.5 caveat)",
                f"Monte Carlo cross-check on backend {backend!r}"],
         figure_data={"curves": curves, "rows": rows},
     )

@@ -1,5 +1,5 @@
 """U7: Epoch-SGD on a (mu, p)-uniformly convex function reaches ||w - w*|| <= ε~ with
-O~(ε~^{-2(p-1)}) stochastic gradients (UniBiO Thm C.5; spec unibio.md §5.1, claims.md U7).
+O~(ε~^{-2(p-1)}) stochastic gradients (UniBiO Thm C.5; docs/unibio.rst §5.1, docs/checks.rst U7).
 
 Equivalently the error after a budget of B gradients decays at least like B^{-1/(2(p-1))}.
 Measured on F(w) = |w|^p / p with additive N(0, 1) gradient noise and w* = 0, where F is
@@ -9,7 +9,8 @@ error E|w_out - w*| is estimated with its standard error; the slope of log E|w_o
 log B is fitted by weighted least squares (weights from the delta-method standard errors of
 the log means). The epoch schedule is Algorithm 1's (tau = 2(p-1)/p, halving steps,
 radius factor 2^{-1/p}) with fixed practical T_1 = 20, D_1 = 2, gamma_1 = 0.5: the
-Lemma C.4 constants (DERIVED, spec §5.1) give T_1 ~ 1e11 for p = 3, far beyond any run, and
+Lemma C.4 constants (DERIVED, docs/unibio.rst §5.1) give T_1 ~ 1e11 for p = 3, far beyond any run,
+and
 the claim is about the exponent, which they do not change.
 
 Decision rule, the same for the claim and its control: a claimed bound "slope <= s" is
@@ -36,7 +37,7 @@ from refbilevel.randomness import named_stream
 CLAIM = ClaimInfo(
     id="U7",
     claim="Epoch-SGD: ||w - w*|| <= eps with O~(eps^(-2(p-1))) stochastic gradients",
-    source="UniBiO Theorem C.5, Algorithm 1; spec unibio.md §4.1, §5.1",
+    source="UniBiO Theorem C.5, Algorithm 1; docs/unibio.rst §4.1, §5.1",
 )
 
 Z999 = 3.2905  # two-sided 99.9% normal quantile

@@ -1,14 +1,15 @@
-"""U8: UniBiO's complexity (UniBiO Thm 5.1, eq. (63), Appendix E.3; spec unibio.md §5.5,
-§5.6, §7.3; claims.md U8).
+"""U8: UniBiO's complexity (UniBiO Thm 5.1, eq. (63), Appendix E.3; docs/unibio.rst §5.5,
+§5.6, §7.3; docs/checks.rst U8).
 
 (a) Accounting: the oracle count of the implemented theory schedule
-    (:mod:`refbilevel.algorithms.unibio_schedule`, spec §5.5 DERIVED) grows as ε^{-(5p-6)}:
+    (:mod:`refbilevel.algorithms.unibio_schedule`, docs/unibio.rst §5.5 DERIVED) grows as
+    ε^{-(5p-6)}:
     the local log-log slope of the exact count against 1/ε, at ε from 1e-2 to 1e-4, lies in
     [5p-6 - 0.05, 5p-6 + 0.3] (the upper allowance covers the log factors: Q = O(log 1/ε)).
     Negative control: the same accounting with the LL updated at every step (I = 1) has
     slope 5p-4 and must fall outside the band.
 (c) Monotone in p: at ε = 1e-2 the count increases with p (separable family, p = 2, 3, 4).
-(d) Deterministic rate (spec §7.3): on Example 3 with the Section 6 settings (T = 500,
+(d) Deterministic rate (docs/unibio.rst §7.3): on Example 3 with the Section 6 settings (T = 500,
     K = 100, no noise), the least-squares slope of log((1/t)Σ_{s<t}||∇phi(x_s)||) against
     log t for t >= 10 is at most -1/(3p-2) (the worst-case bound T^{-1/(3p-2)}), p = 2..8.
     Negative control: a stalled run (eta = 1e-9) has slope ~0 and must violate it.
@@ -50,7 +51,7 @@ CLAIM = ClaimInfo(
     id="U8",
     claim="UniBiO: oracle count O~(eps^-(5p-6)), increasing in p; the theory schedule "
           "reaches eps within its budget (p = 2); deterministic slope <= -1/(3p-2)",
-    source="UniBiO Theorem 5.1, eq. (63), Appendix E.3; spec unibio.md §5.5, §5.6, §7.3",
+    source="UniBiO Theorem 5.1, eq. (63), Appendix E.3; docs/unibio.rst §5.5, §5.6, §7.3",
 )
 
 NOISE = NoiseConfig.uniform(0.1)  # sigma_phi > 0, so 1 - beta ~ eps^2 as in the theorem
@@ -230,7 +231,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         notes=["(b) is run for p = 2 only: for p = 3, 4 the DERIVED budgets exceed 1e23 "
                "oracle calls (b_budget_out_of_reach_eps_0.9)",
                "(d) uses the Section 6 code settings, not the paper's unrecovered Fig. 5 "
-               "setting (spec §7.3)"],
+               "setting (docs/unibio.rst §7.3)"],
         figure_data={"rows": rows, "det": det, "stalled": stalled, "b_rows": b_rows,
                      "b_control": b_control},
     )

@@ -1,6 +1,6 @@
 """X1: every problem's derivatives match finite differences; HVP/JVP pass the adjoint test
-(spec claims.md X1; generalized derivatives: UniBiO Definition A.1 and Lemma B.6, spec
-unibio.md §1.4-1.6; fixed-point problems: sid_bsgm.md §2-§4, §14).
+(docs/checks.rst X1; generalized derivatives: UniBiO Definition A.1 and Lemma B.6, spec
+docs/unibio.rst §1.4-1.6; fixed-point problems: docs/sid_bsgm.rst §2-§4, §14).
 
 Measured, for every registered problem (``refbilevel.problems.problem_names()``; one the
 instance table below does not know is checked at its default instance, one without a
@@ -13,7 +13,7 @@ at |y|^{p-1} = π/2) and unit-scale random directions, with the procedure of
 - BilevelProblem (unibio-example3, uniformly-convex-*, lp-hypercleaning, quadratic,
   finite-sum-quadratic, borep-p1/p2): ∇_x f, ∇_y f, ∇_x g, ∇_y g (full central-difference
   gradients), ∇²_yy g v, ∇²_xy g v, ∇²_yx g w (directional differences of the gradients),
-  the generalized f_u, H v and Hᵀ u (differences in u = [y]^{∘(p-1)}, unibio.md §1.4
+  the generalized f_u, H v and Hᵀ u (differences in u = [y]^{∘(p-1)}, docs/unibio.rst §1.4
   (10a)/(10b); Hᵀ as the u-gradient of <u, ∇_y g>), and ∇phi (directional difference of phi;
   in quick mode only where d <= 10, since phi costs a Newton solve for the problems without
   a closed-form y*); adjoint tests <∇²_xy g v, w> = <v, ∇²_yx g w>, <∇²_yy g v, u> =
@@ -46,7 +46,7 @@ Negative controls (each run through the same procedure; all must be rejected):
 - the JVP transposed, ∇²_xy g v replaced by (∇²_xy g)ᵀ v (square quadratic, non-symmetric
   cross block): its finite-difference comparison and the JVP adjoint test must fail;
 - f_u with exponent p instead of p - 1, ∇_y f / (p |y|^{p-1}) (non-separable, p = 4);
-- Hᵀ replaced by H (non-separable, non-symmetric H: the H^{-1} pitfall of unibio.md §1.6):
+- Hᵀ replaced by H (non-separable, non-symmetric H: the H^{-1} pitfall of docs/unibio.rst §1.6):
   its finite-difference comparison and the generalized adjoint test must fail;
 - ∂₁Φᵀ replaced by ∂₁Φ (golden contraction, A non-symmetric): the adjoint test must fail.
 Full mode runs the controls at d = 10 and d = 100, adds points (12 instead of 3), more
@@ -99,15 +99,15 @@ CLAIM = ClaimInfo(
     id="X1",
     claim="gradients, HVPs, JVPs and generalized derivatives (f_u, H v, Hᵀ v) of every problem "
           "match finite differences; HVP/JVP pass the adjoint (dot-product) test",
-    source="claims.md X1; UniBiO Def. A.1, Lemma B.6 (spec unibio.md §1.4-1.6); "
-           "sid_bsgm.md §2-§4, §14 (fixed-point problems)",
+    source="docs/checks.rst X1; UniBiO Def. A.1, Lemma B.6 (docs/unibio.rst §1.4-1.6); "
+           "docs/sid_bsgm.rst §2-§4, §14 (fixed-point problems)",
 )
 
 DIMS = (1, 2, 10, 100)
 SCALE_CONTROL = 1e-3
 NOT_APPLICABLE_FIXED_POINT = ("hvp_yy_g, jvp_xy_g/jvp_yx_g, f_u, gen_hvp, gen_hvp_T: no "
                               "lower-level objective g (w = Φ(w, λ) is a fixed point, "
-                              "sid_bsgm.md §2); their analogues ∂₁Φ, ∂₂Φ and ∇f are checked")
+                              "docs/sid_bsgm.rst §2); their analogues ∂₁Φ, ∂₂Φ and ∇f are checked")
 
 Factory = Callable[[], object]
 
@@ -245,7 +245,7 @@ def controls(d: int) -> list[tuple[str, object, tuple[str, ...]]]:
          WrongDerivative(N, "f_u", lambda x, y: N.grad_y_f(x, y) / power_map_jacobian_diag(
              np.asarray(y, dtype=np.float64), N.p + 1.0)),
          ("f_u",)),
-        (f"Hᵀ replaced by H (non-separable d={d}, p=4; unibio.md §1.6)",
+        (f"Hᵀ replaced by H (non-separable d={d}, p=4; docs/unibio.rst §1.6)",
          WrongDerivative(N, "gen_hvp_T", lambda x, y, v: N.gen_hvp(x, y, v)),
          ("gen_hvp_T", "gen_hvp adjoint")),
         (f"∂₁Φᵀ replaced by ∂₁Φ ({g_label}, non-symmetric A)",

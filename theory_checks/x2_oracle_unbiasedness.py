@@ -1,6 +1,7 @@
-"""X2: every stochastic oracle is unbiased with the configured variance (spec claims.md X2;
-oracle assumptions: unibio.md §2.3 (Assumption 3.4), borep.md §8, fdehbo.md §5, §10.1,
-sid_bsgm.md §4.1, §14.1, baselines.md §0.2, §10.2).
+"""X2: every stochastic oracle is unbiased with the configured variance (docs/checks.rst X2;
+oracle assumptions: docs/unibio.rst §2.3 (Assumption 3.4), docs/borep.rst §8, docs/fdehbo.rst §5,
+§10.1,
+docs/sid_bsgm.rst §4.1, §14.1, docs/baselines.rst §0.2, §10.2).
 
 Oracles and what "configured" means for each (exact values, no estimation):
 
@@ -11,10 +12,10 @@ Oracles and what "configured" means for each (exact values, no estimation):
   the per-sample quantities, computed exactly from all n of them), one contiguous batch with
   a uniform id (draw_batch, SABA's units), and the first batch of a shuffled pass (both:
   the population covariance of the n/B batch means); the mean is the full-data quantity;
-- ContractionOracle (refbilevel/oracles/contraction.py, SID's oracle, sid_bsgm.md §14.1):
+- ContractionOracle (refbilevel/oracles/contraction.py, SID's oracle, docs/sid_bsgm.rst §14.1):
   Φ(w, λ; ζ) with covariance (s_Z²||w||² + s_Y²||λ||² + s_ε²) I, ∂₁Φᵀv: s_Z²||v||² I,
   ∂₂Φᵀv: s_Y²||v||² I, (∇₁E, ∇₂E)(ξ): Σ_ξ (identity, and a correlated Σ_ξ);
-- MatrixNoiseOracle (refbilevel/oracles/matrix_noise.py, fdehbo.md §10.1), every kind: the
+- MatrixNoiseOracle (refbilevel/oracles/matrix_noise.py, docs/fdehbo.rst §10.1), every kind: the
   covariances of its module docstring, e.g. (s²/2)(||v||² I + v vᵀ) for the HVP.
 
 Test (per oracle output, R i.i.d. replicas at a fixed point; R = 2e4 quick, 2e5 full):
@@ -78,8 +79,9 @@ CLAIM = ClaimInfo(
     id="X2",
     claim="every stochastic oracle (Gaussian, finite-sum minibatch, SID contraction, matrix "
           "noise) is unbiased with the configured (co)variance",
-    source="claims.md X2; unibio.md §2.3; sid_bsgm.md §4.1, §14.1; fdehbo.md §10.1; "
-           "baselines.md §0.2, §10.2",
+    source="docs/checks.rst X2; docs/unibio.rst §2.3; docs/sid_bsgm.rst §4.1, §14.1; "
+        "docs/fdehbo.rst §10.1; "
+           "docs/baselines.rst §0.2, §10.2",
 )
 
 FWER = 1e-3

@@ -1,5 +1,5 @@
 """X3: the oracle-call counters equal the per-iteration counts each algorithm's paper states,
-exactly (spec claims.md X3; DESIGN.md "the oracle layer is the only place that counts
+exactly (docs/checks.rst X3; docs/design.rst "the oracle layer is the only place that counts
 calls").
 
 Every registered algorithm (``refbilevel.backends.implementations("algorithm")``) runs a
@@ -14,25 +14,25 @@ count ``BSGMTrace.samples``) are compared, with integer equality, with the count
 state, as the library encodes them:
 
 - the eight baselines: :data:`refbilevel.algorithms._baselines.PAPER_COUNTS` (per-iteration
-  counts per kind, spec baselines.md §1-§8, section cited per entry), times the iteration,
+  counts per kind, docs/baselines.rst §1-§8, section cited per entry), times the iteration,
   by :func:`~refbilevel.algorithms._baselines.paper_cumulative_counts`; the HIA HVPs of BSA
   and TTSA (Ghadimi-Wang's randomized truncation, p_k ~ U{0..N−1} products in iteration k)
   are the running sum of the realized p_k (``trace.extra["hia_p"]``, max over replicas),
   whose range 0 ≤ p_k < N is also checked; every oracle kind is compared (unstated kinds
   must be 0); sample counts are not part of those papers' tables and are not compared;
-- UniBiO: :func:`~refbilevel.algorithms.unibio.unibio_cumulative_counts` (unibio.md §4.2
+- UniBiO: :func:`~refbilevel.algorithms.unibio.unibio_cumulative_counts` (docs/unibio.rst §4.2
   "Oracle cost", §5.6 eq. (63): per UL iteration 1 ∇_x F, 1 F_u, Q generalized HVPs,
   1 JVP; Epoch-SGD budgets on the lower level), samples included;
-- BO-REP: :func:`~refbilevel.algorithms.borep.borep_cumulative_counts` (borep.md §4: per
+- BO-REP: :func:`~refbilevel.algorithms.borep.borep_cumulative_counts` (docs/borep.rst §4: per
   iteration 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, N ∇_y G every I iterations, Epoch-SGD
   T_1(2^{k†} − 1) ∇_y G), samples included;
 - FdeHBO and FMBO: :func:`~refbilevel.algorithms.fdehbo.storm_total_counts` after t
-  iterations (fdehbo.md §3 "Per-iteration oracle cost": FdeHBO 3k ∇_y G, 2k ∇_x G, k ∇_y F,
+  iterations (docs/fdehbo.rst §3 "Per-iteration oracle cost": FdeHBO 3k ∇_y G, 2k ∇_x G, k ∇_y F,
   k ∇_x F, FMBO k each of ∇_y G, HVP, JVP, ∇_y F, ∇_x F, with k = 1 at t = 0 and 2 after;
   5 samples per iteration);
 - BSGM: one SID call per outer iteration s with (t_s, k_s, J_s) from
   :func:`~refbilevel.algorithms.bsgm.bsgm_schedule`, each costing
-  :func:`~refbilevel.estimators.sid.sid_counts` (sid_bsgm.md §4.2: t + k + J copies of ζ,
+  :func:`~refbilevel.estimators.sid.sid_counts` (docs/sid_bsgm.rst §4.2: t + k + J copies of ζ,
   J of ξ; t Φ, k ∂₁Φᵀ, J ∂₂Φᵀ, J ∇E evaluations); Definition 15 (§11): the samples
   Σ (t_s + k_s + 2J_s). The deterministic schedule of the setup, plus the finite and
   increasing schedules in full mode;
@@ -42,7 +42,7 @@ Everything is integer accounting: exact, no tolerance, no false positives (the s
 chooses the noise, and the HIA p_k that the expected HVP count reads back).
 
 Negative control: the same comparison against a false expectation must fail — (a) SOBA's
-trace against stocBiO's per-iteration table (baselines.md §2: n SGD steps and Q HVPs per
+trace against stocBiO's per-iteration table (docs/baselines.rst §2: n SGD steps and Q HVPs per
 iteration instead of one each), (b) SOBA's own table off by one (∇_y G 2 per iteration),
 (c) BSGM's counts against SID calls with J_s + 1 ξ samples.
 """
@@ -75,16 +75,17 @@ CLAIM = ClaimInfo(
     id="X3",
     claim="oracle-call counters equal the per-iteration counts each algorithm's paper "
           "states (every algorithm, every kind, every iteration; exact)",
-    source="spec claims.md X3; baselines.md §0.2, §1-§8; unibio.md §4.2, §5.6; borep.md §4; "
-           "fdehbo.md §3; sid_bsgm.md §4.2, §11",
+    source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8; docs/unibio.rst §4.2, §5.6; "
+        "docs/borep.rst §4; "
+           "docs/fdehbo.rst §3; docs/sid_bsgm.rst §4.2, §11",
 )
 
 SOURCES = {
-    "unibio": "unibio.md §4.2 'Oracle cost', §5.6 eq. (63) (unibio_cumulative_counts)",
-    "borep": "borep.md §4 (borep_cumulative_counts / borep_oracle_counts)",
-    "fdehbo": "fdehbo.md §3 'Per-iteration oracle cost' (storm_total_counts)",
-    "fmbo": "fdehbo.md §3, §4 'Per-iteration oracle cost' (storm_total_counts)",
-    "bsgm": "sid_bsgm.md §4.2 (sid_counts per SID call), §5 schedule, §11 Definition 15",
+    "unibio": "docs/unibio.rst §4.2 'Oracle cost', §5.6 eq. (63) (unibio_cumulative_counts)",
+    "borep": "docs/borep.rst §4 (borep_cumulative_counts / borep_oracle_counts)",
+    "fdehbo": "docs/fdehbo.rst §3 'Per-iteration oracle cost' (storm_total_counts)",
+    "fmbo": "docs/fdehbo.rst §3, §4 'Per-iteration oracle cost' (storm_total_counts)",
+    "bsgm": "docs/sid_bsgm.rst §4.2 (sid_counts per SID call), §5 schedule, §11 Definition 15",
 }
 SID_CASES = ((7, 4, 3), (0, 5, 1), (5, 0, 2), (12, 12, 12))
 

@@ -1,7 +1,7 @@
 """X4: the backends agree — NumPy ↔ Numba to ≤ 1e-12 relative in float64 on the same seed
 (bit-for-bit where the summation order is the same), with the same oracle counts, the same
 divergence records and the same random numbers consumed; NumPy ↔ CuPy within tolerance on
-host-generated noise (spec claims.md X4; DESIGN.md §Backends).
+host-generated noise (docs/checks.rst X4; docs/design.rst §Backends).
 
 Measured:
 
@@ -28,7 +28,7 @@ Measured:
   (tests/test_estimators.py::test_device_noise_mode_is_unbiased and test_sid.py cover the
   device-noise code path).
 
-Tolerance: 1e-12 relative is the library's float64 parity contract (DESIGN.md): the kernels
+Tolerance: 1e-12 relative is the library's float64 parity contract (docs/design.rst): the kernels
 perform the same operations on the same random numbers, and differ only by the order of
 floating-point sums (loops vs BLAS), which moves results by a few ulps per operation; the
 measured differences (seed 0) are ≤ 1e-15 for most algorithms and estimators, 3e-14 for the
@@ -66,7 +66,7 @@ CLAIM = ClaimInfo(
     id="X4",
     claim="backends agree: NumPy ↔ Numba ≤ 1e-12 relative on the same seed, same counts and "
           "draws; NumPy ↔ CuPy on host noise",
-    source="spec claims.md X4; DESIGN.md §Backends",
+    source="docs/checks.rst X4; docs/design.rst §Backends",
 )
 
 CUPY_RTOL = 1e-10

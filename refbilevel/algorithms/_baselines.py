@@ -1,9 +1,9 @@
-"""Shared plumbing of the baseline algorithms (spec baselines.md §0-§8).
+"""Shared plumbing of the baseline algorithms (docs/baselines.rst §0-§8).
 
 Not an algorithm: the leading underscore keeps it out of the auto-import of
 ``refbilevel/algorithms/__init__.py``.
 
-Conventions every baseline follows (spec baselines.md §0):
+Conventions every baseline follows (docs/baselines.rst §0):
 
 - internal sign convention "+z": z ≈ [∇²_yy g]^{-1} ∇_y f and the direction is
   d = ∇_x f − ∇²_xy g z (§0.1); SOBA/SABA's v = −z is converted at the boundary only;
@@ -91,7 +91,7 @@ def theory_constants(algorithm: str, section: str, supplied: dict[str, Any] | No
                      required: tuple[str, ...]) -> dict[str, float]:
     """The multiplicative constants of a paper schedule that the spec does not give.
 
-    The spec (baselines.md) states most paper schedules only up to a constant ("∝", "Θ",
+    The spec (docs/baselines.rst) states most paper schedules only up to a constant ("∝", "Θ",
     "recalled, verify"): those constants are NOT RECOVERED, so ``mode="theory"`` needs them
     passed explicitly; a missing one raises ValueError naming it and the section.
     """
@@ -105,7 +105,7 @@ def theory_constants(algorithm: str, section: str, supplied: dict[str, Any] | No
         hint = ", ".join(repr(k) + ": ..." for k in missing)
         raise ValueError(
             f"{algorithm} mode='theory': the constant(s) {', '.join(missing)} of the paper's "
-            f"schedule are NOT RECOVERED (spec baselines.md {section} gives the schedule only "
+            f"schedule are NOT RECOVERED (docs/baselines.rst {section} gives the schedule only "
             f"up to constants); pass theory_constants={{{hint}}}"
         )
     return {k: positive(f"theory_constants[{k!r}]", supplied[k]) for k in required}
@@ -119,14 +119,14 @@ def problem_constant(oracle, name: str, algorithm: str, section: str) -> float:
         value = c.C
     if value is None or not value > 0 or not math.isfinite(value):
         raise ValueError(f"{algorithm} mode='theory' needs the problem constant {name} "
-                         f"(spec baselines.md {section}); {type(oracle.problem).__name__} "
+                         f"(docs/baselines.rst {section}); {type(oracle.problem).__name__} "
                          f"states {name} = {value}")
     return float(value)
 
 
 # ---- schedules ------------------------------------------------------------------------------
 def decay(c: float, e: float, t: int) -> float:
-    """lr_t = c / t^e, t = 1, 2, ... (benchmark_bilevel, baselines.md §0.2)."""
+    """lr_t = c / t^e, t = 1, 2, ... (benchmark_bilevel, docs/baselines.rst §0.2)."""
     return c if e == 0.0 else c / t**e
 
 
@@ -139,7 +139,7 @@ def shared_sample(oracle, kind: str, R: int):
 
 
 def outer_gradients(oracle, x, y, R: int) -> tuple[np.ndarray, np.ndarray]:
-    """(∇_y F, ∇_x F) at (x, y) on one outer sample (baselines.md §0.2); order fy then fx."""
+    """(∇_y F, ∇_x F) at (x, y) on one outer sample (docs/baselines.rst §0.2); order fy then fx."""
     b = shared_sample(oracle, "grad_y_f", R)
     fy = oracle.grad_y_f(x, y, sample=b)
     fx = oracle.grad_x_f(x, y, sample=b)
@@ -168,7 +168,7 @@ def sgd_block(oracle, x, y, n_steps: int, lr: float, bad: np.ndarray) -> np.ndar
 
 def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarray):
     """Ghadimi–Wang's randomized Neumann estimate z = N η Π_{i=1}^{p} (I − η Ĥ_i) v0 with
-    p ~ Uniform{0, ..., N−1} per replica (baselines.md §1 PAPER and CODE "HIA").
+    p ~ Uniform{0, ..., N−1} per replica (docs/baselines.rst §1 PAPER and CODE "HIA").
 
     Draws p for all replicas with one ``rng.integers(0, N, size=R)``, then HVP step j
     (j = 1..max p) on the whole batch with a fresh sample, applied where p_r >= j: with R = 1
@@ -195,46 +195,47 @@ def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],
 
 # ---- oracle-call counts each paper states (claim X3) --------------------------------------------
 #: Per-iteration oracle calls of each baseline, as its paper/benchmark states them (spec
-#: baselines.md; the algorithm modules' docstrings say the same). A count is an int, the name
+#: docs/baselines.rst; the algorithm modules' docstrings say the same). A count is an int, the name
 #: of a ``params`` entry of the run (``trace.params``), or ``(factor, name)``. Kinds not
 #: listed are 0. ``randomized_hvp``: Ghadimi-Wang's randomized Neumann estimate ("HIA",
 #: §1 PAPER) makes p_k HVPs in iteration k, p_k ~ Uniform{0..N−1} — the realized p_k is in
 #: ``trace.extra["hia_p"]`` (max over the replicas of a batched run, exactly p_k for R = 1).
 PAPER_COUNTS: dict[str, dict[str, Any]] = {
-    "bsa": {"section": "baselines.md §1 (CODE steps 1-3, 5: n_inner_steps SGD, one outer "
+    "bsa": {"section": "docs/baselines.rst §1 (CODE steps 1-3, 5: n_inner_steps SGD, one outer "
                        "batch, HIA, one cross product)",
             "per_iteration": {"grad_y_g": "n_inner_steps", "grad_y_f": 1, "grad_x_f": 1,
                               "jvp": 1},
             "randomized_hvp": True},
-    "stocbio": {"section": "baselines.md §2 (PAPER steps 1-3: D SGD steps, Q HVPs, one outer "
+    "stocbio": {"section": "docs/baselines.rst §2 (PAPER steps 1-3: D SGD steps, Q HVPs, one outer "
                            "batch, one cross product)",
                 "per_iteration": {"grad_y_g": "n_inner_steps", "hvp": "n_neumann_steps",
                                   "jvp": 1, "grad_y_f": 1, "grad_x_f": 1},
                 "randomized_hvp": False},
-    "ttsa": {"section": "baselines.md §3 (PAPER: one SGD step, GW18 estimator: one outer "
+    "ttsa": {"section": "docs/baselines.rst §3 (PAPER: one SGD step, GW18 estimator: one outer "
                         "batch, HIA, one cross product)",
              "per_iteration": {"grad_y_g": 1, "grad_y_f": 1, "grad_x_f": 1, "jvp": 1},
              "randomized_hvp": True},
-    "soba": {"section": "baselines.md §4 (PAPER: D_y, D_v, D_x from one inner and one outer "
+    "soba": {"section": "docs/baselines.rst §4 (PAPER: D_y, D_v, D_x from one inner and one outer "
                         "sample)",
              "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
                                "grad_x_f": 1},
              "randomized_hvp": False},
-    "saba": {"section": "baselines.md §5 (SOBA's five directions, each a SAGA estimate of "
+    "saba": {"section": "docs/baselines.rst §5 (SOBA's five directions, each a SAGA estimate of "
                         "one fresh evaluation)",
              "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
                                "grad_x_f": 1},
              "randomized_hvp": False},
-    "ma_soba": {"section": "baselines.md §6 (PAPER: D_y, D_z, D_x, one sample per oracle)",
+    "ma_soba": {"section": "docs/baselines.rst §6 (PAPER: D_y, D_z, D_x, one sample per oracle)",
                 "per_iteration": {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1,
                                   "grad_x_f": 1},
                 "randomized_hvp": False},
-    "amigo": {"section": "baselines.md §7 (PAPER steps 1-4: T SGD steps on y, M SGD steps on "
+    "amigo": {"section": "docs/baselines.rst §7 (PAPER steps 1-4: T SGD steps on y, M SGD steps on "
                          "z, one outer batch, one cross product)",
               "per_iteration": {"grad_y_g": "n_inner_steps", "hvp": "n_z_steps", "jvp": 1,
                                 "grad_y_f": 1, "grad_x_f": 1},
               "randomized_hvp": False},
-    "f2sa": {"section": "baselines.md §8 (PAPER: per inner step ∇_y G at z and at y, ∇_y F at "
+    "f2sa": {"section": "docs/baselines.rst §8 (PAPER: per inner step ∇_y G at z and at y, ∇_y F "
+        "at "
                         "y; then ∇_x F and two ∇_x G)",
              "per_iteration": {"grad_y_g": (2, "n_inner_steps"), "grad_y_f": "n_inner_steps",
                                "grad_x_f": 1, "grad_x_g": 2},

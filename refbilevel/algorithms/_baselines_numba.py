@@ -1,5 +1,5 @@
 """Numba plumbing shared by the baseline kernels (soba_numba.py, stocbio_numba.py,
-amigo_numba.py, saba_numba.py, ...; spec baselines.md §0; DESIGN.md §Backends).
+amigo_numba.py, saba_numba.py, ...; docs/baselines.rst §0; docs/design.rst §Backends).
 
 Not an algorithm: the leading underscore keeps it out of the auto-import of
 ``refbilevel/algorithms/__init__.py``.
@@ -261,7 +261,7 @@ def call_jvp(P, LI, fs, rng, std, idx, X, Y, V, OUT, act):
 
 @njit(**_JIT)
 def call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act):
-    """(∇_y F, ∇_x F) on one outer sample (baselines.md §0.2): one minibatch (finite sum) or
+    """(∇_y F, ∇_x F) on one outer sample (docs/baselines.rst §0.2): one minibatch (finite sum) or
     two noise blocks, ∇_y F first (the reference's order)."""
     idx = draw_idx(rng, fs, n_out, X.shape[0], bsz)
     call_grad_y_f(P, LO, fs, rng, s_fy, idx, X, Y, FY, act)

@@ -1,5 +1,5 @@
 """AmIGO — Amortized Implicit Gradient Optimization (Arbel & Mairal, ICLR 2022; spec
-baselines.md §7). NumPy reference, batched over replicas, "+z" convention.
+docs/baselines.rst §7). NumPy reference, batched over replicas, "+z" convention.
 
 Per outer iteration k (warm starts for both y and z):
 
@@ -11,7 +11,7 @@ Per outer iteration k (warm starts for both y and z):
 
 z_0 = 0 (benchmark_bilevel CODE: "v" initialised at 0).
 
-Oracle calls per iteration (X3; baselines.md §0.2 "(21, 2)" for 10 + 10 steps): grad_y_g
+Oracle calls per iteration (X3; docs/baselines.rst §0.2 "(21, 2)" for 10 + 10 steps): grad_y_g
 n_inner_steps, hvp n_z_steps, jvp 1, grad_y_f 1, grad_x_f 1. GaussianOracle draw order (the
 Numba kernel reproduces it): n × ∇_y G, ∇_y F, ∇_x F, m × HVP, JVP.
 
@@ -38,7 +38,7 @@ def amigo_params(oracle, mode, step_size, outer_ratio, n_inner_steps, n_z_steps)
     B.require_mode(mode)
     if mode == "theory":
         raise ValueError(
-            "AmIGO mode='theory': the paper's step sizes are NOT RECOVERED (spec baselines.md "
+            "AmIGO mode='theory': the paper's step sizes are NOT RECOVERED (docs/baselines.rst "
             "§7 gives only T, M = O(κ log κ)); use mode='tuned' with explicit step_size and "
             "outer_ratio"
         )

@@ -1,5 +1,5 @@
-"""AmIGO as one explicit Numba kernel (Arbel & Mairal 2022; spec baselines.md §7;
-DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+"""AmIGO as one explicit Numba kernel (Arbel & Mairal 2022; docs/baselines.rst §7;
+docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.amigo.run_amigo`: per iteration n × ∇_y G, then
 ∇_y F, ∇_x F (one outer sample), m × HVP, JVP, each on a fresh sample. Oracles and divergence
 handling: see :mod:`refbilevel.algorithms._baselines_numba`.

@@ -1,5 +1,5 @@
 """BO-REP: bilevel optimization with initialization refinement and periodic updates
-(Hao, Gong, Liu, ICLR 2024, Algorithms 1-3; spec borep.md §4), NumPy reference batched over
+(Hao, Gong, Liu, ICLR 2024, Algorithms 1-3; docs/borep.rst §4), NumPy reference batched over
 replicas.
 
     1: y_1 ← EpochSGD(x_1, y_0)                        (Alg. 3, initialization refinement)
@@ -10,7 +10,7 @@ replicas.
     5:   m_t ← β m_{t-1} + (1−β)[∇_x F(x_t,y_t;ξ_t) − ∇²_xy G(x_t,y_t;ζ_t) z_t]
     6:   x_{t+1} ← x_t − η m_t/||m_t||                  (normalized momentum)
 
-Choices where the paper's formulas were not recovered (borep.md §4, DERIVED): line 5 uses
+Choices where the paper's formulas were not recovered (docs/borep.rst §4, DERIVED): line 5 uses
 z_t (before line 4) and the same samples as line 4; the period phase is t = 1 + kI, k ≥ 1;
 the LL ball is centred at y_{t-1}; Alg. 2 returns the last iterate, Alg. 3 the average of
 each epoch's post-step iterates; if ||m_t|| = 0 line 6 is skipped (no ε in the
@@ -20,29 +20,29 @@ Two parameter modes (:func:`borep_params`):
 
 * ``mode="tuned"``: the §8 experiment values η = 0.02, β = 0.9, I = 10, N = 20, γ = 0.1,
   ν = 0.2, R = 5, ρ = l_{f,0}/μ, EpochSGD k† = 6, T_1 = 20, θ_1 = 0.5, D_1 = 20;
-* ``mode="theory"``: the DERIVED schedule of borep.md §5.3 as a function of ε and the
+* ``mode="theory"``: the DERIVED schedule of docs/borep.rst §5.3 as a function of ε and the
   problem constants (:func:`borep_theory_schedule`), whose exact oracle count is
   :func:`borep_oracle_budget` (claim B3's accounting test).
 
 Random-number order: Epoch-SGD draws one ∇_y G block per step; each outer iteration draws,
 on an update iteration, N ∇_y G blocks (one per LL step), then ∇_x F, ∇_y F, HVP, JVP
 blocks (the (ξ_t, ζ_t) pair shared by lines 4 and 5). Oracle calls per outer iteration
-(borep.md §4, DERIVED): 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, plus N ∇_y G on update iterations;
+(docs/borep.rst §4, DERIVED): 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, plus N ∇_y G on update iterations;
 Epoch-SGD costs Σ_k T_1 2^{k-1} ∇_y G (:func:`borep_oracle_counts`).
 
 Negative controls (claim B2): ``normalize=False`` replaces line 6 by x ← x − η m (momentum
 SGD, *not* BO-REP) — from x_0 = 9·1 on P1 it overflows.
 
-Two algorithm variants (``BOREPParams.variant``; borep.md §7 "The authors' code vs. the
+Two algorithm variants (``BOREPParams.variant``; docs/borep.rst §7 "The authors' code vs. the
 paper"), orthogonal to the parameter mode:
 
 * ``variant="paper"`` (default): Algorithms 1-3 as above, with Epoch-SGD and projections.
-* ``variant="code"``: the per-iteration logic of the released code (borep.md §7, CODE,
+* ``variant="code"``: the per-iteration logic of the released code (docs/borep.rst §7, CODE,
   ``data_cleaning/bo_rep.py``): Epoch-SGD off (``epoch_k = 0``), projections off
   (``project = False``; ``R_ball`` and ``rho`` are unused), the lower-level update at every
   iteration with (t − 1) mod I == 0 — the code's ``step % interval == 0`` with step = t − 1,
   so *including* the first iteration — with 1 + N steps, z from the post-update y, and
-  ε = 1e-10 in the normalization. Iteration t (borep.md §7 items 1-5):
+  ε = 1e-10 in the normalization. Iteration t (docs/borep.rst §7 items 1-5):
 
       1: h ← ∇²_yy G(x_t, y; ζ_t) z_t                     (HVP at the *current* y, before 2)
       2: if (t − 1) mod I == 0: u_0 = y; for k = 1..1+N:
@@ -58,7 +58,7 @@ paper"), orthogonal to the parameter mode:
   the sum of the k lower-level gradients drawn so far. We reproduce that faithfully (it is an
   undamped heavy-ball recursion: u_{k+1} − 2u_k + u_{k-1} = −γ ∇_y G(u_k)).
 
-  Ambiguities of the code's order (DERIVED choices, following borep.md §7's wording):
+  Ambiguities of the code's order (DERIVED choices, following docs/borep.rst §7's wording):
   (a) the HVP of item 1 is taken at the current y, *before* the update (§7 item 1; the
   hyper-cleaning file does so; ``hyperparam_opt/bo_rep.py`` of the same repository instead
   updates y first — N steps, without the extra one — and takes the HVP at the updated y);
@@ -70,7 +70,7 @@ paper"), orthogonal to the parameter mode:
   lower-level parameters (``nn.init.xavier_uniform_`` of a (P, 1) tensor); here z_1 is the
   caller's ``z0`` (default 0, as in the paper variant) and the oracle's Generator is not
   used for it — :func:`xavier_uniform_z0` draws the code's initialisation from a Generator
-  the caller passes. The code's values (I = 2-3, N = 3-10, ν = 1e-2, β = 0.9; borep.md §6,
+  the caller passes. The code's values (I = 2-3, N = 3-10, ν = 1e-2, β = 0.9; docs/borep.rst §6,
   §7) were tuned for its RNN tasks; :func:`borep_params` gives the code variant the same
   ``mode`` values as the paper variant (override I, N, ν to use the code's).
 
@@ -112,19 +112,19 @@ __all__ = [
 ]
 
 MODES = ("tuned", "theory")
-VARIANTS = ("paper", "code")  # borep.md §7: Algorithms 1-3 vs the released code's iteration
-CODE_EPS = 1e-10  # the code's ε in x ← x − η m/(||m|| + ε) (borep.md §7 item 5)
+VARIANTS = ("paper", "code")  # docs/borep.rst §7: Algorithms 1-3 vs the released code's iteration
+CODE_EPS = 1e-10  # the code's ε in x ← x − η m/(||m|| + ε) (docs/borep.rst §7 item 5)
 
 
 # ---- parameters -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BOREPParams:
-    """Every parameter of Algorithms 1-3 (borep.md §4 names; ``R_ball`` is the LL ball R).
+    """Every parameter of Algorithms 1-3 (docs/borep.rst §4 names; ``R_ball`` is the LL ball R).
 
     ``normalize=False`` and ``project=False`` exist for the negative controls and the
-    code-like variant (borep.md §7); the paper's algorithm has both True.
+    code-like variant (docs/borep.rst §7); the paper's algorithm has both True.
 
-    ``variant`` (borep.md §7): ``"paper"`` (Algorithms 1-3) or ``"code"`` (the released
+    ``variant`` (docs/borep.rst §7): ``"paper"`` (Algorithms 1-3) or ``"code"`` (the released
     code's iteration, see the module docstring). The code has neither projections nor
     Epoch-SGD, so ``variant="code"`` requires ``project=False`` and ``epoch_k=0`` (the record
     then says what ran); ``R_ball``, ``rho`` and the other ``epoch_*`` fields are unused by it.
@@ -164,7 +164,7 @@ class BOREPParams:
         require_range("epoch_D1", self.epoch_D1, low=0.0, low_inclusive=False)
         if self.variant == "code" and (self.project or self.epoch_k != 0):
             raise ValueError(
-                "variant='code' has no projections and no Epoch-SGD (borep.md §7): it needs "
+                "variant='code' has no projections and no Epoch-SGD (docs/borep.rst §7): it needs "
                 f"project=False and epoch_k=0; got project={self.project!r}, "
                 f"epoch_k={self.epoch_k!r}")
 
@@ -175,7 +175,7 @@ class BOREPParams:
 def _check_variant(variant: Any) -> str:
     if not isinstance(variant, str) or variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))} "
-                         f"(borep.md §7); got {variant!r}")
+                         f"(docs/borep.rst §7); got {variant!r}")
     return variant
 
 
@@ -183,7 +183,7 @@ def _constant(problem, key: str) -> float:
     ex = problem.constants.extra
     if key not in ex or ex[key] is None:
         raise ValueError(f"problem {problem!r} lacks the BO-REP constant {key!r} in "
-                         "constants.extra (borep.md §2, §8); pass the parameter explicitly")
+                         "constants.extra (docs/borep.rst §2, §8); pass the parameter explicitly")
     return float(ex[key])
 
 
@@ -197,7 +197,7 @@ def borep_params(problem, *, mode: str = "tuned", variant: str = "paper",
     :class:`BOREPTheoryConstants`, e.g. :meth:`BOREPTheoryConstants.from_problem`); T is the
     schedule's. ``overrides`` replace individual fields.
 
-    ``variant`` (``"paper"`` or ``"code"``, borep.md §7) is independent of ``mode``: the code
+    ``variant`` (``"paper"`` or ``"code"``, docs/borep.rst §7) is independent of ``mode``: the code
     variant takes the same mode values with ``project=False`` and ``epoch_k=0`` (the code
     has neither projections nor Epoch-SGD); the paper variant's values are unchanged.
     """
@@ -216,7 +216,7 @@ def borep_params(problem, *, mode: str = "tuned", variant: str = "paper",
         mu = problem.constants.mu
         rho = overrides.pop("rho", None)
         if rho is None:
-            rho = _constant(problem, "l_f0") / mu  # ρ = l_{f,0}/μ bounds ||z*|| (borep.md §3)
+            rho = _constant(problem, "l_f0") / mu  # ρ = l_{f,0}/μ bounds ||z*|| (docs/borep.rst §3)
         base = dict(T=3000 if T is None else T, eta=0.02, beta=0.9, I=10, N=20, gamma=0.1,
                     nu=0.2, R_ball=5.0, rho=rho, epoch_k=6, epoch_T1=20, epoch_theta1=0.5,
                     epoch_D1=20.0)
@@ -224,14 +224,15 @@ def borep_params(problem, *, mode: str = "tuned", variant: str = "paper",
         return BOREPParams(**base)
     if eps is None or theory is None:
         raise ValueError("mode='theory' needs eps (target ε > 0) and theory "
-                         "(BOREPTheoryConstants; borep.md §5.3)")
+                         "(BOREPTheoryConstants; docs/borep.rst §5.3)")
     p = borep_theory_schedule(eps, theory).params
     if T is not None:
         overrides["T"] = T
     return replace(p, **overrides) if overrides else p
 
 
-# ---- theory mode (borep.md §5.3, DERIVED) -----------------------------------------------------
+# ---- theory mode (docs/borep.rst §5.3, DERIVED)
+# -----------------------------------------------------
 def light_tail_sigma(std: float, dim: int) -> float:
     """The smallest σ with E exp(||n||²/σ²) ≤ e for n ~ N(0, std² I_dim) (Assumption 3(iii)).
 
@@ -245,7 +246,7 @@ def light_tail_sigma(std: float, dim: int) -> float:
 
 @dataclass(frozen=True)
 class BOREPTheoryConstants:
-    """The inputs of the §5.3 schedule (borep.md §2 and §5.3 names).
+    """The inputs of the §5.3 schedule (docs/borep.rst §2 and §5.3 names).
 
     Assumption 1: L_x0, L_x1, L_y0, L_y1, r_f; Assumption 2: mu, l_g1 (joint smoothness of
     g), C_gxy, L_gxy, L_gyy, l_f0; Assumption 3: sigma_f, sigma_g1 (light tail), sigma_g2;
@@ -292,7 +293,7 @@ class BOREPTheoryConstants:
         :class:`GaussianOracle` has E||noise||² = std² dim whatever z is, so σ_{g,2} is set to
         (that level)/ρ, which makes the §5.3 product σ_{g,2} ρ equal to the true level.
         Δ = max Φ(x_0) − ``phi_lower`` over the replicas (``phi_lower`` ≤ inf Φ is the
-        caller's: the problem's known minimum for P1/P2, borep.md §8); D_1 = 2||∇_y g(x_0,
+        caller's: the problem's known minimum for P1/P2, docs/borep.rst §8); D_1 = 2||∇_y g(x_0,
         y_0)||/μ from the exact gradient (≥ 2||y_0 − y*||; §5.3 allows any upper bound; no
         oracle calls are counted for it).
         """
@@ -331,7 +332,7 @@ class BOREPTheorySchedule:
 
 def borep_theory_schedule(eps: float, c: BOREPTheoryConstants, *,
                           control: str | None = None) -> BOREPTheorySchedule:
-    """The DERIVED theory-mode schedule of borep.md §5.3 (our constants, not the paper's):
+    """The DERIVED theory-mode schedule of docs/borep.rst §5.3 (our constants, not the paper's):
 
         1 − β = min(1, ε²/(16σ_Φ²));  η = min((1−β)/(8L_1), ε(1−β)/(8L_0), r_Φ);
         T = ⌈4Δ/(ηε)⌉;  δ_y = min(r_f/2, 1/(8L_{x,1}), ε/(8K_y));
@@ -345,7 +346,7 @@ def borep_theory_schedule(eps: float, c: BOREPTheoryConstants, *,
     with L_{y*} = C_{g_xy}/μ, ρ = l_{f,0}/μ, σ_Φ² = 2σ_f² + 2ρ²σ_{g,2}²,
     K_y = L_{x,0} + L_{x,1}C_{g_xy}l_{f,0}/μ + L_{g_xy}ρ,
     L_{z*} = (1 + L_{y*})[(L_{y,0} + L_{y,1}l_{f,0})/μ + L_{g_yy}l_{f,0}/μ²] and (L_0, L_1, r_Φ)
-    the DERIVED relaxed smoothness of Φ (borep.md §2 remark). Orders (§5.2): 1 − β ∝ ε²,
+    the DERIVED relaxed smoothness of Φ (docs/borep.rst §2 remark). Orders (§5.2): 1 − β ∝ ε²,
     η ∝ ε³, T ∝ ε^{-4}, I, N ∝ ε^{-2} (N up to a log), total oracle calls Õ(ε^{-4}).
 
     ``control`` exists only for claim B3's NEGATIVE CONTROL: ``"no_period"`` sets I = 1
@@ -361,7 +362,7 @@ def borep_theory_schedule(eps: float, c: BOREPTheoryConstants, *,
     L_ystar = c.C_gxy / mu
     rho = c.l_f0 / mu
     s = math.sqrt(1.0 + L_ystar**2)
-    # DERIVED relaxed smoothness of Φ (borep.md §2, remark after Assumption 2)
+    # DERIVED relaxed smoothness of Φ (docs/borep.rst §2, remark after Assumption 2)
     L0 = s * (c.L_x0 + c.L_x1 * c.C_gxy * c.l_f0 / mu + c.L_gxy * c.l_f0 / mu
               + c.C_gxy * (c.L_y0 + c.L_y1 * c.l_f0) / mu + c.C_gxy * c.L_gyy * c.l_f0 / mu**2)
     L1 = s * c.L_x1
@@ -418,7 +419,7 @@ def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
     ⌊(T−1)/I⌋ × N ∇_y G; Epoch-SGD: Σ_{k=1}^{k†} T_1 2^{k−1} = T_1(2^{k†} − 1) ∇_y G.
     Samples: one per call (every call draws fresh noise).
 
-    ``variant="code"`` (borep.md §7; module docstring): T × (∇_x F, ∇_y F, HVP, JVP);
+    ``variant="code"`` (docs/borep.rst §7; module docstring): T × (∇_x F, ∇_y F, HVP, JVP);
     update iterations t = 1 + kI ≤ T, k ≥ 0 (the first included), i.e. ⌈T/I⌉ of them, each
     with 1 + N ∇_y G; no Epoch-SGD.
     """
@@ -467,7 +468,7 @@ def borep_oracle_budget(eps: float, constants: BOREPTheoryConstants, *,
 # ---- building blocks --------------------------------------------------------------------------
 def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger: int,
               T1: int, theta1: float, D1: float, project: bool = True) -> np.ndarray:
-    """Algorithm 3 (Epoch-SGD with shrinking balls; borep.md §4): for k = 1..k†,
+    """Algorithm 3 (Epoch-SGD with shrinking balls; docs/borep.rst §4): for k = 1..k†,
     T_k = T_1 2^{k−1}, θ_k = θ_1 2^{−(k−1)}, D_k = D_1 2^{−(k−1)/2}; projected SGD on
     g(x, ·) in B(ŷ^k, D_k) from ŷ^k; ŷ^{k+1} = the average of the epoch's post-step iterates.
     ``x`` is held fixed (x_1). Returns ŷ^{k†+1}, shape of y0."""
@@ -492,7 +493,7 @@ def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger
 
 def xavier_uniform_z0(rng: np.random.Generator, d_y: int, replicas: int | None = None
                       ) -> np.ndarray:
-    """The released code's z initialisation (borep.md §7): ``nn.init.xavier_uniform_`` of a
+    """The released code's z initialisation (docs/borep.rst §7): ``nn.init.xavier_uniform_`` of a
     (P, 1) tensor, i.e. i.i.d. U(−a, a) with a = sqrt(6/(P + 1)) (fan_in 1, fan_out P), here
     P = d_y. Shape (d_y,) or (replicas, d_y); drawn with ``rng.uniform`` from the Generator
     the caller passes (use a stream other than the oracle's to keep the oracle's draws
@@ -533,11 +534,12 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
           mode: str = "tuned", T: int | None = None, eps: float | None = None,
           theory: BOREPTheoryConstants | None = None, z0=None, record_every: int = 1,
           seed: int | None = None, **overrides: Any) -> Trace:
-    """BO-REP (Algorithm 1 with Algorithms 2 and 3; borep.md §4) from x_1 = ``x0``, y_0 = ``y0``.
+    """BO-REP (Algorithm 1 with Algorithms 2 and 3; docs/borep.rst §4) from x_1 = ``x0``, y_0 =
+    ``y0``.
 
     Parameters come from ``params`` or from :func:`borep_params` (``mode``, ``T``, ``eps``,
     ``theory``, ``overrides``; ``variant="code"`` among the overrides selects the released
-    code's iteration, borep.md §7 and the module docstring). ``x0`` (d_x,) or (R, d_x) and
+    code's iteration, docs/borep.rst §7 and the module docstring). ``x0`` (d_x,) or (R, d_x) and
     ``y0`` batch R replicas that share the oracle's Generator. z_1 = ``z0`` (default 0; the
     code draws it at random, see :func:`xavier_uniform_z0`), m_0 = 0.
 
@@ -587,7 +589,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                         u = project_ball(u, p.R_ball, c)
                 act = rec.active[:, None]
                 y = np.where(act, u, y)
-            # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (borep.md §4 details)
+            # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (docs/borep.rst §4 details)
             s_xf = oracle.draw("grad_x_f", (R,))
             s_yf = oracle.draw("grad_y_f", (R,))
             s_h = oracle.draw("hvp", (R,))
@@ -612,7 +614,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
 
 def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.ndarray,
                 z: np.ndarray, m: np.ndarray, rec: TraceRecorder, seed: int | None) -> Trace:
-    """The ``variant="code"`` iteration (borep.md §7 items 1-5; module docstring): no
+    """The ``variant="code"`` iteration (docs/borep.rst §7 items 1-5; module docstring): no
     Epoch-SGD, no projections, update at (t − 1) mod I == 0 with 1 + N *accumulating* SGD
     steps, z from the post-update y, the hypergradient with z_{t+1} and a third batch,
     ε = 1e-10 in the normalization. Draw order per iteration: HVP, [(1 + N) × ∇_y G],

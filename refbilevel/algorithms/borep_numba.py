@@ -1,4 +1,5 @@
-"""BO-REP as an explicit Numba kernel (borep.md §4, Algorithms 1-3; DESIGN.md §Backends).
+"""BO-REP as an explicit Numba kernel (docs/borep.rst §4, Algorithms 1-3; docs/design.rst
+§Backends).
 
 Same algorithm, parameters and random-number order as the NumPy reference
 :func:`refbilevel.algorithms.borep.borep`: Epoch-SGD draws one (R, d_y) ∇_y G block per step;
@@ -7,7 +8,7 @@ HVP and JVP blocks, each as :class:`~refbilevel.oracles.gaussian.GaussianOracle`
 (nothing for an exact kind). On the same Generator the iterates agree with the reference to
 rounding (claim X4; the matrix products are sequential loops here and BLAS there).
 
-Problems: BO-REP's own test problems P1 (both variants) and P2 of borep.md §8
+Problems: BO-REP's own test problems P1 (both variants) and P2 of docs/borep.rst §8
 (:mod:`refbilevel.problems.relaxed_smooth`). They are not in the shared
 :mod:`refbilevel.backends.numba_problems` table, so their five oracle primitives are compiled
 here (same formulas and operation order as the NumPy methods); any other problem raises
@@ -15,7 +16,7 @@ NotImplementedOnBackendError naming the class.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract).
 
-``variant="code"`` (borep.md §7, the released code's iteration; see the module docstring of
+``variant="code"`` (docs/borep.rst §7, the released code's iteration; see the module docstring of
 :mod:`refbilevel.algorithms.borep`) runs its own kernel, :func:`_borep_code_kernel`, with the
 reference's random-number order for that variant: per iteration the HVP block, on an update
 iteration ((t − 1) mod I == 0, the first included) 1 + N ∇_y G blocks, then ∇_y F, ∇_x F,
@@ -64,7 +65,7 @@ def _pack(problem):
                 np.ascontiguousarray(problem.b), np.ascontiguousarray(problem.t), 1.0)
     raise NotImplementedOnBackendError(
         f"the numba BO-REP kernel has no primitives for problem class {type(problem).__name__};"
-        " supported: RelaxedSmoothP1, RelaxedSmoothP2 (borep.md §8)")
+        " supported: RelaxedSmoothP1, RelaxedSmoothP2 (docs/borep.rst §8)")
 
 
 # ---- primitives (one replica; the NumPy formulas of problems/relaxed_smooth.py) ---------------
@@ -286,7 +287,7 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
 def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                        normalize, eps, stds, rec_every, X_rec, Y_rec,
                        div):  # pragma: no cover - compiled
-    """variant="code" (borep.md §7 items 1-5), the operations of borep._borep_code."""
+    """variant="code" (docs/borep.rst §7 items 1-5), the operations of borep._borep_code."""
     R, dx = x.shape
     dy = y.shape[1]
     s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]

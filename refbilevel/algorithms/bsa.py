@@ -1,5 +1,5 @@
 """BSA — Bilevel Stochastic Approximation (Ghadimi & Wang 2018, arXiv 1802.02246; spec
-baselines.md §1). NumPy reference, batched over replicas, "+z" convention.
+docs/baselines.rst §1). NumPy reference, batched over replicas, "+z" convention.
 
 Per outer iteration k = 1..T:
 

@@ -1,5 +1,5 @@
-"""BSA as one explicit Numba kernel (Ghadimi & Wang 2018; spec baselines.md §1;
-DESIGN.md §Backends). Same mathematics, schedule and random-number order as the NumPy
+"""BSA as one explicit Numba kernel (Ghadimi & Wang 2018; docs/baselines.rst §1;
+docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.bsa.run_bsa`: per iteration n_k × ∇_y G, ∇_y F, ∇_x F,
 p (one ``rng.integers(0, N, R)``), max p HVPs, JVP. The schedule (n_k, β's, α_k) is
 evaluated in Python by the reference's own schedule function and passed as arrays, so the

@@ -1,5 +1,5 @@
 """BSGM: bilevel stochastic gradient method with SID hypergradients and no warm start
-(Grazzi, Pontil, Salzo, JMLR 2023, Algorithm 2; spec sid_bsgm.md §5), NumPy reference
+(Grazzi, Pontil, Salzo, JMLR 2023, Algorithm 2; docs/sid_bsgm.rst §5), NumPy reference
 batched over replicas.
 
     for s = 0..T-1:
@@ -116,7 +116,8 @@ def _project(constraint, lam: np.ndarray) -> np.ndarray:
 
 
 def proximal_gradient_mapping(problem, lam, alpha: float, constraint=None) -> np.ndarray:
-    """G_α(λ) = (λ − P_Λ(λ − α∇f(λ)))/α (Definition 11, sid_bsgm.md §10); = ∇f when Λ = R^n."""
+    """G_α(λ) = (λ − P_Λ(λ − α∇f(λ)))/α (Definition 11, docs/sid_bsgm.rst §10); = ∇f when Λ =
+    R^n."""
     alpha = require_range("alpha", alpha, low=0.0, low_inclusive=False)
     lam = np.asarray(lam, dtype=float)
     return (lam - _project(constraint, lam - alpha * problem.grad_f(lam))) / alpha
@@ -124,7 +125,7 @@ def proximal_gradient_mapping(problem, lam, alpha: float, constraint=None) -> np
 
 def constrained_minimum(problem, constraint, lam0, *, alpha: float | None = None,
                         tol: float = 1e-13, max_iter: int = 200000) -> tuple[np.ndarray, float]:
-    """(λ*, f*) by exact projected gradient descent from ``lam0`` (how sid_bsgm.md §14.4's
+    """(λ*, f*) by exact projected gradient descent from ``lam0`` (how docs/sid_bsgm.rst §14.4's
     values were computed). For convex f this is the minimum over Λ; otherwise a stationary
     point, and f* is then only an estimate of inf_Λ f (the caller must say so)."""
     L = float(problem.constants.extra["L_f"])
@@ -142,7 +143,7 @@ def constrained_minimum(problem, constraint, lam0, *, alpha: float | None = None
 # ---- schedules ----------------------------------------------------------------------------------
 def bsgm_schedule(schedule: str | Callable[[int], tuple[int, int, int]], s: int, T: int,
                   q: float) -> tuple[int, int, int]:
-    """(t_s, k_s, J_s) of outer iteration s (sid_bsgm.md §5 table, DERIVED readings).
+    """(t_s, k_s, J_s) of outer iteration s (docs/sid_bsgm.rst §5 table, DERIVED readings).
 
     ``"finite"``: (T, T, T) (Theorem 16'(ii)); ``"increasing"``: (s+1, s+1, s+1) (Theorem
     16'(i)); ``"deterministic"``: t_s = k_s = ⌈log(s+1)/log(1/q)⌉, J_s = 1 (Theorem 17', so
@@ -167,7 +168,7 @@ def bsgm_schedule(schedule: str | Callable[[int], tuple[int, int, int]], s: int,
 
 
 def bsgm_total_samples(schedule, T: int, q: float = 0.5) -> int:
-    """Σ_{s<T} (t_s + k_s + 2J_s), BSGM's sample complexity (Definition 15, sid_bsgm.md §11):
+    """Σ_{s<T} (t_s + k_s + 2J_s), BSGM's sample complexity (Definition 15, docs/sid_bsgm.rst §11):
     4T² (finite), 2T(T+1) (increasing)."""
     tot = 0
     for s in range(T):
@@ -239,7 +240,7 @@ class BSGMTrace:
 
     def corollary13(self, f_star: float, L: float | None = None,
                     scale: float = 1.0) -> dict[str, np.ndarray]:
-        """Corollary 13' on every path (α = 1/L, sid_bsgm.md §10):
+        """Corollary 13' on every path (α = 1/L, docs/sid_bsgm.rst §10):
 
             (1/T)Σ_{s<T}||G_{1/L}(λ_s)||² ≤ 8L(f(λ_0) − f*)/T + (10/T)Σ_{s<T}||Δ_s||²,
 
@@ -340,7 +341,7 @@ def run_bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = N
 def bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = None,
          schedule: str | Callable = "finite", steps: Any = None, constraint=None, w0=None,
          replicas: int | None = None, seed: int | None = None) -> BSGMTrace:
-    """BSGM (Algorithm 2; sid_bsgm.md §5) for T outer iterations from ``lam0``.
+    """BSGM (Algorithm 2; docs/sid_bsgm.rst §5) for T outer iterations from ``lam0``.
 
     ``oracle``: a :class:`~refbilevel.oracles.contraction.ContractionOracle` over a
     :class:`~refbilevel.problems.contraction.LinearContraction`; ``lam0`` (n,) with

@@ -1,4 +1,4 @@
-"""BSGM, Numba backend (sid_bsgm.md §5): the reference loop of
+"""BSGM, Numba backend (docs/sid_bsgm.rst §5): the reference loop of
 :mod:`refbilevel.algorithms.bsgm` with every SID call made by SID's Numba kernel
 (:mod:`refbilevel.estimators.sid_numba`).
 

@@ -1,15 +1,15 @@
 """Epoch-SGD with shrinking balls: UniBiO's lower-level solver (UniBiO Algorithm 1;
-spec unibio.md §4.1, schedules §5.1 Lemma C.4 / Theorem C.5).
+docs/unibio.rst §4.1, schedules §5.1 Lemma C.4 / Theorem C.5).
 
     tau = 2(p-1)/p,  T_k = T_1 2^{tau(k-1)},  D_k = D_1 2^{-(k-1)/p},  gamma_k = gamma_1 2^{-(k-1)}
     epoch k: T_k projected SGD steps on the ball B(w_1^k, D_k) around the epoch's start;
              the next epoch starts at the epoch average.
 
-Two budget rules (spec §4.1 and §8 item 3):
+Two budget rules (docs/unibio.rst §4.1 and §8 item 3):
 - ``"paper"``: the K complete epochs whose integer lengths floor(T_k) sum to <= the budget;
 - ``"code"``: the authors' rule, epoch k runs while the real-valued cumulative sum
   Σ_{i<k} T_1 2^{tau i} <= budget, lengths truncated with int(), at most 49 epochs.
-For T_1 = 5, budget 100 both give 75, 59, 70, 77 steps for p = 2, 4, 6, 8 (spec §7.1).
+For T_1 = 5, budget 100 both give 75, 59, 70, 77 steps for p = 2, 4, 6, 8 (docs/unibio.rst §7.1).
 
 Two averaging sets: ``"pre"`` averages w_1..w_{T_k} (Hazan–Kale, Lemma C.6; the paper),
 ``"post"`` averages w_2..w_{T_k+1} (the authors' code).
@@ -34,7 +34,7 @@ class Epoch:
 
 def epoch_schedule(budget: int, T_1: float, D_1: float, gamma_1: float, p: float,
                    rule: str = "paper") -> list[Epoch]:
-    """The epochs Epoch-SGD runs within ``budget`` stochastic gradients (spec §4.1)."""
+    """The epochs Epoch-SGD runs within ``budget`` stochastic gradients (docs/unibio.rst §4.1)."""
     budget = require_int("budget", budget, low=0)
     T_1 = require_range("T_1", T_1, low=1.0)
     D_1 = require_range("D_1", D_1, low=0.0, low_inclusive=False)

@@ -1,5 +1,5 @@
 """Scalar Numba kernels of Epoch-SGD with shrinking balls (UniBiO Algorithm 1; spec
-unibio.md §4.1) for lower levels of the form |w|^p/p - s w, used by the UniBiO Example 3
+docs/unibio.rst §4.1) for lower levels of the form |w|^p/p - s w, used by the UniBiO Example 3
 kernel and by the U7 check. Mathematics and draw order as :mod:`refbilevel.algorithms.epoch_sgd`.
 """
 
@@ -23,7 +23,7 @@ def ipow(a, n):
 @njit(cache=True, error_model="numpy")
 def scalar_power_epoch_sgd(rng, sinx, W, active, lengths, radii, steps, pre_avg, s_gy, q):
     """Epoch-SGD on g(w) = |w|^p/p - s w (∇g = [w]^{q} - s, q = p - 1), scalar per replica,
-    in place on W: UniBiO Example 3's lower level with s = sin x (spec unibio.md §6.1) and
+    in place on W: UniBiO Example 3's lower level with s = sin x (docs/unibio.rst §6.1) and
     the 1-D separable family. Same draw order as the NumPy reference (one draw per replica
     per step, replicas in order)."""
     qi = int(q)

@@ -1,5 +1,5 @@
 """F2SA — Fully First-order Stochastic Approximation (Kwon, Kwon, Wright, Nowak, ICML 2023;
-spec baselines.md §8). NumPy reference, batched over replicas. Gradients only (no HVP/JVP).
+docs/baselines.rst §8). NumPy reference, batched over replicas. Gradients only (no HVP/JVP).
 
 Penalty reformulation L_λ(x, y) = f(x, y) + λ (g(x, y) − g*(x)); with z ≈ y*(x) ("inner
 approx star") and y ≈ argmin_y L_λ(x, ·), per outer iteration k:

@@ -1,5 +1,5 @@
-"""F2SA as one explicit Numba kernel (Kwon, Kwon, Wright, Nowak 2023; spec baselines.md §8;
-DESIGN.md §Backends). Same mathematics, schedule and random-number order as the NumPy
+"""F2SA as one explicit Numba kernel (Kwon, Kwon, Wright, Nowak 2023; docs/baselines.rst §8;
+docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.f2sa.run_f2sa`: per inner step ∇_y G(y), ∇_y F(y),
 ∇_y G(z), then ∇_x F, ∇_x G(y), ∇_x G(z) (one shared sample for the last two in
 ``mode="theory"`` with a FiniteSumOracle). The schedule (a_k, c_k, ξ_k, λ_k) is evaluated

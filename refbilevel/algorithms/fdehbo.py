@@ -1,9 +1,9 @@
 """FdeHBO: fully first-order STORM-momentum bilevel method (Yang, Xiao, Ji, NeurIPS 2023,
-Algorithm 1; spec fdehbo.md §2, §3), NumPy reference batched over replicas.
+Algorithm 1; docs/fdehbo.rst §2, §3), NumPy reference batched over replicas.
 
 Every iteration t = 0..T-1 evaluates three STORM estimators at (x_t, y_t, v_t) and, for
 t ≥ 1, the same estimators at (x_{t-1}, y_{t-1}, v_{t-1}) *on the same samples*
-(fdehbo.md §3 "Simultaneous updates"; what makes STORM variance-reducing):
+(docs/fdehbo.rst §3 "Simultaneous updates"; what makes STORM variance-reducing):
 
     h^g_t = η^g_t ∇_y G(x_t,y_t;ζ_t)
             + (1-η^g_t)(h^g_{t-1} + ∇_y G(x_t,y_t;ζ_t) − ∇_y G(x_{t-1},y_{t-1};ζ_t))   (6)
@@ -13,14 +13,15 @@ t ≥ 1, the same estimators at (x_{t-1}, y_{t-1}, v_{t-1}) *on the same samples
     h^f_t  (same form, with ∇̃ f = ∇_x F − J̃, J̃ the central finite difference (11)) (10)
     x_{t+1} = x_t - α_t h^f_t
 
-Initialization (fdehbo.md §3, NOT RECOVERED in the paper; the DERIVED standard choice): at
+Initialization (docs/fdehbo.rst §3, NOT RECOVERED in the paper; the DERIVED standard choice): at
 t = 0 the plain stochastic estimators are used (η_0 = 1), v_0 = 0 unless given.
 
-Finite differences (fdehbo.md §2, eqs. (9), (11)) are central and use one sample at both
+Finite differences (docs/fdehbo.rst §2, eqs. (9), (11)) are central and use one sample at both
 points y ± δv, so with the additive-noise :class:`~refbilevel.oracles.gaussian.GaussianOracle`
 the noise cancels exactly and H̃, J̃ carry only the O(δ²) truncation error (exactly zero,
-up to rounding, for g quadratic in y: fdehbo.md §10.1). FMBO (:mod:`refbilevel.algorithms.fmbo`,
-fdehbo.md §4) is the same loop with the exact HVP/JVP oracles; :func:`storm_bilevel` runs
+up to rounding, for g quadratic in y: docs/fdehbo.rst §10.1). FMBO
+(:mod:`refbilevel.algorithms.fmbo`,
+docs/fdehbo.rst §4) is the same loop with the exact HVP/JVP oracles; :func:`storm_bilevel` runs
 either.
 
 Random-number order (the parity contract with :mod:`refbilevel.algorithms.fdehbo_numba`):
@@ -31,16 +32,16 @@ per iteration exactly five ``oracle.draw`` calls, for all replicas at once, in t
 
 (FdeHBO | FMBO). Every oracle evaluation passes its sample explicitly, so evaluations
 consume no random numbers. When only the upper-level oracles are noisy both variants
-consume identical streams, which is what fdehbo.md §10.3 test 1 compares.
+consume identical streams, which is what docs/fdehbo.rst §10.3 test 1 compares.
 
-Oracle calls per iteration (fdehbo.md §3, DERIVED; :func:`storm_counts_per_iteration`):
+Oracle calls per iteration (docs/fdehbo.rst §3, DERIVED; :func:`storm_counts_per_iteration`):
 FdeHBO t ≥ 1: 6 ∇_y G, 4 ∇_x G, 2 ∇_y F, 2 ∇_x F (half at t = 0); FMBO t ≥ 1: 2 ∇_y G,
 2 HVP, 2 JVP, 2 ∇_y F, 2 ∇_x F; 5 independent samples per iteration.
 
-Schedules (Theorem 1/2, fdehbo.md §7): α_t = (w+t)^{-1/3}, β_t = c_β α_t, λ_t = c_λ α_t,
+Schedules (Theorem 1/2, docs/fdehbo.rst §7): α_t = (w+t)^{-1/3}, β_t = c_β α_t, λ_t = c_λ α_t,
 η^·_t = c_η· α_t² (:class:`StormSchedule`); the constants of eqs. (33)/(67) are NOT
 RECOVERED, so :meth:`StormSchedule.tuned` uses the values that converge on the §10.1
-instance (w = 1e5, c_β = c_λ = 10, c_η = 1e3, fdehbo.md §7 "Admissibility", §10.1).
+instance (w = 1e5, c_β = c_λ = 10, c_η = 1e3, docs/fdehbo.rst §7 "Admissibility", §10.1).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ VARIANTS = ("fdehbo", "fmbo")
 # ---- schedules ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StormSchedule:
-    """The Theorem 1/2 schedule family (fdehbo.md §7, §10.3 test 4):
+    """The Theorem 1/2 schedule family (docs/fdehbo.rst §7, §10.3 test 4):
 
         α_t = (w+t)^{-1/3}, β_t = c_β α_t, λ_t = c_λ α_t, η^f_t = c_ηf α_t², η^R_t = c_ηR α_t²,
         η^g_t = c_ηg α_t²,
@@ -86,7 +87,7 @@ class StormSchedule:
     SGD on (y, v, x) with the same steps and no STORM correction. ``alpha_power`` (default
     1/3) lets a control use a wrong rate; the theorem needs 1/3.
 
-    Admissibility (fdehbo.md §7, DERIVED necessary conditions): η_t ≤ 1 for all t, i.e.
+    Admissibility (docs/fdehbo.rst §7, DERIVED necessary conditions): η_t ≤ 1 for all t, i.e.
     w ≥ max(c_η)^{3/2}; checked here (ValueError naming the constants).
     """
 
@@ -112,11 +113,11 @@ class StormSchedule:
                     f"momentum weights must lie in [0, 1]: need w >= max(c_eta)^(1/(2p)) = "
                     f"{c_max ** (0.5 / self.alpha_power):g} (p = alpha_power), got w={self.w:g} "
                     f"with c_eta_f={self.c_eta_f:g}, c_eta_R={self.c_eta_R:g}, "
-                    f"c_eta_g={self.c_eta_g:g} (fdehbo.md §7 admissibility)")
+                    f"c_eta_g={self.c_eta_g:g} (docs/fdehbo.rst §7 admissibility)")
 
     @classmethod
     def tuned(cls, **overrides: Any) -> StormSchedule:
-        """The §10.1 values that converge deterministically and stochastically (fdehbo.md
+        """The §10.1 values that converge deterministically and stochastically (docs/fdehbo.rst
         §7 "Admissibility", §10.1): w = 1e5, c_β = c_λ = 10, c_η = 1e3 for all three."""
         kw: dict[str, Any] = {"w": 1e5, "c_beta": 10.0, "c_lambda": 10.0, "c_eta_f": 1e3,
                               "c_eta_R": 1e3, "c_eta_g": 1e3}
@@ -133,7 +134,7 @@ class StormSchedule:
                        ("eta_g", self.c_eta_g)):
             eta = c * alpha**2 if self.momentum else np.ones(T)
             if T:
-                eta[0] = 1.0  # plain estimator at t = 0 (fdehbo.md §3 initialization)
+                eta[0] = 1.0  # plain estimator at t = 0 (docs/fdehbo.rst §3 initialization)
             out[key] = eta
         return out
 
@@ -142,7 +143,7 @@ class StormSchedule:
 
 
 def theorem1_delta_bound(schedule: StormSchedule, L: float, r_v: float, T: int) -> float:
-    """Theorem 1's bound δ_ε ≤ min(c_ηf, c_ηR) / (8 L r_v² (w+T-1)^{2/3}) (fdehbo.md §7).
+    """Theorem 1's bound δ_ε ≤ min(c_ηf, c_ηR) / (8 L r_v² (w+T-1)^{2/3}) (docs/fdehbo.rst §7).
 
     ``L`` should be max(L_gxy, L_gyy) (the DERIVED safe choice of §7); L = 0 (g quadratic in
     y, finite differences exact) gives +inf.
@@ -172,7 +173,7 @@ def fd_jvp(oracle, x, y, v, delta: float, sample) -> np.ndarray:
 
 
 def storm_counts_per_iteration(variant: str, t: int) -> dict[str, int]:
-    """Oracle calls of iteration t (fdehbo.md §3 "Per-iteration oracle cost", DERIVED).
+    """Oracle calls of iteration t (docs/fdehbo.rst §3 "Per-iteration oracle cost", DERIVED).
 
     t = 0 evaluates only the current point; t >= 1 also the previous one (same samples).
     Five independent samples are drawn every iteration.
@@ -203,7 +204,7 @@ def storm_total_counts(variant: str, T: int) -> dict[str, int]:
 def default_radius(problem, x0: np.ndarray, y0: np.ndarray) -> float:
     """Radius r_v of the v-ball when the caller gives none.
 
-    Theorem 1 needs r_v ≥ sup||∇_y f||/μ_g (fdehbo.md §5 note, §7). With a bound C_f on
+    Theorem 1 needs r_v ≥ sup||∇_y f||/μ_g (docs/fdehbo.rst §5 note, §7). With a bound C_f on
     ||∇_y f|| (``problem.constants.C_f``, p = 2) that is r_v = C_f/μ. Problems with an
     unbounded ∇_y f (the §10.1 quadratic) get the DERIVED heuristic (our choice, not the
     paper's) r_v = 10·max(1, ||v*||) over the start points, v* = [∇²_yy g]^{-1}∇_y f at
@@ -257,7 +258,7 @@ def check_storm_args(oracle, x0, y0, v0, T, schedule, delta, r_v, variant, recor
         r_v = default_radius(problem, x, y)
     r_v = require_range("r_v", r_v, low=0.0, low_inclusive=False)
     if np.any(np.linalg.norm(v, axis=-1) > r_v * (1 + 1e-12)):
-        raise ValueError(f"v0 must lie in the ball of radius r_v = {r_v:g} (fdehbo.md §3)")
+        raise ValueError(f"v0 must lie in the ball of radius r_v = {r_v:g} (docs/fdehbo.rst §3)")
     return x, y, v, R, T, delta, r_v, schedule.arrays(T)
 
 
@@ -266,16 +267,16 @@ def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSche
                   v0=None, record_every: int = 1, seed: int | None = None,
                   diagnostics: bool = False) -> Trace:
     """FdeHBO (``variant="fdehbo"``, finite differences) or FMBO (``variant="fmbo"``, exact
-    HVP/JVP) for T iterations from (x0, y0) (fdehbo.md §3, §4); see the module docstring.
+    HVP/JVP) for T iterations from (x0, y0) (docs/fdehbo.rst §3, §4); see the module docstring.
 
     ``x0`` (d_x,) or (R, d_x), ``y0`` (d_y,) or (R, d_y): R replicas share the oracle's
     Generator (one noise block per oracle call for all replicas). ``r_v``: radius of the
     v-ball (default :func:`default_radius`); ``delta``: finite-difference perturbation
     (FdeHBO only; Theorem 1's bound is :func:`theorem1_delta_bound`). Returns a
     :class:`~refbilevel.algorithms.trace.Trace`; ``trace.extra`` holds the final (y, v)
-    and the largest ||v_t|| seen (fdehbo.md §10.3 test 3). With ``diagnostics=True`` it
+    and the largest ||v_t|| seen (docs/fdehbo.rst §10.3 test 3). With ``diagnostics=True`` it
     also holds the squared errors of the three estimators against the exact,
-    noise-free quantities at the current point (fdehbo.md §5 error variables, without the
+    noise-free quantities at the current point (docs/fdehbo.rst §5 error variables, without the
     finite-difference term Δ), arrays (T, R): ``err_g`` = ||h^g_t − ∇_y g(x_t,y_t)||²,
     ``err_R`` = ||h^R_t − ∇_v R(x_t,y_t,v_t)||², ``err_f`` = ||h^f_t − ∇̄f(x_t,y_t,v_t)||²
     (closed-form problem methods, no oracle calls; §10.3 tests 2 and 5).
@@ -315,7 +316,7 @@ def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSche
             gg = oracle.grad_y_g(x, y, sample=zeta)
             gR = ls_grad(x, y, v, psi_f, psi_g)
             gF = ul_grad(x, y, v, xi_f, xi_g)
-            if t == 0:  # η_0 = 1: plain estimators (fdehbo.md §3 initialization)
+            if t == 0:  # η_0 = 1: plain estimators (docs/fdehbo.rst §3 initialization)
                 hg_n, hR_n, hF_n = gg, gR, gF
             else:  # STORM corrections at the previous point with the SAME samples
                 gg_p = oracle.grad_y_g(xp, yp, sample=zeta)
@@ -356,9 +357,9 @@ def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSche
 def fdehbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
            delta: float = 1e-3, r_v: float | None = None, v0=None, record_every: int = 1,
            seed: int | None = None) -> Trace:
-    """FdeHBO (Algorithm 1; fdehbo.md §3): Hessian/Jacobian-free STORM bilevel method.
+    """FdeHBO (Algorithm 1; docs/fdehbo.rst §3): Hessian/Jacobian-free STORM bilevel method.
 
-    ``schedule`` defaults to :meth:`StormSchedule.tuned` (fdehbo.md §10.1 values). See
+    ``schedule`` defaults to :meth:`StormSchedule.tuned` (docs/fdehbo.rst §10.1 values). See
     :func:`storm_bilevel` for the arguments and the random-number order.
     """
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),

@@ -1,4 +1,4 @@
-"""FdeHBO and FMBO as one explicit Numba kernel (fdehbo.md §3, §4; DESIGN.md §Backends).
+"""FdeHBO and FMBO as one explicit Numba kernel (docs/fdehbo.rst §3, §4; docs/design.rst §Backends).
 
 Same algorithm, conventions and random-number order as the NumPy reference
 :func:`refbilevel.algorithms.fdehbo.storm_bilevel`: per iteration five (R, dim) standard-normal
@@ -238,11 +238,11 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
 
     A :class:`~refbilevel.oracles.matrix_noise.MatrixNoiseOracle` is refused with
     NotImplementedOnBackendError: the kernel draws additive per-kind Gaussian noise itself,
-    and the matrix noise of fdehbo.md §10.1 runs on the NumPy backend only."""
+    and the matrix noise of docs/fdehbo.rst §10.1 runs on the NumPy backend only."""
     if isinstance(oracle, MatrixNoiseOracle):
         raise NotImplementedOnBackendError(
             f"{variant} on the numba backend draws additive Gaussian noise inside the kernel; "
-            "MatrixNoiseOracle (matrix noise, fdehbo.md §10.1) runs on the NumPy backend: "
+            "MatrixNoiseOracle (matrix noise, docs/fdehbo.rst §10.1) runs on the NumPy backend: "
             f"use implementation('algorithm', {variant!r}, 'numpy')")
     x, y, v, R, T, delta, r_v, sch = check_storm_args(
         oracle, x0, y0, v0, T, schedule, delta, r_v, variant, record_every)

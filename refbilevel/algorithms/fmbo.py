@@ -1,5 +1,5 @@
 """FMBO: fully single-loop momentum bilevel method (Yang, Xiao, Ji, NeurIPS 2023,
-Algorithm 2; spec fdehbo.md §4), NumPy reference.
+Algorithm 2; docs/fdehbo.rst §4), NumPy reference.
 
 Identical to FdeHBO (:mod:`refbilevel.algorithms.fdehbo`) except that the exact stochastic
 second-order products replace the finite differences (eqs. (12), (13)):
@@ -9,10 +9,10 @@ second-order products replace the finite differences (eqs. (12), (13)):
 
 with ·_t = (x_t, y_t, v_t).
 
-(the printed (12) has h^g_{t-1} in the momentum term: a typo for h^R_{t-1}, fdehbo.md §4).
+(the printed (12) has h^g_{t-1} in the momentum term: a typo for h^R_{t-1}, docs/fdehbo.rst §4).
 Per iteration t ≥ 1: 2 ∇_y G, 2 HVP, 2 JVP, 2 ∇_y F, 2 ∇_x F and no Neumann/CG inner loop.
 For g quadratic in y FdeHBO and FMBO give the same iterates on the same samples, up to the
-finite-difference rounding eps/δ (fdehbo.md §4 remark, §10.1).
+finite-difference rounding eps/δ (docs/fdehbo.rst §4 remark, §10.1).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = ["fmbo"]
 def fmbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
          r_v: float | None = None, v0=None, record_every: int = 1,
          seed: int | None = None) -> Trace:
-    """FMBO (Algorithm 2; fdehbo.md §4). ``schedule`` defaults to
+    """FMBO (Algorithm 2; docs/fdehbo.rst §4). ``schedule`` defaults to
     :meth:`StormSchedule.tuned`; see :func:`~refbilevel.algorithms.fdehbo.storm_bilevel`."""
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                          variant="fmbo", r_v=r_v, v0=v0, record_every=record_every,

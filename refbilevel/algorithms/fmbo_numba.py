@@ -1,4 +1,4 @@
-"""FMBO, Numba backend (fdehbo.md §4): the FdeHBO kernel of
+"""FMBO, Numba backend (docs/fdehbo.rst §4): the FdeHBO kernel of
 :mod:`refbilevel.algorithms.fdehbo_numba` with the exact HVP/JVP oracles in place of the
 finite differences (same random-number order as :func:`refbilevel.algorithms.fmbo.fmbo`)."""
 

@@ -1,6 +1,6 @@
 """MA-SOBA — Moving-Average SOBA (Chen, Xu, Zhang 2023, "Optimal algorithms for stochastic
 bilevel optimization under relaxed smoothness conditions", arXiv 2305.12067; spec
-baselines.md §6). NumPy reference, batched over replicas, "+z" convention (as the paper).
+docs/baselines.rst §6). NumPy reference, batched over replicas, "+z" convention (as the paper).
 
 PAPER form (§6, recalled, medium confidence): one inner sample ζ_t and one outer sample ξ_t,
 all directions at (x_t, y_t, z_t):

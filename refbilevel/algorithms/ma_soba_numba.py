@@ -1,5 +1,5 @@
-"""MA-SOBA as one explicit Numba kernel (Chen, Xu, Zhang 2023; spec baselines.md §6;
-DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+"""MA-SOBA as one explicit Numba kernel (Chen, Xu, Zhang 2023; docs/baselines.rst §6;
+docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ma_soba.run_ma_soba`: per iteration ∇_y G, HVP, JVP
 (one inner sample), then ∇_y F, ∇_x F (one outer sample). Oracles and divergence handling:
 see :mod:`refbilevel.algorithms._baselines_numba`.

@@ -1,5 +1,5 @@
 """SABA — Stochastic Average Bilevel Algorithm (Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022;
-spec baselines.md §5). NumPy reference, batched over replicas.
+docs/baselines.rst §5). NumPy reference, batched over replicas.
 
 SOBA (§4) with each of its five stochastic directions replaced by a SAGA estimator over the
 finite sums. Following benchmark_bilevel (§5 CODE) the SAGA units are the contiguous
@@ -85,7 +85,7 @@ def check_saba_inputs(oracle, init_memory: str) -> None:
     if not hasattr(oracle, "draw_batch"):
         raise ValueError(
             "SABA needs a finite-sum oracle with per-batch access (FiniteSumOracle.draw_batch: "
-            f"indices, batch id and weight; spec baselines.md §5); got {type(oracle).__name__}"
+            f"indices, batch id and weight; docs/baselines.rst §5); got {type(oracle).__name__}"
         )
     if init_memory not in INIT_MEMORY:
         raise ValueError(f"init_memory must be one of {', '.join(map(repr, INIT_MEMORY))}; "

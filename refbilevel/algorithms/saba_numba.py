@@ -1,5 +1,5 @@
-"""SABA as one explicit Numba kernel (Dagréou et al. 2022; spec baselines.md §5;
-DESIGN.md §Backends). Same mathematics, step sizes, SAGA tables, sign convention (+z inside,
+"""SABA as one explicit Numba kernel (Dagréou et al. 2022; docs/baselines.rst §5;
+docs/design.rst §Backends). Same mathematics, step sizes, SAGA tables, sign convention (+z inside,
 v = −z at the boundary) and random-number order as the NumPy reference
 :func:`refbilevel.algorithms.saba.run_saba`:
 

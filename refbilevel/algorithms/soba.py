@@ -1,5 +1,5 @@
 """SOBA — StOchastic Bilevel Algorithm (Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022;
-spec baselines.md §4). NumPy reference, batched over replicas.
+docs/baselines.rst §4). NumPy reference, batched over replicas.
 
 All three directions are evaluated at the same point (x_t, y_t, z_t) (simultaneous update):
 
@@ -9,15 +9,15 @@ All three directions are evaluated at the same point (x_t, y_t, z_t) (simultaneo
     y_{t+1} = y_t − ρ_t D_y,   z_{t+1} = z_t − ρ_t D_z,   x_{t+1} = x_t − γ_t D_x
 
 Sign convention: the paper and benchmark_bilevel write v = −z (D_v = ∇²G v + ∇_y F,
-D_x = ∇_x F + ∇²_xy G v). Internally this module uses +z (baselines.md §0.1); the boundary
+D_x = ∇_x F + ∇²_xy G v). Internally this module uses +z (docs/baselines.rst §0.1); the boundary
 converts: ``v0`` is given in the paper's convention (default 0) and the final v = −z is
 returned in ``trace.extra["v"]``. Both conventions give the same iterates x_t, y_t.
 
-Samples (baselines.md §4 CODE): one inner sample ζ gives D_y, the HVP and the cross product,
+Samples (docs/baselines.rst §4 CODE): one inner sample ζ gives D_y, the HVP and the cross product,
 one outer sample ξ gives (∇_y F, ∇_x F). With a FiniteSumOracle these are shared minibatches;
 a GaussianOracle has independent noise per kind (one block per call).
 
-Oracle calls per iteration (X3; baselines.md §0.2 "SOBA = (3, 2)"): grad_y_g 1, hvp 1,
+Oracle calls per iteration (X3; docs/baselines.rst §0.2 "SOBA = (3, 2)"): grad_y_g 1, hvp 1,
 jvp 1 (the 3 inner), grad_y_f 1, grad_x_f 1 (the 2 outer). GaussianOracle draw order (the
 Numba kernel reproduces it): ∇_y G, HVP, JVP, ∇_y F, ∇_x F.
 

@@ -1,5 +1,5 @@
-"""SOBA as one explicit Numba kernel (Dagréou et al. 2022; spec baselines.md §4;
-DESIGN.md §Backends). Same mathematics, schedule, sign conventions and random-number order as
+"""SOBA as one explicit Numba kernel (Dagréou et al. 2022; docs/baselines.rst §4;
+docs/design.rst §Backends). Same mathematics, schedule, sign conventions and random-number order as
 the NumPy reference :func:`refbilevel.algorithms.soba.run_soba`: per iteration ∇_y G, HVP,
 JVP (one inner minibatch, or three noise blocks), then ∇_y F, ∇_x F (one outer minibatch, or
 two noise blocks). Oracles and divergence handling: see

@@ -1,5 +1,5 @@
-"""stocBiO (Ji, Yang, Liang, ICML 2021; spec baselines.md §2). NumPy reference, batched over
-replicas, "+z" convention (baselines.md §0.1).
+"""stocBiO (Ji, Yang, Liang, ICML 2021; docs/baselines.rst §2). NumPy reference, batched over
+replicas, "+z" convention (docs/baselines.rst §0.1).
 
 Per outer iteration k:
 
@@ -14,7 +14,7 @@ Per outer iteration k:
 series; it is not called here because it draws ∇_x F and ∇_y F as two samples, while
 stocBiO — and the benchmark — uses one outer sample D_F for both.)
 
-Oracle calls per iteration (X3; baselines.md §0.2 "(21, 2)" for D = Q = 10): grad_y_g D,
+Oracle calls per iteration (X3; docs/baselines.rst §0.2 "(21, 2)" for D = Q = 10): grad_y_g D,
 hvp Q, jvp 1 (D + Q + 1 inner), grad_y_f 1, grad_x_f 1. GaussianOracle draw order (the Numba
 kernel reproduces it): D × ∇_y G, ∇_y F, ∇_x F, Q × HVP, JVP.
 

@@ -1,5 +1,5 @@
-"""stocBiO as one explicit Numba kernel (Ji, Yang, Liang 2021; spec baselines.md §2;
-DESIGN.md §Backends). Same mathematics, parameters and random-number order as the NumPy
+"""stocBiO as one explicit Numba kernel (Ji, Yang, Liang 2021; docs/baselines.rst §2;
+docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.stocbio.run_stocbio`: per iteration D × ∇_y G, then
 ∇_y F, ∇_x F (one outer sample), Q × HVP, JVP, each on a fresh sample. Oracles and
 divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.

@@ -1,4 +1,4 @@
-"""The record an algorithm run returns (DESIGN.md: algorithm → trace → check).
+"""The record an algorithm run returns (docs/design.rst: algorithm → trace → check).
 
 Per recorded iteration t and replica r: x_t, ||∇phi(x_t)|| from the closed form,
 ||y_t - y*(x_t)||, the running average of ||∇phi||, and the cumulative oracle counts by

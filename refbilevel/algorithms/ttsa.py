@@ -1,5 +1,5 @@
 """TTSA — Two-Timescale Stochastic Approximation (Hong, Wai, Wang, Yang, SIAM J. Optim. 2023;
-spec baselines.md §3). NumPy reference, batched over replicas, "+z" convention.
+docs/baselines.rst §3). NumPy reference, batched over replicas, "+z" convention.
 
 Single loop, k = 1..T:
 

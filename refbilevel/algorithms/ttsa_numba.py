@@ -1,5 +1,5 @@
-"""TTSA as one explicit Numba kernel (Hong, Wai, Wang, Yang 2023; spec baselines.md §3;
-DESIGN.md §Backends). Same mathematics, schedule and random-number order as the NumPy
+"""TTSA as one explicit Numba kernel (Hong, Wai, Wang, Yang 2023; docs/baselines.rst §3;
+docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ttsa.run_ttsa`: per iteration ∇_y G (its minibatch is
 reused by the cross product with a FiniteSumOracle), ∇_y F, ∇_x F, p (one
 ``rng.integers(0, N_k, R)``), max p HVPs, JVP. The schedule (β_k, α_k, N_k) is evaluated in

@@ -1,4 +1,4 @@
-"""UniBiO (UniBiO Algorithm 2; spec unibio.md §4.2), NumPy reference batched over replicas.
+"""UniBiO (UniBiO Algorithm 2; docs/unibio.rst §4.2), NumPy reference batched over replicas.
 
     y_0 <- Epoch-SGD(x_0, y_init, K_0)                                   (warm start)
     for t = 0..T-1:
@@ -7,15 +7,16 @@
         m_t = beta m_{t-1} + (1 - beta) ĝ(x_t, y_t)                       (m_{-1} = 0, CODE)
         x_{t+1} = x_t - eta m_t / ||m_t||                                 (normalized momentum)
 
-ĝ is the generalized Neumann estimator (H^{-T} form; unibio.md §3.5, §1.6) from
+ĝ is the generalized Neumann estimator (H^{-T} form; docs/unibio.rst §3.5, §1.6) from
 :mod:`refbilevel.estimators.neumann`. Per UL iteration: 1 ∇_x F, 1 F_u, Q generalized HVPs,
-1 JVP; LL: the Epoch-SGD budgets (spec §4.2 "Oracle cost").
+1 JVP; LL: the Epoch-SGD budgets (docs/unibio.rst §4.2 "Oracle cost").
 
-Parameter modes: :func:`tuned_params` (the Section 6 values of the authors' code, spec §7.1)
+Parameter modes: :func:`tuned_params` (the Section 6 values of the authors' code, docs/unibio.rst
+§7.1)
 and :func:`refbilevel.algorithms.unibio_schedule.theory_params` (the DERIVED Theorem 5.1
-instantiation of spec §5.5).
+instantiation of docs/unibio.rst §5.5).
 
-Code-compatibility options (spec §8): ``restart="random"`` restarts every Epoch-SGD call
+Code-compatibility options (docs/unibio.rst §8): ``restart="random"`` restarts every Epoch-SGD call
 from a fresh N(0, 1) draw (item 2), ``norm_eps=1e-8`` divides by ||m|| + 1e-8 (item 4),
 ``budget_rule="code"`` and ``average="post"`` (item 3). The code's closed-form hypergradient
 shortcut (item 1) is not reproduced: the spec reports the faithful estimator gives nearly
@@ -34,7 +35,7 @@ from refbilevel.backends.registry import register
 from refbilevel.estimators.neumann import neumann_core
 from refbilevel.validation import as_vector_batch, require_choice, require_int, require_range
 
-# spec unibio.md §7.1 (CODE): best UL step per p for the Section 6 synthetic run
+# docs/unibio.rst §7.1 (CODE): best UL step per p for the Section 6 synthetic run
 SECTION6_ETA = {2: 0.05, 4: 0.03, 6: 0.02, 8: 0.01}
 
 
@@ -57,8 +58,8 @@ class UniBiOParams:
     truncation: str = "fixed"
     budget_rule: str = "paper"
     average: str = "pre"
-    restart: str = "warm"  # "random": the authors' N(0,1) restarts (spec §8 item 2)
-    norm_eps: float = 0.0  # the authors' code uses 1e-8 (spec §8 item 4)
+    restart: str = "warm"  # "random": the authors' N(0,1) restarts (docs/unibio.rst §8 item 2)
+    norm_eps: float = 0.0  # the authors' code uses 1e-8 (docs/unibio.rst §8 item 4)
 
     def validated(self) -> UniBiOParams:
         require_int("T", self.T, low=1)
@@ -83,7 +84,7 @@ class UniBiOParams:
 
 
 def tuned_params(p: float, **overrides) -> UniBiOParams:
-    """The Section 6 synthetic-run values (spec unibio.md §7.1, CODE): T = 500, K = 100 (also
+    """The Section 6 synthetic-run values (docs/unibio.rst §7.1, CODE): T = 500, K = 100 (also
     for the t = 0 call), beta = 0.9, I = 2, T_1 = 5, D_1 = 1, gamma_1 = 1, eta by p."""
     eta = SECTION6_ETA.get(int(p)) if float(p).is_integer() else None
     base = UniBiOParams(T=500, eta=eta if eta is not None else 0.01, beta=0.9, I=2, K=100,
@@ -94,7 +95,7 @@ def tuned_params(p: float, **overrides) -> UniBiOParams:
 def unibio_cumulative_counts(params: UniBiOParams, p: float,
                              iterations: np.ndarray) -> dict[str, np.ndarray]:
     """Exact per-replica oracle calls made before UL iteration t's hypergradient, for each t
-    in ``iterations`` (t = T gives the whole run; spec §5.6 eq. (63), term by term).
+    in ``iterations`` (t = T gives the whole run; docs/unibio.rst §5.6 eq. (63), term by term).
 
     Samples: one per call (every call draws a fresh sample)."""
     t = np.asarray(iterations, dtype=np.int64)
@@ -113,7 +114,7 @@ def unibio_cumulative_counts(params: UniBiOParams, p: float,
 
 
 def unibio_oracle_counts(params: UniBiOParams, p: float) -> dict[str, int]:
-    """Total per-replica oracle calls of a run, by kind (spec §5.6 eq. (63))."""
+    """Total per-replica oracle calls of a run, by kind (docs/unibio.rst §5.6 eq. (63))."""
     c = unibio_cumulative_counts(params, p, np.array([params.T]))
     return {k: int(v[0]) for k, v in c.items() if v[0]}
 

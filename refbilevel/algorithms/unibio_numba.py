@@ -1,5 +1,5 @@
 """UniBiO as one explicit Numba kernel (same mathematics and random-number order as
-:mod:`refbilevel.algorithms.unibio`; spec unibio.md §4.1-4.2).
+:mod:`refbilevel.algorithms.unibio`; docs/unibio.rst §4.1-4.2).
 
 The problem enters as the uniform parameter tuple of
 :mod:`refbilevel.backends.numba_problems` (compiled once, cached on disk). Per oracle call
@@ -145,7 +145,7 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, T, I, eta, beta, Q, alpha, pre_a
 def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alpha, pre_avg,
                            norm_eps, s_gy, s_fx, s_fu, s_h, s_j, record_every):
     """UniBiO on UniBiO Example 3 with scalar state (H = 1, ∇_x f = 0, ∇²_xy g = -cos x;
-    spec unibio.md §6.1): the Section 6 benchmark path. Same oracle calls and draw order as
+    docs/unibio.rst §6.1): the Section 6 benchmark path. Same oracle calls and draw order as
     the NumPy reference."""
     R = X.shape[0]
     q = p - 1.0  # Example 3: p is an even integer

@@ -1,4 +1,4 @@
-"""UniBiO's theory-mode parameters as functions of ε (UniBiO Thm 5.1; spec unibio.md §5.5,
+"""UniBiO's theory-mode parameters as functions of ε (UniBiO Thm 5.1; docs/unibio.rst §5.5,
 with the Epoch-SGD inputs of §5.1-5.2). Every formula here is the spec's DERIVED sufficient
 instantiation (the paper's exact (49), (51)-(54), (59)-(62) are NOT RECOVERED); the orders
 are the paper's: 1-β ~ ε², η ~ ε^{3p-3}, I ~ ε^{-2}, K ~ ε^{-2p+2}, T ~ ε^{-3p+2}, and the
@@ -19,7 +19,7 @@ from refbilevel.validation import require_range
 
 @dataclass(frozen=True)
 class EpochSGDInputs:
-    """Lemma C.4 / Theorem C.5 inputs of one Epoch-SGD call (spec §5.1, §5.2)."""
+    """Lemma C.4 / Theorem C.5 inputs of one Epoch-SGD call (docs/unibio.rst §5.1, §5.2)."""
 
     T_1: float
     D_1: float
@@ -51,13 +51,14 @@ class UniBiOSchedule:
         return UniBiOParams(**{**fields, **overrides})
 
     def oracle_budget(self) -> int:
-        """Eq. (63) term by term: K_0 + T(Q+3) + floor((T-1)/I) K (spec §5.6)."""
+        """Eq. (63) term by term: K_0 + T(Q+3) + floor((T-1)/I) K (docs/unibio.rst §5.6)."""
         return (self.warm.budget + self.T * (self.Q + 3)
                 + (self.T - 1) // self.I * self.periodic.budget)
 
 
 def _lemma_c8_gradient_bound(L_0: float, L_1: float, r: float) -> float:
-    """(L_0/L_1)(e^{L_1 r} - 1), or its limit L_0 r as L_1 -> 0 (Lemma C.8, spec §5.1)."""
+    """(L_0/L_1)(e^{L_1 r} - 1), or its limit L_0 r as L_1 -> 0 (Lemma C.8, docs/unibio.rst
+    §5.1)."""
     return L_0 * r if L_1 == 0 else (L_0 / L_1) * math.expm1(L_1 * r)
 
 
@@ -86,7 +87,7 @@ def lower_level_noise_parameter(std: float, d: int) -> float:
 def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
                     delta_phi: float, G_0: float, delta: float = 0.1,
                     I_rule: str = "paper") -> UniBiOSchedule:
-    """The DERIVED Theorem 5.1 parameters of spec unibio.md §5.5 for accuracy ``eps``.
+    """The DERIVED Theorem 5.1 parameters of docs/unibio.rst §5.5 for accuracy ``eps``.
 
     ``delta_phi`` = phi(x_0) - inf phi; ``G_0`` = ||∇_y g(x_0, y_init)|| (warm start, §5.2);
     ``delta`` = the LL failure probability. ``I_rule="paper"`` takes I = ceil(1/(1-β))
@@ -107,7 +108,7 @@ def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
     assert c.l_p is not None and c.L_phi1 is not None and c.L_phi2 is not None
     assert c.L_0 is not None and c.L_1 is not None
     p, mu = problem.p, c.mu
-    # Lemma B.7's indicative variance (spec §3.6, TTSA mapping)
+    # Lemma B.7's indicative variance (docs/unibio.rst §3.6, TTSA mapping)
     s_f1 = noise.grad_x_f**2 * problem.d_x
     s_f2 = noise.f_u**2 * problem.d_y
     s_g2 = max(noise.gen_hvp, noise.jvp) ** 2 * max(problem.d_x, problem.d_y)

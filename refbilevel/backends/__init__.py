@@ -1,6 +1,6 @@
 """Backends by name: "numpy" (the reference), "numba" (explicit @njit kernels), "cupy" (GPU).
 
-DESIGN.md §Backends (modelled on PyLops' selection by name). Estimators and algorithms
+docs/design.rst §Backends (modelled on PyLops' selection by name). Estimators and algorithms
 register one implementation per backend with :func:`register`; :func:`implementation` looks
 one up and says clearly why it cannot (unknown name, backend not installed, or not
 implemented on that backend).

@@ -1,5 +1,5 @@
 """Calling a Numba kernel whose argument types are fixed by construction, without the
-dispatcher's per-call type resolution (DESIGN.md §Backends; issue #3, SID at one replica).
+dispatcher's per-call type resolution (docs/design.rst §Backends; issue #3, SID at one replica).
 
 Why. A Numba dispatcher call first computes the Numba type of every argument to pick the
 compiled overload. For arrays that is a fast C path; for a ``numpy.random.Generator`` it is

@@ -3,9 +3,9 @@
 Why this module exists. Numba kernels cannot call the Python methods of a
 :class:`~refbilevel.problems.base.BilevelProblem`, so every estimator and algorithm kernel
 needs the problem's derivatives as compiled functions. This module provides them, for one
-replica at a time, with one uniform signature per primitive (DESIGN.md §Backends; the
+replica at a time, with one uniform signature per primitive (docs/design.rst §Backends; the
 conventions of problems/base.py: ∇²_xy g is d_x × d_y, H is in the Jacobian convention and
-the hypergradient applies H^T, spec unibio.md §1.6)::
+the hypergradient applies H^T, docs/unibio.rst §1.6)::
 
     grad_x_f(P, x, y, out)      ∇_x f          out ∈ R^{d_x}
     grad_y_f(P, x, y, out)      ∇_y f          out ∈ R^{d_y}
@@ -13,9 +13,9 @@ the hypergradient applies H^T, spec unibio.md §1.6)::
     grad_y_g(P, x, y, out)      ∇_y g          out ∈ R^{d_y}
     hvp(P, x, y, v, out)        ∇²_yy g v      out ∈ R^{d_y}
     jvp(P, x, y, v, out)        ∇²_xy g v      out ∈ R^{d_x}
-    f_u(P, x, y, out)           df/d[y]^{∘(p-1)}            (unibio.md §1.5)
-    gen_hvp(P, x, y, v, out)    H v                          (unibio.md §1.4)
-    gen_hvp_T(P, x, y, v, out)  H^T v                        (unibio.md §1.6)
+    f_u(P, x, y, out)           df/d[y]^{∘(p-1)}            (docs/unibio.rst §1.5)
+    gen_hvp(P, x, y, v, out)    H v                          (docs/unibio.rst §1.4)
+    gen_hvp_T(P, x, y, v, out)  H^T v                        (docs/unibio.rst §1.6)
 
 x, y, v and out are 1-D float64 arrays (one replica); ``out`` is written in place.
 
@@ -48,7 +48,7 @@ of the element-wise operations, the same factored matrix products in the quadrat
 so kernels agree with the reference to rounding (≤ 1e-12 relative, claim X4); only the
 summation order inside dot products differs from BLAS. Functions are compiled with
 ``error_model="numpy"`` so a division by zero gives inf/nan as in NumPy (e.g. the chain-rule
-H^T of the non-separable problem at y_i = 0, unibio.md §1.5) instead of raising.
+H^T of the non-separable problem at y_i = 0, docs/unibio.rst §1.5) instead of raising.
 
 Kernels loop over replicas with ``prange``; :func:`jit_pair` compiles each kernel twice from
 one source, serial (small batches: no thread launch) and parallel (large batches), so a run
@@ -98,19 +98,19 @@ _LEAF = {**_JIT, "inline": "always"}
 # ---- element-wise helpers (the formulas of refbilevel/power_map.py) -------------------------
 @njit(**_LEAF)
 def _jac(yi, p):
-    """(p-1)|y|^{p-2}: the diagonal of D(y) (unibio.md §1.5)."""
+    """(p-1)|y|^{p-2}: the diagonal of D(y) (docs/unibio.rst §1.5)."""
     return (p - 1.0) * np.abs(yi) ** (p - 2.0)
 
 
 @njit(**_LEAF)
 def _spow(yi, a):
-    """[y]^{a} = sign(y)|y|^a (unibio.md §1.2)."""
+    """[y]^{a} = sign(y)|y|^a (docs/unibio.rst §1.2)."""
     return np.sign(yi) * np.abs(yi) ** a
 
 
 @njit(**_LEAF)
 def _ex3_fu(yi, p):
-    """f_u of Example 3: cos(u) 1{|u| <= pi/2}, u = [y]^{p-1} (unibio.md §6.1)."""
+    """f_u of Example 3: cos(u) 1{|u| <= pi/2}, u = [y]^{p-1} (docs/unibio.rst §6.1)."""
     u = _spow(yi, p - 1.0)
     if np.abs(u) <= 0.5 * np.pi:
         return np.cos(u)
@@ -399,7 +399,7 @@ def f_u(P, x, y, out):
 
 @njit(**_JIT)
 def gen_hvp(P, x, y, v, out):
-    """H v, H = d∇_y g/d[y]^{∘(p-1)} = ∇²_yy g D(y)^{-1} (unibio.md §1.4-1.5)."""
+    """H v, H = d∇_y g/d[y]^{∘(p-1)} = ∇²_yy g D(y)^{-1} (docs/unibio.rst §1.4-1.5)."""
     kind, s, V, M = P
     if kind == KIND_EXAMPLE3 or kind == KIND_SEPARABLE:  # H = I exactly
         for i in range(out.shape[0]):
@@ -416,7 +416,7 @@ def gen_hvp(P, x, y, v, out):
 
 @njit(**_JIT)
 def gen_hvp_T(P, x, y, v, out):
-    """H^T v = D(y)^{-1} ∇²_yy g v (the vector hypergradient needs H^{-T}, unibio.md §1.6)."""
+    """H^T v = D(y)^{-1} ∇²_yy g v (the vector hypergradient needs H^{-T}, docs/unibio.rst §1.6)."""
     kind, s, V, M = P
     if kind == KIND_NONSEPARABLE:
         p = s[0]

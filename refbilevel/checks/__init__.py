@@ -1,6 +1,6 @@
 """Shared machinery of the theory checks: claim records, verdicts, the runner and report.
 
-A theory check (one script per claim in theory_checks/, spec claims.md) defines ``CLAIM``
+A theory check (one script per claim in theory_checks/, docs/checks.rst) defines ``CLAIM``
 (a :class:`ClaimInfo`), ``measure(mode, seed, backend) -> Measurement`` and
 ``plot(measurement, fig)``. The runner times it, writes ``<id>.json`` and ``<id>.png`` and a
 summary table; a check fails when its claim fails **or** its negative control is not

@@ -1,4 +1,4 @@
-"""Discover, run and report theory checks (``refbilevel check``; spec claims.md).
+"""Discover, run and report theory checks (``refbilevel check``; docs/checks.rst).
 
 Checks live in the ``theory_checks`` package, one module per claim, named by the claim's id
 (``u1_holder_continuity.py`` holds claim U1).

@@ -14,11 +14,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ClaimInfo:
-    """One row of spec claims.md."""
+    """One row of docs/checks.rst."""
 
     id: str  # "U1", "S2", ...
     claim: str  # the claim in words, with its formula
-    source: str  # paper result and spec section, e.g. "UniBiO Lemma 4.2; spec unibio.md §3.1"
+    source: str  # paper result and spec section, e.g. "UniBiO Lemma 4.2; docs/unibio.rst §3.1"
 
 
 @dataclass

@@ -1,18 +1,18 @@
 """Finite-difference Hessian- and Jacobian-vector products (FdeHBO; NumPy reference).
 
 Yang, Xiao, Ji, "Achieving O(ε^{-1.5}) Complexity in Hessian/Jacobian-free Stochastic
-Bilevel Optimization" (NeurIPS 2023), eqs. (9), (11) (spec fdehbo.md §2): central
+Bilevel Optimization" (NeurIPS 2023), eqs. (9), (11) (docs/fdehbo.rst §2): central
 differences of gradients along v, with perturbation delta > 0,
 
     H̃(x, y, v, δ; ψ) = [∇_y G(x, y + δv; ψ) - ∇_y G(x, y - δv; ψ)] / (2δ)  ≈ ∇²_yy g v   (9)
     J̃(x, y, v, δ; ξ) = [∇_x G(x, y + δv; ξ) - ∇_x G(x, y - δv; ξ)] / (2δ)  ≈ ∇²_xy g v   (11)
 
-Both gradient calls use the SAME sample (fdehbo.md §2): the estimator draws the sample once
+Both gradient calls use the SAME sample (docs/fdehbo.rst §2): the estimator draws the sample once
 with ``oracle.draw`` and passes it as ``sample=`` to both calls. With additive noise the
 noise then cancels in the difference (up to rounding); with two independent samples it
 would add noise of size std √2 / (2δ), which blows up as δ -> 0.
 
-Error (Lemma 5, DERIVED version, fdehbo.md §2; claim F1): if ∇²_yy g (resp. ∇²_xy g) is
+Error (Lemma 5, DERIVED version, docs/fdehbo.rst §2; claim F1): if ∇²_yy g (resp. ∇²_xy g) is
 L-Lipschitz in y, ||H̃ - ∇²_yy g v|| <= (L/2) δ ||v||² (resp. for J̃), independent of the
 dimension; exactly zero (up to rounding ~ eps ||∇g|| / δ) when ∇g is quadratic in y (e.g. g
 quadratic or cubic), and O(δ²) when g has a Lipschitz third derivative.
@@ -73,7 +73,7 @@ def fd_jvp(oracle, x, y, v, delta: float) -> Estimate:
 
 @register("estimator", "fd_hypergradient", "numpy")
 def fd_hypergradient(oracle, x, y, v, delta: float) -> Estimate:
-    """∇_x F - J̃(x, y, v, δ): FdeHBO's fully first-order hypergradient (fdehbo.md §2), with v
+    """∇_x F - J̃(x, y, v, δ): FdeHBO's fully first-order hypergradient (docs/fdehbo.rst §2), with v
     the current linear-system iterate (≈ [∇²_yy g]^{-1} ∇_y f, "+z" convention)."""
     require_oracle(oracle)
     x, y, v, _, delta = check_fd_args(oracle.problem, x, y, v, delta)

@@ -1,5 +1,5 @@
 """CuPy backend of the finite-difference products and estimators (FdeHBO eqs. (8), (9),
-(11); spec fdehbo.md §2).
+(11); docs/fdehbo.rst §2).
 
 Runs the NumPy reference's :func:`~refbilevel.estimators.finite_difference.fd_product_core`
 with the device's array module over a

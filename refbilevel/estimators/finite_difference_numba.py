@@ -1,6 +1,6 @@
 """Numba kernels of the finite-difference products and estimators (same mathematics as
 :mod:`refbilevel.estimators.finite_difference`; FdeHBO eqs. (8), (9), (11), spec
-fdehbo.md §2).
+docs/fdehbo.rst §2).
 
 One kernel, four modes (HVP, JVP, hypergradient, LS gradient). The shared sample of the two
 gradient calls is one (R, dim) block drawn once and added to both evaluations, exactly as

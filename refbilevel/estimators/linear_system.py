@@ -1,26 +1,26 @@
 """Linear-system hypergradient estimators (NumPy reference, batched over replicas).
 
 Instead of a Neumann series, solve the linear system of the hypergradient by minimizing the
-linear-system (LS) quadratic (fdehbo.md §1 eqs. (4)-(5); baselines.md §4, §6, §7)
+linear-system (LS) quadratic (docs/fdehbo.rst §1 eqs. (4)-(5); docs/baselines.rst §4, §6, §7)
 
     R(z) = ½ zᵀ ∇²_yy g z - zᵀ ∇_y f,   ∇R(z) = ∇²_yy g z - ∇_y f,   z* = [∇²_yy g]^{-1} ∇_y f,
 
 and return ĝ = ∇_x F - ∇²_xy G z (Ghadimi-Wang with z in place of z*). With
-``variant="generalized"`` the system is H^T z = f_u (UniBiO's H^{-T} form, unibio.md §1.6);
+``variant="generalized"`` the system is H^T z = f_u (UniBiO's H^{-T} form, docs/unibio.rst §1.6);
 for p = 2 the two coincide.
 
 Solvers:
 
 - :func:`linear_system_sgd` — stochastic gradient steps on R (AmIGO's inner z-loop,
-  baselines.md §7; SOBA's and MA-SOBA's z/v-update, §4, §6; FdeHBO's v-update,
-  fdehbo.md §3): z <- Π_{B(0,r)}(z - beta (Ĥ z - b)), with an optional projection onto the
+  docs/baselines.rst §7; SOBA's and MA-SOBA's z/v-update, §4, §6; FdeHBO's v-update,
+  docs/fdehbo.rst §3): z <- Π_{B(0,r)}(z - beta (Ĥ z - b)), with an optional projection onto the
   ball of radius r (MA-SOBA, FdeHBO; r >= ||z*||, e.g. l_{f,0}/mu).
 - :func:`linear_system_cg` — conjugate gradient on the exact products (deterministic
   reference; ∇²_yy g is symmetric positive definite, so only the classical system).
 - :func:`linear_system_exact` — the exact solve (deterministic reference).
 
 Sign convention. Internally z ≈ +[∇²_yy g]^{-1} ∇_y f and ĝ = ∇_x F - ∇²_xy G z (the "+z"
-convention of stocBiO, AmIGO, MA-SOBA, BO-REP, FdeHBO; baselines.md §0.1). SOBA and SABA
+convention of stocBiO, AmIGO, MA-SOBA, BO-REP, FdeHBO; docs/baselines.rst §0.1). SOBA and SABA
 carry v = -z and update v <- v - rho (Ĥ v + ∇_y F); with ``convention="-z"`` the warm start
 ``z0`` is read as SOBA's v and the returned ``z`` is SOBA's v. The conversion happens only
 at this boundary (:func:`z_to_soba`, :func:`soba_to_z`); the iteration is the same.
@@ -65,12 +65,12 @@ class LinearSystemEstimate(Estimate):
 
 
 def z_to_soba(z):
-    """SOBA/SABA's v = -z (baselines.md §0.1)."""
+    """SOBA/SABA's v = -z (docs/baselines.rst §0.1)."""
     return -z
 
 
 def soba_to_z(v):
-    """z = -v from SOBA/SABA's v (baselines.md §0.1)."""
+    """z = -v from SOBA/SABA's v (docs/baselines.rst §0.1)."""
     return -v
 
 
@@ -213,7 +213,7 @@ def linear_system_cg(problem, x, y, iters: int, *, tol: float = 0.0,
 @register("estimator", "linear_system_exact", "numpy")
 def linear_system_exact(problem, x, y, *, variant: str = "classical") -> LinearSystemEstimate:
     """The exact solve z* (classical: [∇²_yy g]^{-1} ∇_y f; generalized: H^{-T} f_u) and
-    ĝ = ∇_x f - ∇²_xy g z*: the exact surrogate ∇̄f(x, y) (unibio.md §3.4), = ∇phi at y*."""
+    ĝ = ∇_x f - ∇²_xy g z*: the exact surrogate ∇̄f(x, y) (docs/unibio.rst §3.4), = ∇phi at y*."""
     variant = require_choice("variant", variant, VARIANTS)
     x, y, _ = batch_xy(problem, x, y)
     if variant == "classical":

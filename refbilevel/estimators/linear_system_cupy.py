@@ -1,4 +1,4 @@
-"""CuPy backend of the linear-system estimators (fdehbo.md §1; baselines.md §4, §6, §7).
+"""CuPy backend of the linear-system estimators (docs/fdehbo.rst §1; docs/baselines.rst §4, §6, §7).
 
 Runs the NumPy reference's :func:`~refbilevel.estimators.linear_system.ls_sgd_core` and
 :func:`~refbilevel.estimators.linear_system.cg_core` with the device's array module over a

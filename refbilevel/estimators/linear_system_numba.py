@@ -1,5 +1,5 @@
 """Numba kernels of the linear-system estimators (same mathematics as
-:mod:`refbilevel.estimators.linear_system`; fdehbo.md §1, baselines.md §4, §6, §7).
+:mod:`refbilevel.estimators.linear_system`; docs/fdehbo.rst §1, docs/baselines.rst §4, §6, §7).
 
 SGD: per oracle call one (R, dim) noise block from the caller's Generator in the
 reference's order (∇_x F, b once or per step, HVP per step, JVP), then replica-by-replica

@@ -2,38 +2,39 @@
 
 The hypergradient ∇phi = ∇_x f - ∇²_xy g H^{-T} f_u needs the product of an inverse with a
 vector. A Neumann series replaces the inverse by a truncated sum of powers of I - alpha H^T,
-using only Hessian-vector products (spec unibio.md §3.5; baselines.md §1-§3):
+using only Hessian-vector products (docs/unibio.rst §3.5; docs/baselines.rst §1-§3):
 
     H^{-T} = alpha Σ_{k>=0} (I - alpha H^T)^k,     0 < alpha <= 1/C,  ||H|| <= C.
 
 Two truncations (``truncation=``):
 
-- ``"fixed"`` (stocBiO, Ji-Yang-Liang 2021; baselines.md §2): Q HVPs on independent samples,
+- ``"fixed"`` (stocBiO, Ji-Yang-Liang 2021; docs/baselines.rst §2): Q HVPs on independent samples,
   u_0 = v_0, u_j = u_{j-1} - alpha Ĥ_j u_{j-1} (j = 1..Q), and
 
       start=0:  z = alpha Σ_{j=0}^{Q} u_j        (the stocBiO paper: Q+1 terms, Q HVPs)
-      start=1:  z = alpha Σ_{j=1}^{Q} u_j        (the UniBiO authors' code, unibio.md §3.5 CODE:
+      start=1:  z = alpha Σ_{j=1}^{Q} u_j        (the UniBiO authors' code, docs/unibio.rst §3.5
+      CODE:
                                                  the q = 0 term is omitted; its limit is
                                                  H^{-T} v_0 - alpha v_0, a bias of
                                                  alpha ∇²_xy g v_0 that does not vanish as Q grows)
 
 - ``"randomized"`` (BSA, Ghadimi-Wang 2018; TTSA; UniBiO Lemma B.5 as reconstructed in
-  unibio.md §3.5): draw q̂ ~ Uniform{0, ..., Q-1} and
+  docs/unibio.rst §3.5): draw q̂ ~ Uniform{0, ..., Q-1} and
 
       z = Q alpha Π_{j=1}^{q̂} (I - alpha Ĥ_j^T) v_0,
       E z = alpha Σ_{q=0}^{Q-1} (I - alpha H^T)^q v_0,
 
-  so with alpha = 1/C this is the (Q/C) scaling of unibio.md §3.5, with bias
+  so with alpha = 1/C this is the (Q/C) scaling of docs/unibio.rst §3.5, with bias
   ||E ĝ - ∇̄f|| <= (l_g1 C_f/mu)(1 - mu/C)^Q (claim U6; :func:`neumann_bias_exact`).
 
 Two variants (``variant=``):
 
 - ``"classical"``: Ghadimi-Wang, v_0 = ∇_y F, Ĥ = ∇²_yy G (oracle kinds grad_y_f, hvp);
 - ``"generalized"``: UniBiO, v_0 = F_u, products with H^T = D(y)^{-1} ∇²_yy g (oracle kinds
-  f_u, gen_hvp), i.e. the H^{-T} form of unibio.md §1.6 (the H^{-1} form is wrong for a
+  f_u, gen_hvp), i.e. the H^{-T} form of docs/unibio.rst §1.6 (the H^{-1} form is wrong for a
   non-symmetric H). For p = 2 both variants coincide.
 
-Then ĝ = ∇_x F - ∇²_xy G z. Sign convention: "+z" (baselines.md §0.1).
+Then ĝ = ∇_x F - ∇²_xy G z. Sign convention: "+z" (docs/baselines.rst §0.1).
 
 Draw order (what the Numba kernels reproduce): [randomized: q̂ for all replicas, one
 ``rng.integers(0, Q, size=R)`` from ``oracle.rng``], ∇_x F, v_0, the HVPs in order, the JVP.
@@ -42,8 +43,8 @@ and R replicas, HVP step j is evaluated for the whole batch for j = 1..max_r q̂
 noise block per step) and applied only to replicas with q̂_r >= j: for R = 1 exactly q̂
 products are drawn; for R > 1 the unused noise of stopped replicas is simply discarded.
 
-Counts (per replica, ``Estimate.counts``; unibio.md §4.2 "1 ∇_x F, 1 F_u, Q generalized
-HVPs, 1 JVP"; benchmark_bilevel counts BSA the same way, baselines.md §0.2): 1 grad_x_f,
+Counts (per replica, ``Estimate.counts``; docs/unibio.rst §4.2 "1 ∇_x F, 1 F_u, Q generalized
+HVPs, 1 JVP"; benchmark_bilevel counts BSA the same way, docs/baselines.rst §0.2): 1 grad_x_f,
 1 grad_y_f (or f_u), Q hvp (or gen_hvp), 1 jvp, Q + 3 samples. For ``"randomized"`` these
 are the paper's budget (the sample bar-xi = {xi, zeta^(0..Q)} of §3.5), not the realized
 q̂ <= Q - 1 products; the oracle's own counters record what was evaluated.
@@ -71,7 +72,7 @@ VARIANTS = ("classical", "generalized")
 
 
 def default_alpha(problem, variant: str) -> float:
-    """1/C for the generalized variant (||H|| <= C, unibio.md §2.1(vi)); 1/L_y (or 1/C at
+    """1/C for the generalized variant (||H|| <= C, docs/unibio.rst §2.1(vi)); 1/L_y (or 1/C at
     p = 2, where H = ∇²_yy g) for the classical one. ValueError when the problem states
     neither (e.g. Example 3's ∇²_yy g = (p-1)y^{p-2} is unbounded: pass alpha)."""
     c = problem.constants
@@ -144,8 +145,8 @@ def neumann_hypergradient(oracle, x, y, Q: int, *, alpha: float | None = None,
     x, y : (..., d_x), (..., d_y); leading axes are replicas and broadcast.
     Q : number of HVPs (fixed, Q >= 0) or the truncation level (randomized, Q >= 1).
     alpha : Neumann step in (0, 1/C]; default 1/C (generalized) or 1/L_y (classical).
-    truncation : "fixed" (stocBiO) or "randomized" (BSA/TTSA/UniBiO, unibio.md §3.5).
-    variant : "classical" (∇²_yy g, ∇_y f) or "generalized" (H^T, f_u; unibio.md §1.6).
+    truncation : "fixed" (stocBiO) or "randomized" (BSA/TTSA/UniBiO, docs/unibio.rst §3.5).
+    variant : "classical" (∇²_yy g, ∇_y f) or "generalized" (H^T, f_u; docs/unibio.rst §1.6).
     start : fixed truncation only; 0 = stocBiO's sum from j = 0, 1 = the UniBiO code's sum
         from j = 1 (omits the q = 0 term; biased, see the module docstring).
 
@@ -168,7 +169,7 @@ def neumann_expectation_exact(problem, x, y, Q: int, alpha: float, *,
 
     With independent zero-mean noise the expectation of a product of independent factors is
     the product of the expectations, so: fixed -> the deterministic sum itself; randomized ->
-    ∇_x f - ∇²_xy g [alpha Σ_{q=0}^{Q-1} (I - alpha H^T)^q] v_0 (unibio.md §3.5; Q = 0
+    ∇_x f - ∇²_xy g [alpha Σ_{q=0}^{Q-1} (I - alpha H^T)^q] v_0 (docs/unibio.rst §3.5; Q = 0
     gives the empty sum, i.e. ∇_x f).
     """
     truncation = require_choice("truncation", truncation, TRUNCATIONS)
@@ -195,9 +196,9 @@ def neumann_expectation_exact(problem, x, y, Q: int, alpha: float, *,
 
 def neumann_bias_exact(problem, x, y, Q: int, C: float, *, truncation: str = "randomized",
                        variant: str = "generalized", start: int = 0) -> np.ndarray:
-    """E[ĝ(x, y)] - ∇̄f(x, y) with alpha = 1/C, exactly (claim U6; unibio.md §3.5).
+    """E[ĝ(x, y)] - ∇̄f(x, y) with alpha = 1/C, exactly (claim U6; docs/unibio.rst §3.5).
 
-    The target ∇̄f(x, y) is the exact surrogate of unibio.md §3.4 eq. (34): the generalized
+    The target ∇̄f(x, y) is the exact surrogate of docs/unibio.rst §3.4 eq. (34): the generalized
     ∇_x f - ∇²_xy g H^{-T} f_u (variant "generalized") or Ghadimi-Wang (variant "classical");
     both equal ∇phi(x) at y = y*(x). For the randomized truncation the bias equals
     ∇²_xy g H^{-T} (I - H^T/C)^Q f_u, whose norm is <= (l_g1 C_f/mu)(1 - mu/C)^Q when

@@ -1,7 +1,7 @@
-"""CuPy backend of the Neumann-series estimators (spec unibio.md §3.5, baselines.md §1-§3).
+"""CuPy backend of the Neumann-series estimators (docs/unibio.rst §3.5, docs/baselines.rst §1-§3).
 
 The algorithm is the NumPy reference's :func:`~refbilevel.estimators.neumann.neumann_core`,
-which is written against an array module ``xp`` (DESIGN.md §Backends: "taking the array
+which is written against an array module ``xp`` (docs/design.rst §Backends: "taking the array
 module from the inputs where the reference code allows"), run with ``xp = cupy`` over a
 :class:`~refbilevel.backends.cupy_problems.DeviceOracle`; inputs (NumPy or CuPy arrays) are
 moved to the device. CuPy is imported lazily, so this

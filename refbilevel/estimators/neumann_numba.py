@@ -1,5 +1,5 @@
 """Numba kernels of the Neumann-series estimators (same mathematics as
-:mod:`refbilevel.estimators.neumann`, spec unibio.md §3.5, baselines.md §1-§3).
+:mod:`refbilevel.estimators.neumann`, docs/unibio.rst §3.5, docs/baselines.rst §1-§3).
 
 One kernel covers both truncations and both variants; the problem enters as the uniform
 parameter tuple of :mod:`refbilevel.backends.numba_problems` (compiled once, cached on

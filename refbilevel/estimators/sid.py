@@ -1,15 +1,15 @@
 """SID, stochastic implicit differentiation: NumPy reference (Grazzi, Pontil, Salzo 2023,
-Algorithm 1; spec sid_bsgm.md §4.2).
+Algorithm 1; docs/sid_bsgm.rst §4.2).
 
     1. LL:  w_{i+1} = (1−η_i) w_i + η_i Φ(w_i, λ; ζ_i),              i = 0..t−1, w_0 given
     2. UL:  (G₁, G₂) = (1/J) Σ_j ∇E(w_t, λ; ξ_j)                        (same ξ_j for both)
     3. LS:  v_{i+1} = (1−η_i) v_i + η_i (∂₁Φ(w_t, λ; ζ̂_i)ᵀ v_i + G₁),  i = 0..k−1, v_0 = 0
     4.      ĝ = G₂ + (1/J) Σ_j ∂₂Φ(w_t, λ; ζ̄_j)ᵀ v_k
 
-Conventions (spec §14.1, "Conventions the golden values assume"): the LS restarts the
+Conventions (docs/sid_bsgm.rst §14.1, "Conventions the golden values assume"): the LS restarts the
 step index (LS step i uses η_i, not η_{t+i} or η_{i+1}) and starts at v_0 = 0; the four
 sample families {ζ_i}, {ξ_j}, {ζ̂_i}, {ζ̄_j} are independent and i.i.d.; the LL sample
-perturbs λ too. One call uses t + k + J copies of ζ and J of ξ (spec §4.2).
+perturbs λ too. One call uses t + k + J copies of ζ and J of ξ (docs/sid_bsgm.rst §4.2).
 
 Runs R independent replicas at once along a leading axis. Randomness is consumed only
 through the oracle, in this order (the parity contract with the Numba kernel, see
@@ -21,8 +21,8 @@ through the oracle, in this order (the parity contract with the Numba kernel, se
     for j < J:  draw_zeta(R, "Y")            (∂₂Φ needs only Y)
 
 :func:`sid_control_reuse` is a deliberately WRONG variant used only as the negative control
-of claim S1 (spec claims.md): its LS reuses samples, which breaks the independence SID's
-analysis needs and biases the MSE (spec §14.1: about 5.94 or 5.97 instead of 5.416 at
+of claim S1 (docs/checks.rst): its LS reuses samples, which breaks the independence SID's
+analysis needs and biases the MSE (docs/sid_bsgm.rst §14.1: about 5.94 or 5.97 instead of 5.416 at
 (10, 10, 10) on the golden instance).
 """
 
@@ -93,7 +93,7 @@ def prepare_sid_inputs(oracle: Any, lam: Any, t: Any, k: Any, J: Any, steps: Any
                        replicas: Any) -> SIDInputs:
     """Validate SID's arguments (ValueError naming the parameter and its range).
 
-    ``lam`` is (n,) or (R, n); ``w0`` is None (zero, no warm start; spec §4.2), (d,) or
+    ``lam`` is (n,) or (R, n); ``w0`` is None (zero, no warm start; docs/sid_bsgm.rst §4.2), (d,) or
     (R, d); ``replicas`` is None or R ≥ 1. Without a replica axis anywhere the result has
     shape (n,). Returns fresh writable C-contiguous arrays (the Numba kernel is compiled
     for one array type).
@@ -136,7 +136,8 @@ def prepare_sid_inputs(oracle: Any, lam: Any, t: Any, k: Any, J: Any, steps: Any
 
 
 def sid_counts(t: int, k: int, J: int) -> dict[str, int]:
-    """Per-replica samples and evaluations of one SID call (spec §4.2: t+k+J ζ, J ξ)."""
+    """Per-replica samples and evaluations of one SID call (docs/sid_bsgm.rst §4.2: t+k+J ζ, J
+    ξ)."""
     return {"zeta": t + k + J, "xi": J, "phi": t, "vjp_w": k, "vjp_lam": J, "grad_E": J}
 
 
@@ -218,7 +219,7 @@ def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
 @register("estimator", "sid", "numpy")
 def sid(oracle: ContractionOracle, lam: Any, t: int, k: int, J: int, *, steps: Any,
         w0: Any = None, replicas: int | None = None) -> Estimate:
-    """SID hypergradient estimate ĝ(λ) (SID Alg. 1; spec sid_bsgm.md §4.2, §14.1).
+    """SID hypergradient estimate ĝ(λ) (SID Alg. 1; docs/sid_bsgm.rst §4.2, §14.1).
 
     ``steps`` is a :class:`StepSchedule` (``StepSchedule.decreasing(beta, gamma)`` for
     η_i = β/(γ+i), ``StepSchedule.constant(eta)``), a constant η ∈ (0, 1] or an array of at
@@ -234,11 +235,11 @@ def sid(oracle: ContractionOracle, lam: Any, t: int, k: int, J: int, *, steps: A
 def sid_control_reuse(oracle: ContractionOracle, lam: Any, t: int, k: int, J: int, *,
                       steps: Any, w0: Any = None, replicas: int | None = None,
                       reuse: str = "pairs") -> Estimate:
-    """NEGATIVE CONTROL, deliberately wrong: SID whose LS reuses samples (spec §14.1).
+    """NEGATIVE CONTROL, deliberately wrong: SID whose LS reuses samples (docs/sid_bsgm.rst §14.1).
 
     ``reuse="pairs"``: each LS sample ζ̂ is used for two consecutive steps (fresh draws at
     even i only). ``reuse="ll"``: the LS reuses the LL samples, ζ̂_i = ζ_{i mod t}. Both
-    break the independence of the sample families (spec §4.2) and change the MSE (about
+    break the independence of the sample families (docs/sid_bsgm.rst §4.2) and change the MSE (about
     5.97 and 5.94 against 5.416 at (10,10,10) on the golden instance), which claim S1's
     check must detect. Never use it as an estimator.
     """
@@ -247,12 +248,13 @@ def sid_control_reuse(oracle: ContractionOracle, lam: Any, t: int, k: int, J: in
     return _run(oracle, lam, t, k, J, steps, w0, replicas, reuse)
 
 
-# ---- the two fixed-point solvers alone (claim S4: Theorem S, spec sid_bsgm.md §8) ------------
+# ---- the two fixed-point solvers alone (claim S4: Theorem S, docs/sid_bsgm.rst §8) ------------
 
 
 def ll_solver(oracle: ContractionOracle, lam: Any, t: int, *, steps: Any, w0: Any = None,
               replicas: int | None = None) -> Estimate:
-    """w_t of SID's LL solver alone, the stochastic KM iteration (6) (spec §4.2 step 1, §8):
+    """w_t of SID's LL solver alone, the stochastic KM iteration (6) (docs/sid_bsgm.rst §4.2 step
+    1, §8):
     w_{i+1} = (1−η_i) w_i + η_i Φ(w_i, λ; ζ_i), i < t, from ``w0`` (default 0).
 
     The same code as step 1 of :func:`sid` (same draws: one ζ per step with all its parts).
@@ -268,7 +270,8 @@ def ll_solver(oracle: ContractionOracle, lam: Any, t: int, *, steps: Any, w0: An
 
 def ls_solver(oracle: ContractionOracle, lam: Any, k: int, *, steps: Any, g1: Any = None,
               w: Any = None, replicas: int | None = None) -> Estimate:
-    """v_k of SID's LS solver alone with a fixed right-hand side (spec §4.2 step 3, §8):
+    """v_k of SID's LS solver alone with a fixed right-hand side (docs/sid_bsgm.rst §4.2 step 3,
+    §8):
     v_{i+1} = (1−η_i) v_i + η_i (∂₁Φ(w, λ; ζ̂_i)ᵀ v_i + g₁), i < k, v_0 = 0, whose fixed point
     is v̂ = (I − Aᵀ)^{-1} g₁.
 

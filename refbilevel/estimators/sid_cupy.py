@@ -1,4 +1,4 @@
-"""SID on a GPU with CuPy (SID Alg. 1; spec sid_bsgm.md §4.2; DESIGN.md §Backends).
+"""SID on a GPU with CuPy (SID Alg. 1; docs/sid_bsgm.rst §4.2; docs/design.rst §Backends).
 
 The arithmetic runs on the device over the replica axis, one batched step at a time; the
 array module ``xp`` is taken from the inputs (:func:`_sid_xp` works with NumPy too, which
@@ -130,7 +130,7 @@ def _sid_xp(xp, oracle: ContractionOracle, inp, noise) -> Any:
 @register("estimator", "sid", "cupy")
 def sid_cupy(oracle: ContractionOracle, lam: Any, t: int, k: int, J: int, *, steps: Any,
              w0: Any = None, replicas: int | None = None, noise: str = "host") -> Estimate:
-    """SID, CuPy backend (SID Alg. 1; spec sid_bsgm.md §4.2). The value is returned as a
+    """SID, CuPy backend (SID Alg. 1; docs/sid_bsgm.rst §4.2). The value is returned as a
     NumPy array (copied back from the device) so that every backend returns the same type.
     """
     if noise not in NOISE_SOURCES:

@@ -1,4 +1,4 @@
-"""SID as an explicit Numba kernel (SID Alg. 1; spec sid_bsgm.md §4.2; DESIGN.md §Backends).
+"""SID as an explicit Numba kernel (SID Alg. 1; docs/sid_bsgm.rst §4.2; docs/design.rst §Backends).
 
 Same algorithm, conventions and random-number order as the NumPy reference
 :mod:`refbilevel.estimators.sid`, so that on the same Generator state both return the same
@@ -231,7 +231,7 @@ def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
     _SID_KERNEL(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,
                 inp.eta, _REUSE_CODE[reuse], out)
     ls_draws = inp.k if reuse is None else (inp.k - inp.k // 2 if reuse == "pairs" else 0)
-    # per replica: t + k + J ζ samples and J ξ samples (spec §4.2), as sid_counts says
+    # per replica: t + k + J ζ samples and J ξ samples (docs/sid_bsgm.rst §4.2), as sid_counts says
     made = ContractionCounts(zeta=inp.t + ls_draws + inp.J, xi=inp.J, phi=inp.t,
                              vjp_w=inp.k, vjp_lam=inp.J, grad_E=inp.J)
     oracle.counts.add_counts(made)
@@ -241,7 +241,7 @@ def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
 @register("estimator", "sid", "numba")
 def sid_numba(oracle: ContractionOracle, lam: Any, t: int, k: int, J: int, *, steps: Any,
               w0: Any = None, replicas: int | None = None) -> Estimate:
-    """SID, Numba backend (SID Alg. 1; spec sid_bsgm.md §4.2). Same signature, result and
+    """SID, Numba backend (SID Alg. 1; docs/sid_bsgm.rst §4.2). Same signature, result and
     random-number consumption as :func:`refbilevel.estimators.sid.sid`."""
     return _run(oracle, lam, t, k, J, steps, w0, replicas, None)
 

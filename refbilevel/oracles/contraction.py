@@ -1,14 +1,14 @@
-"""The stochastic oracle of the linear-contraction problem (spec sid_bsgm.md §4.1, §14.1).
+"""The stochastic oracle of the linear-contraction problem (docs/sid_bsgm.rst §4.1, §14.1).
 
 A sample ζ = (Z, Y, ε) has independent parts: Z ∈ R^{d×d} and Y ∈ R^{d×n} with i.i.d.
 N(0, s_Z²) and N(0, s_Y²) entries, ε ~ N(0, s_ε² I_d). A sample ξ ~ N(0, Σ_ξ) lives in
-R^{d+n}. Then (spec §14.1, "Stochastic oracle")
+R^{d+n}. Then (docs/sid_bsgm.rst §14.1, "Stochastic oracle")
 
     Φ(w, λ; ζ)     = (A+Z) w + (B+Y) λ + c + ε,
     ∂₁Φ(·; ζ)ᵀ v   = (A+Z)ᵀ v,          ∂₂Φ(·; ζ)ᵀ v = (B+Y)ᵀ v,
     ∇E(w, λ; ξ)    = ∇E(w, λ) + ξ       (first d coordinates → ∇₁, last n → ∇₂).
 
-Everything is batched: leading axes of ``w``, ``lam``, ``v`` are replicas (DESIGN.md).
+Everything is batched: leading axes of ``w``, ``lam``, ``v`` are replicas (docs/design.rst).
 
 Random-number contract (the parity contract with the Numba kernel of
 :mod:`refbilevel.estimators.sid_numba`): randomness comes only from the Generator passed in,
@@ -26,12 +26,13 @@ and only through :meth:`ContractionOracle.draw_zeta` and :meth:`ContractionOracl
   (or U diag(sqrt λ) for a singular Σ_ξ, from its eigendecomposition).
 
 Only the parts a computation needs are drawn: the LS of SID uses Z only, the ∂₂Φ mini-batch
-uses Y only. Because Z, Y and ε are independent within a sample (spec §14.1), drawing the
+uses Y only. Because Z, Y and ε are independent within a sample (docs/sid_bsgm.rst §14.1), drawing
+the
 unused parts would change the random stream but not the law of any estimate.
 
 Counters: per replica, as in :mod:`refbilevel.oracles.counters` (a call on a batch of R
 replicas is one call of each replica's trajectory); ``zeta`` and ``xi`` count samples, the
-others count oracle evaluations. SID uses t + k + J copies of ζ and J of ξ (spec §4.2).
+others count oracle evaluations. SID uses t + k + J copies of ζ and J of ξ (docs/sid_bsgm.rst §4.2).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ContractionCounts:
     """Samples and oracle evaluations of the contraction oracle (per replica).
 
     ``zeta``/``xi``: independent samples drawn; ``phi``, ``vjp_w``, ``vjp_lam``, ``grad_E``:
-    evaluations. ``samples`` = zeta + xi is Definition 15's sample count (spec §11).
+    evaluations. ``samples`` = zeta + xi is Definition 15's sample count (docs/sid_bsgm.rst §11).
     """
 
     zeta: int = 0
@@ -148,7 +149,7 @@ def xi_factor(Sigma_xi: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 class ContractionOracle:
-    """Stochastic oracle over a LinearContraction (spec sid_bsgm.md §4.1, §14.1).
+    """Stochastic oracle over a LinearContraction (docs/sid_bsgm.rst §4.1, §14.1).
 
     ``problem`` is a :class:`refbilevel.problems.contraction.LinearContraction` (or any
     object with its attributes A, B, c, P, Q, S, p, s, s_Z, s_Y, s_eps, Sigma_xi); ``rng`` is
@@ -245,7 +246,7 @@ class ContractionOracle:
         return sample
 
     def phi_map(self, w: Any, lam: Any, sample: ZetaSample | None = None) -> np.ndarray:
-        """Φ(w, λ; ζ) = (A+Z)w + (B+Y)λ + c + ε, shape (..., d) (spec §14.1).
+        """Φ(w, λ; ζ) = (A+Z)w + (B+Y)λ + c + ε, shape (..., d) (docs/sid_bsgm.rst §14.1).
 
         Floating-point order (mirrored by the Numba kernel):
         ((A w + Z w) + (B λ + Y λ)) + c + ε.
@@ -296,7 +297,7 @@ class ContractionOracle:
 
     def grad_E(self, w: Any, lam: Any,
                sample: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(∇₁E(w,λ;ξ), ∇₂E(w,λ;ξ)), both from the same ξ (spec §4.1).
+        """(∇₁E(w,λ;ξ), ∇₂E(w,λ;ξ)), both from the same ξ (docs/sid_bsgm.rst §4.1).
 
         ∇₁E = P w + Q λ + p + ξ[:d],  ∇₂E = Qᵀ w + S λ + s + ξ[d:]; floating-point order
         ((P w + Q λ) + p) + ξ₁ and ((Qᵀ w + S λ) + s) + ξ₂.

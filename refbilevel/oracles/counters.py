@@ -1,4 +1,4 @@
-"""Oracle-call counters (DESIGN.md: "the oracle layer is the only place that counts calls";
+"""Oracle-call counters (docs/design.rst: "the oracle layer is the only place that counts calls";
 modelled on scipy.optimize's nfev/ngev/nhev).
 
 Counts are per replica: a call on a batch of R replicas is one call of each replica's

@@ -1,4 +1,4 @@
-"""Minibatch oracle over a finite-sum problem (spec baselines.md §0.2, §10.2).
+"""Minibatch oracle over a finite-sum problem (docs/baselines.rst §0.2, §10.2).
 
 The randomness of a finite-sum problem g = (1/n) Σ_i g_i, f = (1/m) Σ_j f_j is the choice of
 a minibatch, not additive noise: an oracle call returns the mean over B sampled indices of
@@ -17,7 +17,7 @@ Samplers (``sampler=``), each with its own order of consumption of the Generator
   (the SAGA unit sampler SABA needs) picks one contiguous batch per replica uniformly among
   the n/B batches, one call ``rng.integers(0, n/B, size=batch_shape)``: each sample is then
   also marginally uniform, and SAGA's direction φ_u − M[u] + M̄ is unbiased.
-- ``"shuffled"`` (benchmark_bilevel, baselines.md §0.2 CODE): the data are split into n/B
+- ``"shuffled"`` (benchmark_bilevel, docs/baselines.rst §0.2 CODE): the data are split into n/B
   contiguous batches visited in a random order, reshuffled after each pass (the first pass
   is shuffled too, as at the benchmark's HEAD; the numba era used the natural order first).
   At the start of every pass, one call ``rng.random(batch_shape + (n/B,))`` and a stable
@@ -27,15 +27,15 @@ Samplers (``sampler=``), each with its own order of consumption of the Generator
   returned twice, last incomplete batch clamped) are not reproduced; instead B must divide
   n_inner and n_outer, so every batch has weight B/n.
 
-Per-sample access (SABA, baselines.md §5): :meth:`draw_batch` returns a :class:`Minibatch`
+Per-sample access (SABA, docs/baselines.rst §5): :meth:`draw_batch` returns a :class:`Minibatch`
 with the indices, the batch id ``unit`` and its ``weight`` B/n; the batch ids are those of
 the contiguous partition {uB, ..., uB + B − 1}.
 
-Counting (the only place calls are counted, DESIGN.md): every evaluation adds one call of
+Counting (the only place calls are counted, docs/design.rst): every evaluation adds one call of
 its kind (per replica); every ``draw``/``draw_batch`` adds one to ``samples`` (one minibatch
 per replica), and an evaluation without ``sample=`` draws a fresh minibatch first. A
 ``sample`` drawn once may be passed to several evaluations *of the same level* (SOBA's one
-inner batch for ∇_y G, the HVP and the cross product; baselines.md §4 CODE): that counts the
+inner batch for ∇_y G, the HVP and the cross product; docs/baselines.rst §4 CODE): that counts the
 calls but only one sample. ``shares_samples = True`` tells the algorithms that samples may be
 shared across kinds (a GaussianOracle's per-kind noise blocks may not).
 """
@@ -246,7 +246,7 @@ class FiniteSumOracle:
         return self._eval("jvp", self.problem.jvp_xy_g_batch, (x, y, v), sample)
 
     # p = 2 (the finite-sum quadratic): generalized derivatives are the classical ones
-    # (unibio.md §1.5, D = I); counted under their own kinds as a GaussianOracle does
+    # (docs/unibio.rst §1.5, D = I); counted under their own kinds as a GaussianOracle does
     def f_u(self, x, y, sample=None):
         self._require_p2("f_u")
         return self._eval("f_u", self.problem.grad_y_f_batch, (x, y), sample)

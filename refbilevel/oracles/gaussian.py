@@ -1,15 +1,15 @@
 """Stochastic oracles with additive Gaussian noise over a closed-form problem.
 
 Each oracle returns the exact quantity plus ``std * N(0, I)`` noise: unbiased, with
-E||noise||² = std² · dim (the sigma² of the assumptions: unibio.md §2.3, borep.md §8
-"Stochastic oracles", fdehbo.md §5), and light-tailed as the Epoch-SGD analysis needs
-(unibio.md §2.3: sub-Gaussian LL gradient noise). ``std`` is per coordinate.
+E||noise||² = std² · dim (the sigma² of the assumptions: docs/unibio.rst §2.3, docs/borep.rst §8
+"Stochastic oracles", docs/fdehbo.rst §5), and light-tailed as the Epoch-SGD analysis needs
+(docs/unibio.rst §2.3: sub-Gaussian LL gradient noise). ``std`` is per coordinate.
 
 Randomness comes only from the Generator passed in. The noise of one call is drawn as one
 ``standard_normal(shape)`` block in C order, replicas first; the Numba kernels draw in the
 same order, which is what makes NumPy ↔ Numba parity exact.
 
-Same-sample evaluations (STORM corrections, central finite differences; fdehbo.md §2) pass
+Same-sample evaluations (STORM corrections, central finite differences; docs/fdehbo.rst §2) pass
 the standard-normal block of an earlier ``draw`` as ``sample=``; that counts a call but no
 new sample.
 """

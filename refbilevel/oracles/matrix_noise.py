@@ -1,6 +1,6 @@
-"""Stochastic oracle with MATRIX noise on a quadratic lower level (spec fdehbo.md §10.1).
+"""Stochastic oracle with MATRIX noise on a quadratic lower level (docs/fdehbo.rst §10.1).
 
-The sampled lower and upper levels are those of fdehbo.md §10.1:
+The sampled lower and upper levels are those of docs/fdehbo.rst §10.1:
 
     g(x, y; ζ) = g(x, y) + ½ yᵀ S_ζ y − yᵀ N_ζ x,    S_ζ = ½(E_ζ + E_ζᵀ),
     f(x, y; ξ) = f(x, y) + ξ_xᵀ x + ξ_yᵀ y,
@@ -31,7 +31,7 @@ unbiased and, at a fixed point, Gaussian with covariances
 (Cov(S_ij, S_kl) = (s²/2)(δ_ik δ_jl + δ_il δ_jk)). Unlike additive noise, the noise of a
 same-sample difference ∇_y g(x₁, y₁; ζ) − ∇_y g(x₂, y₂; ζ) = H_ζ(y₁ − y₂) − K_ζ(x₁ − x₂)
 scales with the distance between the points (mean-squared smoothness), which is the regime
-STORM and the finite differences of FdeHBO are analysed in (fdehbo.md §2, §3, §10.1).
+STORM and the finite differences of FdeHBO are analysed in (docs/fdehbo.rst §2, §3, §10.1).
 
 Sample families and the random-number layout. There are two families, not one per kind:
 
@@ -140,7 +140,7 @@ class MatrixNoiseOracle(GaussianOracle):
     @property
     def noise(self) -> NoiseConfig:
         raise NotImplementedOnBackendError(
-            "MatrixNoiseOracle has matrix noise (fdehbo.md §10.1), not a per-kind additive "
+            "MatrixNoiseOracle has matrix noise (docs/fdehbo.rst §10.1), not a per-kind additive "
             "std: kernels that draw additive Gaussian noise from oracle.noise (the Numba and "
             "CuPy backends) cannot run it; matrix noise runs on the NumPy backend")
 
@@ -353,5 +353,5 @@ def _check_quadratic(problem) -> None:
                            f"{second:.3g}, increment mismatch {shift:.3g})")
     if bad:
         raise ValueError(
-            f"problem must have g quadratic in (x, y) for matrix noise (fdehbo.md §10.1); "
+            f"problem must have g quadratic in (x, y) for matrix noise (docs/fdehbo.rst §10.1); "
             f"{type(problem).__name__}: {'; '.join(bad)}")

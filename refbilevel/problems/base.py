@@ -3,18 +3,18 @@
     min_x phi(x) = f(x, y*(x)),   y*(x) = argmin_y g(x, y)
 
 A problem owns f, g and their derivatives, Hessian- and Jacobian-vector products, UniBiO's
-generalized derivatives (spec unibio.md §1.4-1.6), the closed forms y*(x), phi(x), ∇phi(x),
-and a :class:`Constants` record (DESIGN.md: "A problem owns its ground truth and its theory
+generalized derivatives (docs/unibio.rst §1.4-1.6), the closed forms y*(x), phi(x), ∇phi(x),
+and a :class:`Constants` record (docs/design.rst: "A problem owns its ground truth and its theory
 constants").
 
-Conventions (spec README.md, unibio.md §1.4, fdehbo.md §1):
+Conventions (spec README.md, docs/unibio.rst §1.4, docs/fdehbo.rst §1):
 - every method is batched: x has shape (..., d_x), y and v shape (..., d_y); leading axes
   (replicas) broadcast; scalar outputs have shape (...);
 - ∇²_xy g is the d_x × d_y matrix of ∂²g/∂x_i∂y_j; ``jvp_xy_g(x, y, v)`` = ∇²_xy g v ∈ R^{d_x}
   and ``jvp_yx_g(x, y, w)`` = ∇²_yx g w = (∇²_xy g)^T w ∈ R^{d_y};
 - H = d∇_y g / d[y]^{∘(p-1)} in the Jacobian convention, H = ∇²_yy g D(y)^{-1};
   ``gen_hvp`` applies H and ``gen_hvp_T`` applies H^T (the vector hypergradient needs
-  H^{-T}, spec unibio.md §1.6).
+  H^{-T}, docs/unibio.rst §1.6).
 
 Subclasses implement the underscored methods on validated float64 arrays; the public methods
 validate shapes and finiteness and raise ValueError naming the argument.
@@ -38,7 +38,7 @@ class BilevelProblem(abc.ABC):
     #: registry name, e.g. "unibio-example3"
     name: ClassVar[str] = "abstract"
     #: True when the generalized Hessian H does not depend on y (Lemma B.2's hypothesis,
-    #: spec unibio.md §3.2): then ||H v|| >= mu ||v|| is a theorem, not only lambda_min >= mu.
+    #: docs/unibio.rst §3.2): then ||H v|| >= mu ||v|| is a theorem, not only lambda_min >= mu.
     hessian_independent_of_y: ClassVar[bool] = False
 
     d_x: int
@@ -80,24 +80,25 @@ class BilevelProblem(abc.ABC):
         return self._hvp_yy_g(self._x(x), self._y(y), self._y(v, "v"))
 
     def jvp_xy_g(self, x, y, v) -> np.ndarray:
-        """∇²_xy g(x, y) v ∈ R^{d_x} for v ∈ R^{d_y} (the "cross" product of baselines.md §0.1)."""
+        """∇²_xy g(x, y) v ∈ R^{d_x} for v ∈ R^{d_y} (the "cross" product of docs/baselines.rst
+        §0.1)."""
         return self._jvp_xy_g(self._x(x), self._y(y), self._y(v, "v"))
 
     def jvp_yx_g(self, x, y, w) -> np.ndarray:
         """∇²_yx g(x, y) w = (∇²_xy g)^T w ∈ R^{d_y} for w ∈ R^{d_x}."""
         return self._jvp_yx_g(self._x(x), self._y(y), as_vector_batch("w", w, self.d_x))
 
-    # ---- generalized derivatives (UniBiO, spec unibio.md §1.4-1.6) -----------------------
+    # ---- generalized derivatives (UniBiO, docs/unibio.rst §1.4-1.6) -----------------------
     def f_u(self, x, y) -> np.ndarray:
-        """Generalized derivative df/d[y]^{∘(p-1)} (spec unibio.md §1.5)."""
+        """Generalized derivative df/d[y]^{∘(p-1)} (docs/unibio.rst §1.5)."""
         return self._f_u(self._x(x), self._y(y))
 
     def gen_hvp(self, x, y, v) -> np.ndarray:
-        """H v with H = d∇_y g / d[y]^{∘(p-1)} (Jacobian convention, spec unibio.md §1.4)."""
+        """H v with H = d∇_y g / d[y]^{∘(p-1)} (Jacobian convention, docs/unibio.rst §1.4)."""
         return self._gen_hvp(self._x(x), self._y(y), self._y(v, "v"))
 
     def gen_hvp_T(self, x, y, v) -> np.ndarray:
-        """H^T v (the hypergradient uses H^{-T}, spec unibio.md §1.6)."""
+        """H^T v (the hypergradient uses H^{-T}, docs/unibio.rst §1.6)."""
         return self._gen_hvp_T(self._x(x), self._y(y), self._y(v, "v"))
 
     # ---- ground truth -----------------------------------------------------------------
@@ -170,7 +171,7 @@ class BilevelProblem(abc.ABC):
         z = self._solve_hessian_yy(x, ys, self._grad_y_f(x, ys))
         return self._grad_x_f(x, ys) - self._jvp_xy_g(x, ys, z)
 
-    # Generalized derivatives by the chain rule of spec unibio.md §1.5. At coordinates where
+    # Generalized derivatives by the chain rule of docs/unibio.rst §1.5. At coordinates where
     # y_i = 0 and p > 2 these divide by zero; problems whose H and f_u have finite analytic
     # limits there (Examples 3/4) override them with the limit.
     def _f_u(self, x, y):

@@ -1,7 +1,8 @@
 """The theory constants a problem carries, named as the spec names them.
 
-Names follow spec unibio.md §2 (mu, p, L_0, L_1, l_g1, l_g2, L_H, C, l_f1, l_f2, C_f, l_p,
-L_phi1, L_phi2), borep.md §8 and sid_bsgm.md §14. A constant a problem cannot state is None;
+Names follow docs/unibio.rst §2 (mu, p, L_0, L_1, l_g1, l_g2, L_H, C, l_f1, l_f2, C_f, l_p,
+L_phi1, L_phi2), docs/borep.rst §8 and docs/sid_bsgm.rst §14. A constant a problem cannot state is
+None;
 checks that need it skip that problem and say so. ``sources`` records, per constant, the
 spec section its value comes from, so a reader can find the derivation.
 """
@@ -15,13 +16,13 @@ from typing import Any
 @dataclass(frozen=True)
 class Constants:
     mu: float | None = None  # LL modulus: strong (p = 2) or (mu, p)-uniform convexity
-    p: float = 2.0  # uniform-convexity exponent (unibio.md §2.1(i))
-    L_0: float | None = None  # (L_0, L_1)-smoothness of g in y (unibio.md §2.1(ii))
+    p: float = 2.0  # uniform-convexity exponent (docs/unibio.rst §2.1(i))
+    L_0: float | None = None  # (L_0, L_1)-smoothness of g in y (docs/unibio.rst §2.1(ii))
     L_1: float | None = None
     l_g1: float | None = None  # Lipschitz const of grad_y g in x; ||∇²_xy g|| <= l_g1
     l_g2: float | None = None  # joint Lipschitz const of ∇²_xy g
     L_H: float | None = None  # joint Lipschitz const of the generalized Hessian H
-    C: float | None = None  # ||H|| <= C (Neumann step 1/C, unibio.md §3.5)
+    C: float | None = None  # ||H|| <= C (Neumann step 1/C, docs/unibio.rst §3.5)
     l_f1: float | None = None  # joint Lipschitz const of ∇_x f
     l_f2: float | None = None  # joint Lipschitz const of f_u
     C_f: float | None = None  # ||f_u|| <= C_f
@@ -40,7 +41,7 @@ def lipschitz_hypergradient_constants(
     *, mu: float, p: float, l_g1: float, l_g2: float, L_H: float, l_f1: float, l_f2: float,
     C_f: float,
 ) -> tuple[float, float, float]:
-    """(l_p, L_phi1, L_phi2) from the DERIVED formulas of spec unibio.md §3.1 and §3.3.
+    """(l_p, L_phi1, L_phi2) from the DERIVED formulas of docs/unibio.rst §3.1 and §3.3.
 
     l_p = (p l_g1 / mu)^{1/(p-1)};  L̄ = l_f1 + l_g1 l_f2/mu + C_f l_g2/mu + l_g1 C_f L_H/mu²;
     L_phi1 = l_p L̄;  L_phi2 = L̄.
@@ -51,7 +52,7 @@ def lipschitz_hypergradient_constants(
 
 
 def surrogate_lipschitz_constant(c: Constants) -> float | None:
-    """L̄ of spec unibio.md §3.3 from a problem's stated ingredients: the constant of the
+    """L̄ of docs/unibio.rst §3.3 from a problem's stated ingredients: the constant of the
     surrogate error ||∇̄f(x, y) − ∇φ(x)|| ≤ L̄ ||y − y*(x)|| (Lemma B.4, §3.4; claim U5).
 
     It equals ``L_phi2`` for the problems whose constants come from

@@ -1,18 +1,18 @@
 """Bilevel problems with a lower-level contraction (Grazzi, Pontil, Salzo, JMLR 2023).
 
-    min_λ f(λ) = E(w(λ), λ)   s.t.   w(λ) = Φ(w(λ), λ)          (spec sid_bsgm.md §2, eq. (1))
+    min_λ f(λ) = E(w(λ), λ)   s.t.   w(λ) = Φ(w(λ), λ)          (docs/sid_bsgm.rst §2, eq. (1))
 
 with Φ(·, λ) a contraction: ||∂₁Φ|| <= q < 1. The lower level is a fixed point, not an
 argmin, so these problems do not fit :class:`~refbilevel.problems.base.BilevelProblem`;
-:class:`FixedPointProblem` is their interface. The hypergradient is (sid_bsgm.md §3, eq. (4))
+:class:`FixedPointProblem` is their interface. The hypergradient is (docs/sid_bsgm.rst §3, eq. (4))
 
     ∇f(λ) = ∇₂E(w(λ), λ) + ∂₂Φ(w(λ), λ)ᵀ v,   v = (I − ∂₁Φᵀ)^{-1} ∇₁E        (LS)
 
 Conventions: w has shape (..., d), λ shape (..., n); leading (replica) axes broadcast;
 ``vjp_w(w, lam, v)`` = ∂₁Φᵀv, ``vjp_lam(w, lam, v)`` = ∂₂Φᵀv ∈ R^n (the oracles of
-sid_bsgm.md §4.1 without the sample), ``jvp_w``/``jvp_lam`` the untransposed products.
+docs/sid_bsgm.rst §4.1 without the sample), ``jvp_w``/``jvp_lam`` the untransposed products.
 
-Problems (sid_bsgm.md §14, DERIVED and numerically checked there):
+Problems (docs/sid_bsgm.rst §14, DERIVED and numerically checked there):
 
 - :class:`LinearContraction` — Φ = Aw + Bλ + c, quadratic E (§14.1), with the Gaussian
   oracle noise levels of §14.1 as attributes; :func:`golden_instance` is the §14.1 golden
@@ -56,7 +56,7 @@ def _symmetric(name: str, M, dim: int) -> np.ndarray:
 
 
 def contraction_modulus(A: np.ndarray) -> float:
-    """q = ||A||_2, validated to lie in [0, 1) (sid_bsgm.md §6, Assumption A(i))."""
+    """q = ||A||_2, validated to lie in [0, 1) (docs/sid_bsgm.rst §6, Assumption A(i))."""
     q = float(np.linalg.norm(A, 2)) if A.size else 0.0
     return require_range("q", q, low=0.0, high=1.0, high_inclusive=False)
 
@@ -65,7 +65,7 @@ class FixedPointProblem(abc.ABC):
     """A bilevel problem whose lower level is the fixed point of a contraction (see module).
 
     Subclasses implement the underscored methods on validated float64 arrays and set
-    ``d``, ``n`` and ``constants`` (whose ``extra`` holds sid_bsgm.md's names: q, L_f, ...).
+    ``d``, ``n`` and ``constants`` (whose ``extra`` holds docs/sid_bsgm.rst's names: q, L_f, ...).
     """
 
     name: ClassVar[str] = "abstract-fixed-point"
@@ -185,7 +185,7 @@ class FixedPointProblem(abc.ABC):
 
 # ---- §14.1 ---------------------------------------------------------------------------------
 class LinearContraction(FixedPointProblem):
-    """Φ(w, λ) = Aw + Bλ + c, E = ½wᵀPw + wᵀQλ + ½λᵀSλ + pᵀw + sᵀλ (sid_bsgm.md §14.1).
+    """Φ(w, λ) = Aw + Bλ + c, E = ½wᵀPw + wᵀQλ + ½λᵀSλ + pᵀw + sᵀλ (docs/sid_bsgm.rst §14.1).
 
     Closed forms: w(λ) = (I − A)^{-1}(Bλ + c), W = w'(λ) = (I − A)^{-1}B,
     v(w, λ) = (I − Aᵀ)^{-1}∇₁E(w, λ), ∇f = ∇₂E + Bᵀv, ∇²f = WᵀPW + WᵀQ + QᵀW + S (constant,
@@ -196,7 +196,8 @@ class LinearContraction(FixedPointProblem):
     Φ(w, λ; ζ) = (A + Z)w + (B + Y)λ + c + ε; ξ ~ N(0, Sigma_xi) in R^{d+n} is added to
     (∇₁E, ∇₂E). Attributes ``s_Z, s_Y, s_eps, Sigma_xi``.
 
-    ``constants.extra`` (sid_bsgm.md §6, §7, §14.1 names): q = ||A||, L_f, lambda_min_hessian_f,
+    ``constants.extra`` (docs/sid_bsgm.rst §6, §7, §14.1 names): q = ||A||, L_f,
+    lambda_min_hessian_f,
     mu_1 = ||P||, mu_2 = ||Q||, nu_1 = nu_2 = 0, L_Phi = ||B||, the joint hat_mu_1 =
     max(||P||, ||Q||), hat_mu_2 = max(||Q||, ||S||), hat_nu_1 = hat_nu_2 = 0, L_v = mu_1/(1−q)
     (Lemma 20 analogue), L_f_lemma3 (the DERIVED Lemma 3(iii) bound), L_E = None (A(iv) fails:
@@ -271,18 +272,19 @@ class LinearContraction(FixedPointProblem):
         }
         ex.update(extra)
         src = {
-            "q": "||A||_2 (sid_bsgm.md §6 A(i), §14.1)",
-            "L_f": "||∇²f||_2 exactly, ∇²f constant (sid_bsgm.md §14.1)",
-            "mu_1,mu_2,nu_1,nu_2,L_Phi,hat_*": "sid_bsgm.md §6-7 reconstructions; §14.1 values",
-            "L_v": "sid_bsgm.md §7, Lemma 20 analogue (DERIVED)",
-            "L_f_lemma3": "sid_bsgm.md §7, Lemma 3(iii) DERIVED bound",
-            "L_E": "None: A(iv) fails for affine ∇₁E (sid_bsgm.md §14.1)",
-            "sigma_2,sigma_prime_*,s_*": "sid_bsgm.md §14.1 Assumption constants",
+            "q": "||A||_2 (docs/sid_bsgm.rst §6 A(i), §14.1)",
+            "L_f": "||∇²f||_2 exactly, ∇²f constant (docs/sid_bsgm.rst §14.1)",
+            "mu_1,mu_2,nu_1,nu_2,L_Phi,hat_*": "docs/sid_bsgm.rst §6-7 reconstructions; §14.1 "
+                "values",
+            "L_v": "docs/sid_bsgm.rst §7, Lemma 20 analogue (DERIVED)",
+            "L_f_lemma3": "docs/sid_bsgm.rst §7, Lemma 3(iii) DERIVED bound",
+            "L_E": "None: A(iv) fails for affine ∇₁E (docs/sid_bsgm.rst §14.1)",
+            "sigma_2,sigma_prime_*,s_*": "docs/sid_bsgm.rst §14.1 Assumption constants",
         }
         src.update(sources)
         return Constants(extra=ex, sources=src)
 
-    # λ-dependent assumption constants (sid_bsgm.md §14.1)
+    # λ-dependent assumption constants (docs/sid_bsgm.rst §14.1)
     def sigma_1(self, lam) -> np.ndarray:
         """σ₁(λ) = 2 d s_Z²||w(λ)||² + d s_Y²||λ||² + d s_eps² (Assumption C(ii))."""
         lam = self._lam(lam)
@@ -344,7 +346,7 @@ class GoldenInstance(NamedTuple):
 
 
 def golden_instance() -> GoldenInstance:
-    """The golden instance of sid_bsgm.md §14.1 (d = 3, n = 2, with its noise levels).
+    """The golden instance of docs/sid_bsgm.rst §14.1 (d = 3, n = 2, with its noise levels).
 
     Exact values there: w(λ) = [2.60700389, −0.98249027, 0.11478599],
     f(λ) = 3.583456638253417, ∇f(λ) = [9.95313177, −2.68231994], L_f = 13.454566537070583.
@@ -368,7 +370,7 @@ def gd_map_contraction(H, K, h, alpha_ll: float, *, P, Q, S, p, s, s_Z: float = 
                        s_Y: float = 0.0, s_eps: float = 0.0, Sigma_xi=None) -> LinearContraction:
     """The gradient-descent map of ℓ = ½wᵀHw − wᵀ(Kλ + h) as a :class:`LinearContraction`.
 
-    Φ(w, λ) = w − α_LL ∇₁ℓ = (I − α_LL H)w + α_LL(Kλ + h) (sid_bsgm.md §14.2, eq. (3)), so
+    Φ(w, λ) = w − α_LL ∇₁ℓ = (I − α_LL H)w + α_LL(Kλ + h) (docs/sid_bsgm.rst §14.2, eq. (3)), so
     A = I − α_LL H (symmetric), B = α_LL K, c = α_LL h and
     q = max(|1 − α_LL μ|, |1 − α_LL L|) < 1 iff 0 < α_LL < 2/L (μ, L the extreme eigenvalues
     of H). w(λ) = H^{-1}(Kλ + h) and ∇f = ∇₂E + KᵀH^{-1}∇₁E do not depend on α_LL.
@@ -392,13 +394,13 @@ def gd_map_contraction(H, K, h, alpha_ll: float, *, P, Q, S, p, s, s_Z: float = 
         s_Z=s_Z, s_Y=s_Y, s_eps=s_eps, Sigma_xi=Sigma_xi,
         extra={"alpha_ll": alpha, "mu_ll": mu, "L_ll": L,
                "q_formula": max(abs(1.0 - alpha * mu), abs(1.0 - alpha * L))},
-        sources={"q_formula": "sid_bsgm.md §14.2: max(|1 − α μ|, |1 − α L|)"},
+        sources={"q_formula": "docs/sid_bsgm.rst §14.2: max(|1 − α μ|, |1 − α L|)"},
     )
 
 
 # ---- §14.3 ---------------------------------------------------------------------------------
 class RidgeContraction(FixedPointProblem):
-    """Ridge hyperparameter λ (scalar) with the GD map as lower level (sid_bsgm.md §14.3).
+    """Ridge hyperparameter λ (scalar) with the GD map as lower level (docs/sid_bsgm.rst §14.3).
 
         ℓ(w, λ) = (1/2N)||Xw − y||² + (λ/2)||w||²,   Φ(w, λ) = w − α_LL((H_X + λI)w − b),
         E(w) = (1/2N_v)||X_v w − y_v||²,
@@ -460,7 +462,7 @@ class RidgeContraction(FixedPointProblem):
         return cls(X, y, Xv, yv, **kwargs)
 
     def q_at(self, lam: float) -> float:
-        """q(λ) = max(|1 − α(μ_X + λ)|, |1 − α(L_X + λ)|) (sid_bsgm.md §14.3)."""
+        """q(λ) = max(|1 − α(μ_X + λ)|, |1 − α(L_X + λ)|) (docs/sid_bsgm.rst §14.3)."""
         a = self.alpha_ll
         return max(abs(1.0 - a * (self.mu_X + lam)), abs(1.0 - a * (self.L_X + lam)))
 
@@ -478,9 +480,9 @@ class RidgeContraction(FixedPointProblem):
                 "L_f_grid": float(curv.max()),
             },
             sources={
-                "q": "sid_bsgm.md §14.3, sup over Λ (end points)",
+                "q": "docs/sid_bsgm.rst §14.3, sup over Λ (end points)",
                 "L_Phi": "sup_Λ ||∂₂Φ(w(λ), λ)|| = α||w(lam_min)|| (||w(λ)|| decreases in λ)",
-                "mu_1,mu_2,nu_1,nu_2": "sid_bsgm.md §6 A(ii)-(iii): ∇₁E = P_v w − r_v, "
+                "mu_1,mu_2,nu_1,nu_2": "docs/sid_bsgm.rst §6 A(ii)-(iii): ∇₁E = P_v w − r_v, "
                                        "∂₂Φ = −α w",
                 "L_f_grid": "max |f''| on a 2001-point grid of Λ: an estimate, not a bound",
             },

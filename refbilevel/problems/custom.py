@@ -1,7 +1,7 @@
 """A problem from closed-form callables: the documented way to add a problem without
 subclassing.
 
-Example (the p = 2 case of UniBiO Example 3, spec unibio.md §6.1)::
+Example (the p = 2 case of UniBiO Example 3, docs/unibio.rst §6.1)::
 
     import numpy as np
     from refbilevel.problems.custom import ClosedFormProblem
@@ -26,7 +26,7 @@ Every callable takes arrays batched over leading axes, x of shape (..., d_x) and
 shape (..., d_y), and returns the shapes documented in :class:`BilevelProblem`. ``phi`` and
 ``grad_phi`` default to f(x, y*(x)) and the Ghadimi–Wang formula at y*; pass closed forms
 when you have them, so the checks compare against an independent ground truth. ``f_u``,
-``gen_hvp`` and ``gen_hvp_T`` default to the chain rule of spec unibio.md §1.5 for the
+``gen_hvp`` and ``gen_hvp_T`` default to the chain rule of docs/unibio.rst §1.5 for the
 given ``p``; pass their analytic limits when D(y) can vanish.
 """
 

@@ -1,6 +1,6 @@
 """Finite-difference and adjoint (dot-product) checks of a problem's derivatives (claim X1).
 
-Spec claims.md X1: every problem's gradients, HVPs, JVPs and generalized derivatives match
+Spec docs/checks.rst X1: every problem's gradients, HVPs, JVPs and generalized derivatives match
 finite differences, and HVP/JVP pass a dot-product (adjoint) test. This module is the one
 implementation of that procedure: the tests and ``theory_checks/x1_derivatives.py`` use it.
 
@@ -17,7 +17,7 @@ factor 1 + 1e-3 is still 1e3 times the tolerance). :func:`fd_directional_estimat
 returns both error terms of its own evaluation: the truncation by Richardson extrapolation,
 |D(h) - D(2h)| / 3 (D(h) = D + c h² + O(h⁴)), and the rounding term eps (|F+| + |F-|) / 2h.
 
-Generalized derivatives (UniBiO, spec unibio.md §1.4-1.6) are derivatives w.r.t.
+Generalized derivatives (UniBiO, docs/unibio.rst §1.4-1.6) are derivatives w.r.t.
 u = [y]^{∘(p-1)} (Definition A.1, eqs. (10a), (10b)): with P^{-1}(u) = [u]^{∘1/(p-1)},
 
     f_u      = ∇_u f(x, P^{-1}(u)),                       (10a)
@@ -33,7 +33,7 @@ identity <A v, w> = <v, Aᵀ w> holds exactly; :func:`adjoint_residual` is
 |<Av, w> - <v, Aᵀw>| / (||Av|| ||w|| + ||v|| ||Aᵀw||), which is only rounding, O(d eps), for
 correct products: :data:`ADJOINT_RTOL` = 1e-12 allows ~45 d eps at d = 100. Pairs tested:
 (∇²_xy g v, ∇²_yx g w) (the JVP and its transpose), (∇²_yy g, ∇²_yy g) (the HVP is
-self-adjoint), (H v, Hᵀ w) (generalized HVP, unibio.md §1.6); for fixed-point problems
+self-adjoint), (H v, Hᵀ w) (generalized HVP, docs/unibio.rst §1.6); for fixed-point problems
 (∂₁Φ u, ∂₁Φᵀ v) and (∂₂Φ u, ∂₂Φᵀ v).
 """
 
@@ -213,7 +213,7 @@ def u_step(u: np.ndarray, p: float, h: float = FD_STEP):
     umin = np.min(np.abs(u), axis=-1, keepdims=True)
     if np.any(umin == 0.0):
         raise ValueError("y must have no zero coordinate for p > 2: the generalized "
-                         "derivatives are limits there (spec unibio.md §1.5)")
+                         "derivatives are limits there (docs/unibio.rst §1.5)")
     return h * np.minimum(1.0, umin)
 
 
@@ -253,19 +253,19 @@ def bilevel_derivative_checks(problem, x, y, v, u, w, *, h: float = FD_STEP,
        fd_directional_estimate(lambda z: P.grad_x_g(x, z), y, v, h), h)
     fd("jvp_yx_g", "∇²_yx g w vs d/dt ∇_y g(x + t w, y)", P.jvp_yx_g(x, y, w),
        fd_directional_estimate(lambda z: P.grad_y_g(z, y), x, w, h), h)
-    # generalized derivatives: differences in u = [y]^{∘(p-1)} (unibio.md §1.4 (10a), (10b))
+    # generalized derivatives: differences in u = [y]^{∘(p-1)} (docs/unibio.rst §1.4 (10a), (10b))
     uy = power_map(y, p)
     hu = u_step(uy, p, h)
 
     def y_of(s):
         return inverse_power_map(s, p)
 
-    fd("f_u", "f_u vs ∇_u f(x, [u]^{∘1/(p-1)}) (unibio.md §1.4 (10a))", P.f_u(x, y),
+    fd("f_u", "f_u vs ∇_u f(x, [u]^{∘1/(p-1)}) (docs/unibio.rst §1.4 (10a))", P.f_u(x, y),
        fd_gradient_estimate(lambda s: P.f(x, y_of(s)), uy, hu), hu)
-    fd("gen_hvp", "H v vs d/dt ∇_y g(x, [u + t v]^{∘1/(p-1)}) (unibio.md §1.4 (10b))",
+    fd("gen_hvp", "H v vs d/dt ∇_y g(x, [u + t v]^{∘1/(p-1)}) (docs/unibio.rst §1.4 (10b))",
        P.gen_hvp(x, y, v), fd_directional_estimate(lambda s: P.grad_y_g(x, y_of(s)), uy, v, hu),
        hu)
-    fd("gen_hvp_T", "Hᵀ u vs ∇_s <u, ∇_y g(x, [s]^{∘1/(p-1)})> (unibio.md §1.6)",
+    fd("gen_hvp_T", "Hᵀ u vs ∇_s <u, ∇_y g(x, [s]^{∘1/(p-1)})> (docs/unibio.rst §1.6)",
        P.gen_hvp_T(x, y, u),
        fd_gradient_estimate(lambda s: _dot(u, P.grad_y_g(x, y_of(s))), uy, hu), hu)
     if hypergradient:
@@ -276,7 +276,7 @@ def bilevel_derivative_checks(problem, x, y, v, u, w, *, h: float = FD_STEP,
                                P.jvp_xy_g(x, y, v), w, v, P.jvp_yx_g(x, y, w), adjoint_rtol))
     out.append(compare_adjoint("hvp self-adjoint", "<∇²_yy g v, u> = <v, ∇²_yy g u>",
                                P.hvp_yy_g(x, y, v), u, v, P.hvp_yy_g(x, y, u), adjoint_rtol))
-    out.append(compare_adjoint("gen_hvp adjoint", "<H v, u> = <v, Hᵀ u> (unibio.md §1.6)",
+    out.append(compare_adjoint("gen_hvp adjoint", "<H v, u> = <v, Hᵀ u> (docs/unibio.rst §1.6)",
                                P.gen_hvp(x, y, v), u, v, P.gen_hvp_T(x, y, u), adjoint_rtol))
     return out
 
@@ -325,7 +325,7 @@ def fixed_point_derivative_checks(problem, w, lam, u, ul, v, *, h: float = FD_ST
                                   rtol: float = FD_RTOL,
                                   adjoint_rtol: float = ADJOINT_RTOL) -> list[Comparison]:
     """The derivatives of a :class:`~refbilevel.problems.contraction.FixedPointProblem`
-    (lower level w = Φ(w, λ), spec sid_bsgm.md §2-§4) at (w, λ) against finite differences,
+    (lower level w = Φ(w, λ), docs/sid_bsgm.rst §2-§4) at (w, λ) against finite differences,
     and the adjoint tests of ∂₁Φ and ∂₂Φ. u, v ∈ R^d and ul ∈ R^n are test directions.
 
     There is no lower-level objective g, hence no ∇²_yy g, f_u or generalized Hessian: the

@@ -1,4 +1,4 @@
-"""The finite-sum quadratic benchmark of benchmark_bilevel (spec baselines.md §10.2).
+"""The finite-sum quadratic benchmark of benchmark_bilevel (docs/baselines.rst §10.2).
 
 Per-sample quadratics (x = outer variable, y = inner variable; this package's argument order
 is (x, y), the benchmark's is inner first):
@@ -11,7 +11,7 @@ A_i = α_i α_iᵀ, B_i = β_i β_iᵀ, C_i = γ_i δ_iᵀ (γ_i ∈ R^{d_x}, δ
 F_j, H_j, K_j; each factor family is an (n, d) array, never a (d, d) matrix per sample, so
 d = 10^4 fits in memory and a product costs O(n d).
 
-Generation (baselines.md §10.2, CODE described; DERIVED re-implementation, not bit-compatible
+Generation (docs/baselines.rst §10.2, CODE described; DERIVED re-implementation, not bit-compatible
 with the benchmark's JAX streams). With s = geomspace(√mu, √L, d) and a Householder
 reflection U (the benchmark's U is the left factor of the SVD of a Gaussian d × 1 vector,
 which LAPACK builds as a Householder reflection): α_i = U diag(s) U ξ_i, ξ_i ~ N(0, I), so
@@ -121,7 +121,7 @@ class SampleQuadratics:
         return self._combine(self.Pxx, idx, self._coef(self.Pxx, idx, u))
 
     def jvp_xy(self, v, idx=None):
-        """mean C_i v ∈ R^{d_x} (∇²_xy q = C_i, spec baselines.md §0.1 ``cross``)."""
+        """mean C_i v ∈ R^{d_x} (∇²_xy q = C_i, docs/baselines.rst §0.1 ``cross``)."""
         return self._combine(self.Cx, idx, self._coef(self.Cy, idx, v))
 
     def jvp_yx(self, w, idx=None):
@@ -229,7 +229,7 @@ def batched_cg(matvec, b: np.ndarray, *, rtol: float = CG_RTOL,
 
 
 class FiniteSumQuadratic(BilevelProblem):
-    """The finite-sum quadratic of benchmark_bilevel (spec baselines.md §10.2).
+    """The finite-sum quadratic of benchmark_bilevel (docs/baselines.rst §10.2).
 
     Parameters and defaults are the benchmark's: mu = 0.1, L = 1 (every "L" of the
     benchmark: L_inner_inner, L_inner_outer, L_outer_inner, L_outer_outer), L_cross = 0.1
@@ -295,10 +295,10 @@ class FiniteSumQuadratic(BilevelProblem):
         extra: dict[str, object] = {"mu_population": self.mu_param, "L_population": self.L_param,
                                     "reg": self.reg}
         sources = {
-            "mu,L_y": "spectrum of the empirical mean Ā + reg I (baselines.md §10.2)",
-            "l_g1": "||C̄||_2 = ||∇²_xy g|| (unibio.md §2.1(iii))",
+            "mu,L_y": "spectrum of the empirical mean Ā + reg I (docs/baselines.rst §10.2)",
+            "l_g1": "||C̄||_2 = ||∇²_xy g|| (docs/unibio.rst §2.1(iii))",
             "l_f1,l_f2": "joint Lipschitz constants max(||H̄||, ||K̄||), max(||F̄||, ||K̄||)",
-            "l_p": "unibio.md §3.1 (DERIVED) at p = 2: 2 l_g1/mu",
+            "l_p": "docs/unibio.rst §3.1 (DERIVED) at p = 2: 2 l_g1/mu",
         }
         if self._dense_inner:
             ev = np.linalg.eigvalsh(g.mean_yy())

@@ -1,4 +1,4 @@
-"""ℓ_p data hyper-cleaning lower level on synthetic data (UniBiO Example 2; spec unibio.md §6.2).
+"""ℓ_p data hyper-cleaning lower level on synthetic data (UniBiO Example 2; docs/unibio.rst §6.2).
 
     g(λ, w) = (1/n) Σ_i σ(λ_i) |a_iᵀw - b_i|^p + c ||w||_p^p        (σ = sigmoid; eq. (13))
     f(λ, w) = (1/(2m)) ||A_val w - b_val||²                           (clean validation loss)
@@ -10,7 +10,8 @@ it"): b = A w_true + noise, and a fraction ``corruption`` of training targets is
 N(0, 3²) draws (the regression analogue of label flipping). y* = w*(λ) has no closed form and
 is computed by damped Newton to machine precision.
 
-Constants: mu = c p mu_p d^{1-p/2}, from the c||w||_p^p term alone (DERIVED, spec §6.2 with
+Constants: mu = c p mu_p d^{1-p/2}, from the c||w||_p^p term alone (DERIVED, docs/unibio.rst §6.2
+with
 the exact 1-D modulus mu_p in place of Lindqvist's smaller 1/(2^{p-1}-1)); the data term only
 adds convexity. The paper's mu_1 (via the ℓ_p minimum singular value) is NOT RECOVERED.
 """
@@ -32,7 +33,7 @@ def _sigmoid(z):
 
 
 class LpHyperCleaning(BilevelProblem):
-    """ℓ_p hyper-cleaning: weights λ on n noisy training rows (spec unibio.md §6.2)."""
+    """ℓ_p hyper-cleaning: weights λ on n noisy training rows (docs/unibio.rst §6.2)."""
 
     name = "lp-hypercleaning"
     hessian_independent_of_y = False
@@ -58,7 +59,7 @@ class LpHyperCleaning(BilevelProblem):
         self.constants = Constants(
             mu=mu, p=self.p, l_f1=0.0,
             extra={"n_corrupted": int(flip.sum())},
-            sources={"mu": "unibio.md §6.2 (DERIVED; c||w||_p^p term, exact 1-D modulus)"},
+            sources={"mu": "docs/unibio.rst §6.2 (DERIVED; c||w||_p^p term, exact 1-D modulus)"},
         )
 
     def _r(self, y):

@@ -1,7 +1,7 @@
 """Lower-level solutions for problems whose y*(x) has no closed form.
 
 Some LLUC problems of the spec have no closed-form minimizer (the non-separable instance of
-spec unibio.md §1.6, the ℓ_p hyper-cleaning lower level of §6.2). Their y*(x) is computed by
+docs/unibio.rst §1.6, the ℓ_p hyper-cleaning lower level of §6.2). Their y*(x) is computed by
 a damped Newton method on the strictly convex g(x, ·), run to machine precision, so the
 "ground truth" is exact up to float64 rounding. Batched over leading axes.
 """

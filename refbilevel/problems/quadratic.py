@@ -3,16 +3,16 @@
     g(x, y) = ½ yᵀ H y − yᵀ (K x + h)                         (lower level, μ-strongly convex)
     f(x, y) = ½ (y − y_ref)ᵀ F (y − y_ref) + (rho/2) ||x||² + rᵀx   (upper level)
 
-This is the p = 2 member of the UniBiO problem class (spec unibio.md §2.1: (μ, 2)-uniform
-convexity is μ-strong convexity, H = ∇²_yy g) and the stochastic quadratic of fdehbo.md §10.1
-with a shifted target. Closed forms (DERIVED, fdehbo.md §10.1):
+This is the p = 2 member of the UniBiO problem class (docs/unibio.rst §2.1: (μ, 2)-uniform
+convexity is μ-strong convexity, H = ∇²_yy g) and the stochastic quadratic of docs/fdehbo.rst §10.1
+with a shifted target. Closed forms (DERIVED, docs/fdehbo.rst §10.1):
 
     y*(x)  = H^{-1}(K x + h)
     phi(x) = ½ (y* − y_ref)ᵀ F (y* − y_ref) + (rho/2)||x||² + rᵀx
     ∇phi   = rho x + r + Kᵀ H^{-1} F (y*(x) − y_ref)
     ∇²phi  = rho I + (H^{-1}K)ᵀ F (H^{-1}K)            (constant)
 
-Every matrix is an orthogonal factor times a diagonal of chosen values (DESIGN.md: spectra by
+Every matrix is an orthogonal factor times a diagonal of chosen values (docs/design.rst: spectra by
 construction, never rejection sampling): H = Q_H diag(λ) Q_Hᵀ with λ spanning [μ, L],
 K = Q_L diag(σ) Q_Rᵀ, F = Q_F diag(φ) Q_Fᵀ. The orthogonal factors are either dense Haar
 matrices (O(d²) memory) or, in the *structured* mode, single Householder reflections
@@ -193,9 +193,9 @@ class StronglyConvexQuadratic(BilevelProblem):
         instances from the same seed.
     h, y_ref, r : override the drawn vectors.
 
-    Constants (spec unibio.md §2 names): mu, L_y, l_g1 = ||K||, l_g2 = L_H = 0, C = L_y,
+    Constants (docs/unibio.rst §2 names): mu, L_y, l_g1 = ||K||, l_g2 = L_H = 0, C = L_y,
     l_f1 = rho, l_f2 = ||F||, C_f = None (∇_y f is unbounded), l_p = 2 l_g1/mu (the DERIVED
-    Lemma 4.2 constant (p l_g1/mu)^{1/(p-1)} at p = 2, unibio.md §3.1), and for claim U4 at
+    Lemma 4.2 constant (p l_g1/mu)^{1/(p-1)} at p = 2, docs/unibio.rst §3.1), and for claim U4 at
     p = 2: L_phi1 = 0, L_phi2 = ||∇²phi||_2, exact (eigvalsh of the dense ∇²phi) when
     d_x <= 2000, else the bound |rho| + ||F|| ||K||²/mu², recorded in ``sources``.
     """
@@ -255,12 +255,13 @@ class StronglyConvexQuadratic(BilevelProblem):
         l_g1, F_norm = self.K.norm, self.F.norm
         extra: dict[str, object] = {"kappa": L_y / mu, "structured": self.structured}
         sources = {
-            "mu,L_y,L_0,C": "eigenvalues of H chosen by construction (unibio.md §2.1, p = 2)",
-            "l_g1": "||∇²_xy g|| = ||K|| (unibio.md §2.1(iii))",
-            "l_g2,L_H": "∇²g constant (unibio.md §2.1(iv),(v))",
-            "l_f1,l_f2": "∇_x f = rho x + r, f_u = ∇_y f = F(y - y_ref) (unibio.md §2.2)",
-            "l_p": "unibio.md §3.1 (DERIVED, (p l_g1/mu)^{1/(p-1)} at p = 2)",
-            "L_phi1": "p = 2: the Hölder term merges into the Lipschitz term (unibio.md §3.3)",
+            "mu,L_y,L_0,C": "eigenvalues of H chosen by construction (docs/unibio.rst §2.1, p = 2)",
+            "l_g1": "||∇²_xy g|| = ||K|| (docs/unibio.rst §2.1(iii))",
+            "l_g2,L_H": "∇²g constant (docs/unibio.rst §2.1(iv),(v))",
+            "l_f1,l_f2": "∇_x f = rho x + r, f_u = ∇_y f = F(y - y_ref) (docs/unibio.rst §2.2)",
+            "l_p": "docs/unibio.rst §3.1 (DERIVED, (p l_g1/mu)^{1/(p-1)} at p = 2)",
+            "L_phi1": "p = 2: the Hölder term merges into the Lipschitz term (docs/unibio.rst "
+                "§3.3)",
         }
         if self.d_x <= DENSE_LIMIT:
             hess = self.hessian_phi(np.zeros(self.d_x))
@@ -269,7 +270,7 @@ class StronglyConvexQuadratic(BilevelProblem):
             M = self._sensitivity_matrix()
             extra["l_p_exact"] = float(np.linalg.norm(M, 2)) if M.size else 0.0
             extra["lambda_min_hessian_phi"] = float(eig[0])
-            sources["L_phi2"] = "||∇²phi||_2 exactly (eigvalsh; fdehbo.md §10.1)"
+            sources["L_phi2"] = "||∇²phi||_2 exactly (eigvalsh; docs/fdehbo.rst §10.1)"
             sources["l_p_exact"] = "||H^{-1}K||_2, the sharp Lipschitz constant of y*"
         else:
             L_phi2 = self.rho + F_norm * l_g1**2 / mu**2
@@ -343,7 +344,7 @@ class StronglyConvexQuadratic(BilevelProblem):
     def _jvp_yx_g(self, x, y, w):
         return _bcast(-self.K.matvec(w), x, y)
 
-    # p = 2: generalized derivatives are the classical ones (unibio.md §1.5, D = I)
+    # p = 2: generalized derivatives are the classical ones (docs/unibio.rst §1.5, D = I)
     def _f_u(self, x, y):
         return self._grad_y_f(x, y)
 

@@ -1,9 +1,9 @@
-"""Closed-form bilevel problems with a relaxed-smooth upper level (BO-REP; spec borep.md §8).
+"""Closed-form bilevel problems with a relaxed-smooth upper level (BO-REP; docs/borep.rst §8).
 
 Both have a strongly convex quadratic lower level (closed-form y*) and an upper level that is
-(L_{x,0}, L_{x,1}, L_{y,0}, L_{y,1})-smooth (borep.md §2, Assumption 1) but not L-smooth:
+(L_{x,0}, L_{x,1}, L_{y,0}, L_{y,1})-smooth (docs/borep.rst §2, Assumption 1) but not L-smooth:
 ||∇²phi|| grows without bound while ||∇²phi|| <= L_0 + L_1 ||∇phi|| (Hessian form).
-∇_y f is bounded everywhere, so borep.md Assumption 2(i) holds globally; ∇²g is constant
+∇_y f is bounded everywhere, so docs/borep.rst Assumption 2(i) holds globally; ∇²g is constant
 (L_{g_xy} = L_{g_yy} = 0).
 
 - :class:`RelaxedSmoothP1` — "cosh + pseudo-Huber" (``variant="pseudo-huber"``, convex phi)
@@ -14,8 +14,8 @@ The defaults reproduce the spec's reference instances draw for draw (legacy
 ``numpy.random.RandomState`` with seed 0 for P1 and 1 for P2, in the stated order), so the
 spec's reference optima (P1: phi* = 14.7260868455; P2: phi* = 3.1324348957) apply to them.
 
-Constants: ``Constants`` holds the unibio.md §2 names (mu, L_y, l_g1 = ||∇²_xy g||, ...);
-BO-REP's own constants go to ``Constants.extra`` under these keys (borep.md §8, §2):
+Constants: ``Constants`` holds the docs/unibio.rst §2 names (mu, L_y, l_g1 = ||∇²_xy g||, ...);
+BO-REP's own constants go to ``Constants.extra`` under these keys (docs/borep.rst §8, §2):
 ``L_x0, L_x1, L_y0, L_y1, r_f`` (Assumption 1), ``l_g1_joint`` (BO-REP's l_{g,1}: joint
 smoothness of g), ``C_gxy``, ``L_ystar``, ``l_f0``, ``L_gxy = L_gyy = 0``, the Hessian-form
 ``L0_phi_hessian, L1_phi_hessian`` of phi, and the DERIVED relaxed-smoothness constants of
@@ -61,7 +61,7 @@ def _spd(name: str, H, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _relaxed_phi_constants(*, L_x0, L_x1, L_y0, L_y1, r_f, C_gxy, L_ystar, l_f0, mu,
                            L_gxy=0.0, L_gyy=0.0) -> dict[str, float]:
-    """The DERIVED (L_0, L_1, r_Phi) relaxed smoothness of phi (borep.md §2, remark)."""
+    """The DERIVED (L_0, L_1, r_Phi) relaxed smoothness of phi (docs/borep.rst §2, remark)."""
     s = np.sqrt(1.0 + L_ystar**2)
     L0 = s * (L_x0 + L_x1 * C_gxy * l_f0 / mu + L_gxy * l_f0 / mu
               + C_gxy * (L_y0 + L_y1 * l_f0) / mu + C_gxy * L_gyy * l_f0 / mu**2)
@@ -70,16 +70,17 @@ def _relaxed_phi_constants(*, L_x0, L_x1, L_y0, L_y1, r_f, C_gxy, L_ystar, l_f0,
 
 
 _BOREP_SOURCES = {
-    "L_x0,L_x1,L_y0,L_y1,r_f": "borep.md §8 (DERIVED Assumption 1 constants)",
-    "l_g1_joint,C_gxy,L_ystar,l_f0": "borep.md §8 Constants",
-    "L0_phi_hessian,L1_phi_hessian": "borep.md §8 (Hessian form ||∇²phi|| <= L_0 + L_1||∇phi||)",
-    "L0_phi_relaxed,L1_phi_relaxed,r_phi": "borep.md §2, remark after Assumption 2 (DERIVED)",
-    "l_p": "unibio.md §3.1 (DERIVED) at p = 2: 2 l_g1/mu",
+    "L_x0,L_x1,L_y0,L_y1,r_f": "docs/borep.rst §8 (DERIVED Assumption 1 constants)",
+    "l_g1_joint,C_gxy,L_ystar,l_f0": "docs/borep.rst §8 Constants",
+    "L0_phi_hessian,L1_phi_hessian": "docs/borep.rst §8 (Hessian form ||∇²phi|| <= L_0 + "
+        "L_1||∇phi||)",
+    "L0_phi_relaxed,L1_phi_relaxed,r_phi": "docs/borep.rst §2, remark after Assumption 2 (DERIVED)",
+    "l_p": "docs/unibio.rst §3.1 (DERIVED) at p = 2: 2 l_g1/mu",
 }
 
 
 class RelaxedSmoothP1(BilevelProblem):
-    """BO-REP test problem P1 (spec borep.md §8, DERIVED):
+    """BO-REP test problem P1 (docs/borep.rst §8, DERIVED):
 
         g(x, y) = ½ yᵀHy − yᵀ(Cx + c),   f(x, y) = Σ_i cosh(x_i) + aᵀx + c_ψ Σ_j ψ(y_j),
 
@@ -156,7 +157,7 @@ class RelaxedSmoothP1(BilevelProblem):
             L_phi1=None, L_phi2=None, L_y=L_y, extra=extra,
             sources={**_BOREP_SOURCES,
                      "l_f1,L_phi1,L_phi2": "None: ∇_x f = sinh x + a is not Lipschitz",
-                     "l_f2,C_f": "|ψ''| <= 1, ||c_ψ ψ'(y)|| <= c_ψ sqrt(d_y) (borep.md §8)"},
+                     "l_f2,C_f": "|ψ''| <= 1, ||c_ψ ψ'(y)|| <= c_ψ sqrt(d_y) (docs/borep.rst §8)"},
         )
 
     # ---- ψ and its derivatives -------------------------------------------------------------
@@ -232,7 +233,7 @@ class RelaxedSmoothP1(BilevelProblem):
 
 
 class RelaxedSmoothP2(BilevelProblem):
-    """BO-REP test problem P2 (spec borep.md §8, DERIVED):
+    """BO-REP test problem P2 (docs/borep.rst §8, DERIVED):
 
         g(x, y) = ½ (y − Bx − b)ᵀ H (y − Bx − b),   f(x, y) = ¼||x||⁴ + Σ_j log cosh(y_j − t_j).
 
@@ -299,7 +300,7 @@ class RelaxedSmoothP2(BilevelProblem):
             L_phi1=None, L_phi2=None, L_y=L_y, extra=extra,
             sources={**_BOREP_SOURCES,
                      "l_f1,L_phi1,L_phi2": "None: ∇_x f = ||x||² x is not Lipschitz",
-                     "l_f2,C_f": "tanh is 1-Lipschitz and bounded by 1 (borep.md §8)"},
+                     "l_f2,C_f": "tanh is 1-Lipschitz and bounded by 1 (docs/borep.rst §8)"},
         )
 
     def _Hinv(self, v):

@@ -1,4 +1,4 @@
-"""Matrices with spectra chosen by construction (DESIGN.md: orthogonal matrix × chosen
+"""Matrices with spectra chosen by construction (docs/design.rst: orthogonal matrix × chosen
 eigenvalues, never rejection sampling)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""UniBiO Example 3 = the Section 6 synthetic problem (spec unibio.md §6.1; PAPER + CODE).
+"""UniBiO Example 3 = the Section 6 synthetic problem (docs/unibio.rst §6.1; PAPER + CODE).
 
     g(x, y) = y^p/p - y sin x,      f(x, y) = sin(clip([y]^{p-1}, -pi/2, pi/2)),   x, y ∈ R,
 
@@ -21,7 +21,7 @@ _HALF_PI = 0.5 * np.pi
 
 
 class UniBiOExample3(BilevelProblem):
-    """The scalar LLUC problem of UniBiO Example 3 / Section 6 (spec unibio.md §6.1)."""
+    """The scalar LLUC problem of UniBiO Example 3 / Section 6 (docs/unibio.rst §6.1)."""
 
     name = "unibio-example3"
     hessian_independent_of_y = True
@@ -41,16 +41,16 @@ class UniBiOExample3(BilevelProblem):
             l_g1=1.0, l_g2=1.0, L_H=0.0, C=1.0, l_f1=0.0, l_f2=l_f2, C_f=1.0,
             l_p=l_p, L_phi1=L1, L_phi2=L2,
             extra={
-                # the sharp Hölder constant of the odd root (spec unibio.md §6.1 table)
+                # the sharp Hölder constant of the odd root (docs/unibio.rst §6.1 table)
                 "l_p_exact": 2.0 ** ((p_ - 2.0) / (p_ - 1.0)),
                 "mu_nesterov": 2.0 ** (2.0 - p_),
-                "phi_inf": -np.sin(1.0),  # phi = sin(sin x) >= -sin 1 (spec §6.1)
+                "phi_inf": -np.sin(1.0),  # phi = sin(sin x) >= -sin 1 (docs/unibio.rst §6.1)
             },
             sources={
-                "mu": "unibio.md §6.1 table, exact 1-D modulus mu_p",
-                "L_0,L_1,l_g1,l_g2,L_H,C,l_f1,l_f2,C_f": "unibio.md §6.1 table (DERIVED)",
-                "l_p,L_phi1,L_phi2": "unibio.md §3.1, §3.3 (DERIVED formulas)",
-                "l_p_exact": "unibio.md §6.1 table, Lemma 4.2 row",
+                "mu": "docs/unibio.rst §6.1 table, exact 1-D modulus mu_p",
+                "L_0,L_1,l_g1,l_g2,L_H,C,l_f1,l_f2,C_f": "docs/unibio.rst §6.1 table (DERIVED)",
+                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas)",
+                "l_p_exact": "docs/unibio.rst §6.1 table, Lemma 4.2 row",
             },
         )
 
@@ -87,7 +87,7 @@ class UniBiOExample3(BilevelProblem):
 
     _jvp_yx_g = _jvp_xy_g  # 1 × 1 cross block: symmetric
 
-    # Analytic generalized derivatives (spec unibio.md §6.1): finite at y = 0 for every p.
+    # Analytic generalized derivatives (docs/unibio.rst §6.1): finite at y = 0 for every p.
     def _f_u(self, x, y):
         return batch_broadcast(self._fu_scalar(y), x)
 

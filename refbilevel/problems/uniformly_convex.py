@@ -1,12 +1,12 @@
-"""Vector lower levels with (mu, p)-uniform convexity (UniBiO, spec unibio.md §2.1, §6.4, §1.6).
+"""Vector lower levels with (mu, p)-uniform convexity (UniBiO, docs/unibio.rst §2.1, §6.4, §1.6).
 
 Two families, any dimension and any real p >= 2 (sign-preserving powers make non-integer p
-well defined, spec unibio.md §1.2):
+well defined, docs/unibio.rst §1.2):
 
-- :class:`SeparableUniformlyConvex` — the DERIVED Example-4-like instance of spec unibio.md
+- :class:`SeparableUniformlyConvex` — the DERIVED Example-4-like instance of docs/unibio.rst
   §6.4: g = (1/p) Σ|y_i|^p - <sin x, y>, f = <c, [y]^{∘(p-1)}>; H = I, f_u = c, closed-form
   y*, phi, ∇phi.
-- :class:`NonSeparableUniformlyConvex` — the instance of spec unibio.md §1.6 used to show that
+- :class:`NonSeparableUniformlyConvex` — the instance of docs/unibio.rst §1.6 used to show that
   the vector hypergradient needs H^{-T}: g = (1/p)||y||_p^p + ½ yᵀAy - xᵀBy with A positive
   definite and non-diagonal, f = <c, [y]^{∘(p-1)}> + (rho/2)||x||². Its generalized Hessian
   H = I + A D(y)^{-1} is not symmetric; y* has no closed form and is computed by damped Newton
@@ -32,7 +32,7 @@ from refbilevel.validation import require_int, require_range, require_vector
 def uniform_convexity_modulus_1d(p: float) -> float:
     """The exact modulus mu_p of s -> |s|^p / p in the (mu/p)|Δ|^p convention.
 
-    By p-homogeneity mu_p = min_s [ |s+1|^p - |s|^p - p [s]^{p-1} ] (spec unibio.md §6.1
+    By p-homogeneity mu_p = min_s [ |s+1|^p - |s|^p - p [s]^{p-1} ] (docs/unibio.rst §6.1
     table: 1, 1/3, 0.10129, 0.029243 for p = 2, 4, 6, 8). Lindqvist's 1/(2^{p-1}-1) is a
     lower bound of it. The minimizer lies in [-1, 0] (both other terms are >= 1 outside).
     """
@@ -59,7 +59,7 @@ def vector_uniform_convexity_modulus(p: float, d: int) -> float:
 
 
 class SeparableUniformlyConvex(BilevelProblem):
-    """g = (1/p)Σ|y_i|^p - <sin x, y>, f = <c, [y]^{∘(p-1)}> (spec unibio.md §6.4, DERIVED).
+    """g = (1/p)Σ|y_i|^p - <sin x, y>, f = <c, [y]^{∘(p-1)}> (docs/unibio.rst §6.4, DERIVED).
 
     y* = [sin x]^{∘1/(p-1)}, phi = <c, sin x>, ∇phi = c ⊙ cos x; H = I and f_u = c exactly,
     so the generalized quantities are finite at y_i = 0 (their analytic limits, §1.5).
@@ -79,7 +79,7 @@ class SeparableUniformlyConvex(BilevelProblem):
         l_p, L1, L2 = lipschitz_hypergradient_constants(
             mu=mu, p=self.p, l_g1=1.0, l_g2=1.0, L_H=0.0, l_f1=0.0, l_f2=0.0, C_f=C_f
         )
-        # (L_0, L_1)-smoothness (unibio.md §2.1(ii)), DERIVED: |y|^{p-2} <= 1 + |y|^{p-1} and
+        # (L_0, L_1)-smoothness (docs/unibio.rst §2.1(ii)), DERIVED: |y|^{p-2} <= 1 + |y|^{p-1} and
         # |y_i|^{p-1} <= |∇_y g|_i + 1, so ||∇²g|| <= (p-1)(2 + ||∇_y g||); p = 2: ∇²g = I
         L_0, L_1_ = (1.0, 0.0) if self.p == 2 else (2.0 * (self.p - 1.0), self.p - 1.0)
         self.constants = Constants(
@@ -88,9 +88,9 @@ class SeparableUniformlyConvex(BilevelProblem):
             extra={"phi_inf": -float(np.sum(np.abs(self.c)))},
             sources={
                 "L_0,L_1": "DERIVED (see the comment in __init__)",
-                "mu": "unibio.md §6.1 table (1-D modulus) × d^{1-p/2} (DERIVED)",
-                "l_g1,l_g2,L_H,C,l_f2,C_f": "unibio.md §6.4 (DERIVED instance)",
-                "l_p,L_phi1,L_phi2": "unibio.md §3.1, §3.3 (DERIVED formulas)",
+                "mu": "docs/unibio.rst §6.1 table (1-D modulus) × d^{1-p/2} (DERIVED)",
+                "l_g1,l_g2,L_H,C,l_f2,C_f": "docs/unibio.rst §6.4 (DERIVED instance)",
+                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas)",
             },
         )
 
@@ -140,7 +140,8 @@ class SeparableUniformlyConvex(BilevelProblem):
 
 
 class NonSeparableUniformlyConvex(BilevelProblem):
-    """g = (1/p)||y||_p^p + ½yᵀAy - xᵀBy, f = <c, [y]^{∘(p-1)}> + (rho/2)||x||² (unibio.md §1.6).
+    """g = (1/p)||y||_p^p + ½yᵀAy - xᵀBy, f = <c, [y]^{∘(p-1)}> + (rho/2)||x||² (docs/unibio.rst
+    §1.6).
 
     H = (D(y) + A) D(y)^{-1} = I + A D(y)^{-1} is not symmetric when A is not diagonal; its
     eigenvalues are those of I + D^{-1/2} A D^{-1/2}, hence >= 1 >= mu (DERIVED), but
@@ -183,8 +184,8 @@ class NonSeparableUniformlyConvex(BilevelProblem):
             mu=mu, p=self.p, l_g1=l_g1, l_g2=0.0, L_H=None, C=None, l_f1=self.rho, l_f2=0.0,
             C_f=float(np.linalg.norm(self.c)), l_p=(self.p * l_g1 / mu) ** (1 / (self.p - 1)),
             extra={"lambda_min_A": a_min},
-            sources={"mu": "unibio.md §6.1 (1-D modulus) × d^{1-p/2}; A only adds convexity",
-                     "l_p": "unibio.md §3.1 (DERIVED)"},
+            sources={"mu": "docs/unibio.rst §6.1 (1-D modulus) × d^{1-p/2}; A only adds convexity",
+                     "l_p": "docs/unibio.rst §3.1 (DERIVED)"},
         )
 
     def _f(self, x, y):
@@ -258,9 +259,9 @@ class SharpHolderUniformlyConvex(SeparableUniformlyConvex):
     the exact local exponent 1/(p-1) at x = 0: the Hölder term of UniBiO Thm 4.1 eq. (8) is
     attained, so a larger exponent fails for every constant (claim U4's negative control).
     Not from the paper: an instance built for the checks, satisfying every listed item of
-    Assumptions 3.2-3.3 (spec unibio.md §2) with the constants below.
+    Assumptions 3.2-3.3 (docs/unibio.rst §2) with the constants below.
 
-    Constants (spec unibio.md §2 names, DERIVED): mu, L_0, L_1, l_g1 = l_g2 = 1, L_H = 0, C = 1
+    Constants (docs/unibio.rst §2 names, DERIVED): mu, L_0, L_1, l_g1 = l_g2 = 1, L_H = 0, C = 1
     as the separable family (same g); l_f1 = 0 (∇_x f = 0), l_f2 = 1 (clip is 1-Lipschitz),
     C_f = √d (||clip(y)|| <= √d); l_p, L_phi1, L_phi2 from the formulas of §3.1, §3.3.
     """
@@ -290,7 +291,7 @@ class SharpHolderUniformlyConvex(SeparableUniformlyConvex):
             sources={
                 "mu,L_0,L_1,l_g1,l_g2,L_H,C": "as SeparableUniformlyConvex (same g; DERIVED)",
                 "l_f1,l_f2,C_f": "f_u = clip(y, -1, 1), ∇_x f = 0 (DERIVED)",
-                "l_p,L_phi1,L_phi2": "unibio.md §3.1, §3.3 (DERIVED formulas)",
+                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas)",
             },
         )
 
