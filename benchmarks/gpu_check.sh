@@ -6,6 +6,7 @@
 # machine that has the dependencies but no network.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]      # logs and the X4 verdict land in OUTDIR
+#   BENCH_ARGS="--min-time 0.2" bash ...       # the full benchmark (d = 1000 too: > 5 min)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-results}
@@ -20,7 +21,7 @@ echo "== CuPy tests"
 timeout 300 python3 -m pytest -q -p no:cacheprovider -m cupy tests/test_estimators.py \
     tests/test_sid.py 2>&1 | tee "$out/pytest_cupy.log" || status=1
 echo "== CuPy benchmark"
-timeout 300 python3 benchmarks/bench_cupy.py ${BENCH_ARGS:-} 2>&1 \
+timeout 300 python3 benchmarks/bench_cupy.py ${BENCH_ARGS:---quick} 2>&1 \
     | tee "$out/bench_cupy.md" || status=1
 echo "== X4 (NumPy <-> Numba <-> CuPy parity)"
 timeout 400 python3 -m refbilevel check X4 --out "$out/x4" --no-progress 2>&1 \
