@@ -78,8 +78,8 @@ class SolverRecord:
     problem to the form the implementation runs on (BSGM: the gradient-descent map of a
     strongly convex quadratic lower level); None for the identity. ``localize(problem, x0,
     y0, options)`` fills the parameters that need a constant the problem has no global
-    value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start. ``counts`` are the
-    per-iteration oracle calls its paper states (claim X3), or None where they are a
+    value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
+    ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None where they are a
     schedule (docs section in ``reference``)."""
 
     name: str
@@ -231,6 +231,22 @@ LIPSCHITZ_HYPERGRADIENT = Assumption(
     "a Lipschitz ∇φ (L_phi2, or the ingredients of L̄, stated; relaxed (L_0, L_1) upper "
     "levels are outside)",
     lambda P: StepConstants.of(P) is not None)
+
+
+def _bounded_below(problem: Any) -> bool:
+    """False for a problem that states a negative λ_min(∇²φ): a problem states one number
+    only when ∇²φ is constant (φ quadratic), and a quadratic with a negative curvature
+    direction is unbounded below."""
+    lam = problem.constants.extra.get("lambda_min_hessian_phi")
+    return lam is None or float(lam) >= 0.0
+
+
+PHI_BOUNDED_BELOW = Assumption(
+    "a hyperobjective bounded below (inf φ > −∞; the problem states λ_min(∇²φ) < 0 for a "
+    "quadratic φ)", _bounded_below)
+FINITE_SUM = Assumption(
+    "a finite-sum problem (n_inner, n_outer samples for the SAGA memory)",
+    lambda P: hasattr(P, "n_inner") and hasattr(P, "n_outer"))
 
 
 def require_options(record: SolverRecord, options: Mapping[str, Any]) -> None:

@@ -308,7 +308,7 @@ PAPER_T = 1000
 
 
 def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
-                    assumptions=None):
+                    assumptions_extra=()):
     """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
     gives the "default" options from the problem's
     :class:`~refbilevel.solver_record.StepConstants` ``sc``, ``horizon_of(sc, options)`` its
@@ -317,6 +317,7 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
         SMOOTH_LL,
         STRONGLY_CONVEX_LL,
         SolverRecord,
@@ -336,8 +337,9 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
 
     return register_solver(SolverRecord(
         name=name, reference=reference,
-        assumptions=assumptions or (LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
-                                    LIPSCHITZ_HYPERGRADIENT),
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
+                                    LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW)
+        + tuple(assumptions_extra),
         options=baseline_options(run), defaults=defaults, default_T=default_T,
         invoke=invoke_baseline, counts=PAPER_COUNTS.get(name)))
 

@@ -402,6 +402,7 @@ def storm_record(name: str, run, reference: str):
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
         SMOOTH_LL,
         STRONGLY_CONVEX_LL,
         SolverRecord,
@@ -434,7 +435,7 @@ def storm_record(name: str, run, reference: str):
     return register_solver(SolverRecord(
         name=name, reference=reference,
         assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
-                     LIPSCHITZ_HYPERGRADIENT),
+                     LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW),
         options=options, defaults=defaults, default_T=default_T, invoke=invoke))
 
 

@@ -173,4 +173,11 @@ def _horizon(sc, options):
     return horizon(options["step_size"] / options["outer_ratio"] * sc.m_phi)
 
 
-SOLVER = B.baseline_record("saba", run_saba, "docs/baselines.rst §5", _default_options, _horizon)
+def _finite_sum():
+    from refbilevel.solver_record import FINITE_SUM
+
+    return (FINITE_SUM,)
+
+
+SOLVER = B.baseline_record("saba", run_saba, "docs/baselines.rst §5", _default_options, _horizon,
+                           assumptions_extra=_finite_sum())
