@@ -79,8 +79,8 @@ class SolverRecord:
     strongly convex quadratic lower level); None for the identity. ``localize(problem, x0,
     y0, options)`` fills the parameters that need a constant the problem has no global
     value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
-    ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None where they are a
-    schedule (docs section in ``reference``)."""
+    ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
+    where they are a schedule (docs section in ``reference``)."""
 
     name: str
     reference: str
