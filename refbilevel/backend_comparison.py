@@ -106,7 +106,8 @@ class ComparisonRow:
 def default_spec(algorithm: str, T: int = 1000, replicas: int = 4, seed: int = 0) -> RunSpec:
     # UniBiO's T counts UL steps, each with an Epoch-SGD call: its tuned T = 500 already
     # makes ~1e5 oracle calls per replica, so T is capped there
-    return RunSpec(algorithm, seed=seed, replicas=replicas,
+    # mode "paper": the implementations' own values, with which the setups were chosen
+    return RunSpec(algorithm, seed=seed, replicas=replicas, mode="paper",
                    T=min(T, 500) if algorithm == "unibio" else T,
                    record_every=max(1, T // 100), **setup(algorithm))
 

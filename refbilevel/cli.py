@@ -82,6 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             problem_params=dict(parse_assignment(a) for a in args.problem_param),
             options=dict(parse_assignment(a) for a in args.set), T=args.T,
             replicas=args.replicas, seed=args.seed, noise=args.noise, batch=args.batch,
+            mode=args.mode,
             x0=_number_or_list(args.x0), y0=_number_or_list(args.y0),
             record_every=args.record_every)
         trace = execute(spec, args.backend)
@@ -199,12 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="algorithm option, e.g. step_size=0.05 (repeatable)")
     p_run.add_argument("--backend", default="numpy", help="numpy, numba or cupy")
     p_run.add_argument("--T", type=int, default=None, help="iterations (default: the "
-                       "algorithm's own, else 1000)")
+                       "method's for the mode, from the problem's constants)")
     p_run.add_argument("--replicas", type=int, default=1)
     p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--noise", type=float, default=0.1,
-                       help="Gaussian oracle standard deviation (every oracle kind)")
-    p_run.add_argument("--batch", type=int, default=64, help="finite-sum minibatch size")
+    p_run.add_argument("--noise", type=float, default=None,
+                       help="Gaussian oracle standard deviation (every oracle kind; default "
+                       "0.1; 0: exact oracles, full batch, exact contraction maps)")
+    p_run.add_argument("--batch", type=int, default=None,
+                       help="finite-sum minibatch size (default 64, full batch at noise 0)")
+    p_run.add_argument("--mode", default="default", choices=("default", "theory", "paper"),
+                       help="parameters: from the problem's constants (default), the "
+                       "theorem's schedule (theory) or the authors' values (paper)")
     p_run.add_argument("--x0", default=None, help="start: a number or comma-separated list")
     p_run.add_argument("--y0", default=None, help="lower-level start (default 0)")
     p_run.add_argument("--record-every", type=int, default=1)

@@ -35,7 +35,7 @@ def test_execute_is_the_registered_algorithm_on_the_named_stream():
 
     spec = RunSpec("soba", "quadratic", problem_params={"d_x": 3, "d_y": 2, "seed": 1},
                    T=40, replicas=2, seed=7, noise=0.2, x0=[1.0, -1.0, 0.5],
-                   options={"step_size": 0.05})
+                   options={"step_size": 0.05}, mode="paper")
     a = execute(spec)
     P = StronglyConvexQuadratic(d_x=3, d_y=2, seed=1)
     b = run_soba(GaussianOracle(P, 0.2, named_stream(7, "oracle")),
@@ -47,13 +47,14 @@ def test_execute_is_the_registered_algorithm_on_the_named_stream():
 
 @pytest.mark.parametrize("spec,match", [
     (RunSpec("soba", "quadratic", options={"stepsize": 1}), "unknown option.*stepsize"),
-    (RunSpec("soba", "linear-contraction"), "BSGM runs on the contraction problems"),
-    (RunSpec("bsgm", "quadratic"), "BSGM runs on the contraction problems"),
+    (RunSpec("soba", "linear-contraction"), "soba refuses LinearContraction.*lower level"),
+    (RunSpec("bsgm", "uniformly-convex-separable"), "bsgm refuses.*linear contraction"),
+    (RunSpec("saba", "quadratic"), "saba refuses.*finite-sum"),
     (RunSpec("soba", "nope"), "unknown problem 'nope'"),
     (RunSpec("nope", "quadratic"), "nope"),
     (RunSpec("soba", "quadratic", replicas=0), "replicas"),
     (RunSpec("soba", "quadratic", noise=-1.0), "noise"),
-    (RunSpec("soba", "quadratic", x0=[1.0, 2.0]), "x0 must be a number or a list of 10"),
+    (RunSpec("soba", "quadratic", x0=[1.0, 2.0]), "x0 must be a number, a vector of 10"),
     (RunSpec("soba", "quadratic", y0=float("nan")), "y0 must be finite"),
     (RunSpec("unibio", "unibio-example3", options={"eta2": 1.0}), "unknown option.*eta2"),
 ])
@@ -66,12 +67,13 @@ def test_run_command_writes_a_trace_that_loads_back(tmp_path, capsys):
     out = tmp_path / "soba.npz"
     rc = main(["run", "soba", "--problem", "quadratic", "--problem-param", "d_x=4",
                "--problem-param", "d_y=3", "--x0", "-2", "--T", "30", "--replicas", "2",
-               "--seed", "3", "--set", "step_size=0.05", "--out", str(out)])
+               "--seed", "3", "--set", "step_size=0.05", "--mode", "paper", "--out", str(out)])
     assert rc == 0
     assert "trace written to" in capsys.readouterr().out
     d = load_trace(out)
     ref = execute(RunSpec("soba", "quadratic", problem_params={"d_x": 4, "d_y": 3}, x0=-2.0,
-                          T=30, replicas=2, seed=3, options={"step_size": 0.05}))
+                          T=30, replicas=2, seed=3, options={"step_size": 0.05},
+                          mode="paper"))
     np.testing.assert_array_equal(d["x"], ref.x)
     np.testing.assert_array_equal(d["counts"]["hvp"], ref.counts["hvp"])
     np.testing.assert_array_equal(d["extra"]["v"], ref.extra["v"])
@@ -84,7 +86,7 @@ def test_run_command_reports_divergence_with_its_iteration(tmp_path, capsys):
     command says so, with the iteration, and exits 1; the NaN are in the file, flagged."""
     out = tmp_path / "b.npz"
     rc = main(["run", "borep", "--problem", "borep-p1", "--x0", "9", "--T", "50",
-               "--set", "normalize=False", "--out", str(out)])
+               "--set", "normalize=False", "--mode", "paper", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 1 and "DIVERGED (first at iteration" in text
     d = load_trace(out)
@@ -101,11 +103,13 @@ def test_run_command_bad_input_exits_2(capsys):
 
 
 def test_bsgm_trace_round_trip(tmp_path):
+    """BSGM through solve returns a Trace with λ as x (x[0] the start)."""
     tr = execute(RunSpec("bsgm", "linear-contraction", T=5, replicas=2))
     d = load_trace(save_trace(tr, tmp_path / "bsgm.npz"))
-    assert d["type"] == "BSGMTrace"
-    np.testing.assert_array_equal(d["lam"], tr.lam)
-    assert d["counts"] == tr.counts
+    assert d["type"] == "Trace" and tr.x.shape == (6, 2, 2)
+    np.testing.assert_array_equal(d["x"], tr.x)
+    np.testing.assert_array_equal(tr.x[0], np.tile([0.5, -0.3], (2, 1)))
+    np.testing.assert_array_equal(d["counts"]["samples"], tr.counts["samples"])
     with pytest.raises(ValueError, match=r"\.npz"):
         save_trace(tr, tmp_path / "bsgm.json")
 

@@ -283,3 +283,70 @@ def paper_cumulative_counts(name: str, params: dict[str, Any], iterations,
         p = np.asarray(hia_p, dtype=np.int64).reshape(len(hia_p), -1).max(axis=1)
         out["hvp"] = np.concatenate([[0], np.cumsum(p)])[its]
     return out
+
+
+# ---- solver records (refbilevel.solve; docs/design.rst §Contracts "Solver") --------------------
+def baseline_options(run) -> tuple[str, ...]:
+    """The option names of a baseline's entry function: its keyword parameters, less those
+    :func:`refbilevel.solve` sets itself (T, record_every, seed) and ``mode`` (a solve
+    argument)."""
+    import inspect
+
+    return tuple(n for n, p in inspect.signature(run).parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY
+                 and n not in ("T", "mode", "record_every", "seed"))
+
+
+def invoke_baseline(run, inputs):
+    """The baselines' calling convention: ``run(oracle, x0, y0, T=..., mode=..., ...)``."""
+    return run(inputs.oracle, inputs.x0, inputs.y0, T=inputs.T,
+               record_every=inputs.record_every, seed=inputs.seed, **inputs.options)
+
+
+#: the horizon of the "paper" and "theory" modes, which the papers leave to the user
+PAPER_T = 1000
+
+
+def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
+                    assumptions_extra=()):
+    """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
+    gives the "default" options from the problem's
+    :class:`~refbilevel.solver_record.StepConstants` ``sc``, ``horizon_of(sc, options)`` its
+    default T. "paper" runs the implementation's own (benchmark_bilevel) values, "theory"
+    its ``mode="theory"`` (its constants are options)."""
+    from refbilevel.solver_record import (
+        LIPSCHITZ_HYPERGRADIENT,
+        LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
+        SMOOTH_LL,
+        STRONGLY_CONVEX_LL,
+        SolverRecord,
+        StepConstants,
+        register_solver,
+    )
+
+    def defaults(problem, mode):
+        if mode == "default":
+            return {"mode": "tuned", **derived(StepConstants.of(problem))}
+        return {"mode": "tuned" if mode == "paper" else "theory"}
+
+    def default_T(problem, mode, options):
+        if mode != "default":
+            return PAPER_T
+        return horizon_of(StepConstants.of(problem), options)
+
+    return register_solver(SolverRecord(
+        name=name, reference=reference,
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
+                                    LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW)
+        + tuple(assumptions_extra),
+        options=baseline_options(run), defaults=defaults, default_T=default_T,
+        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name)))
+
+
+def single_loop_outer_step(sc) -> float:
+    """γ = ρ μ / L_φ with ρ = 1/L_y: the outer step of a single-loop method (one inner step
+    per outer step). The inner iterates (y, z) contract by 1 − ρμ per step while x moves by
+    γ||d||; the two-timescale condition of SOBA/TTSA/MA-SOBA (docs/baselines.rst §3, §4, §6:
+    γ = o(ρ), γ/ρ small against μ/L_φ) holds with the ratio γ/ρ = μ/L_φ ≤ 1/κ_φ."""
+    return sc.mu / (sc.L_y * sc.L_phi)

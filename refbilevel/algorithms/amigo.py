@@ -25,6 +25,8 @@ Modes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
@@ -78,3 +80,24 @@ def run_amigo(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float =
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("amigo", "numpy", params, seed, z=z)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """AmIGO "default" (docs/baselines.rst §7, PAPER): warm-started inner loops of T = M = ⌈κ⌉
+    SGD steps with step 1/L_y on y and on z (the warm starts make O(κ)-type counts
+    independent of ε suffice), outer step γ = 1/L_φ (outer_ratio = L_φ/L_y). Constants μ,
+    L_y, L_φ global."""
+    n = int(math.ceil(sc.kappa))
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": sc.L_phi / sc.L_y, "n_inner_steps": n,
+            "n_z_steps": n}
+
+
+def _horizon(sc, options):
+    """ln(1e3) L_φ/m_φ: gradient descent with step 1/L_φ."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(sc.m_phi / sc.L_phi)
+
+
+SOLVER = B.baseline_record("amigo", run_amigo, "docs/baselines.rst §7", _default_options, _horizon)

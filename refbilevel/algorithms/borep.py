@@ -656,3 +656,94 @@ def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.nda
             x, z, m = _accept_step(rec, t, p.T, oracle, y, (x, z, m), (x_n, z_n, m_n))
     return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
                       n_lower_updates=n_upd, y=y, z=z)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _record_defaults(problem, mode: str) -> dict[str, Any]:
+    """BO-REP's options by mode: "paper" = :func:`borep_params` ``mode="tuned"`` (the §8
+    values), "theory" = its ``mode="theory"`` (``eps`` and ``theory`` are then options),
+    "default" = the §8 loop with ρ = l_{f,0}/μ from the problem (docs/borep.rst §3) and the UL
+    step η = (1 − β)/(30 L_φ) where the problem states a Lipschitz ∇φ (at L_1 = 0 Theorem 3.2's
+    step condition η ≤ c/L_0 with the Lipschitz constant as L_0; the normalized step leaves
+    the last iterate oscillating with ||∇φ|| = O(L_φ η/(1 − β)), a factor 30 under the
+    start scale), else the §8 value; the LL and z steps γ = ν = 1/L_y (Algorithm 2's
+    γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track their targets at the rate
+    1 − μ/L_y of each step."""
+    if mode == "theory":
+        return {"mode": "theory"}
+    out: dict[str, Any] = {"mode": "tuned"}
+    if mode == "default":
+        from refbilevel.solver_record import StepConstants
+
+        try:
+            L_phi = StepConstants.hypergradient_lipschitz(problem)
+        except ValueError:
+            L_phi = None
+        if L_phi is not None:
+            out["eta"] = (1.0 - 0.9) / (30.0 * L_phi)
+        c = problem.constants
+        L_y = c.L_y or c.C
+        if L_y:  # the LL SGD and the z recursion at step 1/L_y contract by 1 − μ/L_y
+            out["gamma"] = 1.0 / L_y
+            out["nu"] = 1.0 / L_y
+    return out
+
+
+def _localize(problem, x0, y0, options: dict[str, Any]) -> dict[str, Any]:
+    """ρ where the problem has no global l_{f,0} (the quadratic: ∇_y f is unbounded): ρ =
+    10 max(1, max_r ||z*(x0_r)||), z* = [∇²_yy g]^{-1} ∇_y f at (x0, y*(x0)) — a ball around
+    the start that the run is checked to stay in (a projection active at the solution shows
+    as a stalled ||∇φ||)."""
+    ex = problem.constants.extra
+    if options.get("mode") == "theory" or "rho" in options or ex.get("l_f0") is not None:
+        return options
+    ys = problem.y_star(x0)
+    z = problem.solve_hessian_yy(x0, ys, problem.grad_y_f(x0, ys))
+    rho = 10.0 * max(1.0, float(np.max(np.linalg.norm(z, axis=-1))))
+    return {**options, "rho": rho}
+
+
+def _default_T(problem, mode, options) -> int:
+    """"paper": 3000 (§8). "default": 2 D/η UL steps (x moves by η per step), D = 50 (the
+    distance the default starts are from a stationary point, with a factor 2 for the
+    momentum's detours), at most MAX_DEFAULT_T."""
+    if mode == "theory":
+        return 3000  # the schedule's own T replaces it when eps is given (borep_params)
+    if mode == "paper" or "eta" not in options:
+        return 3000
+    from refbilevel.solver_record import MAX_DEFAULT_T
+
+    return int(min(MAX_DEFAULT_T, math.ceil(2 * 50.0 / float(options["eta"]))))
+
+
+def _invoke(run, inputs):
+    opts = dict(inputs.options)
+    if opts.get("mode") == "theory" and opts.get("eps") is not None:
+        T = None  # the ε-schedule's horizon
+    else:
+        T = inputs.T
+    return run(inputs.oracle, inputs.x0, inputs.y0, T=T, record_every=inputs.record_every,
+               seed=inputs.seed, **opts)
+
+
+def _register() -> None:
+    from dataclasses import fields
+
+    from refbilevel.solver_record import (
+        LOWER_LEVEL_GRADIENTS,
+        SMOOTH_LL,
+        STRONGLY_CONVEX_LL,
+        SolverRecord,
+        register_solver,
+    )
+
+    register_solver(SolverRecord(
+        name="borep", reference="docs/borep.rst §4",
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL),
+        options=("eps", "theory", "z0", "params")
+        + tuple(f.name for f in fields(BOREPParams) if f.name != "T"),
+        defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
+        localize=_localize))
+
+
+_register()

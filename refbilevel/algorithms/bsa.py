@@ -104,3 +104,26 @@ def run_bsa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("bsa", "numpy", params, seed, hia_p=ps)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """BSA "default" (docs/baselines.rst §1, PAPER): η = 1/L_y (η = 1/L_g), ⌈κ⌉ warm-started LL
+    steps of 1/L_y, HIA length N = ⌈κ ln 10⌉ (bias (1 − 1/κ)^N ≤ 0.1; a longer N raises the
+    variance of the randomized estimate, which is N η times a random product), outer steps
+    α_k = 1/(L_φ √k) (α_k ∝ 1/√K). The randomized Neumann estimate keeps a variance
+    proportional to ||∇_y f||² at the solution even with exact oracles, so the decreasing
+    outer step sets the rate."""
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": sc.L_phi / sc.L_y,
+            "exponents": (0.0, 0.5), "n_inner_steps": int(math.ceil(sc.kappa)),
+            "n_hia_steps": int(math.ceil(sc.kappa * math.log(10.0)))}
+
+
+def _horizon(sc, options):
+    """10 ln(1e3) L_φ/m_φ (ten times gradient descent's, for the decreasing step)."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(sc.m_phi / sc.L_phi, scale=10.0)
+
+
+SOLVER = B.baseline_record("bsa", run_bsa, "docs/baselines.rst §1", _default_options, _horizon)

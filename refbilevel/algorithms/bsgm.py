@@ -354,3 +354,99 @@ def bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = None,
     return run_bsgm(oracle, lam0, T, alpha=alpha, schedule=schedule, steps=steps,
                     constraint=constraint, w0=w0, replicas=replicas, seed=seed,
                     sid_backend="numpy")
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _linear_lower_level(problem) -> bool:
+    """A linear contraction, or a quadratic bilevel problem whose gradient-descent map is one
+    (dense H = ∇²_yy g, K, F available: :func:`_as_contraction`)."""
+    from refbilevel.problems.contraction import LinearContraction
+
+    if isinstance(problem, LinearContraction):
+        return True
+    c = problem.constants
+    return (all(hasattr(problem, a) for a in ("dense_H", "dense_K", "dense_F", "h", "y_ref",
+                                               "r", "rho"))
+            and float(c.p) == 2.0 and (c.mu or 0) > 0)
+
+
+def _as_contraction(problem):
+    """The problem BSGM runs on: a linear contraction as it is; a strongly convex quadratic
+    g = ½yᵀHy − yᵀ(Kx + h), f = ½(y − y_ref)ᵀF(y − y_ref) + ½ρ||x||² + xᵀr through the
+    gradient-descent map Φ(w, λ) = w − (1/L)(Hw − Kλ − h) (docs/sid_bsgm.rst §14.2, α_LL =
+    1/L, q = 1 − μ/L): E(w, λ) = ½wᵀFw + ½ρ||λ||² + (−F y_ref)ᵀw + rᵀλ (+ const), so w(λ) =
+    y*(x) and ∇f(λ) = ∇φ(x) at λ = x (the quadratic's K enters with the sign of g)."""
+    from refbilevel.problems.contraction import LinearContraction, gd_map_contraction
+
+    if isinstance(problem, LinearContraction):
+        return problem
+    H, K, F = problem.dense_H(), problem.dense_K(), problem.dense_F()
+    L = float(np.linalg.eigvalsh(H)[-1])
+    d_x = K.shape[1]
+    out = gd_map_contraction(H, K, problem.h, 1.0 / L, P=F, Q=np.zeros_like(K),
+                             S=problem.rho * np.eye(d_x), p=-F @ problem.y_ref, s=problem.r)
+    if getattr(problem, "x0", None) is not None:
+        out.x0 = problem.x0
+    return out
+
+
+def _record_defaults(problem, mode: str) -> dict[str, Any]:
+    """BSGM's options. "default": the deterministic schedule of the §5 table (t_s = k_s =
+    ⌈log(s+1)/log(1/q)⌉, J = 1, η ≡ 1; Theorem 17': exact maps give exact hypergradients in
+    the limit) with α = 1/L_f (Corollary 13'); "paper" and "theory": the "finite" schedule of
+    Theorem S (t = k = J = T, η_i = 3/(3+i)), α = 1/L_f."""
+    return {"schedule": "deterministic" if mode == "default" else "finite"}
+
+
+def _default_T(problem, mode, options) -> int:
+    """ln(1e3) L_f/m_f outer steps (gradient descent with α = 1/L_f on f, m_f its smallest
+    Hessian eigenvalue where stated, else L_f/100); "paper"/"theory": 100."""
+    from refbilevel.solver_record import horizon
+
+    if mode != "default":
+        return 100
+    ex = problem.constants.extra
+    L_f = float(ex["L_f"])
+    m_f = ex.get("lambda_min_hessian_f")
+    m_f = float(m_f) if m_f is not None and m_f > 0 else L_f / 100.0
+    return horizon(m_f / L_f)
+
+
+def _invoke(run, inputs):
+    """BSGM's trace as a :class:`~refbilevel.algorithms.trace.Trace` (λ as x, w as y)."""
+    from refbilevel.algorithms.trace import Trace
+
+    oracle = inputs.oracle
+    bt = run(oracle, inputs.x0, inputs.T, seed=inputs.seed, **inputs.options)
+    P = oracle.problem
+    every = inputs.record_every
+    its = np.array(sorted(set(range(0, inputs.T + 1, every)) | {inputs.T}), dtype=np.int64)
+    lam = np.array(bt.lam[its])
+    alive = (bt.diverged_at[None, :] < 0) | (its[:, None] < bt.diverged_at[None, :])
+    lam = np.where(alive[..., None], lam, np.nan)
+    g = np.full(alive.shape, np.nan)
+    if alive.any():
+        g[alive] = np.linalg.norm(P.grad_f(lam[alive]), axis=-1)
+    samples = np.asarray(bt.samples)[its]
+    return Trace(algorithm="bsgm", backend=bt.backend, params=bt.params, seed=inputs.seed,
+                 iterations=its, x=lam, grad_phi_norm=g, y_error=np.zeros_like(g),
+                 counts={"samples": samples}, diverged_at=bt.diverged_at,
+                 extra={"grad_map_sq": bt.grad_map_sq[its], "f": bt.f[its],
+                        "oracle_counts": bt.counts})
+
+
+def _register() -> None:
+    from refbilevel.solver_record import Assumption, SolverRecord, register_solver
+
+    register_solver(SolverRecord(
+        name="bsgm", reference="docs/sid_bsgm.rst §5",
+        assumptions=(Assumption(
+            "a linear contraction lower level (Φ = Aw + Bλ + c, or the gradient-descent map "
+            "of a strongly convex quadratic g; docs/sid_bsgm.rst §14.1-14.2)",
+            _linear_lower_level),),
+        options=("alpha", "schedule", "steps", "constraint", "w0"),
+        defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
+        as_problem=_as_contraction))
+
+
+_register()

@@ -108,3 +108,17 @@ def run_f2sa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
             rec.record(t, x, z, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("f2sa", "numpy", params, seed, y=y, z=z, lmbda=lam)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """F2SA "default": the benchmark schedule (docs/baselines.rst §8 CODE) with the LL step
+    s = 1/L_y... not yet derived from the paper's conditions: the benchmark's own values."""
+    return {}
+
+
+def _horizon(sc, options):
+    return B.PAPER_T
+
+
+SOLVER = B.baseline_record("f2sa", run_f2sa, "docs/baselines.rst §8", _default_options, _horizon)

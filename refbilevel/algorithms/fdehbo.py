@@ -365,3 +365,78 @@ def fdehbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | 
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                          variant="fdehbo", delta=delta, r_v=r_v, v0=v0,
                          record_every=record_every, seed=seed)
+
+
+# ---- solver records (FdeHBO here, FMBO in fmbo.py) ---------------------------------------------
+_SCHEDULE_FIELDS = ("w", "c_beta", "c_lambda", "c_eta_f", "c_eta_R", "c_eta_g", "momentum",
+                    "alpha_power")
+
+
+def default_schedule(problem) -> StormSchedule:
+    """The "default" STORM schedule from the problem's constants (docs/fdehbo.rst §7).
+
+    Theorems 1/2 take α_t = (w+t)^{-1/3} for x, β_t = c_β α_t for y, λ_t = c_λ α_t for v and
+    momentum weights η_t = c_η α_t² ≤ 1. The y and v recursions contract by 1 − μ β_t and
+    need β_t, λ_t ≤ 1/L_y; x is the slow time scale, α_t ≤ β_t μ/L_φ (the single-loop ratio
+    of :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`). So: w = γ^{-3}
+    with γ = μ/(L_y L_φ) (α_0 = γ), c_β = c_λ = 1/(L_y γ) (β_0 = λ_0 = 1/L_y) and
+    c_η = 1/γ² (η_0 = 1, the admissibility bound w ≥ c_η^{3/2} with equality; η_t then
+    decays like (α_t/α_0)²). Over the default horizon t ≪ w, so the steps stay within a
+    few per cent of their start. Constants: μ, L_y, L_φ global."""
+    from refbilevel.algorithms._baselines import single_loop_outer_step
+    from refbilevel.solver_record import StepConstants
+
+    sc = StepConstants.of(problem)
+    g = single_loop_outer_step(sc)
+    c_eta = 1.0 / g**2
+    return StormSchedule(w=g**-3, c_beta=1.0 / (sc.L_y * g), c_lambda=1.0 / (sc.L_y * g),
+                         c_eta_f=c_eta, c_eta_R=c_eta, c_eta_g=c_eta)
+
+
+def storm_record(name: str, run, reference: str):
+    """The SolverRecord of FdeHBO or FMBO: options are the entry function's (delta, r_v, v0)
+    and the :class:`StormSchedule` fields; "paper" is :meth:`StormSchedule.tuned` (the
+    docs/fdehbo.rst §10.1 values); there is no "theory" ε-schedule (the constants of eqs.
+    (33)/(67) are NOT RECOVERED)."""
+    from refbilevel.algorithms._baselines import baseline_options
+    from refbilevel.solver_record import (
+        LIPSCHITZ_HYPERGRADIENT,
+        LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
+        SMOOTH_LL,
+        STRONGLY_CONVEX_LL,
+        SolverRecord,
+        StepConstants,
+        horizon,
+        register_solver,
+    )
+
+    def defaults(problem, mode):
+        if mode == "theory":
+            raise ValueError(f"{name} has no mode='theory': the constants of its ε-schedule "
+                             f"(eqs. (33)/(67)) are NOT RECOVERED ({reference} §7); use "
+                             "mode='default' or 'paper'")
+        s = default_schedule(problem) if mode == "default" else StormSchedule.tuned()
+        return dict(s.as_dict())
+
+    def default_T(problem, mode, options):
+        if mode != "default":
+            return 1000
+        sc = StepConstants.of(problem)
+        return horizon(float(options["w"]) ** (-1.0 / 3.0) * sc.m_phi)
+
+    def invoke(run, inputs):
+        opts = dict(inputs.options)
+        sched = StormSchedule(**{k: opts.pop(k) for k in _SCHEDULE_FIELDS if k in opts})
+        return run(inputs.oracle, inputs.x0, inputs.y0, T=inputs.T, schedule=sched,
+                   record_every=inputs.record_every, seed=inputs.seed, **opts)
+
+    options = tuple(o for o in baseline_options(run) if o != "schedule") + _SCHEDULE_FIELDS
+    return register_solver(SolverRecord(
+        name=name, reference=reference,
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
+                     LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW),
+        options=options, defaults=defaults, default_T=default_T, invoke=invoke))
+
+
+SOLVER = storm_record("fdehbo", fdehbo, "docs/fdehbo.rst §3")

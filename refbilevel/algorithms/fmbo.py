@@ -17,7 +17,7 @@ finite-difference rounding eps/δ (docs/fdehbo.rst §4 remark, §10.1).
 
 from __future__ import annotations
 
-from refbilevel.algorithms.fdehbo import StormSchedule, storm_bilevel
+from refbilevel.algorithms.fdehbo import StormSchedule, storm_bilevel, storm_record
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends import register
 from refbilevel.oracles.gaussian import GaussianOracle
@@ -34,3 +34,6 @@ def fmbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | No
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                          variant="fmbo", r_v=r_v, v0=v0, record_every=record_every,
                          seed=seed)
+
+
+SOLVER = storm_record("fmbo", fmbo, "docs/fdehbo.rst §4")

@@ -105,3 +105,25 @@ def run_ma_soba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: float = 
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("ma_soba", "numpy", params, seed, z=z, h=h)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """MA-SOBA "default" (docs/baselines.rst §6): the paper's constant steps with β = γ_z = 1/L_y
+    for y and z, α = ρ μ/L_φ for x (SOBA's two-timescale ratio,
+    :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`) and θ = 1 (the
+    largest admissible averaging weight: x then moves along the previous direction; a small θ
+    adds a lag that the fixed α does not tolerate on stiff problems). Constants global."""
+    return {"step_y": 1.0 / sc.L_y, "step_z": 1.0 / sc.L_y,
+            "step_x": B.single_loop_outer_step(sc), "theta": 1.0}
+
+
+def _horizon(sc, options):
+    """ln(1e3)/(α m_φ)."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(options["step_x"] * sc.m_phi)
+
+
+SOLVER = B.baseline_record("ma_soba", run_ma_soba, "docs/baselines.rst §6", _default_options,
+                           _horizon)

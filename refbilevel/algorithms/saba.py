@@ -152,3 +152,32 @@ def _fill(oracle, x, y, z, R, inner, outer):
             for tab, phi in zip(tabs, phis, strict=True):
                 tab.M[:, u] = phi
                 tab.mean = tab.mean + mb.weight[:, None] * phi
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """SABA "default" (docs/baselines.rst §5): the paper's constant steps ρ, γ with the values of
+    SOBA's default (ρ = 1/L_y, γ = ρ μ/L_φ; the SAGA directions are unbiased, so the
+    single-loop two-timescale condition is SOBA's); ``init_memory="full"`` so that no early
+    direction is biased by zero memory. Constants: μ, L_y, L_φ of the finite-sum problem
+    (global)."""
+    gamma = B.single_loop_outer_step(sc)
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": 1.0 / (sc.L_y * gamma),
+            "init_memory": "full"}
+
+
+def _horizon(sc, options):
+    """ln(1e3)/(γ m_φ) (SABA converges linearly under a PL condition, §5)."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(options["step_size"] / options["outer_ratio"] * sc.m_phi)
+
+
+def _finite_sum():
+    from refbilevel.solver_record import FINITE_SUM
+
+    return (FINITE_SUM,)
+
+
+SOLVER = B.baseline_record("saba", run_saba, "docs/baselines.rst §5", _default_options, _horizon,
+                           assumptions_extra=_finite_sum())

@@ -101,3 +101,27 @@ def run_soba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("soba", "numpy", params, seed, v=-z)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """SOBA "default" (docs/baselines.rst §4): the paper's steps ρ_t, γ_t taken constant (the
+    deterministic limit of ρ̄ t^{-1/2}: with noise the constant steps reach a noise floor
+    instead of the O(log T/√T) rate), ρ = 1/L_y (the inner recursions for y and z contract
+    by 1 − μ/L_y) and γ = ρ μ/L_φ (:func:`~refbilevel.algorithms._baselines.
+    single_loop_outer_step`); in the benchmark's parametrization step_size = ρ,
+    outer_ratio = ρ/γ = L_φ/μ, exponents (0, 0). Constants: μ, L_y, L_φ of the problem
+    (global; :class:`~refbilevel.solver_record.StepConstants`)."""
+    gamma = B.single_loop_outer_step(sc)
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": 1.0 / (sc.L_y * gamma),
+            "exponents": (0.0, 0.0)}
+
+
+def _horizon(sc, options):
+    """ln(1e3)/(γ m_φ): three decades of ||∇φ|| at the outer rate γ m_φ."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(options["step_size"] / options["outer_ratio"] * sc.m_phi)
+
+
+SOLVER = B.baseline_record("soba", run_soba, "docs/baselines.rst §4", _default_options, _horizon)

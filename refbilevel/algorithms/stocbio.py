@@ -29,6 +29,8 @@ Modes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
@@ -90,3 +92,26 @@ def run_stocbio(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("stocbio", "numpy", params, seed)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """stocBiO "default" (docs/baselines.rst §2, PAPER parameters): α = η = 1/L_y (η ≤ 1/L_g),
+    D = ⌈κ⌉ warm-started LL steps (each contracts by 1 − 1/κ), Q = ⌈κ ln 1e4⌉ Neumann terms
+    (Q = Θ(κ log 1/ε): bias (1 − 1/κ)^Q ≤ 1e-4), β = 1/L_Φ (β = Θ(1/L_Φ)); in the
+    benchmark's parametrization outer_ratio = s/β = L_φ/L_y. Constants μ, L_y, L_φ global."""
+    k = sc.kappa
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": sc.L_phi / sc.L_y,
+            "n_inner_steps": int(math.ceil(k)),
+            "n_neumann_steps": int(math.ceil(k * math.log(1e4)))}
+
+
+def _horizon(sc, options):
+    """ln(1e3) L_φ/m_φ: gradient descent with step 1/L_φ."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(sc.m_phi / sc.L_phi)
+
+
+SOLVER = B.baseline_record("stocbio", run_stocbio, "docs/baselines.rst §2", _default_options,
+                           _horizon)

@@ -95,3 +95,24 @@ def run_ttsa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
             rec.record(t, x, y, oracle.counts, force=t == T)
         # metrics of huge-but-finite iterates may overflow to inf (not NaN): no warning
         return rec.finish("ttsa", "numpy", params, seed, hia_p=ps)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _default_options(sc):
+    """TTSA "default" (docs/baselines.rst §3): constant two-timescale steps β = 1/L_y (inner),
+    α = β μ/L_φ (outer; :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`),
+    HIA length N = ⌈κ ln 10⌉ (bias (1 − 1/κ)^N ≤ 0.1). With exact oracles the randomized
+    Neumann estimate still has a variance, which the constant steps leave as a floor."""
+    gamma = B.single_loop_outer_step(sc)
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": 1.0 / (sc.L_y * gamma),
+            "exponents": (0.0, 0.0), "n_hia_steps": int(math.ceil(sc.kappa * math.log(10.0)))}
+
+
+def _horizon(sc, options):
+    """ln(1e3)/(α m_φ)."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(options["step_size"] / options["outer_ratio"] * sc.m_phi)
+
+
+SOLVER = B.baseline_record("ttsa", run_ttsa, "docs/baselines.rst §3", _default_options, _horizon)

@@ -25,6 +25,7 @@ identical curves, and a shortcut would bypass the oracle counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -158,4 +159,81 @@ def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
             active = rec.check_finite(t + 1, x_new, m_new, y)
             x = np.where(active[:, None], x_new, x)
             m = np.where(active[:, None], m_new, m)
+        rec.record(params.T, x, y, oracle.counts, force=True)  # x_T, like every other method
     return rec.finish("unibio", "numpy", asdict(params), seed, x_final=x, y_final=y)
+
+
+# ---- solver record ------------------------------------------------------------------------------
+def _uniformly_convex(problem) -> bool:
+    c = problem.constants
+    return c.mu is not None and c.mu > 0 and float(c.p) >= 2.0
+
+
+def _default_params(problem, mode: str) -> dict:
+    """UniBiO's parameters by mode. "paper": :func:`tuned_params` (docs/unibio.rst §7.1).
+    "default": the same Section 6 loop with the UL step from the problem's constants: the
+    normalized step moves x by exactly η, so the last iterate settles within O(η) of a
+    stationary point and ||∇φ|| there is O(L_φ η/(1 − β)); η = (1 − β)/(30 L_φ) keeps that
+    floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), and the Neumann step
+    α = 1/C (docs/unibio.rst §3.5). "theory": the Theorem 5.1 instantiation needs a target
+    ε (:func:`refbilevel.algorithms.unibio_schedule.theory_params`), not supported here."""
+    if mode == "theory":
+        raise ValueError("unibio mode='theory' needs a target eps: build the params with "
+                         "refbilevel.algorithms.unibio_schedule.theory_params "
+                         "(docs/unibio.rst §5.5) and pass its fields as options")
+    base = asdict(tuned_params(problem.p))
+    base.pop("T")
+    if mode == "default":
+        from refbilevel.solver_record import StepConstants
+
+        L_phi = StepConstants.hypergradient_lipschitz(problem)
+        base["eta"] = min(base["eta"], (1.0 - base["beta"]) / (30.0 * L_phi))
+    return base
+
+
+def _default_T(problem, mode, options) -> int:
+    """"paper": 500 (§7.1). "default": 2 D/η UL steps, D = 50 (the normalized step moves x by
+    η per step; D the distance to a stationary point from the default starts, doubled for
+    the momentum's detours), at most MAX_DEFAULT_T."""
+    if mode != "default":
+        return 500
+    from refbilevel.solver_record import MAX_DEFAULT_T
+
+    return int(min(MAX_DEFAULT_T, math.ceil(2 * 50.0 / float(options["eta"]))))
+
+
+def _invoke(run, inputs):
+    params = UniBiOParams(T=inputs.T, **inputs.options)
+    return run(inputs.oracle, inputs.x0, inputs.y0, params, record_every=inputs.record_every,
+               seed=inputs.seed, restart_rng=inputs.restart_rng)
+
+
+def _solver_record():
+    from dataclasses import fields
+
+    from refbilevel.solver_record import LOWER_LEVEL_GRADIENTS, Assumption, SolverRecord
+
+    return SolverRecord(
+        name="unibio", reference="docs/unibio.rst §4.2",
+        assumptions=(
+            LOWER_LEVEL_GRADIENTS,
+            Assumption("a (mu, p)-uniformly convex lower level (mu > 0, p >= 2)",
+                       _uniformly_convex),
+            Assumption("a bound C on the generalized Hessian (Neumann step 1/C)",
+                       lambda P: P.constants.C is not None and P.constants.C > 0),
+            Assumption("a Lipschitz ∇_x f (l_f1 stated)",
+                       lambda P: P.constants.l_f1 is not None),
+            Assumption("a Hölder-smooth hyperobjective (L_phi2 stated)",
+                       lambda P: P.constants.L_phi2 is not None),
+        ),
+        options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
+        defaults=_default_params, default_T=_default_T, invoke=_invoke)
+
+
+def _register() -> None:
+    from refbilevel.solver_record import register_solver
+
+    register_solver(_solver_record())
+
+
+_register()

@@ -241,7 +241,11 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
         XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, *common)
     else:
         XR, YR, div, Xf, Yf = unibio_kernel(P, oracle.rng, X, Y, *common)
-    its = np.arange(0, params.T, record_every)
+    # the kernel stores x_0, x_e, ... before each step; x_T (its returned final state) is the
+    # last record, as in the NumPy reference
+    its = np.append(np.arange(0, params.T, record_every), params.T)
+    XR = np.concatenate([XR, Xf[None]])
+    YR = np.concatenate([YR, Yf[None]])
     counts = unibio_cumulative_counts(params, problem.p, its)
     total = unibio_cumulative_counts(params, problem.p, np.array([params.T]))
     for k, v in total.items():

@@ -241,6 +241,13 @@ class LinearContraction(FixedPointProblem):
         self._w_c = scipy.linalg.lu_solve(self._lu, self.c)
         self.constants = self._constants(q, extra or {}, sources or {})
 
+    @classmethod
+    def default_instance(cls) -> LinearContraction:
+        """The §14.1 golden instance (:func:`golden_instance`), started at its λ (``x0``)."""
+        g = golden_instance()
+        g.problem.x0 = g.lam
+        return g.problem
+
     def hessian_f(self, lam=None) -> np.ndarray:
         """∇²f = WᵀPW + WᵀQ + QᵀW + S (constant); broadcast over lam's leading axes if given."""
         W, P, Q = self.W, self.P, self.Q
@@ -460,6 +467,11 @@ class RidgeContraction(FixedPointProblem):
         Xv = rng.standard_normal((N_val, d))
         yv = Xv @ w_true + noise * rng.standard_normal(N_val)
         return cls(X, y, Xv, yv, **kwargs)
+
+    @classmethod
+    def default_instance(cls) -> RidgeContraction:
+        """:meth:`from_seed` with its defaults (d = 5, N = 40, N_val = 30, seed 0)."""
+        return cls.from_seed()
 
     def q_at(self, lam: float) -> float:
         """q(λ) = max(|1 − α(μ_X + λ)|, |1 − α(L_X + λ)|) (docs/sid_bsgm.rst §14.3)."""
