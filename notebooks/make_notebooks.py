@@ -50,7 +50,7 @@ for std in (0.0, 0.1, 1.0, np.sqrt(10.0)):
         runs[std, p] = run_unibio_numba(oracle, np.ones((R, 1)), np.ones((R, 1)), tuned_params(p))
 print({k: v.summary() for k, v in list(runs.items())[:2]})""",
     """fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
-for ax, std in zip(axes, (0.0, 0.1, 1.0, np.sqrt(10.0))):
+for ax, std in zip(axes, (0.0, 0.1, 1.0, np.sqrt(10.0)), strict=True):
     for p in (2, 4, 6, 8):
         tr = runs[std, p]
         g = tr.grad_phi_norm
@@ -76,7 +76,9 @@ for p in (2, 4, 6, 8):
     slopes[p] = b
     ax.loglog(t, avg, label=f"p={p}: slope {b:.3f} (bound {-1/(3*p-2):.3f})")
     ax.loglog(t[keep], np.exp(a) * t[keep] ** b, "k:", lw=0.8)
-ax.set_xlabel("t"); ax.set_ylabel("running average of ||grad phi||"); ax.legend(fontsize=8)
+ax.set_xlabel("t")
+ax.set_ylabel("running average of ||grad phi||")
+ax.legend(fontsize=8)
 assert all(slopes[p] <= -1 / (3 * p - 2) for p in slopes), slopes
 slopes""",
 ]
@@ -107,19 +109,22 @@ grad_f = exact_solution(g.problem, g.lam).grad_f
 mc, se = [], []
 for t in ts[::3]:
     R = 20000
-    est = sid(ContractionOracle(g.problem, named_stream(7, f"nb/{t}")), g.lam, int(t), int(t), int(t),
-              steps=dec, replicas=R).value
+    oracle = ContractionOracle(g.problem, named_stream(7, f"nb/{t}"))
+    est = sid(oracle, g.lam, int(t), int(t), int(t), steps=dec, replicas=R).value
     sq = np.sum((est - grad_f) ** 2, axis=-1)
-    mc.append(sq.mean()); se.append(sq.std(ddof=1) / np.sqrt(R))
+    mc.append(sq.mean())
+    se.append(sq.std(ddof=1) / np.sqrt(R))
 mc, se = np.array(mc), np.array(se)
-assert np.all(np.abs(mc - exact[::3]) <= 4 * se), (mc, exact[::3], se)""",  # noqa: E501
+assert np.all(np.abs(mc - exact[::3]) <= 4 * se), (mc, exact[::3], se)""",
     """slope = np.polyfit(np.log(ts[ts >= 64]), np.log(exact[ts >= 64]), 1)[0]
 fig, ax = plt.subplots(figsize=(6.5, 4.2))
 ax.loglog(ts, exact, "-", label=f"exact recursion, eta_i = 3/(3+i) (slope {slope:.3f} for t >= 64)")
 ax.errorbar(ts[::3], mc, yerr=4 * se, fmt="o", label="Monte Carlo, R = 20000 (±4 SE)")
 ax.loglog(ts, exact_c, "--", label="exact, constant eta = 0.5 (variance floor)")
 ax.loglog(ts, exact[0] / ts, ":", color="gray", label="1/t")
-ax.set_xlabel("t = k = J"); ax.set_ylabel("E||g_hat - grad f||^2"); ax.legend(fontsize=8)
+ax.set_xlabel("t = k = J")
+ax.set_ylabel("E||g_hat - grad f||^2")
+ax.legend(fontsize=8)
 slope""",
 ]
 
@@ -131,12 +136,13 @@ lower level g(x, y) = ½ yᵀHy − yᵀ(Cx + c), μ-strongly convex in y with y
 upper level f(x, y) = Σ_i cosh(x_i) + aᵀx + c_ψ Σ_j sqrt(1 + y_j²). The hyperobjective
 Φ(x) = f(x, y*(x)) has ∇²Φ(x) = diag(cosh x) + c_ψ CᵀH⁻¹ diag(ψ''(y*)) H⁻¹C: its Hessian is
 unbounded, so Φ is **not L-smooth**, but ‖∇²Φ‖ ≤ L_0 + L_1‖∇Φ‖ — Φ is **(L_0, L_1)-smooth**
-(docs/borep.rst §2 and §8; claim B1 of docs/checks.rst, checked by `theory_checks/b1_relaxed_smoothness.py`).
+(docs/borep.rst §2 and §8; claim B1 of docs/checks.rst, checked by
+`theory_checks/b1_relaxed_smoothness.py`).
 
-**Claim** (Hao, Gong, Liu, ICLR 2024; docs/checks.rst B2; docs/borep.rst §8 "Algorithms on P1"): BO-REP
-(docs/borep.rst §4: normalized momentum on x, periodic projected SGD on y, SGD on z, Epoch-SGD
-initialization refinement) converges from x_0 = 9·1, a start where fixed-step bilevel methods
-(SOBA, MA-SOBA, stocBiO, AmIGO) overflow. The setting is that of
+**Claim** (Hao, Gong, Liu, ICLR 2024; docs/checks.rst B2; docs/borep.rst §8 "Algorithms on
+P1"): BO-REP (docs/borep.rst §4: normalized momentum on x, periodic projected SGD on y, SGD
+on z, Epoch-SGD initialization refinement) converges from x_0 = 9·1, a start where fixed-step
+bilevel methods (SOBA, MA-SOBA, stocBiO, AmIGO) overflow. The setting is that of
 `theory_checks/b2_borep_vs_baselines.py`, whose constants are imported below (Gaussian noise on
 every oracle, y_0 = 0, the B2 horizon T, BO-REP with the tuned §8 parameters
 `borep_params(P)`, the baselines in their tuned modes with constant steps, b2's `BASELINE_KW`),

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from refbilevel.checks import runner
+from refbilevel.validation import int_argument
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -55,19 +56,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import json
-
-    from refbilevel.sweeps import grid, resolve_cell_function, run_sweep
+    from refbilevel.sweeps import load_spec, run_sweep
 
     try:
-        spec = json.loads(args.spec.read_text())
-        fn = resolve_cell_function(spec["cell"])
-        cells = grid(**spec["grid"])
-    except (OSError, KeyError, ValueError, ImportError) as exc:
-        print(f"refbilevel sweep: bad spec {args.spec}: {exc!r} (expected JSON "
-              '{"cell": "module:function", "grid": {"axis": [values, ...]}})', file=sys.stderr)
+        spec = load_spec(args.spec)
+    except ValueError as exc:
+        print(f"refbilevel sweep: bad spec {args.spec}: {exc}", file=sys.stderr)
         return 2
-    rows = run_sweep(fn, cells, args.out, dask_address=args.dask, max_workers=args.workers)
+    try:
+        rows = run_sweep(spec.fn, spec.cells, args.out, dask_address=args.dask,
+                         max_workers=args.workers)
+    except ValueError as exc:  # the cluster cannot be reached or cannot import the cell
+        print(f"refbilevel sweep: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(rows)} cells in {args.out}")
     return 0
 
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--out", type=Path, default=Path("sweep-results/results.jsonl"))
     p_sweep.add_argument("--dask", metavar="ADDRESS", default=None,
                          help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
-    p_sweep.add_argument("--workers", type=int, default=None, help="local worker processes")
+    p_sweep.add_argument("--workers", type=int_argument("workers", low=1), default=None,
+                         help="local worker processes (>= 1; default: the CPU count)")
     p_sweep.set_defaults(func=_cmd_sweep)
     p_run = sub.add_parser("run", help="run one algorithm on one problem; write its trace",
                            description=_run_description(),

@@ -19,28 +19,77 @@ parameters, so results do not depend on execution order or on the worker.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import importlib
 import itertools
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from refbilevel.checks.verdict import jsonable
 from refbilevel.progress import Progress
+from refbilevel.validation import require_int
+
+#: seconds to wait for a Dask scheduler before saying it cannot be reached
+_DASK_CONNECT_TIMEOUT_S = 30
 
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
-    """The Cartesian product of the axes, as a list of parameter dicts (axis order kept)."""
-    names = list(axes)
-    values = [list(v) for v in axes.values()]
-    for name, vals in zip(names, values, strict=True):
-        if not vals:
+    """The Cartesian product of the axes, as a list of parameter dicts (axis order kept).
+
+    Each axis is a list (any iterable but a string or a mapping, which would silently become
+    its characters or its keys) of at least one value.
+    """
+    values = []
+    for name, vals in axes.items():
+        if isinstance(vals, (str, bytes, Mapping)) or not isinstance(vals, Iterable):
+            raise ValueError(f"sweep axis {name!r} must be a list of values, e.g. [{vals!r}], "
+                             f"got {type(vals).__name__} {vals!r}")
+        values.append(list(vals))
+        if not values[-1]:
             raise ValueError(f"sweep axis {name!r} must have at least one value")
+    names = list(axes)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+class SweepSpec(NamedTuple):
+    """A sweep read from a spec file: the cell function, its 'module:function' name, and the
+    grid's cells."""
+
+    cell: str
+    fn: Callable[[dict], dict]
+    cells: list[dict[str, Any]]
+
+
+SPEC_FORMAT = '{"cell": "module:function", "grid": {"axis": [values, ...], ...}}'
+
+
+def load_spec(path: Path | str) -> SweepSpec:
+    """Read a sweep spec (JSON, :data:`SPEC_FORMAT`); ValueError naming what is wrong."""
+    try:
+        spec = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"sweep spec {path} is not JSON ({exc})") from None
+    if not isinstance(spec, dict) or set(spec) != {"cell", "grid"}:
+        got = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"sweep spec must be a JSON object with exactly the keys 'cell' and "
+                         f"'grid' ({SPEC_FORMAT}), got {got}")
+    if not isinstance(spec["grid"], dict):
+        raise ValueError(f"sweep spec 'grid' must be an object mapping axis names to lists "
+                         f"of values, got {type(spec['grid']).__name__} {spec['grid']!r}")
+    if not isinstance(spec["cell"], str):
+        raise ValueError(f"sweep spec 'cell' must be a string 'module:function', got "
+                         f"{spec['cell']!r}")
+    return SweepSpec(spec["cell"], resolve_cell_function(spec["cell"]), grid(**spec["grid"]))
 
 
 def cell_key(params: Mapping[str, Any]) -> str:
@@ -97,10 +146,82 @@ def resolve_cell_function(spec: str) -> Callable[[dict], dict]:
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ValueError(f"cell function must be given as 'module:function', got {spec!r}")
-    fn = getattr(importlib.import_module(module), name, None)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(f"cell module {module!r} cannot be imported here ({exc}); it must be "
+                         "an importable module (installed, or on PYTHONPATH)") from None
+    fn = getattr(mod, name, None)
     if not callable(fn):
         raise ValueError(f"{spec!r} does not name a callable")
     return fn
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Process-pool initializer: end this worker when the sweep process ends, even by SIGKILL
+    (which runs no cleanup). Otherwise the workers outlive it, computing cells nobody will
+    write; the next run recomputes those cells anyway, since only written cells count.
+
+    Linux: prctl(PR_SET_PDEATHSIG, SIGKILL), delivered by the kernel when the parent dies.
+    Elsewhere: a daemon thread that polls the parent pid once a second.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _require_importable_on_cluster(client: Any, fn: Callable[[dict], dict]) -> None:
+    """Before submitting, check that the Dask scheduler and every worker can unpickle the cell
+    (which imports its module and refbilevel.sweeps), so a missing module is one message
+    naming it instead of a pickle traceback from inside distributed.
+
+    A function that plain pickle cannot pickle by reference (a lambda, a local function) is
+    shipped by value by cloudpickle and needs no module on the nodes: nothing to check.
+    """
+    import pickle
+
+    probes = []
+    for module, obj in (("refbilevel.sweeps", _run_cell), (fn.__module__, fn)):
+        try:
+            probes.append((module, pickle.dumps(obj)))
+        except (pickle.PicklingError, AttributeError, TypeError):
+            continue
+    def unpickle_error(payload: bytes) -> str | None:
+        # a local function: shipped by value (cloudpickle), so the probe itself needs nothing
+        # on the node, and it reports instead of raising (no traceback in the node's log)
+        import pickle
+
+        try:
+            pickle.loads(payload)
+        except Exception as exc:  # noqa: BLE001 - whatever the unpickling raised there
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    for module, payload in probes:
+        where = {"the scheduler": client.run_on_scheduler(unpickle_error, payload)}
+        where.update({f"worker {address}": error for address, error
+                      in client.run(unpickle_error, payload).items()})
+        failed = {node: error for node, error in where.items() if error is not None}
+        if failed:
+            node, error = next(iter(failed.items()))
+            more = f" (and {len(failed) - 1} more node(s))" if len(failed) > 1 else ""
+            raise ValueError(
+                f"sweep cell module {module!r} cannot be imported on the Dask cluster: on "
+                f"{node}{more}, {error}. Every node (the scheduler and each worker) must be "
+                "able to import it: install it there or put it on PYTHONPATH")
 
 
 def run_sweep(
@@ -116,8 +237,12 @@ def run_sweep(
     """Run every unfinished cell and return all rows (finished earlier + now), grid order.
 
     ``executor`` wins over ``dask_address``; with neither, a local process pool of
-    ``max_workers`` (default: CPU count) runs the cells.
+    ``max_workers`` (default: CPU count) runs the cells. The pool's workers die with the
+    sweep process, however it ends; on Dask, the cell's module must be importable on every
+    node (checked before any cell is submitted).
     """
+    if max_workers is not None:
+        max_workers = require_int("max_workers", max_workers, low=1)
     path = Path(results_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = [cell_key(c) for c in cells]
@@ -132,10 +257,21 @@ def run_sweep(
         if executor is None and dask_address is not None:
             from distributed import Client  # the `dask` extra
 
-            client = Client(dask_address)
+            try:
+                client = Client(dask_address, timeout=_DASK_CONNECT_TIMEOUT_S)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {dask_address!r} "
+                                 f"(dask_address): {exc}") from None
+            try:
+                _require_importable_on_cluster(client, fn)
+            except ValueError:
+                client.close()
+                raise
             executor = client.get_executor()
         if executor is None:
-            executor = own_executor = cf.ProcessPoolExecutor(max_workers=max_workers)
+            executor = own_executor = cf.ProcessPoolExecutor(
+                max_workers=max_workers, initializer=_die_with_parent,
+                initargs=(os.getpid(),))
         try:
             futures = {executor.submit(_run_cell, fn, c): (k, c) for k, c in todo}
             with path.open("a") as fh:

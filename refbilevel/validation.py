@@ -6,7 +6,9 @@ message naming the parameter and its allowed range (docs/design.rst, "Standards"
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -71,7 +73,7 @@ def as_vector_batch(name: str, value: Any, dim: int) -> np.ndarray:
     Leading axes are replicas (docs/design.rst: many seeds at once along a leading axis). A scalar
     is accepted when ``dim == 1``.
     """
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _real_array(name, value, f"of shape (..., {dim})")
     if dim == 1 and arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim == 0 or arr.shape[-1] != dim:
@@ -79,10 +81,45 @@ def as_vector_batch(name: str, value: Any, dim: int) -> np.ndarray:
             f"{name} must have shape (..., {dim}) (last axis = dimension {dim}), "
             f"got shape {arr.shape}"
         )
+    if arr.size == 0:
+        # an empty replica axis has nothing to compute; left alone it fails later with a
+        # reshape error far from its cause (a trace of zero replicas)
+        raise ValueError(
+            f"{name} must hold at least one replica (leading axes of size >= 1), "
+            f"got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} must be finite; non-finite entry at index {tuple(bad)}")
     return arr
+
+
+def _real_array(name: str, value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array, or a ValueError naming ``name`` (not NumPy's message,
+    which names neither the argument nor what it should be)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = repr(value) if len(repr(value)) <= 60 else f"a {type(value).__name__}"
+        raise ValueError(f"{name} must be an array of real numbers {what}, got {shown}") from None
+
+
+def require_same_replicas(**arrays: np.ndarray) -> tuple[int, ...]:
+    """The common leading (replica) shape of batched arrays (validated by
+    :func:`as_vector_batch`), or a ValueError naming them.
+
+    Arrays with leading axes must have the same ones: no broadcasting between replica counts,
+    which would silently pair replica i of one argument with another replica of the other. An
+    array without leading axes (a single point) is shared by every replica.
+    """
+    leads = {a.shape[:-1] for a in arrays.values() if a.ndim > 1}
+    if len(leads) > 1:
+        shapes = ", ".join(f"{k} {a.shape}" for k, a in arrays.items())
+        raise ValueError(
+            f"{' and '.join(arrays)} must have the same leading (replica) axes, or none to "
+            f"share one point across replicas; got {shapes}"
+        )
+    return leads.pop() if leads else ()
 
 
 def require_square_matrix(name: str, value: Any, dim: int | None = None) -> np.ndarray:
@@ -125,10 +162,11 @@ def require_batch_shape(batch_shape: Any) -> tuple[int, ...]:
     """A batch shape (the leading axes of an oracle sample): a tuple of ints >= 0."""
     try:
         shape = tuple(int(b) for b in batch_shape)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(f"batch_shape must be a tuple of ints, got {batch_shape!r}") from None
-    if any(b < 0 for b in shape):
-        raise ValueError(f"batch_shape entries must be >= 0, got {shape}")
+    if any(b < 1 for b in shape):
+        # a zero-size batch is zero replicas: rejected here, like an empty x or y
+        raise ValueError(f"batch_shape entries (replica counts) must be >= 1, got {shape}")
     return shape
 
 
@@ -137,3 +175,22 @@ def require_choice(name: str, value: Any, choices: tuple[_T, ...]) -> _T:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
+
+
+def int_argument(name: str, *, low: int | None = None,
+                 high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` that parses an integer in [low, high] (:func:`require_int`), so a
+    bad value is rejected at parse time: exit 2, and argparse's one error line names the
+    option and carries this module's message with the allowed range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        try:
+            return require_int(name, value, low=low, high=high)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name  # argparse shows it in "invalid <name> value" fallbacks
+    return parse

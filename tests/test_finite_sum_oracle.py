@@ -163,7 +163,8 @@ def test_same_method_names_as_gaussian_oracle():
 
 @pytest.mark.parametrize("bad, match", [
     (3, r"batch_shape must be a tuple of ints, got 3"),
-    ((2, -1), r"batch_shape entries must be >= 0, got \(2, -1\)"),
+    ((2, -1), r"batch_shape entries \(replica counts\) must be >= 1, got \(2, -1\)"),
+    ((2, 0), r"batch_shape entries \(replica counts\) must be >= 1, got \(2, 0\)"),
 ])
 def test_bad_batch_shape_is_named(bad, match):
     """The shared validator (refbilevel.validation.require_batch_shape) on both draw paths of

@@ -1,5 +1,6 @@
 """Sweeps: tidy results written as cells finish, resume after a kill, Dask execution."""
 
+import contextlib
 import json
 import os
 import signal
@@ -50,15 +51,26 @@ def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(tmp_p
         cells = {cells!r}
         run_sweep(holder_ratio_cell, cells, {str(out)!r}, max_workers=1, progress=False)
     """)
-    # its own process group, so the kill takes the pool's workers too (as Ctrl-C or a job
-    # scheduler would) and leaves no orphan behind
+    # SIGKILL of the sweep process alone (not its process group): its pool workers must die
+    # with it. The process group is only the test's cleanup if they do not.
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_results(out)) < 3:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(read_results(out)) < 3:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        workers = {int(m.name.split("-")[2]) for m in markers.iterdir()}
+        assert workers and proc.pid not in workers
+        # the kernel delivers the death signal at once; 10 s only absorbs a loaded machine
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "a worker outlived the sweep"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     # a torn line, as if the kill had landed mid-write
     with out.open("a") as fh:
         fh.write('{"key": "torn')
@@ -76,6 +88,22 @@ def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(tmp_p
             assert _runs(markers, c) >= 1
     lines = out.read_text().splitlines()
     assert len(lines) == len(cells) and all(json.loads(line) for line in lines)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (on Linux a zombie, dead but not yet reaped by its new parent,
+    counts as dead; elsewhere, whether the pid exists)."""
+    if not Path("/proc").is_dir():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _runs(markers: Path, cell) -> int:
@@ -109,3 +137,98 @@ def test_cli_sweep_from_spec_file(tmp_path, monkeypatch, capsys):
     spec.write_text(json.dumps({"cell": "nomodule", "grid": {}}))
     assert main(["sweep", str(spec), "--out", str(out)]) == 2
     assert "module:function" in capsys.readouterr().err
+
+
+SPEC = {"cell": "tests.sweep_cells:holder_ratio_cell", "grid": {"p": [2, 4], "seed": [3]}}
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({**SPEC, "grid": [2, 4]}, "'grid' must be an object mapping axis names to lists of values, "
+                               "got list [2, 4]"),
+    ({**SPEC, "grid": {"p": 2, "seed": [3]}}, "sweep axis 'p' must be a list of values, e.g. "
+                                              "[2], got int 2"),
+    ({**SPEC, "grid": {"p": "24"}}, "sweep axis 'p' must be a list of values, e.g. ['24'], got "
+                                    "str '24'"),
+    ({**SPEC, "grid": {"p": []}}, "sweep axis 'p' must have at least one value"),
+    ([SPEC], "must be a JSON object with exactly the keys 'cell' and 'grid'"),
+    ({"cell": SPEC["cell"]}, "\"grid\": {\"axis\": [values, ...], ...}}), got ['cell']"),
+    ({**SPEC, "cell": 3}, "'cell' must be a string 'module:function', got 3"),
+    ({**SPEC, "cell": "nomodule"}, "cell function must be given as 'module:function'"),
+    ({**SPEC, "cell": "no_such_module_xyz:f"}, "cell module 'no_such_module_xyz' cannot be "
+                                               "imported here"),
+    ("{not json", "is not JSON"),
+])
+def test_bad_sweep_spec_is_one_line_and_exits_2(spec, match, tmp_path, monkeypatch, capsys):
+    from refbilevel.cli import main
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    path = tmp_path / "spec.json"
+    path.write_text(spec if isinstance(spec, str) else json.dumps(spec))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "r.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"refbilevel sweep: bad spec {path}: ")
+    assert match in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_sweep_workers_below_one_are_rejected(tmp_path, capsys):
+    from refbilevel.cli import main
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(SPEC))
+    with pytest.raises(SystemExit) as exc:  # at parse time, by argparse
+        main(["sweep", str(path), "--workers", "0"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "refbilevel sweep: error: argument --workers: workers must be an integer in [1, inf], "
+        "got 0")
+    with pytest.raises(ValueError, match=r"max_workers must be an integer in \[1, inf\], got 0"):
+        run_sweep(holder_ratio_cell, grid(p=[2]), tmp_path / "r.jsonl", max_workers=0)
+
+
+def test_dask_cell_module_missing_on_the_workers_is_named(tmp_path, monkeypatch):
+    """A module the client imports but the cluster's workers cannot: one message naming the
+    module and the node, before any cell is submitted (not a pickle traceback from inside
+    distributed). The workers start before the module's folder joins sys.path, so they lack
+    it, as a remote worker without the module would."""
+    distributed = pytest.importorskip("distributed", reason="the `dask` extra is not installed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        (tmp_path / "client_only_cells.py").write_text(
+            "def cell(params):\n    return {'twice': 2 * params['p']}\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        from client_only_cells import cell
+
+        with pytest.raises(ValueError) as exc:
+            run_sweep(cell, grid(p=[1, 2]), tmp_path / "r.jsonl",
+                      dask_address=cluster.scheduler_address, progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith("sweep cell module 'client_only_cells' cannot be imported on the Dask "
+                          "cluster: on worker tcp://127.0.0.1:")
+    assert "No module named 'client_only_cells'" in msg
+    assert msg.endswith("Every node (the scheduler and each worker) must be able to import it: "
+                        "install it there or put it on PYTHONPATH")
+    assert read_results(tmp_path / "r.jsonl") == []
+
+
+def test_dask_cell_module_missing_on_the_scheduler_is_named(monkeypatch):
+    """The scheduler's side of the same pre-flight check. An in-process scheduler shares the
+    client's modules, so this stands in a client whose scheduler lacks tests.sweep_cells
+    (``sys.modules[name] = None`` makes its import fail there) and whose workers have it."""
+    from refbilevel.sweeps import _require_importable_on_cluster
+
+    class SchedulerWithoutTheCellModule:
+        def run_on_scheduler(self, fn, *args):
+            with monkeypatch.context() as m:
+                m.setitem(sys.modules, "tests.sweep_cells", None)
+                return fn(*args)
+
+        def run(self, fn, *args):
+            return {"tcp://10.0.0.2:1234": fn(*args)}
+
+    with pytest.raises(ValueError, match=r"^sweep cell module 'tests.sweep_cells' cannot be "
+                                         r"imported on the Dask cluster: on the scheduler, "
+                                         r"ModuleNotFoundError: .*Every node"):
+        _require_importable_on_cluster(SchedulerWithoutTheCellModule(), holder_ratio_cell)

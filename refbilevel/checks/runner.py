@@ -24,6 +24,7 @@ from types import ModuleType
 
 from refbilevel.checks.verdict import Verdict, versions
 from refbilevel.progress import progress_switch
+from refbilevel.validation import int_argument
 
 MODES = ("quick", "full")
 
@@ -157,7 +158,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(mode="quick")
     parser.add_argument("--out", type=Path, default=Path("check-results"),
                         help="directory for <id>.json, <id>.png and report.md")
-    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--seed", type=int_argument("seed", low=0), default=20261123,
+                        help="root seed (an integer >= 0, as numpy's SeedSequence needs)")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                         default=None, help="no progress bars on stderr (they are on by "

@@ -22,7 +22,7 @@ import numpy as np
 
 from refbilevel.oracles.counters import ORACLE_KINDS, OracleCounts
 from refbilevel.problems.base import BilevelProblem
-from refbilevel.validation import require_range
+from refbilevel.validation import require_batch_shape, require_range
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,27 @@ class NoiseConfig:
         return asdict(self)
 
 
+#: what the oracle calls on its problem (the generalized products only where used)
+_PROBLEM_METHODS = ("grad_x_f", "grad_y_f", "grad_x_g", "grad_y_g", "hvp_yy_g", "jvp_xy_g")
+
+
 class GaussianOracle:
     """Unbiased Gaussian-noise oracle over a :class:`BilevelProblem` (see module docstring)."""
 
     def __init__(self, problem: BilevelProblem, noise: NoiseConfig | float,
                  rng: np.random.Generator):
+        # duck-typed, like the estimators' oracle check: the CuPy backend passes a device
+        # copy of the problem that has the same methods but is not a BilevelProblem
+        lacking = [a for a in ("d_x", "d_y", *_PROBLEM_METHODS) if not hasattr(problem, a)]
+        if lacking:
+            raise ValueError(
+                "problem must be a refbilevel BilevelProblem (e.g. make_problem(name)), got "
+                f"{type(problem).__name__}, which has no {', '.join(lacking[:3])}"
+                f"{', ...' if len(lacking) > 3 else ''}")
+        if not isinstance(noise, NoiseConfig) and (
+                isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating))):
+            raise ValueError("noise must be a NoiseConfig or a standard deviation >= 0, got "
+                             f"{noise!r}")
         if not isinstance(rng, np.random.Generator):
             raise ValueError(
                 "rng must be a numpy.random.Generator (randomness is always passed in), "
@@ -82,7 +98,7 @@ class GaussianOracle:
             raise ValueError(f"unknown oracle kind {kind!r}; allowed: {', '.join(ORACLE_KINDS)}")
         self.counts.add("samples")
         dim = self.problem.d_x if kind in ("grad_x_f", "grad_x_g", "jvp") else self.problem.d_y
-        shape = tuple(batch_shape) + (dim,)
+        shape = require_batch_shape(batch_shape) + (dim,)
         if getattr(self.noise, kind) == 0.0:
             return np.zeros(shape)
         return self.rng.standard_normal(shape)

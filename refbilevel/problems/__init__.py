@@ -8,6 +8,7 @@ implement its underscored methods, or wrap closed-form callables with
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import Constants
@@ -41,9 +42,35 @@ def problem_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def problem_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a registered problem's constructor, by name."""
+    sig = inspect.signature(problem_class(name))
+    return {k: p for k, p in sig.parameters.items()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def make_problem(name: str, **params):
-    """Instantiate a registered problem with keyword parameters."""
-    return problem_class(name)(**params)
+    """Instantiate a registered problem with keyword parameters.
+
+    An unknown or missing parameter is a ValueError naming it and listing the allowed ones
+    (the constructor's own TypeError names neither the problem nor the alternatives); the
+    values themselves are validated by the constructor.
+    """
+    cls = problem_class(name)
+    allowed = problem_parameters(name)
+    accepts_any = any(p.kind is p.VAR_KEYWORD
+                      for p in inspect.signature(cls).parameters.values())
+    unknown = sorted(set(params) - set(allowed))
+    if unknown and not accepts_any:
+        raise ValueError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"of problem {name!r}; allowed: {', '.join(allowed) or 'none'}")
+    missing = [k for k, p in allowed.items() if p.default is p.empty and k not in params]
+    if missing:
+        raise ValueError(f"problem {name!r} needs parameter{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} (allowed: {', '.join(allowed)})")
+    return cls(**params)
 
 
-__all__ = ["BilevelProblem", "Constants", "make_problem", "problem_class", "problem_names"]
+__all__ = ["BilevelProblem", "Constants", "make_problem", "problem_class", "problem_names",
+           "problem_parameters"]

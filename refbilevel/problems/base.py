@@ -9,7 +9,9 @@ constants").
 
 Conventions (spec README.md, docs/unibio.rst §1.4, docs/fdehbo.rst §1):
 - every method is batched: x has shape (..., d_x), y and v shape (..., d_y); leading axes
-  (replicas) broadcast; scalar outputs have shape (...);
+  (replicas) must be the same on every argument that has them (an argument without them,
+  one point, is shared by every replica; an empty replica axis is refused); scalar outputs
+  have shape (...);
 - ∇²_xy g is the d_x × d_y matrix of ∂²g/∂x_i∂y_j; ``jvp_xy_g(x, y, v)`` = ∇²_xy g v ∈ R^{d_x}
   and ``jvp_yx_g(x, y, w)`` = ∇²_yx g w = (∇²_xy g)^T w ∈ R^{d_y};
 - H = d∇_y g / d[y]^{∘(p-1)} in the Jacobian convention, H = ∇²_yy g D(y)^{-1};
@@ -29,7 +31,7 @@ import numpy as np
 
 from refbilevel.power_map import power_map_jacobian_diag
 from refbilevel.problems.constants import Constants
-from refbilevel.validation import as_vector_batch
+from refbilevel.validation import as_vector_batch, require_same_replicas
 
 
 class BilevelProblem(abc.ABC):
@@ -53,53 +55,68 @@ class BilevelProblem(abc.ABC):
     def _y(self, y: object, name: str = "y") -> np.ndarray:
         return as_vector_batch(name, y, self.d_y)
 
+    def _xy(self, x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
+        """x and y validated, with the same replica axes (validation.require_same_replicas)."""
+        xa, ya = self._x(x), self._y(y)
+        require_same_replicas(x=xa, y=ya)
+        return xa, ya
+
+    def _xyv(self, x: object, y: object, v: object, name: str = "v",
+             dim: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, y and a direction ``name`` of dimension ``dim`` (default d_y), validated, with
+        the same replica axes."""
+        xa, ya = self._x(x), self._y(y)
+        va = as_vector_batch(name, v, self.d_y if dim is None else dim)
+        require_same_replicas(**{"x": xa, "y": ya, name: va})
+        return xa, ya, va
+
     # ---- values and first derivatives (public, validated) ------------------------------
     def f(self, x, y) -> np.ndarray:
         """Upper-level objective f(x, y), shape (...)."""
-        return self._f(self._x(x), self._y(y))
+        return self._f(*self._xy(x, y))
 
     def g(self, x, y) -> np.ndarray:
         """Lower-level objective g(x, y), shape (...)."""
-        return self._g(self._x(x), self._y(y))
+        return self._g(*self._xy(x, y))
 
     def grad_x_f(self, x, y) -> np.ndarray:
-        return self._grad_x_f(self._x(x), self._y(y))
+        return self._grad_x_f(*self._xy(x, y))
 
     def grad_y_f(self, x, y) -> np.ndarray:
-        return self._grad_y_f(self._x(x), self._y(y))
+        return self._grad_y_f(*self._xy(x, y))
 
     def grad_x_g(self, x, y) -> np.ndarray:
-        return self._grad_x_g(self._x(x), self._y(y))
+        return self._grad_x_g(*self._xy(x, y))
 
     def grad_y_g(self, x, y) -> np.ndarray:
-        return self._grad_y_g(self._x(x), self._y(y))
+        return self._grad_y_g(*self._xy(x, y))
 
     # ---- second-order products ----------------------------------------------------------
     def hvp_yy_g(self, x, y, v) -> np.ndarray:
         """∇²_yy g(x, y) v."""
-        return self._hvp_yy_g(self._x(x), self._y(y), self._y(v, "v"))
+        return self._hvp_yy_g(*self._xyv(x, y, v))
 
     def jvp_xy_g(self, x, y, v) -> np.ndarray:
         """∇²_xy g(x, y) v ∈ R^{d_x} for v ∈ R^{d_y} (the "cross" product of docs/baselines.rst
         §0.1)."""
-        return self._jvp_xy_g(self._x(x), self._y(y), self._y(v, "v"))
+        return self._jvp_xy_g(*self._xyv(x, y, v))
 
     def jvp_yx_g(self, x, y, w) -> np.ndarray:
         """∇²_yx g(x, y) w = (∇²_xy g)^T w ∈ R^{d_y} for w ∈ R^{d_x}."""
-        return self._jvp_yx_g(self._x(x), self._y(y), as_vector_batch("w", w, self.d_x))
+        return self._jvp_yx_g(*self._xyv(x, y, w, "w", self.d_x))
 
     # ---- generalized derivatives (UniBiO, docs/unibio.rst §1.4-1.6) -----------------------
     def f_u(self, x, y) -> np.ndarray:
         """Generalized derivative df/d[y]^{∘(p-1)} (docs/unibio.rst §1.5)."""
-        return self._f_u(self._x(x), self._y(y))
+        return self._f_u(*self._xy(x, y))
 
     def gen_hvp(self, x, y, v) -> np.ndarray:
         """H v with H = d∇_y g / d[y]^{∘(p-1)} (Jacobian convention, docs/unibio.rst §1.4)."""
-        return self._gen_hvp(self._x(x), self._y(y), self._y(v, "v"))
+        return self._gen_hvp(*self._xyv(x, y, v))
 
     def gen_hvp_T(self, x, y, v) -> np.ndarray:
         """H^T v (the hypergradient uses H^{-T}, docs/unibio.rst §1.6)."""
-        return self._gen_hvp_T(self._x(x), self._y(y), self._y(v, "v"))
+        return self._gen_hvp_T(*self._xyv(x, y, v))
 
     # ---- ground truth -----------------------------------------------------------------
     def y_star(self, x) -> np.ndarray:
@@ -117,22 +134,22 @@ class BilevelProblem(abc.ABC):
     # ---- dense matrices (small d; tests and exact solves) ------------------------------
     def hessian_yy(self, x, y) -> np.ndarray:
         """∇²_yy g as a (..., d_y, d_y) array, built column by column from ``hvp_yy_g``."""
-        x, y = self._x(x), self._y(y)
+        x, y = self._xy(x, y)
         return _columns(lambda e: self._hvp_yy_g(x, y, e), y, self.d_y)
 
     def cross_matrix(self, x, y) -> np.ndarray:
         """∇²_xy g as a (..., d_x, d_y) array."""
-        x, y = self._x(x), self._y(y)
+        x, y = self._xy(x, y)
         return _columns(lambda e: self._jvp_xy_g(x, y, e), y, self.d_y)
 
     def generalized_hessian(self, x, y) -> np.ndarray:
         """H as a (..., d_y, d_y) array."""
-        x, y = self._x(x), self._y(y)
+        x, y = self._xy(x, y)
         return _columns(lambda e: self._gen_hvp(x, y, e), y, self.d_y)
 
     def solve_hessian_yy(self, x, y, rhs) -> np.ndarray:
         """[∇²_yy g]^{-1} rhs. Dense by default; structured problems override."""
-        x, y, rhs = self._x(x), self._y(y), self._y(rhs, "rhs")
+        x, y, rhs = self._xyv(x, y, rhs, "rhs")
         return self._solve_hessian_yy(x, y, rhs)
 
     def _solve_hessian_yy(self, x, y, rhs):
