@@ -1,0 +1,82 @@
+"""Sphinx configuration of the refbilevel documentation.
+
+The build must pass offline with warnings as errors (``tox -e docs``): MathJax is referenced,
+not fetched, at build time; no intersphinx; optional packages (CuPy) are mocked for autodoc.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "refbilevel"
+author = "the refbilevel authors"
+copyright = "2026, the refbilevel authors"  # noqa: A001 (Sphinx's name)
+release = "0.1.0"
+
+# No napoleon: the docstrings are plain text whose "name : meaning" lines napoleon would read
+# as types (it mangled neumann_hypergradient's); the verbatim fallback below shows them as written.
+extensions = [
+    "sphinx.ext.mathjax",
+    "sphinx.ext.autodoc",
+]
+
+exclude_patterns = ["_build"]
+root_doc = "index"
+
+# autodoc must not import what the machine may lack: CuPy is optional (GPU only).
+autodoc_mock_imports = ["cupy", "cupyx"]
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": False,
+    "show-inheritance": True,
+    # document each object once, where it is defined, not again where a package re-exports it
+    "ignore-module-all": True,
+}
+autodoc_typehints = "none"
+autodoc_member_order = "bysource"
+
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_title = "refbilevel"
+
+nitpicky = False
+
+
+# Docstrings in this package are written as plain text with Unicode mathematics (||x||, y*,
+# [y]^{∘(p-1)}), some with Sphinx roles. Those that parse as clean reStructuredText are rendered
+# as such; any other is shown verbatim as a literal block, so that a docstring never breaks the
+# warnings-as-errors build and never renders wrongly (|x| read as a substitution, say).
+_SPHINX_ROLE = re.compile(r":(?:py:)?[a-z]+:`")
+
+
+def _parses_cleanly(text: str) -> bool:
+    from docutils.core import publish_doctree
+    from docutils.utils import Reporter
+
+    # indented under a paragraph, as autodoc nests it: a section title there is an error too
+    neutral = "docstring\n\n" + "\n".join("    " + line for line in
+                                          _SPHINX_ROLE.sub("`", text).splitlines())
+    messages = io.StringIO()
+    settings = {"report_level": Reporter.WARNING_LEVEL, "halt_level": Reporter.SEVERE_LEVEL + 1,
+                "warning_stream": messages}
+    try:
+        publish_doctree(neutral, settings_overrides=settings)
+    except Exception:  # noqa: BLE001 (any parser failure means: show it verbatim)
+        return False
+    return not messages.getvalue()
+
+
+def _render_docstring(app, what, name, obj, options, lines):  # noqa: ARG001 (Sphinx's signature)
+    if not lines or _parses_cleanly("\n".join(lines)):
+        return
+    verbatim = ["::", ""] + ["    " + line if line.strip() else "" for line in lines] + [""]
+    lines[:] = verbatim
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _render_docstring)
