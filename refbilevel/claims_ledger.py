@@ -130,12 +130,13 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(U, "Lemma B.4", "||∇̄f(x,y) - ∇phi(x)|| <= L_phi2 ||y - y*(x)||", R, FULL, "U5",
        note="DERIVED constant"),
     _e(U, "Lemma B.5 (reconstruction)", "Neumann bias <= (l_g1 C_f/mu)(1 - mu/C)^Q, the "
-       "Ghadimi-Wang Lemma 11 analogue, for non-symmetric generalized Hessians", R, PART,
-       "U6 symmetric H", note="the paper's statement is UNREC; the failure is a finding about our "
+       "Ghadimi-Wang Lemma 11 analogue, for non-symmetric generalized Hessians", R, FULL,
+       "U6 symmetric H; U11 non-symmetric H (pre-registered probe)", outcome="counterexample",
+       note="the paper's statement is UNREC; the failure is a finding about our "
        "reconstruction (docs/unibio.rst §3.5)"),
     _e(U, "Lemma B.5, consequence", "the Neumann bias decays geometrically in Q uniformly in "
-       "y, so Q = O(log 1/eps) suffices (Theorem 5.1's Q)", R, PART, "U6 symmetric H",
-       note="the Schur-decomposition bound of docs/unibio.rst §3.5 (audit), uniform in y"),
+       "y, so Q = O(log 1/eps) suffices (Theorem 5.1's Q)", R, FULL,
+       "U6 symmetric H; U11 Schur and sqrt(kappa(D)) bounds, non-symmetric H", note="the Schur-decomposition bound of docs/unibio.rst §3.5 (audit), uniform in y"),
     _e(U, "Lemma B.6", "differentiability criterion of h(P^-1(u)); away from 0 the gradient "
        "is J_P^-1 ∇h", P, PART, "X1 away from 0",
        note="the criterion at y_i = 0 is unchecked"),
