@@ -136,7 +136,8 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "reconstruction (docs/unibio.rst §3.5)"),
     _e(U, "Lemma B.5, consequence", "the Neumann bias decays geometrically in Q uniformly in "
        "y, so Q = O(log 1/eps) suffices (Theorem 5.1's Q)", R, FULL,
-       "U6 symmetric H; U11 Schur and sqrt(kappa(D)) bounds, non-symmetric H", note="the Schur-decomposition bound of docs/unibio.rst §3.5 (audit), uniform in y"),
+       "U6 symmetric H; U11 Schur and sqrt(kappa(D)) bounds, non-symmetric H",
+       note="the Schur-decomposition bound of docs/unibio.rst §3.5 (audit), uniform in y"),
     _e(U, "Lemma B.6", "differentiability criterion of h(P^-1(u)); away from 0 the gradient "
        "is J_P^-1 ∇h", P, PART, "X1 away from 0",
        note="the criterion at y_i = 0 is unchecked"),

@@ -145,7 +145,8 @@ def probe_point(P, x, y, Q_max: int):
     resolvable = b["reconstructed"] >= RESOLVE * b["reconstructed"][0]
     q_star = int(np.argmax(np.where(resolvable, ratios["reconstructed"], -np.inf)))
     _, _, vt = np.linalg.svd(JM[q_star])
-    return {"mu": mu, "C": C, "kappa_D": kappa_D, "structure_rel": structure, "l_g1": l_g1, "C_f": C_f,
+    return {"mu": mu, "C": C, "kappa_D": kappa_D, "structure_rel": structure, "l_g1": l_g1,
+            "C_f": C_f,
             "max_imag_eig": float(np.abs(eig.imag).max()), "own": own, "worst": worst,
             "bounds": b, "ratios": ratios, "q_star": q_star,
             "worst_direction": C_f * vt[0]}
