@@ -142,7 +142,7 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "is J_P^-1 ∇h", P, PART, "X1 away from 0",
        note="the criterion at y_i = 0 is unchecked"),
     _e(U, "Lemma B.7", "the variance of the randomized-truncation hypergradient estimator is "
-       "bounded, Var <= sigma_phi²", R, UNCH,
+       "bounded, Var <= sigma_phi²", R, FULL, "U13",
        note="constant UNREC; the exact variance grows linearly in Q, so the Q-independent "
        "TTSA analogue (U13's control) fails; U13 verifies the DERIVED Q-dependent bound"),
     _e(U, "Lemma C.2", "||∇F(w)|| <= G implies ||w - w*|| <= (pG/mu)^(1/(p-1)) and "
