@@ -1,5 +1,6 @@
-"""The ``refbilevel`` command line: ``check`` (theory checks), ``run`` (one algorithm, trace
-to a file), ``compare-backends`` (parity and timing table), ``list``, ``sweep``, ``bench``."""
+"""The ``refbilevel`` command line: ``check`` (theory checks), ``claims`` (the claims ledger
+with the latest verdicts), ``run`` (one algorithm, trace to a file), ``compare-backends``
+(parity and timing table), ``list``, ``sweep``, ``bench``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,39 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
     print(f"all {len(verdicts)} checks passed, every negative control rejected")
+    return 0
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    """The claims ledger (docs/claims.rst) with the latest verdicts found under ``--results``."""
+    import json
+
+    from refbilevel import claims_ledger as ledger
+
+    verdicts = ledger.latest_verdicts(args.results)
+    records = ledger.as_records(verdicts)
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+        return 0
+    source = (f"latest verdicts from {args.results}" if verdicts
+              else f"no verdicts under {args.results} (run `refbilevel check` first)")
+    print(f"claims ledger: {len(records)} statements; {source}")
+    for paper in ledger.PAPERS:
+        print(f"\n{paper}")
+        for r in records:
+            if r["paper"] != paper:
+                continue
+            checks = ", ".join(f"{c['check']}" + (f" {c['part']}" if c["part"] != "all" else "")
+                               + (f" [{c['latest']}]" if c["latest"] else "")
+                               for c in r["checks"])
+            outcome = f" ({r['outcome']})" if r["outcome"] else ""
+            print(f"  {r['status'] + outcome:24s} {r['number']}: {r['statement']}")
+            if checks:
+                print(f"  {'':24s}   checks: {checks}")
+    print("\n| paper | " + " | ".join(ledger.STATUSES) + " |")
+    print("|---|" + "---|" * len(ledger.STATUSES))
+    for paper, row in ledger.counts().items():
+        print(f"| {paper} | " + " | ".join(str(row[s]) for s in ledger.STATUSES) + " |")
     return 0
 
 
@@ -180,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("ids", nargs="*", help="claim ids (U1, U2, ...); default: all")
     runner.add_check_arguments(p_check)
     p_check.set_defaults(func=_cmd_check)
+    p_claims = sub.add_parser("claims", help="the claims ledger with the latest verdicts "
+                              "(docs/claims.rst)")
+    p_claims.add_argument("--json", action="store_true", help="a JSON list of the entries")
+    p_claims.add_argument("--results", type=Path, default=Path("check-results"),
+                          help="output folder of the last `refbilevel check` (default "
+                          "check-results)")
+    p_claims.set_defaults(func=_cmd_claims)
     p_list = sub.add_parser("list", help="list problems, estimators, algorithms, backends, checks")
     p_list.set_defaults(func=_cmd_list)
     p_sweep = sub.add_parser("sweep", help="run a parameter grid; resumes where it stopped")

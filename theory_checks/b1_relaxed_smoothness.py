@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
 from refbilevel.progress import track
@@ -38,6 +38,8 @@ CLAIM = ClaimInfo(
     claim="P1, P2 are (L0,L1)-smooth with the stated constants and not L-smooth",
     source="Hao, Gong, Liu (ICLR 2024) Assumption 1, remark after Assumption 2; spec "
            "docs/borep.rst §2, §8",
+    evidence=(Evidence("exact",
+                       "(L0,L1)-smoothness and non-L-smoothness at seeded probes and a grid"),),
 )
 
 ROUNDING = 1e-9

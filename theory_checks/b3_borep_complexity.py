@@ -37,8 +37,9 @@ from refbilevel.algorithms.borep import (
     borep_oracle_counts,
     borep_theory_schedule,
 )
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT
+from refbilevel.checks.verdict import ACCOUNTING_NOTE
 from refbilevel.oracles.gaussian import NoiseConfig
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
 from refbilevel.progress import track
@@ -47,6 +48,7 @@ CLAIM = ClaimInfo(
     id="B3",
     claim="BO-REP oracle complexity O~(eps^-4) (schedule accounting)",
     source="Hao, Gong, Liu (ICLR 2024) Theorem 3.2; docs/borep.rst §5.2-5.4",
+    evidence=(Evidence("accounting", note=ACCOUNTING_NOTE),),
 )
 
 EXPONENT = 4.0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, z_level
 from refbilevel.problems.contraction import golden_instance
 from refbilevel.progress import track
@@ -37,6 +37,8 @@ CLAIM = ClaimInfo(
     id="S2",
     claim="E||ĝ − ∇f||² = Θ(1/t) with t = k = J and decreasing steps: log-log slope −1 ± 0.05",
     source="Grazzi, Pontil, Salzo 2023, Corollary 10; docs/sid_bsgm.rst §9, §14.1",
+    evidence=(Evidence("exact", "slope of the exact moment recursion"),
+              Evidence("statistical", "Monte Carlo slope within 4 SE", fpr=1e-3)),
 )
 
 SLOPE, TOL = -1.0, 0.05  # docs/checks.rst S2

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT
 from refbilevel.problems.contraction import golden_instance
 from refbilevel.progress import track
@@ -35,6 +35,7 @@ CLAIM = ClaimInfo(
     id="S3",
     claim="deterministic SID (η ≡ 1, no noise): ||ĝ − ∇f|| ≤ C q^min(t,k)",
     source="Grazzi, Pontil, Salzo 2023, Thm 17; docs/sid_bsgm.rst §8, §9, §14.1 test 4",
+    evidence=(Evidence("exact"),),
 )
 
 ROUNDING = 1e-9  # the errors are exact up to float64 rounding of O(t + k) operations

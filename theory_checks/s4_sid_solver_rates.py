@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, z_level
 from refbilevel.estimators.sid import ll_solver, ls_solver
 from refbilevel.oracles.contraction import ContractionOracle
@@ -71,6 +71,8 @@ CLAIM = ClaimInfo(
           "η_i = β/(γ+i): log-log slope −1 ± 0.05 over i ∈ [64, 4096], (γ+i)E ≤ ν",
     source="Grazzi, Pontil, Salzo 2023, Theorem 8 (Grazzi et al. 2021, Thms 4.1/4.2); "
            "docs/sid_bsgm.rst §8 Theorem S(a), §14.1",
+    evidence=(Evidence("exact", "exact recursion slopes and the Theorem S bound"),
+              Evidence("statistical", "Monte Carlo cross-check", fpr=3.8e-4)),
 )
 
 SLOPE, TOL = -1.0, 0.05

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
@@ -36,6 +36,7 @@ CLAIM = ClaimInfo(
     id="U1",
     claim="||y*(x1) - y*(x2)|| <= l_p ||x1 - x2||^(1/(p-1))",
     source="UniBiO Lemma 4.2 / B.1; docs/unibio.rst §3.1",
+    evidence=(Evidence("exact", "closed-form evaluation at seeded probes and a fixed grid"),),
 )
 
 ROUNDING = 1e-12  # the ratios are closed-form; only float64 rounding separates them from 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.unibio_example3 import UniBiOExample3
@@ -41,6 +41,7 @@ CLAIM = ClaimInfo(
     id="U2",
     claim="lambda_min(d grad_y g / d[y]^(p-1)) >= mu and ||H v|| >= mu ||v||",
     source="UniBiO Lemma B.2, Assumption 3.2(v); docs/unibio.rst §2.1(v), §3.2",
+    evidence=(Evidence("exact", "eigenvalues at seeded probes"),),
 )
 
 ROUNDING = 1e-9

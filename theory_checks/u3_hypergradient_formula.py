@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.hypergradient import (
     generalized_hypergradient,
@@ -71,6 +71,8 @@ CLAIM = ClaimInfo(
     id="U3",
     claim="∇phi(x) = ∇_x f - ∇²_xy g H^(-T) f_u at y*(x); = Ghadimi–Wang for p = 2",
     source="UniBiO Thm 4.1 / B.3 eq. (7); docs/unibio.rst §1.6, §3.3",
+    evidence=(Evidence("exact",
+                       "closed form, Ghadimi-Wang and finite differences at seeded probes"),),
 )
 
 H_FD = 1e-5  # central-difference step (see the module docstring and the figure)

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.hypercleaning import LpHyperCleaning
@@ -79,6 +79,7 @@ CLAIM = ClaimInfo(
     claim="||∇phi(x1) - ∇phi(x2)|| <= L_phi1 ||Δx||^(1/(p-1)) + L_phi2 ||Δx||, and the "
           "descent inequality (9)",
     source="UniBiO Thm 4.1 / B.3 eqs. (8), (9); docs/unibio.rst §3.3",
+    evidence=(Evidence("exact", "closed-form evaluation at seeded pairs"),),
 )
 
 ROUNDING = 1e-13

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.hypergradient import generalized_hypergradient
 from refbilevel.problems.base import BilevelProblem
@@ -74,6 +74,7 @@ CLAIM = ClaimInfo(
     id="U5",
     claim="||∇̄f(x, y) - ∇phi(x)|| <= L_phi2 ||y - y*(x)||  (L_phi2 = L̄ of docs/unibio.rst §3.3)",
     source="UniBiO Lemma B.4; docs/unibio.rst §3.4, §3.3 eq. (34)",
+    evidence=(Evidence("exact", "closed-form evaluation at seeded probes"),),
 )
 
 ROUNDING = 1e-13

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.backends.registry import implementation
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, z_level
 from refbilevel.estimators.neumann import neumann_bias_exact, neumann_expectation_exact
 from refbilevel.oracles import GaussianOracle, NoiseConfig
@@ -48,6 +48,8 @@ CLAIM = ClaimInfo(
     id="U6",
     claim="||E ĝ - ∇̄f|| <= (l_g1 C_f/mu)(1 - mu/C)^Q, geometric in Q (Q = 0..50)",
     source="UniBiO Lemma B.5 (Ghadimi-Wang Lemma 11 analogue); docs/unibio.rst §3.5",
+    evidence=(Evidence("exact", "exact expectations of the Neumann estimator"),
+              Evidence("statistical", "Monte Carlo cross-check within 4 SE", fpr=8e-4)),
 )
 
 Q_MAX = 50

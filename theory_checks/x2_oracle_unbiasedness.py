@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import chdtri
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import t_quantile
 from refbilevel.oracles import GaussianOracle, MatrixNoiseOracle, NoiseConfig
 from refbilevel.oracles.contraction import ContractionOracle
@@ -82,6 +82,7 @@ CLAIM = ClaimInfo(
     source="docs/checks.rst X2; docs/unibio.rst §2.3; docs/sid_bsgm.rst §4.1, §14.1; "
         "docs/fdehbo.rst §10.1; "
            "docs/baselines.rst §0.2, §10.2",
+    evidence=(Evidence("statistical", "family-wise over all comparisons", fpr=1e-3),),
 )
 
 FWER = 1e-3

@@ -61,7 +61,7 @@ from refbilevel.algorithms.fdehbo import storm_total_counts
 from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
 from refbilevel.backend_comparison import default_spec
 from refbilevel.backends import backend_status, implementation, implementations
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT
 from refbilevel.estimators.sid import StepSchedule, sid_counts
 from refbilevel.oracles.contraction import ContractionOracle
@@ -78,6 +78,7 @@ CLAIM = ClaimInfo(
     source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8; docs/unibio.rst §4.2, §5.6; "
         "docs/borep.rst §4; "
            "docs/fdehbo.rst §3; docs/sid_bsgm.rst §4.2, §11",
+    evidence=(Evidence("exact", "integer accounting of run counters"),),
 )
 
 SOURCES = {

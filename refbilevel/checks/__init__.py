@@ -12,6 +12,6 @@ check lists which is which under ``measured["uncertainty"]`` (helpers:
 :mod:`refbilevel.checks.intervals`).
 """
 
-from refbilevel.checks.verdict import ClaimInfo, Measurement, Verdict
+from refbilevel.checks.verdict import ClaimInfo, Evidence, Measurement, Verdict
 
-__all__ = ["ClaimInfo", "Measurement", "Verdict"]
+__all__ = ["ClaimInfo", "Evidence", "Measurement", "Verdict"]

@@ -19,6 +19,7 @@ import pkgutil
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
@@ -57,14 +58,19 @@ def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Pa
     except Exception as exc:  # a crashing check is reported as failed, with its traceback
         m, error = None, "".join(traceback.format_exception(exc))
     elapsed = time.perf_counter() - t0
+    if m is not None and m.counterexample is not None and claim.counterexample_to is None:
+        error = (f"{claim.id} returned a counterexample but registered none "
+                 "(ClaimInfo.counterexample_to): only pre-registered probes may fail")
     verdict = Verdict(
         id=claim.id, claim=claim.claim, source=claim.source,
         passed=bool(m and m.passed), control_rejected=bool(m and m.control_rejected),
         measured=m.measured if m else {}, bound=m.bound if m else {},
         control=m.control if m else {}, seed=seed, backend=backend, mode=mode,
         elapsed_s=round(elapsed, 3), versions=versions(), notes=m.notes if m else [],
-        error=error,
+        error=error, evidence=[asdict(e) for e in claim.evidence],
+        counterexample_to=claim.counterexample_to, counterexample=m.counterexample if m else None,
     )
+    verdict.outcome = verdict.outcome_of()
     if m is not None:
         verdict.figure = _figure(module, m, out / f"{claim.id}.png")
     verdict.write(out / f"{claim.id}.json")
@@ -92,10 +98,25 @@ def summary_table(verdicts: list[Verdict]) -> str:
     rows = ["| id | claim held | control rejected | verdict | time (s) |",
             "|---|---|---|---|---|"]
     for v in verdicts:
-        status = "PASS" if v.ok else ("ERROR" if v.error else "FAIL")
+        status = {"verified": "PASS", "counterexample": "PASS (counterexample)",
+                  "error": "ERROR"}.get(v.outcome, "FAIL")
         rows.append(f"| {v.id} | {'yes' if v.passed else 'NO'} | "
                     f"{'yes' if v.control_rejected else 'NO'} | {status} | {v.elapsed_s:.1f} |")
     return "\n".join(rows)
+
+
+def _evidence_text(e: dict) -> str:
+    fpr = f", false-positive rate <= {e['fpr']:.1g}" if e.get("fpr") is not None else ""
+    note = f" ({e['note']})" if e.get("note") else ""
+    return f"{e['part']}: {e['kind']}{fpr}{note}"
+
+
+def _witness_text(v: Verdict) -> str:
+    import json
+
+    from refbilevel.checks.verdict import jsonable
+
+    return json.dumps(jsonable(v.counterexample), allow_nan=False)
 
 
 def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
@@ -104,7 +125,11 @@ def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
     for v in verdicts:
         lines += [f"## {v.id}: {v.claim}", "", f"Source: {v.source}", "",
                   f"Claim held: **{v.passed}**; negative control rejected: "
-                  f"**{v.control_rejected}** (control: {v.control.get('description', '')})", ""]
+                  f"**{v.control_rejected}** (control: {v.control.get('description', '')})", "",
+                  "Evidence: " + "; ".join(_evidence_text(e) for e in v.evidence), ""]
+        if v.outcome == "counterexample":
+            lines += [f"**Counterexample** to the pre-registered statement "
+                      f"\"{v.counterexample_to}\": witness `{_witness_text(v)}`", ""]
         if v.figure:
             lines += [f"![{v.id}]({v.figure})", ""]
         if v.error:
@@ -139,7 +164,7 @@ def _run_checks(ids, *, mode, seed, backend, out, stream) -> list[Verdict]:
     for i, cid in enumerate(wanted, 1):
         print(f"[{i}/{len(wanted)}] {cid} ({mode}) ...", file=stream, flush=True)
         v = run_check(checks[cid], mode=mode, seed=seed, backend=backend, out=out)
-        print(f"    {'PASS' if v.ok else 'FAIL'}: claim held={v.passed}, "
+        print(f"    {'PASS' if v.ok else 'FAIL'} ({v.outcome}): claim held={v.passed}, "
               f"control rejected={v.control_rejected}, {v.elapsed_s:.1f}s", file=stream,
               flush=True)
         verdicts.append(v)

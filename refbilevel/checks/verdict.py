@@ -1,4 +1,21 @@
-"""Claim records, measurements and verdicts (the JSON schema of ``refbilevel check``)."""
+"""Claim records, measurements and verdicts (the JSON schema of ``refbilevel check``).
+
+Two additions carry the claims ledger (docs/claims.rst):
+
+- **Evidence.** Every :class:`ClaimInfo` says what kind of evidence each part of its check
+  gives (:class:`Evidence`): ``exact`` (a deterministic computation decides), ``statistical``
+  (a seeded random test, with its false-positive rate, at most 1e-3), or ``accounting``
+  (consistency of the project's own schedule with the orders it was built with: it cannot
+  refute a paper).
+- **Pre-registered counterexamples.** A check whose probe may refute a statement (FdeHBO
+  Proposition 3's printed factor, our reconstruction of UniBiO Lemma B.5) names that
+  statement in ``ClaimInfo.counterexample_to`` before it is run. When the probe fails, the
+  check's ``measure`` returns the witness instance in ``Measurement.counterexample``; the
+  verdict's ``outcome`` is then ``"counterexample"`` and the check still succeeds provided
+  everything else it asserts held (``passed``: the halves that must hold) and its negative
+  control was rejected. A counterexample from a check that registered none is an error: any
+  other failing check is a failure.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +28,37 @@ from typing import Any
 
 import numpy as np
 
+EVIDENCE_KINDS = ("exact", "statistical", "accounting")
+MAX_FPR = 1e-3  # the project's bound on a statistical check's false-positive rate
+ACCOUNTING_NOTE = ("oracle count of the project's own theory schedule: it confirms the orders "
+                   "the schedule was built with and cannot refute the paper")
+OUTCOMES = ("verified", "counterexample", "failed", "error")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The kind of evidence one part of a check gives (docs/checks.rst, "Evidence")."""
+
+    kind: str  # one of EVIDENCE_KINDS
+    part: str = "all"  # which part of the check, e.g. "(a)" or "Monte Carlo cross-check"
+    fpr: float | None = None  # statistical: false-positive rate at the fixed seed
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVIDENCE_KINDS:
+            raise ValueError(f"evidence kind must be one of {', '.join(EVIDENCE_KINDS)}; "
+                             f"got {self.kind!r}")
+        if self.fpr is not None and not 0.0 <= self.fpr <= MAX_FPR:
+            raise ValueError(f"evidence fpr must be in [0, {MAX_FPR:g}]; got {self.fpr!r}")
+        if self.kind != "statistical" and self.fpr is not None:
+            raise ValueError(f"evidence fpr is for statistical parts only; got kind "
+                             f"{self.kind!r} with fpr {self.fpr!r}")
+
+    def describe(self) -> str:
+        fpr = f", false-positive rate <= {self.fpr:.1g}" if self.fpr is not None else ""
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.part}: {self.kind}{fpr}{note}"
+
 
 @dataclass(frozen=True)
 class ClaimInfo:
@@ -19,6 +67,10 @@ class ClaimInfo:
     id: str  # "U1", "S2", ...
     claim: str  # the claim in words, with its formula
     source: str  # paper result and spec section, e.g. "UniBiO Lemma 4.2; docs/unibio.rst §3.1"
+    evidence: tuple[Evidence, ...] = ()
+    # the statement this check's probe may refute, registered before it was run (None: the
+    # check registers no counterexample, so a failing probe is a failure)
+    counterexample_to: str | None = None
 
 
 @dataclass
@@ -34,6 +86,9 @@ class Measurement:
     control: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] = field(default_factory=dict)
+    # the witness when the pre-registered probe failed (ClaimInfo.counterexample_to): the
+    # instance, both sides of the refuted inequality, and their ratio
+    counterexample: dict[str, Any] | None = None
 
 
 @dataclass
@@ -54,11 +109,25 @@ class Verdict:
     notes: list[str]
     figure: str | None = None
     error: str | None = None
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    counterexample_to: str | None = None
+    counterexample: dict[str, Any] | None = None
+    outcome: str = ""  # one of OUTCOMES, set by outcome_of()
 
     @property
     def ok(self) -> bool:
-        """The check succeeded: the claim held and the false variant was rejected."""
+        """The check succeeded: what must hold held and the false variant was rejected (a
+        pre-registered counterexample is a result, not a failure)."""
         return self.passed and self.control_rejected and self.error is None
+
+    def outcome_of(self) -> str:
+        """``verified``, ``counterexample`` (succeeded, and the pre-registered probe failed),
+        ``failed`` or ``error``."""
+        if self.error is not None:
+            return "error"
+        if not self.ok:
+            return "failed"
+        return "counterexample" if self.counterexample is not None else "verified"
 
     def to_json(self) -> str:
         return json.dumps(jsonable(asdict(self)), indent=2, allow_nan=False)

@@ -1,0 +1,297 @@
+"""U11: the Neumann bias for non-symmetric generalized Hessians (UniBiO Lemma B.5 as
+reconstructed in docs/unibio.rst §3.5, and its consequence Q = O(log 1/ε); docs/checks.rst U11,
+docs/claims.rst).
+
+For p > 2 and a non-separable lower level, H = ∇²_yy g D(y)^{-1} (D(y) = diag((p-1)|y_i|^{p-2}))
+is not symmetric. The randomized-truncation estimator's exact bias (docs/unibio.rst §3.5) is
+
+    bias_Q = ∇²_xy g (I - Hᵀ/C)^Q H^{-T} f_u,
+
+and three bounds on ||bias_Q|| are measured against it, with μ := λ_min(H) (H's eigenvalues
+are real: Hᵀ is similar to M = D^{-1/2} ∇²_yy g D^{-1/2}) and C := ||H||₂ at the point, the
+constants for which Assumption 3.2(v) and ||H|| <= C hold there:
+
+1. **reconstructed Lemma B.5** (pre-registered as possibly false, ``counterexample_to``):
+   b_Q = (l_g1 C_f/μ)(1 - μ/C)^Q. Its derivation needs ||I - Hᵀ/C|| <= 1 - μ/C, which fails
+   for non-symmetric H. The paper's own statement is not recoverable, so a failure is a finding
+   about our reconstruction (docs/unibio.rst §3.5), not about the paper;
+2. **√κ(D) bound** (must hold): l_g1 C_f √κ(D) (1 - μ/C)^Q / μ, from
+   (I - Hᵀ/C)^Q H^{-T} = D^{-1/2} (I - M/C)^Q M^{-1} D^{1/2} and eig(M) ⊂ [μ, C];
+   it is not uniform in y (κ(D) -> ∞ as y_i -> 0 when p > 2);
+3. **Schur bound** (must hold; docs/unibio.rst §3.5 audit): with the Schur form Hᵀ = U T U*,
+   N = I - T/C = diagonal (norm <= 1 - μ/C) + strictly upper part (norm <= 3), and
+   ||T^{-1}|| <= C^{d-1}/μ^d,
+   l_g1 C_f (C^{d-1}/μ^d) Σ_{j<d} binom(Q, j) 3^j (1 - μ/C)^{Q-j}: uniform in y given μ, C,
+   so Q = O(log 1/ε) survives with dimension-dependent constants.
+
+Instances: :class:`NonSeparableUniformlyConvex` at p in {3, 4} (quick; full adds 2.5, 6),
+d in {2, 3} (full adds 5), random A, B, points x uniform and y with log-uniform coordinate
+magnitudes in [1e-3, 2] (near the axes, where κ(D) is large), Q = 0..Q_MAX. Two directions
+per point: the problem's own f_u = c (the bias computed by the library's
+``neumann_bias_exact``) and the worst direction of norm C_f (top right singular vector of
+∇²_xy g (I - Hᵀ/C)^Q H^{-T}); the worst direction is a member of the same family (c := that
+vector), so a witness is a concrete problem instance, re-evaluated with the library.
+
+Cross-check (must hold): on the p = 2 members (H symmetric) the reconstructed bound holds,
+with equality on U6's sharp instance (docs/checks.rst U6).
+
+Evidence: exact (closed-form matrix products at seeded points; no sampling). Rounding:
+ratios are compared with 1 + 1e-9 (float64 products of <= 200 matrices of norm <= 3 lose far
+less than 1e-9 relative; a real violation of the must-hold bounds would exceed it by orders).
+
+Negative control (must be violated, a certainty): 0.9 × the √κ(D) bound on U6's sharp
+instance (p = 2, D = I), where the bias equals the bound for every Q.
+
+Figure: left, for the witness point, ||bias_Q|| / bound for the three bounds against Q;
+right, per point, the largest ratio bias/bound over Q against κ(D(y)) for the three bounds
+(the line at 1 is the bound).
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
+from refbilevel.checks.intervals import EXACT_AT_PROBES
+from refbilevel.estimators.neumann import neumann_bias_exact
+from refbilevel.power_map import power_map_jacobian_diag
+from refbilevel.problems.uniformly_convex import NonSeparableUniformlyConvex
+from refbilevel.progress import track
+from refbilevel.randomness import named_stream
+from theory_checks.u6_neumann_bias import sharp_instance
+
+RECONSTRUCTED = ("the reconstructed UniBiO Lemma B.5 bound (l_g1 C_f/mu)(1 - mu/C)^Q, "
+                 "mu = lambda_min(H), C = ||H||, for non-symmetric generalized Hessians "
+                 "(docs/unibio.rst §3.5)")
+
+CLAIM = ClaimInfo(
+    id="U11",
+    claim="non-symmetric H: ||Neumann bias_Q|| <= the sqrt(kappa(D)) bound and the Schur "
+          "bound (uniform in y); the reconstructed Lemma B.5 bound is probed",
+    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps); "
+           "docs/unibio.rst §3.5",
+    evidence=(Evidence("exact", note="closed-form matrix products at seeded points"),),
+    counterexample_to=RECONSTRUCTED,
+)
+
+ROUNDING = 1e-9
+RESOLVE = 1e-6  # witness Q only where b_Q >= RESOLVE b_0 (library floor ~1e-16 b_0)
+ABS_ROUNDING = 1e-13  # × b_0, the library's absolute floor allowance (as U6)
+CONTROL_FACTOR = 0.9
+SETTINGS = {
+    "quick": {"p": (3.0, 4.0), "d": (2, 3), "seeds": 2, "points": 40, "Q_max": 50},
+    "full": {"p": (2.5, 3.0, 4.0, 6.0), "d": (2, 3, 5), "seeds": 4, "points": 200,
+             "Q_max": 200},
+}
+
+
+def bias_operators(S: np.ndarray, Dd: np.ndarray, C: float, Q_max: int) -> np.ndarray:
+    """(I - Hᵀ/C)^Q H^{-T} for Q = 0..Q_max, shape (Q_max + 1, d, d), for H = S D^{-1} with S
+    symmetric: Hᵀ = D^{-1/2} M D^{1/2}, M = D^{-1/2} S D^{-1/2} = V Λ Vᵀ, so the operator is
+    D^{-1/2} V diag((1 - λ/C)^Q / λ) Vᵀ D^{1/2}. Repeated products of the non-normal
+    I - Hᵀ/C would lose all accuracy once ||I - Hᵀ/C||^Q >> ||(I - Hᵀ/C)^Q||; this form is
+    accurate to rounding relative to the √κ(D) bound. It is cross-checked against the
+    library's estimator expectation (``neumann_bias_exact``) where that resolves the bias."""
+    r = 1.0 / np.sqrt(Dd)
+    lam, V = np.linalg.eigh(r[:, None] * S * r[None, :])
+    Qs = np.arange(Q_max + 1)[:, None]
+    scale = (1.0 - lam[None, :] / C) ** Qs / lam[None, :]  # (Q, d)
+    return (r[:, None] * V)[None] @ (scale[:, :, None] * (V.T * np.sqrt(Dd)[None, :])[None])
+
+
+def bounds(Q: np.ndarray, *, mu: float, C: float, d: int, kappa_D: float, scale: float):
+    """The three bounds at Q (``scale`` = l_g1 C_f): reconstructed, √κ(D), Schur."""
+    rate = 1.0 - mu / C
+    reconstructed = scale / mu * rate ** Q
+    sqrt_kappa = scale * np.sqrt(kappa_D) / mu * rate ** Q
+    schur = np.array([sum(comb(int(q), j) * 3.0 ** j * rate ** (int(q) - j)
+                          for j in range(min(d, int(q) + 1))) for q in Q])
+    schur = scale * C ** (d - 1) / mu ** d * schur
+    return {"reconstructed": reconstructed, "sqrt_kappa_D": sqrt_kappa, "schur": schur}
+
+
+def _points(P, rng, n: int):
+    x = rng.uniform(-1.5, 1.5, (n, P.d_x))
+    mag = 10.0 ** rng.uniform(-3.0, np.log10(2.0), (n, P.d_y))
+    y = mag * rng.choice((-1.0, 1.0), (n, P.d_y))
+    return x, y
+
+
+def probe_point(P, x, y, Q_max: int):
+    """Everything measured at one (x, y): exact bias curves (own c and worst direction),
+    the three bounds, and the worst direction at the Q of the largest reconstructed ratio."""
+    H = P.generalized_hessian(x, y)
+    S = P.hessian_yy(x, y)
+    Dd = power_map_jacobian_diag(y, P.p)
+    structure = float(np.abs(H - S / Dd[None, :]).max() / np.abs(H).max())  # H = S D^{-1}
+    eig = np.linalg.eigvals(H)
+    mu = float(eig.real.min())
+    C = float(np.linalg.norm(H, 2))
+    kappa_D = float(Dd.max() / Dd.min())
+    J = -P.B  # ∇²_xy g of the family (d_x, d_y)
+    l_g1 = float(np.linalg.norm(P.B, 2))
+    ops = bias_operators(S, Dd, C, Q_max)
+    JM = J[None] @ ops
+    C_f = float(np.linalg.norm(P.c))
+    worst = C_f * np.linalg.norm(JM, ord=2, axis=(1, 2))
+    own = np.linalg.norm(JM @ P.c, axis=-1)
+    Qs = np.arange(Q_max + 1)
+    b = bounds(Qs, mu=mu, C=C, d=P.d_y, kappa_D=kappa_D, scale=l_g1 * C_f)
+    ratios = {k: worst / v for k, v in b.items()}
+    # the witness Q: the largest reconstructed ratio where the bound is >= RESOLVE b_0, so
+    # that the library's "expectation - target" (absolute floor ~1e-16 b_0) resolves it
+    resolvable = b["reconstructed"] >= RESOLVE * b["reconstructed"][0]
+    q_star = int(np.argmax(np.where(resolvable, ratios["reconstructed"], -np.inf)))
+    _, _, vt = np.linalg.svd(JM[q_star])
+    return {"mu": mu, "C": C, "kappa_D": kappa_D, "structure_rel": structure, "l_g1": l_g1,
+            "C_f": C_f,
+            "max_imag_eig": float(np.abs(eig.imag).max()), "own": own, "worst": worst,
+            "bounds": b, "ratios": ratios, "q_star": q_star,
+            "worst_direction": C_f * vt[0]}
+
+
+def witness_instance(P, x, y, row: dict, Q_max: int) -> dict:
+    """The family member with c := the worst direction, re-evaluated by the library's
+    ``neumann_bias_exact`` (so the witness does not rest on this module's algebra)."""
+    W = NonSeparableUniformlyConvex(d_y=P.d_y, d_x=P.d_x, p=P.p, A=P.A, B=P.B,
+                                    c=row["worst_direction"], rho=P.rho)
+    q = row["q_star"]
+    bias = float(np.linalg.norm(neumann_bias_exact(W, x, y, q, row["C"])))
+    bound = float(row["bounds"]["reconstructed"][q])
+    return {"family": "NonSeparableUniformlyConvex", "p": P.p, "d_y": P.d_y, "d_x": P.d_x,
+            "A": P.A, "B": P.B, "c": row["worst_direction"], "rho": P.rho, "x": x, "y": y,
+            "Q": q, "mu_lambda_min_H": row["mu"], "C_norm_H": row["C"],
+            "kappa_D": row["kappa_D"], "l_g1": row["l_g1"], "C_f": row["C_f"],
+            "bias_library": bias, "reconstructed_bound": bound, "ratio": bias / bound,
+            "sqrt_kappa_D_bound": float(row["bounds"]["sqrt_kappa_D"][q]),
+            "schur_bound": float(row["bounds"]["schur"][q]), "Q_max": Q_max}
+
+
+def symmetric_cross_check(Q_max: int) -> dict:
+    """p = 2 (H symmetric): the reconstructed bound holds; equality on U6's sharp instance;
+    the control 0.9 × the √κ(D) bound (= 0.9 b_Q there, D = I) is violated."""
+    P = sharp_instance(4)
+    x, y = np.full(P.d_x, 0.3), np.full(P.d_y, -0.2)
+    H = P.generalized_hessian(x, y)
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    mu, C = float(ev[0]), float(ev[-1])
+    Qs = np.arange(Q_max + 1)
+    bias = np.array([np.linalg.norm(neumann_bias_exact(P, x, y, int(q), C)) for q in Qs])
+    b = bounds(Qs, mu=mu, C=C, d=P.d_y, kappa_D=1.0,
+               scale=float(np.linalg.norm(P.B, 2) * np.linalg.norm(P.c)))
+    ratio = bias / b["reconstructed"]
+    allowance = b["reconstructed"] * (1 + ROUNDING) + ABS_ROUNDING * b["reconstructed"][0]
+    resolved = b["reconstructed"] >= RESOLVE * b["reconstructed"][0]
+    ctrl = bias / (CONTROL_FACTOR * b["sqrt_kappa_D"])
+    return {"instance": "U6 sharp instance (p = 2, A diagonal, B = I, c = e_1)", "mu": mu,
+            "C": C, "max_ratio": float(ratio[resolved].max()),
+            "min_ratio": float(ratio[resolved].min()),
+            "holds": bool(np.all(bias <= allowance)),
+            "equality": bool(np.all(np.abs(ratio[resolved] - 1) <= 1e-6)),
+            "control_max_ratio": float(ctrl.max()),
+            "control_violated": bool(ctrl.max() > 1 + ROUNDING)}
+
+
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+    cfg = SETTINGS[mode]
+    Q_max = cfg["Q_max"]
+    rng = named_stream(seed, "U11/points")
+    cases = [(p, d, s) for p in cfg["p"] for d in cfg["d"] for s in range(cfg["seeds"])]
+    rows, scatter = [], []
+    best = None  # (ratio, problem, x, y, row)
+    own_consistency = 0.0
+    max_structure = 0.0
+    for p, d, s in track(cases, "U11 instances", note=lambda c: f"p={c[0]:g} d={c[1]}"):
+        P = NonSeparableUniformlyConvex(d_y=d, d_x=d, p=p, seed=1000 + s)
+        xs, ys = _points(P, rng, cfg["points"])
+        worst_ratio = {"reconstructed": 0.0, "sqrt_kappa_D": 0.0, "schur": 0.0}
+        violations = 0
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            r = probe_point(P, x, y, Q_max)
+            max_structure = max(max_structure, r["structure_rel"])
+            if i == 0:  # the library's bias (own c) against this module's algebra
+                lib = np.array([np.linalg.norm(neumann_bias_exact(P, x, y, q, r["C"]))
+                                for q in (0, 1, 5)])
+                own_consistency = max(own_consistency, float(np.max(
+                    np.abs(lib - r["own"][[0, 1, 5]]) / np.maximum(lib, 1e-300))))
+            for k in worst_ratio:
+                worst_ratio[k] = max(worst_ratio[k], float(r["ratios"][k].max()))
+            violations += int(r["ratios"]["reconstructed"].max() > 1 + ROUNDING)
+            scatter.append((r["kappa_D"], {k: float(v.max()) for k, v in r["ratios"].items()}))
+            top = float(r["ratios"]["reconstructed"].max())
+            if best is None or top > best[0]:
+                best = (top, P, x, y, r)
+        rows.append({"p": p, "d": d, "seed": 1000 + s, "points": len(xs),
+                     "max_ratio_reconstructed": worst_ratio["reconstructed"],
+                     "max_ratio_sqrt_kappa_D": worst_ratio["sqrt_kappa_D"],
+                     "max_ratio_schur": worst_ratio["schur"],
+                     "points_violating_reconstructed": violations})
+    sym = symmetric_cross_check(Q_max)
+    must_hold = all(r["max_ratio_sqrt_kappa_D"] <= 1 + ROUNDING
+                    and r["max_ratio_schur"] <= 1 + ROUNDING for r in rows)
+    structure_ok = max_structure <= 1e-12
+    assert best is not None
+    top, P, x, y, r = best
+    counterexample = None
+    witness = witness_instance(P, x, y, r, Q_max)
+    if witness["ratio"] > 1 + RESOLVE:
+        counterexample = witness
+    passed = (must_hold and structure_ok and sym["holds"] and sym["equality"]
+              and own_consistency <= 1e-8)
+    return Measurement(
+        passed=passed,
+        control_rejected=sym["control_violated"],
+        measured={"per_instance": rows, "symmetric_p2": sym,
+                  "library_consistency_rel": own_consistency,
+                  "H_equals_S_D_inverse_rel": max_structure,
+                  "reconstructed_violated_fraction": float(
+                      sum(r["points_violating_reconstructed"] for r in rows)
+                      / sum(r["points"] for r in rows)),
+                  "worst_reconstructed_ratio": top,
+                  "uncertainty": {"all": EXACT_AT_PROBES}},
+        bound={"reconstructed": "(l_g1 C_f/mu)(1-mu/C)^Q (pre-registered probe)",
+               "sqrt_kappa_D": "l_g1 C_f sqrt(kappa(D)) (1-mu/C)^Q / mu (must hold)",
+               "schur": "l_g1 C_f (C^(d-1)/mu^d) sum_{j<d} binom(Q,j) 3^j (1-mu/C)^(Q-j) "
+                        "(must hold)",
+               "mu, C": "lambda_min(H), ||H||_2 at the point", "Q": [0, Q_max],
+               "rounding": f"ratio <= 1 + {ROUNDING:g}"},
+        control={"description": f"{CONTROL_FACTOR} x the sqrt(kappa(D)) bound on U6's sharp "
+                                "instance (p = 2, D = I, bias = bound) must be violated",
+                 "max_ratio": sym["control_max_ratio"]},
+        notes=["the reconstructed bound's failure is a finding about our reconstruction of an "
+               "unrecovered lemma (docs/unibio.rst §3.5), not about the paper",
+               "the uniformly-convex-bump family is not used yet (not in this checkout)"],
+        figure_data={"witness": (P, x, y, r), "scatter": scatter, "Q_max": Q_max},
+        counterexample=counterexample,
+    )
+
+
+def plot(m: Measurement, fig) -> None:
+    ax1, ax2 = fig.subplots(1, 2)
+    _, _, _, r = m.figure_data["witness"]
+    Qs = np.arange(m.figure_data["Q_max"] + 1)
+    for (name, ratio), style in zip(r["ratios"].items(), ("r.-", "bx-", "g+-"), strict=True):
+        ax1.semilogy(Qs, ratio, style, ms=3, lw=0.8, label=f"bias / {name} bound")
+    ax1.axhline(1.0, color="k", ls="--", lw=1)
+    ax1.axvline(r["q_star"], color="r", ls=":", lw=1, label=f"witness Q = {r['q_star']}")
+    ax1.set_xlabel("Q")
+    ax1.set_ylabel("||bias_Q|| / bound (worst direction)")
+    ax1.set_title(f"witness point: kappa(D) = {r['kappa_D']:.3g}, mu = {r['mu']:.3g}, "
+                  f"C = {r['C']:.3g}", fontsize=8)
+    ax1.legend(fontsize=6)
+    kap = np.array([k for k, _ in m.figure_data["scatter"]])
+    for name, marker in (("reconstructed", "r."), ("sqrt_kappa_D", "bx"), ("schur", "g+")):
+        ax2.loglog(kap, [v[name] for _, v in m.figure_data["scatter"]], marker, ms=3,
+                   label=name)
+    ax2.axhline(1.0, color="k", ls="--", lw=1)
+    ax2.set_xlabel("kappa(D(y))")
+    ax2.set_ylabel("max over Q of bias / bound")
+    ax2.legend(fontsize=6)
+
+
+if __name__ == "__main__":
+    from refbilevel.checks.runner import main_for_script
+
+    raise SystemExit(main_for_script("theory_checks.u11_neumann_nonsymmetric"))
