@@ -21,6 +21,20 @@ def test_f4_printed_factor_is_a_counterexample_and_the_textbook_factor_holds():
     assert same["printed_factor"] == pytest.approx((1 - 0.1) ** 2)
 
 
-@pytest.mark.parametrize("cid", ["F4"])
+@pytest.mark.numba
+def test_s6_quick_holds_and_rejects_its_controls():
+    from theory_checks import s6_bsgm_complexity as s6
+
+    m = s6.measure(mode="quick", seed=0)
+    assert m.passed and m.control_rejected
+    det = m.measured["theorem17_deterministic"]
+    assert all(1.0 <= d["exponent"] <= s6.EXP_MAX_DET for d in det)  # Õ(ε^-1), measured 1.12
+    inactive = [d for d in det if d["constraint"] == "[-1,1]^2"][0]
+    assert inactive["control"]["floor"] > 0.01  # the t = k = 1 bias floor (0.0895)
+    lo, hi = m.measured["theorem16i_increasing"]["exponent_ci999_bootstrap"]
+    assert 2.0 <= lo <= hi <= s6.EXP_MAX_STOCH  # measured [2.20, 2.26]
+
+
+@pytest.mark.parametrize("cid", ["F4", "S6"])
 def test_new_checks_are_registered(cid):
     assert cid in discover()
