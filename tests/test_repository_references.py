@@ -188,3 +188,16 @@ def test_cited_pages_exist():
                       for m in _CITATION.finditer(text)
                       if not (DOCS / f"{m.group('page')}.rst").is_file()})
     assert not missing, "cited docs pages that do not exist:\n" + "\n".join(missing)
+
+
+def test_every_theory_check_has_a_docs_section():
+    # docs/checks.rst has one section per check id: a new check is documented with it
+    declared = {}
+    for script in sorted((ROOT / "theory_checks").glob("*.py")):
+        match = re.search(r'CLAIM\s*=\s*ClaimInfo\(\s*id\s*=\s*"([A-Z]\d+)"', _text(script) or "")
+        if match:
+            declared[match.group(1)] = script.name
+    assert len(declared) >= 22, declared  # the listing must find the checks it guards
+    missing = sorted(f"{ident} ({name})" for ident, name in declared.items()
+                     if ident not in check_sections(DOCS / "checks.rst"))
+    assert not missing, "checks without a section in docs/checks.rst: " + ", ".join(missing)
