@@ -11,6 +11,10 @@ import os
 import re
 import sys
 
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
+
 sys.path.insert(0, os.path.abspath(".."))
 
 project = "refbilevel"
@@ -78,5 +82,54 @@ def _render_docstring(app, what, name, obj, options, lines):  # noqa: ARG001 (Sp
     lines[:] = verbatim
 
 
+_RST_SPECIAL = re.compile(r"([\\*|`_\[\]])")
+
+
+def _escaped(text: str) -> str:
+    """Plain text (the ledger's statements: ||x||, y*, [y]^(p-1)) as literal reST text."""
+    return _RST_SPECIAL.sub(r"\\\1", text)
+
+
+class ClaimsLedgerTable(Directive):
+    """``.. claims-ledger:: PAPER`` renders that paper's rows of refbilevel.claims_ledger, and
+    ``.. claims-ledger:: summary`` the counts by status, so the page and ``refbilevel claims``
+    show the same ledger."""
+
+    required_arguments = 1
+    final_argument_whitespace = True
+
+    def run(self):
+        from refbilevel import claims_ledger as ledger
+
+        which = self.arguments[0]
+        if which == "summary":
+            rows = [["paper", *ledger.STATUSES, "total"]]
+            for paper, by_status in ledger.counts().items():
+                rows.append([paper, *(str(by_status[s]) for s in ledger.STATUSES),
+                             str(sum(by_status.values()))])
+            widths = "30 14 14 14 14 14"
+        else:
+            if which not in ledger.PAPERS:
+                raise self.error(f"claims-ledger: unknown paper {which!r}")
+            rows = [["statement", "what it says", "formula from", "status", "checks", "note"]]
+            for e in ledger.entries():
+                if e.paper != which:
+                    continue
+                status = e.status + (f" ({e.outcome})" if e.outcome else "")
+                checks = "; ".join(c.check + ("" if c.part == "all" else f" {c.part}")
+                                   for c in e.checks)
+                rows.append([e.number, e.statement, e.provenance, status, checks, e.note])
+            widths = "14 30 10 10 16 20"
+        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+        for row in rows:
+            lines.append("   * - " + (_escaped(row[0]) or "\\ "))
+            lines += ["     - " + (_escaped(cell) or "\\ ") for cell in row[1:]]
+        node = nodes.container()
+        self.state.nested_parse(StringList(lines, source="refbilevel.claims_ledger"),
+                                self.content_offset, node)
+        return node.children
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _render_docstring)
+    app.add_directive("claims-ledger", ClaimsLedgerTable)
