@@ -33,6 +33,8 @@ exclude_patterns = ["_build"]
 root_doc = "index"
 
 # autodoc must not import what the machine may lack: CuPy is optional (GPU only).
+# (hypothesis is not mocked: refbilevel.testing's strategies are public API, and the docs extra
+# installs it.)
 autodoc_mock_imports = ["cupy", "cupyx"]
 autodoc_default_options = {
     "members": True,
@@ -130,6 +132,54 @@ class ClaimsLedgerTable(Directive):
         return node.children
 
 
+class ApiByLayer(Directive):
+    """``.. api-by-layer::`` documents every module of the package (``automodule``), found by
+    walking it, so a new module appears in the API page without editing it. Each content line
+    is ``Heading: prefix ...``; a module goes under the first heading with a matching prefix
+    (``name`` matches the module and those below it, ``name=`` the module alone); modules no
+    line claims go under a final "Everything else"."""
+
+    has_content = True
+
+    def run(self):
+        import importlib
+        import pkgutil
+
+        package = importlib.import_module("refbilevel")
+        modules = ["refbilevel"] + sorted(
+            info.name for info in pkgutil.walk_packages(package.__path__, prefix="refbilevel.")
+            if not info.name.endswith(".__main__"))
+        groups: list[tuple[str, list[str]]] = []
+        claimed: set[str] = set()
+        for line in self.content:
+            heading, _, prefixes = line.partition(":")
+            members = []
+            for name in modules:
+                if name in claimed:
+                    continue
+                for prefix in prefixes.split():
+                    exact = prefix.endswith("=")
+                    stem = prefix.rstrip("=")
+                    if name == stem or (not exact and name.startswith(stem + ".")):
+                        members.append(name)
+                        claimed.add(name)
+                        break
+            groups.append((heading.strip(), members))
+        groups.append(("Everything else", [n for n in modules if n not in claimed]))
+        lines = []
+        for heading, members in groups:
+            if not members:
+                continue
+            lines += [f".. rubric:: {heading}", ""]
+            for name in members:
+                lines += [f".. automodule:: {name}", ""]
+        node = nodes.container()
+        self.state.nested_parse(StringList(lines, source="api-by-layer"),
+                                self.content_offset, node)
+        return node.children
+
+
 def setup(app):
+    app.add_directive("api-by-layer", ApiByLayer)
     app.connect("autodoc-process-docstring", _render_docstring)
     app.add_directive("claims-ledger", ClaimsLedgerTable)
