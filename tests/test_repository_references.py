@@ -106,7 +106,7 @@ def headings(page: Path) -> list[str]:
     """Section titles of a reStructuredText page (underlined, optionally overlined)."""
     lines = page.read_text(encoding="utf-8").splitlines()
     titles = []
-    for above, line in zip(lines, lines[1:]):
+    for above, line in zip(lines, lines[1:], strict=False):  # pairs of adjacent lines
         title = above.strip()
         if (title and _UNDERLINE.match(line) and len(line.rstrip()) >= len(title)
                 and not _UNDERLINE.match(above)):
