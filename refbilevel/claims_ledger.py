@@ -165,12 +165,16 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(U, "Corollary 5.3 / C.10", "UniBiO's own iterates qualify (||x_(t+1) - x_t|| = eta), "
        "so the tracking event holds w.p. >= 1 - delta", P, UNCH),
     _e(U, "Lemma C.11", "pathwise: (1/T) sum ||∇phi(x_t)|| <= Delta_phi/(eta T) + (2/T) sum "
-       "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, UNCH,
+       "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, FULL,
+       "U9 every path of every rung (exact), with a control without the travel term",
        note="DERIVED from the narration"),
     _e(U, "Lemma 5.4 / C.12", "sum_t E||eps_t|| <= E||eps_0||/(1-beta) + ...: sublinear in T",
        R, UNCH, note="Monte Carlo over seeds with the exact sigma_phi and b_Q"),
     _e(U, "Theorem 5.1 / D.1, convergence", "(1/T) sum E||∇phi(x_t)|| <= eps w.p. >= 1 - delta "
-       "with the theorem's parameter orders", P, PART, "U8 (b) p = 2 only"),
+       "with the theorem's parameter orders", P, PART,
+       "U8 (b) p = 2; U9 p = 3 (full: 3.5) on the sharp-Holder instance, frozen constants",
+       note="p > 2 is run to eps on one family with H = I; the non-symmetric-H families "
+       "(non-separable, uniformly-convex-bump) are not run yet"),
     _e(U, "Theorem 5.1 / eq. (63), complexity", "total oracle calls O~(eps^-(5p-6)); outer "
        "iterations O(eps^-(3p-2))", R, PART, "U8 (a) accounting; X3 counters",
        note="accounting of the project's own schedule: it cannot refute the paper (audit)"),

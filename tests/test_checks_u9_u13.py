@@ -45,3 +45,27 @@ def test_u13_exact_variance_at_q1_is_the_oracle_noise_plus_the_z_noise():
     J = P.jvp_xy_g(x, y, np.ones(1))  # d = 1: q̂ = 0, ĝ = ∇_x F - J (1/C) F_u
     s = u13.SIGMA
     assert np.isclose(V1, s["x"] ** 2 + s["J"] ** 2 + (J[0] / C) ** 2 * s["u"] ** 2, rtol=1e-12)
+
+
+def test_u9_schedule_has_the_theorem_exponents():
+    from theory_checks import u9_unibio_convergence as u9
+
+    p = 3.5
+    a, b = u9.shaped_params(p, 0.4), u9.shaped_params(p, 0.2)
+    assert np.isclose(np.log(a.eta / b.eta) / np.log(2), 3 * p - 3)
+    assert np.isclose(np.log((1 - a.beta) / (1 - b.beta)) / np.log(2), 2)
+    assert abs(np.log(b.T / a.T) / np.log(2) - (3 * p - 2)) < 1e-3
+    assert abs(np.log(b.K / a.K) / np.log(2) - (2 * p - 2)) < 0.05
+
+
+def test_u9_lemma_c11_holds_on_a_short_noisy_run_and_its_control_is_violated():
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+    from theory_checks import u9_unibio_convergence as u9
+
+    P = SharpHolderUniformlyConvex(d=3, p=3.0)
+    prm = u9.shaped_params(3.0, 0.5, T=300)
+    A, terms, tr = u9.run(P, prm, u9.NOISE, np.full((4, 3), 0.5), np.zeros((4, 3)),
+                          np.random.default_rng(1))
+    assert u9.lemma_c11_holds(A, terms).all() and tr.diverged.sum() == 0
+    ctrl = u9.lemma_c11_control(0)
+    assert ctrl["full_inequality_holds"] and ctrl["violated_without_travel"]
