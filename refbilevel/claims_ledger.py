@@ -181,12 +181,14 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(U, "Theorem 5.1 remark", "at p = 2 the bound O~(eps^-4) is optimal in eps", P, EXCL,
        note="cites a lower bound (Arjevani et al.; audit)"),
     _e(U, "§6 Figure 1", "larger p converges more slowly, deterministic and with noise", P,
-       PART, "U8 (c) schedule counts; U8 (d) slopes",
-       note="in 1-D the ordering is set by the per-p eta alone"),
+       FULL, "U12 equal eta, beta, I, K across p, d_x = 3, sigma = 0 and 0.1; U8 (c), (d)",
+       note="in 1-D the ordering is set by the per-p eta alone; U12's verdict names the "
+       "mechanism (phi's own floor dominates, the lower level's share also grows with p)"),
     _e(U, "App. E.1", "UniBiO beats StocBiO, TTSA, MA-SOBA on Example 3, more so for larger p",
        P, UNCH, note="grids, Q and steps UNREC; 1-D degeneracy of normalized steps"),
     _e(U, "App. E.3", "fitted slopes at least as steep as -1/(3p-2); slope magnitude decreases "
-       "with p; inner iterations grow with p", C, PART, "U8 (d) slopes; U8 (c) counts",
+       "with p; inner iterations grow with p", C, PART,
+       "U8 (d) slopes; U8 (c) counts; U12 ordering",
        note="the paper's slope values and inner-iteration values are UNREC"),
     _e(U, "§6 / App. E.2", "hyper-cleaning on noisy SNLI with an RNN", P, EXCL,
        note="dataset and network experiment"),

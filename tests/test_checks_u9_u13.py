@@ -69,3 +69,23 @@ def test_u9_lemma_c11_holds_on_a_short_noisy_run_and_its_control_is_violated():
     assert u9.lemma_c11_holds(A, terms).all() and tr.diverged.sum() == 0
     ctrl = u9.lemma_c11_control(0)
     assert ctrl["full_inequality_holds"] and ctrl["violated_without_travel"]
+
+
+def test_u12_order_test_and_mechanism_rules():
+    from theory_checks import u12_larger_p_slower as u12
+
+    rng = np.random.default_rng(0)
+    groups = [0.1 * k + 0.001 * rng.standard_normal(16) for k in range(4)]
+    assert u12.ordered(groups)[0]
+    assert not u12.ordered(list(rng.permutation(np.concatenate(groups)).reshape(4, 16)))[0]
+    assert u12.mechanism([0.1, 0.2, 0.3], [0.0, 0.08, 0.16])[0].startswith("phi floor")
+    assert u12.mechanism([0.1, 0.2, 0.3], [0.0, -0.01, -0.02])[0] == "lower-level cost"
+
+
+def test_u12_phi_floor_grows_with_p():
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+    from theory_checks import u12_larger_p_slower as u12
+
+    floors = [u12.exact_hypergradient_path(SharpHolderUniformlyConvex(d=3, p=p), 400, 0.01,
+                                           0.9).mean() for p in u12.PS]
+    assert all(a < b for a, b in zip(floors, floors[1:], strict=False))
