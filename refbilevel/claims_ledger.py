@@ -98,8 +98,9 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "function is (mu1+mu2,p)-uniformly convex", P, UNCH,
        note="random pairs on two UC terms; control 2 mu_p + 0.1 on |y|^p/p + |y|^p/p"),
     _e(U, "remark after Assumption 3.2", "global L-smoothness is incompatible with (mu,p)-UC "
-       "for p > 2 on an unbounded domain; (L0,L1)-smoothness is the right relaxation", P, UNCH,
-       note="Example 3: sup ||∇²_yy g|| unbounded while the (L0,L1) ratio stays <= 1"),
+       "for p > 2 on an unbounded domain; (L0,L1)-smoothness is the right relaxation", P, FULL,
+       "U10 (c) sup ||∇²_yy g|| unbounded while ||∇²_yy g|| <= L0 + L1 ||∇_y g||",
+       note="Example 3, p = 4, 6"),
     _e(U, "Remark 2 / App. B.4", "differentiating w.r.t. [y - c]^(p-1) gives the same "
        "hypergradient formula", P, UNCH,
        note="shifted separable instance vs central differences of phi"),
@@ -146,7 +147,7 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        note="constant UNREC; the exact variance grows linearly in Q, so the Q-independent "
        "TTSA analogue (U13's control) fails; U13 verifies the DERIVED Q-dependent bound"),
     _e(U, "Lemma C.2", "||∇F(w)|| <= G implies ||w - w*|| <= (pG/mu)^(1/(p-1)) and "
-       "F(w) - F* <= G (pG/mu)^(1/(p-1))", P, UNCH),
+       "F(w) - F* <= G (pG/mu)^(1/(p-1))", P, FULL, "U10 (d)"),
     _e(U, "Lemma C.3", "one epoch of projected SGD: high-probability bound on F(w̄) - F*", R,
        UNCH, note="Monte Carlo quantile on |w|^p/p"),
     _e(U, "Lemma C.4", "epoch induction: F(w_1^(k+1)) - F* <= V_(k+1) w.p. >= 1 - 2k delta",
@@ -155,15 +156,19 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "O~(eps~^(-2(p-1))) stochastic gradients", P, PART, "U7 exponent, in expectation",
        note="practical constants, in expectation, not the high-probability form"),
     _e(U, "Lemma C.6 (Hazan-Kale L6)", "projected SGD: sum <ĝ_t, w_t - w> <= (gamma/2) sum "
-       "||ĝ_t||² + ||w_1 - w||²/(2 gamma) on every path", P, UNCH),
+       "||ĝ_t||² + ||w_1 - w||²/(2 gamma) on every path", P, FULL, "U10 (e)"),
     _e(U, "Lemma C.7 (Hazan-Kale L14)", "sub-Gaussian martingale tail bound", R, UNCH,
        note="constant 3 recalled, not recovered"),
     _e(U, "Lemma C.8", "(L0,L1)-smoothness gives ||∇_y g(x,y)|| <= (L0/L1)(e^(L1 r) - 1) for "
-       "||y - y*(x)|| <= r", P, UNCH),
+       "||y - y*(x)|| <= r", P, FULL, "U10 (c)"),
     _e(U, "Lemma 5.2 / C.9", "for any UL sequence with steps <= eta and eq. (54), periodic "
-       "Epoch-SGD keeps ||y_t - y*(x_t)|| <= eps_y for all t w.p. >= 1 - delta", P, UNCH),
+       "Epoch-SGD keeps ||y_t - y*(x_t)|| <= eps_y for all t w.p. >= 1 - delta", P, PART,
+       "U10 (a) zigzag, line and random-walk sequences at the eq. (54) period",
+       note="K calibrated, not the theorem's K (audit item 4: partial)"),
     _e(U, "Corollary 5.3 / C.10", "UniBiO's own iterates qualify (||x_(t+1) - x_t|| = eta), "
-       "so the tracking event holds w.p. >= 1 - delta", P, UNCH),
+       "so the tracking event holds w.p. >= 1 - delta", P, PART,
+       "U10 (b) UniBiO's iterates crossing x = 0, step length = eta",
+       note="K calibrated (audit item 4)"),
     _e(U, "Lemma C.11", "pathwise: (1/T) sum ||∇phi(x_t)|| <= Delta_phi/(eta T) + (2/T) sum "
        "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, FULL,
        "U9 every path of every rung (exact), with a control without the travel term",

@@ -89,3 +89,32 @@ def test_u12_phi_floor_grows_with_p():
     floors = [u12.exact_hypergradient_path(SharpHolderUniformlyConvex(d=3, p=p), 400, 0.01,
                                            0.9).mean() for p in u12.PS]
     assert all(a < b for a, b in zip(floors, floors[1:], strict=False))
+
+
+def test_u10_periods_and_sequences():
+    from refbilevel.problems.unibio_example3 import UniBiOExample3
+    from theory_checks import u10_lower_level_tracking as u10
+
+    P = UniBiOExample3(4)
+    I_h, I_l = u10.holder_period(P), u10.lipschitz_period(P)
+    c = P.constants
+    def drift(i):
+        return c.l_p * (i * u10.ETA) ** (1 / 3)
+
+    assert drift(I_h) <= u10.EPS_Y / 2 < drift(I_h + 1)
+    assert I_l > 100 * I_h  # the LLSC rule allows a far longer period
+    for xs in u10.sequences(I_h, 200, np.random.default_rng(0)).values():
+        assert np.abs(np.diff(xs[:, 0])).max() <= u10.ETA * (1 + 1e-9)
+        assert xs.min() < 0 < xs.max()  # every sequence crosses the flattest point x = 0
+
+
+def test_u10_exact_lemmas_and_controls():
+    from theory_checks import u10_lower_level_tracking as u10
+
+    for r in [u10.lemma_c8(4)]:
+        assert r["c8_ok"] and r["l0l1_ok"] and r["hessian_unbounded"]
+        assert r["lipschitz_control_violated"] and r["l1_zero_control_violated"]
+    for r in u10.lemma_c2(np.random.default_rng(0)):
+        assert r["ok"] and r["control_exponent_1_over_p_violated"], r
+    e = u10.lemma_c6(np.random.default_rng(0), R=10)
+    assert e["ok"] and e["control_gamma_over_4_violations"] > 0
