@@ -23,6 +23,7 @@ latest verdicts of a ``refbilevel check`` output folder.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ def _c(spec: str) -> tuple[Coverage, ...]:
     out = []
     for item in filter(None, (s.strip() for s in spec.split(";"))):
         check, _, part = item.partition(" ")
+        if not (check == "tests" or re.fullmatch(r"[A-Z][0-9]+", check)):
+            raise ValueError(f"ledger coverage {item!r}: it must start with a check id (U9) or "
+                             "'tests' (';' separates coverages)")
         out.append(Coverage(check, part.strip() or "all"))
     return tuple(out)
 
@@ -244,8 +248,11 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        note="sigma_f and Delta UNREC"),
     _e(F, "Proposition 2", "one-step recursion for E||e^R_(t+1)||² with FD terms", R, UNCH),
     _e(F, "Proposition 3", "one-step bound on E||v_(t+1) - v*_(t+1)||² with contraction factor "
-       "1 - 2 lambda (L_g + L_g³) mu_g/(mu_g + L_g) + lambda² L_g²", P, UNCH,
-       note="design: a witness with mu_g = L_g = 20, lambda = 3e-4 (factor -1.41)"),
+       "1 - 2 lambda (L_g + L_g³) mu_g/(mu_g + L_g) + lambda² L_g²", P, FULL,
+       "F4 pre-registered probe, with the textbook factor as positive control",
+       outcome="counterexample",
+       note="witness mu_g = L_g = 20, lambda = 3e-4 (factor -1.41); a counterexample to the "
+       "printed statement for step caps of the form c/L_g or c/L_g²"),
     _e(F, "Theorem 1", "FdeHBO: E||∇Phi(x_a(T))||² = O~(T^(-2/3)) with the delta_eps bound",
        P, PART, "F2 quadratic g (finite differences exact)"),
     _e(F, "Corollary 1", "O~(eps^-1.5) samples and gradient evaluations", P, PART,
@@ -278,7 +285,8 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(S, "Remark 1(v)", "C(ii) allows variance growing with ||w - w(lambda)||", P, PART,
        "X2 contraction-oracle variance"),
     _e(S, "Lemma 3 (i)-(iii)", "||w'(lambda)|| <= L_Phi/(1-q); w Lipschitz; ∇f Lipschitz", R,
-       PART, "tests test_golden_instance_exact_values", note="(i), (ii) unchecked"),
+       FULL, "S6 (c) at probes with worst directions; tests test_golden_instance_exact_values",
+       note="DERIVED constants"),
     _e(S, "Theorem 4 (i), (ii)", "bias of SID: conditional and in-expectation bounds", R, PART,
        "S3 deterministic special case"),
     _e(S, "Theorem 5 (Variance I)", "bound on E[Var(ĝ | w_t)]", P, EXCL,
@@ -306,17 +314,19 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(S, "Remark 14", "a sublinear error sum gives an O(1/T) rate", P, PART, "S5"),
     _e(S, "Definition 15", "sample count sum(t_s + k_s + 2 J_s)", P, FULL, "X3"),
     _e(S, "Theorem 16(i)", "infinite horizon t_s = k_s = J_s = s+1: O~(eps^-2) samples", P,
-       PART, "S5 pathwise only"),
+       FULL, "S5 pathwise; S6 (b) fitted sample exponent"),
     _e(S, "Theorem 16(ii)", "finite horizon t = k = J = T: O(eps^-2) samples", P, FULL,
        "S5 sample exponent"),
     _e(S, "Theorem 17", "deterministic, log schedule, J = 1, eta = 1: O~(eps^-1) samples", P,
-       PART, "S3 ingredient (SID's linear rate)"),
+       FULL, "S3 ingredient (SID's linear rate); S6 (a) samples to reach eps, pathwise bound",
+       note="DERIVED constants (Theorem 17')"),
     _e(S, "Remark 18", "complexity dependence on the contraction constant", P, EXCL,
        note="UNREC: exponents stripped"),
     _e(S, "Remark 19 / §3 warm start", "warm-start bounds depend on ||w_0(lambda_0) - "
        "w(lambda_0)|| instead of D_w", P, UNCH),
     _e(S, "Lemmas 20, 21", "||v(w,lambda) - v(w(lambda),lambda)|| <= L_v ||w - w(lambda)||; "
-       "||v|| <= L_E/(1-q)", R, UNCH),
+       "||v|| <= L_E/(1-q)", R, PART, "S6 (c) Lemma 20, and Lemma 21 in its local form",
+       note="the global L_E of A(iv) does not exist for the affine test instances"),
     _e(S, "Lemmas 22-28", "textbook facts", P, EXCL, note="standard results"),
     _e(S, "§3 lower bound", "O(eps^-2) is optimal for unbiased-oracle methods", P, EXCL,
        note="lower-bound argument"),
