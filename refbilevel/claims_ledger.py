@@ -23,6 +23,7 @@ latest verdicts of a ``refbilevel check`` output folder.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ def _c(spec: str) -> tuple[Coverage, ...]:
     out = []
     for item in filter(None, (s.strip() for s in spec.split(";"))):
         check, _, part = item.partition(" ")
+        if not (check == "tests" or re.fullmatch(r"[A-Z][0-9]+", check)):
+            raise ValueError(f"ledger coverage {item!r}: it must start with a check id (U9) or "
+                             "'tests' (';' separates coverages)")
         out.append(Coverage(check, part.strip() or "all"))
     return tuple(out)
 
@@ -98,8 +102,9 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "function is (mu1+mu2,p)-uniformly convex", P, UNCH,
        note="random pairs on two UC terms; control 2 mu_p + 0.1 on |y|^p/p + |y|^p/p"),
     _e(U, "remark after Assumption 3.2", "global L-smoothness is incompatible with (mu,p)-UC "
-       "for p > 2 on an unbounded domain; (L0,L1)-smoothness is the right relaxation", P, UNCH,
-       note="Example 3: sup ||∇²_yy g|| unbounded while the (L0,L1) ratio stays <= 1"),
+       "for p > 2 on an unbounded domain; (L0,L1)-smoothness is the right relaxation", P, FULL,
+       "U10 (c) sup ||∇²_yy g|| unbounded while ||∇²_yy g|| <= L0 + L1 ||∇_y g||",
+       note="Example 3, p = 4, 6"),
     _e(U, "Remark 2 / App. B.4", "differentiating w.r.t. [y - c]^(p-1) gives the same "
        "hypergradient formula", P, UNCH,
        note="shifted separable instance vs central differences of phi"),
@@ -146,7 +151,7 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        note="constant UNREC; the exact variance grows linearly in Q, so the Q-independent "
        "TTSA analogue (U13's control) fails; U13 verifies the DERIVED Q-dependent bound"),
     _e(U, "Lemma C.2", "||∇F(w)|| <= G implies ||w - w*|| <= (pG/mu)^(1/(p-1)) and "
-       "F(w) - F* <= G (pG/mu)^(1/(p-1))", P, UNCH),
+       "F(w) - F* <= G (pG/mu)^(1/(p-1))", P, FULL, "U10 (d)"),
     _e(U, "Lemma C.3", "one epoch of projected SGD: high-probability bound on F(w̄) - F*", R,
        UNCH, note="Monte Carlo quantile on |w|^p/p"),
     _e(U, "Lemma C.4", "epoch induction: F(w_1^(k+1)) - F* <= V_(k+1) w.p. >= 1 - 2k delta",
@@ -155,34 +160,44 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "O~(eps~^(-2(p-1))) stochastic gradients", P, PART, "U7 exponent, in expectation",
        note="practical constants, in expectation, not the high-probability form"),
     _e(U, "Lemma C.6 (Hazan-Kale L6)", "projected SGD: sum <ĝ_t, w_t - w> <= (gamma/2) sum "
-       "||ĝ_t||² + ||w_1 - w||²/(2 gamma) on every path", P, UNCH),
+       "||ĝ_t||² + ||w_1 - w||²/(2 gamma) on every path", P, FULL, "U10 (e)"),
     _e(U, "Lemma C.7 (Hazan-Kale L14)", "sub-Gaussian martingale tail bound", R, UNCH,
        note="constant 3 recalled, not recovered"),
     _e(U, "Lemma C.8", "(L0,L1)-smoothness gives ||∇_y g(x,y)|| <= (L0/L1)(e^(L1 r) - 1) for "
-       "||y - y*(x)|| <= r", P, UNCH),
+       "||y - y*(x)|| <= r", P, FULL, "U10 (c)"),
     _e(U, "Lemma 5.2 / C.9", "for any UL sequence with steps <= eta and eq. (54), periodic "
-       "Epoch-SGD keeps ||y_t - y*(x_t)|| <= eps_y for all t w.p. >= 1 - delta", P, UNCH),
+       "Epoch-SGD keeps ||y_t - y*(x_t)|| <= eps_y for all t w.p. >= 1 - delta", P, PART,
+       "U10 (a) zigzag, line and random-walk sequences at the eq. (54) period",
+       note="K calibrated, not the theorem's K (audit item 4: partial)"),
     _e(U, "Corollary 5.3 / C.10", "UniBiO's own iterates qualify (||x_(t+1) - x_t|| = eta), "
-       "so the tracking event holds w.p. >= 1 - delta", P, UNCH),
+       "so the tracking event holds w.p. >= 1 - delta", P, PART,
+       "U10 (b) UniBiO's iterates crossing x = 0, step length = eta",
+       note="K calibrated (audit item 4)"),
     _e(U, "Lemma C.11", "pathwise: (1/T) sum ||∇phi(x_t)|| <= Delta_phi/(eta T) + (2/T) sum "
-       "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, UNCH,
+       "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, FULL,
+       "U9 every path of every rung (exact), with a control without the travel term",
        note="DERIVED from the narration"),
     _e(U, "Lemma 5.4 / C.12", "sum_t E||eps_t|| <= E||eps_0||/(1-beta) + ...: sublinear in T",
        R, UNCH, note="Monte Carlo over seeds with the exact sigma_phi and b_Q"),
     _e(U, "Theorem 5.1 / D.1, convergence", "(1/T) sum E||∇phi(x_t)|| <= eps w.p. >= 1 - delta "
-       "with the theorem's parameter orders", P, PART, "U8 (b) p = 2 only"),
+       "with the theorem's parameter orders", P, PART,
+       "U8 (b) p = 2; U9 p = 3 (full: 3.5) on the sharp-Holder instance, frozen constants",
+       note="p > 2 is run to eps on one family with H = I; the non-symmetric-H families "
+       "(non-separable, uniformly-convex-bump) are not run yet"),
     _e(U, "Theorem 5.1 / eq. (63), complexity", "total oracle calls O~(eps^-(5p-6)); outer "
        "iterations O(eps^-(3p-2))", R, PART, "U8 (a) accounting; X3 counters",
        note="accounting of the project's own schedule: it cannot refute the paper (audit)"),
     _e(U, "Theorem 5.1 remark", "at p = 2 the bound O~(eps^-4) is optimal in eps", P, EXCL,
        note="cites a lower bound (Arjevani et al.; audit)"),
     _e(U, "§6 Figure 1", "larger p converges more slowly, deterministic and with noise", P,
-       PART, "U8 (c) schedule counts; U8 (d) slopes",
-       note="in 1-D the ordering is set by the per-p eta alone"),
+       FULL, "U12 equal eta, beta, I, K across p, d_x = 3, sigma = 0 and 0.1; U8 (c), (d)",
+       note="in 1-D the ordering is set by the per-p eta alone; U12's verdict names the "
+       "mechanism (phi's own floor dominates, the lower level's share also grows with p)"),
     _e(U, "App. E.1", "UniBiO beats StocBiO, TTSA, MA-SOBA on Example 3, more so for larger p",
        P, UNCH, note="grids, Q and steps UNREC; 1-D degeneracy of normalized steps"),
     _e(U, "App. E.3", "fitted slopes at least as steep as -1/(3p-2); slope magnitude decreases "
-       "with p; inner iterations grow with p", C, PART, "U8 (d) slopes; U8 (c) counts",
+       "with p; inner iterations grow with p", C, PART,
+       "U8 (d) slopes; U8 (c) counts; U12 ordering",
        note="the paper's slope values and inner-iteration values are UNREC"),
     _e(U, "§6 / App. E.2", "hyper-cleaning on noisy SNLI with an RNN", P, EXCL,
        note="dataset and network experiment"),
@@ -233,8 +248,11 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        note="sigma_f and Delta UNREC"),
     _e(F, "Proposition 2", "one-step recursion for E||e^R_(t+1)||² with FD terms", R, UNCH),
     _e(F, "Proposition 3", "one-step bound on E||v_(t+1) - v*_(t+1)||² with contraction factor "
-       "1 - 2 lambda (L_g + L_g³) mu_g/(mu_g + L_g) + lambda² L_g²", P, UNCH,
-       note="design: a witness with mu_g = L_g = 20, lambda = 3e-4 (factor -1.41)"),
+       "1 - 2 lambda (L_g + L_g³) mu_g/(mu_g + L_g) + lambda² L_g²", P, FULL,
+       "F4 pre-registered probe, with the textbook factor as positive control",
+       outcome="counterexample",
+       note="witness mu_g = L_g = 20, lambda = 3e-4 (factor -1.41); a counterexample to the "
+       "printed statement for step caps of the form c/L_g or c/L_g²"),
     _e(F, "Theorem 1", "FdeHBO: E||∇Phi(x_a(T))||² = O~(T^(-2/3)) with the delta_eps bound",
        P, PART, "F2 quadratic g (finite differences exact)"),
     _e(F, "Corollary 1", "O~(eps^-1.5) samples and gradient evaluations", P, PART,
@@ -267,7 +285,8 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(S, "Remark 1(v)", "C(ii) allows variance growing with ||w - w(lambda)||", P, PART,
        "X2 contraction-oracle variance"),
     _e(S, "Lemma 3 (i)-(iii)", "||w'(lambda)|| <= L_Phi/(1-q); w Lipschitz; ∇f Lipschitz", R,
-       PART, "tests test_golden_instance_exact_values", note="(i), (ii) unchecked"),
+       FULL, "S6 (c) at probes with worst directions; tests test_golden_instance_exact_values",
+       note="DERIVED constants"),
     _e(S, "Theorem 4 (i), (ii)", "bias of SID: conditional and in-expectation bounds", R, PART,
        "S3 deterministic special case"),
     _e(S, "Theorem 5 (Variance I)", "bound on E[Var(ĝ | w_t)]", P, EXCL,
@@ -295,17 +314,19 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(S, "Remark 14", "a sublinear error sum gives an O(1/T) rate", P, PART, "S5"),
     _e(S, "Definition 15", "sample count sum(t_s + k_s + 2 J_s)", P, FULL, "X3"),
     _e(S, "Theorem 16(i)", "infinite horizon t_s = k_s = J_s = s+1: O~(eps^-2) samples", P,
-       PART, "S5 pathwise only"),
+       FULL, "S5 pathwise; S6 (b) fitted sample exponent"),
     _e(S, "Theorem 16(ii)", "finite horizon t = k = J = T: O(eps^-2) samples", P, FULL,
        "S5 sample exponent"),
     _e(S, "Theorem 17", "deterministic, log schedule, J = 1, eta = 1: O~(eps^-1) samples", P,
-       PART, "S3 ingredient (SID's linear rate)"),
+       FULL, "S3 ingredient (SID's linear rate); S6 (a) samples to reach eps, pathwise bound",
+       note="DERIVED constants (Theorem 17')"),
     _e(S, "Remark 18", "complexity dependence on the contraction constant", P, EXCL,
        note="UNREC: exponents stripped"),
     _e(S, "Remark 19 / §3 warm start", "warm-start bounds depend on ||w_0(lambda_0) - "
        "w(lambda_0)|| instead of D_w", P, UNCH),
     _e(S, "Lemmas 20, 21", "||v(w,lambda) - v(w(lambda),lambda)|| <= L_v ||w - w(lambda)||; "
-       "||v|| <= L_E/(1-q)", R, UNCH),
+       "||v|| <= L_E/(1-q)", R, PART, "S6 (c) Lemma 20, and Lemma 21 in its local form",
+       note="the global L_E of A(iv) does not exist for the affine test instances"),
     _e(S, "Lemmas 22-28", "textbook facts", P, EXCL, note="standard results"),
     _e(S, "§3 lower bound", "O(eps^-2) is optimal for unbiased-oracle methods", P, EXCL,
        note="lower-bound argument"),
