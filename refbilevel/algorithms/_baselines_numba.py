@@ -4,21 +4,22 @@ amigo_numba.py, saba_numba.py, ...; docs/baselines.rst §0; docs/design.rst §Ba
 Not an algorithm: the leading underscore keeps it out of the auto-import of
 ``refbilevel/algorithms/__init__.py``.
 
-One kernel per algorithm serves two oracles, selected by the flag ``fs``:
+One kernel per algorithm serves two oracles, selected at compile time by the type of the
+problem record P:
 
-- a :class:`~refbilevel.oracles.gaussian.GaussianOracle` over a problem that
-  :mod:`refbilevel.backends.numba_problems` supports (StronglyConvexQuadratic dense or
-  Householder, UniBiO Example 3, the LLUC families): per oracle call one C-order
+- a :class:`~refbilevel.oracles.gaussian.GaussianOracle` over a problem that has a family in
+  :mod:`refbilevel.backends.numba_problems` (P is that family's record): per oracle call one C-order
   ``standard_normal((R, dim))`` block (nothing for std 0), exactly as GaussianOracle draws
   it, then the primitive and ``exact + std * z`` replica by replica. On the same Generator the
   kernels reproduce the NumPy reference to rounding (claim X4);
-- a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` with the ``"uniform"`` sampler over
-  a FiniteSumQuadratic: per fresh minibatch one ``rng.integers(0, n, (R, B))`` (the oracle's
-  draw), then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the batch of
-  rank-one products, O(B d) per call). The sums run in a different order than NumPy's BLAS,
-  so agreement is to rounding accumulated over the run, not bit-for-bit. The "shuffled"
-  sampler is not implemented on this backend (NotImplementedOnBackendError), except for
-  SABA's per-batch units (``draw_units``: the oracle's ``draw_batch``, both samplers).
+- a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` with the ``"uniform"`` sampler
+  over a FiniteSumQuadratic (P is a :class:`FiniteSumRecord`, the levels
+  :class:`FiniteSumLevel`): per fresh minibatch one ``rng.integers(0, n, (R, B))`` (the
+  oracle's draw), then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the
+  batch of rank-one products, O(B d) per call). The sums run in a different order than NumPy's
+  BLAS, so agreement is to rounding accumulated over the run, not bit-for-bit. The "shuffled"
+  sampler is not implemented on this backend (NotImplementedOnBackendError), except for SABA's
+  per-batch units (``draw_units``: the oracle's ``draw_batch``, both samplers).
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract) and the
 benchmarks run one replica; parallelism over replicas is left for later (see the report).
@@ -31,7 +32,10 @@ random numbers are still drawn (the whole (R, dim) block), so the others are una
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+from numba.extending import overload
 
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
@@ -60,9 +64,9 @@ def _dot(A, i, v):
 
 @njit(**_JIT)
 def fs_grad_y(L, reg, idx, x, y, out):
-    """mean_b [A_b y + C_bᵀx + a_b] + reg y (SampleQuadratics.grad_y), L the level tuple
-    (Pyy, Pxx, Cx, Cy, ly, lx)."""
-    Pyy, Pxx, Cx, Cy, ly, lx = L
+    """mean_b [A_b y + C_bᵀx + a_b] + reg y (SampleQuadratics.grad_y), L a
+    :class:`FiniteSumLevel`."""
+    Pyy, Cx, Cy, ly = L.Pyy, L.Cx, L.Cy, L.ly
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
@@ -83,7 +87,7 @@ def fs_grad_y(L, reg, idx, x, y, out):
 @njit(**_JIT)
 def fs_grad_x(L, idx, x, y, out):
     """mean_b [B_b x + C_b y + b_b] (SampleQuadratics.grad_x)."""
-    Pyy, Pxx, Cx, Cy, ly, lx = L
+    Pxx, Cx, Cy, lx = L.Pxx, L.Cx, L.Cy, L.lx
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
@@ -104,7 +108,7 @@ def fs_grad_x(L, idx, x, y, out):
 @njit(**_JIT)
 def fs_hvp(L, reg, idx, v, out):
     """mean_b A_b v + reg v (SampleQuadratics.hvp_yy)."""
-    Pyy = L[0]
+    Pyy = L.Pyy
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
@@ -120,7 +124,7 @@ def fs_hvp(L, reg, idx, v, out):
 @njit(**_JIT)
 def fs_jvp(L, idx, v, out):
     """mean_b C_b v ∈ R^{d_x} (SampleQuadratics.jvp_xy)."""
-    Cx, Cy = L[2], L[3]
+    Cx, Cy = L.Cx, L.Cy
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
@@ -153,26 +157,34 @@ def _noise(OUT, std, Z, r):
 _GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = range(6)
 
 
-@njit(**_JIT)
 def _call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
     """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) for the
-    active replicas: the finite-sum arithmetic of level L on minibatch idx[r], or the closed
-    form plus its row of one (R, dim) noise block drawn for all replicas (the draw of
-    GaussianOracle, which happens whether or not a replica is active)."""
+    active replicas: the finite-sum arithmetic of level L on minibatch idx[r] when P is a
+    :class:`FiniteSumRecord`, or the closed form of P's family plus its row of one (R, dim)
+    noise block drawn for all replicas (the draw of GaussianOracle, which happens whether or
+    not a replica is active). Chosen by the type of P at compile time."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _call_finite_sum(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
     R = X.shape[0]
-    if fs:
-        for r in range(R):
-            if not act[r]:
-                continue
-            if kind == _GRAD_Y_G or kind == _GRAD_Y_F:
-                fs_grad_y(L, reg, idx[r], X[r], Y[r], OUT[r])
-            elif kind == _GRAD_X_G or kind == _GRAD_X_F:
-                fs_grad_x(L, idx[r], X[r], Y[r], OUT[r])
-            elif kind == _HVP:
-                fs_hvp(L, reg, idx[r], V[r], OUT[r])
-            else:
-                fs_jvp(L, idx[r], V[r], OUT[r])
-        return
+    for r in range(R):
+        if not act[r]:
+            continue
+        if kind == _GRAD_Y_G or kind == _GRAD_Y_F:
+            fs_grad_y(L, reg, idx[r], X[r], Y[r], OUT[r])
+        elif kind == _GRAD_X_G or kind == _GRAD_X_F:
+            fs_grad_x(L, idx[r], X[r], Y[r], OUT[r])
+        elif kind == _HVP:
+            fs_hvp(L, reg, idx[r], V[r], OUT[r])
+        else:
+            fs_jvp(L, idx[r], V[r], OUT[r])
+
+
+@njit(**_JIT)
+def _call_closed_form(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
+    R = X.shape[0]
     Z = draw_block(rng, std, R, OUT.shape[1])
     for r in range(R):
         if not act[r]:
@@ -190,6 +202,16 @@ def _call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
         else:
             jvp(P, X[r], Y[r], V[r], OUT[r])
         _noise(OUT, std, Z, r)
+
+
+@overload(_call, jit_options={"error_model": "numpy"})
+def _call_by_record(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
+    impl = (_call_finite_sum if getattr(P, "instance_class", None) is FiniteSumRecord
+            else _call_closed_form)
+
+    def call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
+        impl(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act)
+    return call
 
 
 @njit(**_JIT)
@@ -370,20 +392,33 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-# The level tuples are read-only in both modes (SampleQuadratics freezes its arrays), so the
-# Gaussian and the finite-sum runs share one Numba type signature: one compilation per kernel.
+class FiniteSumLevel(NamedTuple):
+    """One level's per-sample factors (the arrays of SampleQuadratics, read-only)."""
+
+    Pyy: np.ndarray
+    Pxx: np.ndarray
+    Cx: np.ndarray
+    Cy: np.ndarray
+    ly: np.ndarray
+    lx: np.ndarray
+
+
+# The levels are read-only in both modes (SampleQuadratics freezes its arrays): one Numba type.
 def _dummy_level():
-    return tuple(_readonly(np.zeros((0, 0))) for _ in range(6))
+    return FiniteSumLevel(*(_readonly(np.zeros((0, 0))) for _ in range(6)))
 
 
-def _dummy_problem():
-    """A parameter tuple of numba_problems' uniform type (unused in finite-sum mode)."""
-    return (np.int64(3), np.zeros(2), tuple(np.zeros(0) for _ in range(6)),
-            tuple(np.zeros((0, 0)) for _ in range(4)))
+class FiniteSumRecord(NamedTuple):
+    """The finite-sum problem as a kernel sees it: its sample counts and batch size. The
+    per-sample factors travel as the level tuples LI, LO."""
+
+    n_inner: int
+    n_outer: int
+    batch_size: int
 
 
 def _level(q):
-    return tuple(_readonly(a) for a in (q.Pyy, q.Pxx, q.Cx, q.Cy, q.ly, q.lx))
+    return FiniteSumLevel(*(_readonly(a) for a in (q.Pyy, q.Pxx, q.Cx, q.Cy, q.ly, q.lx)))
 
 
 def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform",)) -> dict:
@@ -397,7 +432,7 @@ def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform"
 
     kinds = ("grad_y_g", "hvp", "jvp", "grad_y_f", "grad_x_f", "grad_x_g")
     if isinstance(oracle, GaussianOracle):
-        _, P = numba_problem(oracle.problem)
+        P = numba_problem(oracle.problem)
         nz = oracle.noise
         return {"P": P, "LI": _dummy_level(), "LO": _dummy_level(), "reg": 0.0, "fs": False,
                 "std": {k: float(getattr(nz, k)) for k in kinds},
@@ -414,7 +449,8 @@ def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform"
             raise NotImplementedOnBackendError(
                 f"{algorithm} numba kernels know the finite-sum arithmetic of "
                 f"FiniteSumQuadratic only, got {type(prob).__name__}")
-        return {"P": _dummy_problem(), "LI": _level(prob.inner), "LO": _level(prob.outer),
+        P = FiniteSumRecord(int(prob.n_inner), int(prob.n_outer), int(oracle.batch_size))
+        return {"P": P, "LI": _level(prob.inner), "LO": _level(prob.outer),
                 "reg": float(prob.inner.reg), "fs": True,
                 "std": dict.fromkeys(kinds, 0.0),
                 "bsz": oracle.batch_size, "n_in": prob.n_inner, "n_out": prob.n_outer}

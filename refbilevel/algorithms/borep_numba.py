@@ -8,10 +8,10 @@ HVP and JVP blocks, each as :class:`~refbilevel.oracles.gaussian.GaussianOracle`
 (nothing for an exact kind). On the same Generator the iterates agree with the reference to
 rounding (claim X4; the matrix products are sequential loops here and BLAS there).
 
-Problems: BO-REP's own test problems P1 (both variants) and P2 of docs/borep.rst §8
-(:mod:`refbilevel.problems.relaxed_smooth`). They are not in the shared
-:mod:`refbilevel.backends.numba_problems` table, so their five oracle primitives are compiled
-here (same formulas and operation order as the NumPy methods); any other problem raises
+Problems: any family of :mod:`refbilevel.backends.numba_problems` that provides ∇_y G,
+∇_x F, ∇_y F, HVP and JVP, among them BO-REP's own test problems P1 (both variants) and P2 of
+docs/borep.rst §8 (their records and primitives are in
+:mod:`refbilevel.backends.numba_families`); a problem without a family raises
 NotImplementedOnBackendError naming the class.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract).
@@ -39,103 +39,22 @@ from refbilevel.algorithms.borep import (
 from refbilevel.algorithms.fdehbo_numba import record_iterations
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import draw_block
-from refbilevel.backends.registry import NotImplementedOnBackendError, register
+from refbilevel.backends.numba_problems import (
+    draw_block,
+    grad_x_f,
+    grad_y_f,
+    grad_y_g,
+    hvp,
+    jvp,
+    numba_problem,
+)
+from refbilevel.backends.registry import register
 from refbilevel.oracles.gaussian import GaussianOracle
-from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
 from refbilevel.validation import as_vector_batch, require_int
 
 __all__ = ["borep_numba"]
 
 _JIT = {"cache": True, "error_model": "numpy"}
-KIND_P1_HUBER = 0
-KIND_P1_SINE = 1
-KIND_P2 = 2
-
-
-def _pack(problem):
-    """(kind, H, M, c, a, c_psi): M = C (P1) or B (P2); c = c (P1) or b (P2); a = a or t."""
-    if type(problem) is RelaxedSmoothP1:
-        kind = KIND_P1_HUBER if problem.variant == "pseudo-huber" else KIND_P1_SINE
-        return (kind, np.ascontiguousarray(problem.H), np.ascontiguousarray(problem.C),
-                np.ascontiguousarray(problem.c), np.ascontiguousarray(problem.a),
-                float(problem.c_psi))
-    if type(problem) is RelaxedSmoothP2:
-        return (KIND_P2, np.ascontiguousarray(problem.H), np.ascontiguousarray(problem.B),
-                np.ascontiguousarray(problem.b), np.ascontiguousarray(problem.t), 1.0)
-    raise NotImplementedOnBackendError(
-        f"the numba BO-REP kernel has no primitives for problem class {type(problem).__name__};"
-        " supported: RelaxedSmoothP1, RelaxedSmoothP2 (docs/borep.rst §8)")
-
-
-# ---- primitives (one replica; the NumPy formulas of problems/relaxed_smooth.py) ---------------
-@njit(**_JIT)
-def _vecmat(v, M, out):
-    """out = v @ M (Σ_j v_j M[j, i])."""
-    for i in range(M.shape[1]):
-        out[i] = 0.0
-    for j in range(M.shape[0]):
-        vj = v[j]
-        for i in range(M.shape[1]):
-            out[i] += vj * M[j, i]
-
-
-@njit(**_JIT)
-def _grad_x_f(kind, a, x, out):
-    if kind == KIND_P2:  # ||x||² x
-        s = 0.0
-        for i in range(x.shape[0]):
-            s += x[i] * x[i]
-        for i in range(x.shape[0]):
-            out[i] = s * x[i]
-    else:  # sinh x + a
-        for i in range(x.shape[0]):
-            out[i] = np.sinh(x[i]) + a[i]
-
-
-@njit(**_JIT)
-def _grad_y_f(kind, a, c_psi, y, out):
-    if kind == KIND_P2:  # tanh(y − t)
-        for i in range(y.shape[0]):
-            out[i] = np.tanh(y[i] - a[i])
-    elif kind == KIND_P1_HUBER:  # c_ψ y/sqrt(1+y²)
-        for i in range(y.shape[0]):
-            out[i] = c_psi * (y[i] / np.sqrt(1.0 + y[i] * y[i]))
-    else:  # c_ψ cos y
-        for i in range(y.shape[0]):
-            out[i] = c_psi * np.cos(y[i])
-
-
-@njit(**_JIT)
-def _grad_y_g(kind, H, M, c, x, y, tmp, out):
-    d = y.shape[0]
-    if kind == KIND_P2:  # (y − Bx − b) @ H
-        for i in range(d):
-            acc = 0.0
-            for j in range(x.shape[0]):
-                acc += x[j] * M[i, j]
-            tmp[i] = y[i] - acc - c[i]
-        _vecmat(tmp, H, out)
-    else:  # y @ H − x @ Cᵀ − c
-        _vecmat(y, H, out)
-        for i in range(d):
-            acc = 0.0
-            for j in range(x.shape[0]):
-                acc += x[j] * M[i, j]
-            out[i] = out[i] - acc - c[i]
-
-
-@njit(**_JIT)
-def _jvp(kind, H, M, v, tmp, out):
-    """∇²_xy g v: −v @ C (P1) or −(v @ H) @ B (P2)."""
-    if kind == KIND_P2:
-        _vecmat(v, H, tmp)
-        for i in range(tmp.shape[0]):
-            tmp[i] = -tmp[i]
-    else:
-        for i in range(v.shape[0]):
-            tmp[i] = -v[i]
-    _vecmat(tmp, M, out)
 
 
 @njit(**_JIT)
@@ -179,14 +98,13 @@ def _commit(r, t, x, y, z, m, xn, zn, mn, div):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
+def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                   R_ball, rho, k_dag, T1, theta1, D1, normalize, project, stds, rec_every,
                   X_rec, Y_rec, div):  # pragma: no cover - compiled
     R, dx = x.shape
     dy = y.shape[1]
     s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]
     g = np.empty(dy)
-    tmp = np.empty(dy)
     gxf = np.empty(dx)
     gyf = np.empty(dy)
     hz = np.empty(dy)
@@ -209,7 +127,7 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
         for _ in range(Tk):
             Z = draw_block(rng, s_gyg, R, dy)
             for r in range(R):
-                _grad_y_g(kind, H, M, c, x[r], u[r], tmp, g)
+                grad_y_g(P, x[r], u[r], g)
                 _noise(g, s_gyg, Z[r])
                 for i in range(dy):
                     u[r, i] = u[r, i] - th * g[i]
@@ -234,7 +152,7 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
             for _ in range(N):
                 Z = draw_block(rng, s_gyg, R, dy)
                 for r in range(R):
-                    _grad_y_g(kind, H, M, c, x[r], u[r], tmp, g)
+                    grad_y_g(P, x[r], u[r], g)
                     _noise(g, s_gyg, Z[r])
                     for i in range(dy):
                         u[r, i] = u[r, i] - gamma * g[i]
@@ -251,13 +169,13 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
         for r in range(R):
             if div[r] >= 0:
                 continue
-            _grad_x_f(kind, a, x[r], gxf)
+            grad_x_f(P, x[r], y[r], gxf)
             _noise(gxf, s_gxf, SX[r])
-            _grad_y_f(kind, a, c_psi, y[r], gyf)
+            grad_y_f(P, x[r], y[r], gyf)
             _noise(gyf, s_gyf, SY[r])
-            _vecmat(z[r], H, hz)
+            hvp(P, x[r], y[r], z[r], hz)
             _noise(hz, s_h, SH[r])
-            _jvp(kind, H, M, z[r], tmp, jz)
+            jvp(P, x[r], y[r], z[r], jz)
             _noise(jz, s_j, SJ[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[i] - gyf[i])
@@ -284,7 +202,7 @@ def _borep_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gam
 
 
 @njit(**_JIT)
-def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
+def _borep_code_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                        normalize, eps, stds, rec_every, X_rec, Y_rec,
                        div):  # pragma: no cover - compiled
     """variant="code" (docs/borep.rst §7 items 1-5), the operations of borep._borep_code."""
@@ -292,7 +210,6 @@ def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N
     dy = y.shape[1]
     s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]
     g = np.empty(dy)
-    tmp = np.empty(dy)
     gxf = np.empty(dx)
     gyf = np.empty(dy)
     hz = np.empty((R, dy))
@@ -311,7 +228,7 @@ def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N
         # item 1: HVP at the current y, before the update
         SH = draw_block(rng, s_h, R, dy)
         for r in range(R):
-            _vecmat(z[r], H, hz[r])
+            hvp(P, x[r], y[r], z[r], hz[r])
             _noise(hz[r], s_h, SH[r])
         # item 2: 1 + N SGD steps with accumulated gradients, no projection
         if (t - 1) % I == 0:
@@ -323,7 +240,7 @@ def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N
             for _ in range(1 + N):
                 Z = draw_block(rng, s_gyg, R, dy)
                 for r in range(R):
-                    _grad_y_g(kind, H, M, c, x[r], u[r], tmp, g)
+                    grad_y_g(P, x[r], u[r], g)
                     _noise(g, s_gyg, Z[r])
                     for i in range(dy):
                         acc[r, i] = acc[r, i] + g[i]
@@ -339,14 +256,14 @@ def _borep_code_kernel(kind, H, M, c, a, c_psi, rng, x, y, z, T, eta, beta, I, N
             if div[r] >= 0:
                 continue
             # item 3: z from ∇_y F at the updated y
-            _grad_y_f(kind, a, c_psi, y[r], gyf)
+            grad_y_f(P, x[r], y[r], gyf)
             _noise(gyf, s_gyf, SY[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[r, i] - gyf[i])
             # item 4: hypergradient with z_{t+1} and a third batch
-            _grad_x_f(kind, a, x[r], gxf)
+            grad_x_f(P, x[r], y[r], gxf)
             _noise(gxf, s_gxf, SX[r])
-            _jvp(kind, H, M, zn, tmp, jz)
+            jvp(P, x[r], y[r], zn, jz)
             _noise(jz, s_j, SJ[r])
             # item 5: momentum and the ε-normalized step
             s = 0.0
@@ -391,7 +308,7 @@ def borep_numba(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = 
     if not isinstance(oracle, GaussianOracle):
         raise ValueError(f"oracle must be a GaussianOracle, got {type(oracle).__name__}")
     problem = oracle.problem
-    kind, H, M, c, a, c_psi = _pack(problem)
+    P = numba_problem(problem)
     if params is None:
         params = borep_params(problem, mode=mode, T=T, eps=eps, theory=theory, **overrides)
     elif overrides or T is not None or eps is not None or theory is not None:
@@ -413,11 +330,11 @@ def borep_numba(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = 
     base = oracle.counts.copy()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if p.variant == "code":
-            n_upd = _borep_code_kernel(kind, H, M, c, a, c_psi, oracle.rng, x, y, z, p.T,
+            n_upd = _borep_code_kernel(P, oracle.rng, x, y, z, p.T,
                                        p.eta, p.beta, p.I, p.N, p.gamma, p.nu, p.normalize,
                                        CODE_EPS, stds, record_every, X_rec, Y_rec, div)
         else:
-            n_upd = _borep_kernel(kind, H, M, c, a, c_psi, oracle.rng, x, y, z, p.T, p.eta,
+            n_upd = _borep_kernel(P, oracle.rng, x, y, z, p.T, p.eta,
                                   p.beta, p.I, p.N, p.gamma, p.nu, p.R_ball, p.rho, p.epoch_k,
                                   p.epoch_T1, p.epoch_theta1, p.epoch_D1, p.normalize,
                                   p.project, stds, record_every, X_rec, Y_rec, div)

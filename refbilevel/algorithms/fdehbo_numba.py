@@ -8,10 +8,8 @@ arithmetic replica by replica, operation by operation as in the reference. On th
 Generator state the iterates agree with the reference to rounding (claim X4: ≤ 1e-12
 relative; the dot products are sequential loops here and BLAS/pairwise sums there).
 
-The problem enters as the uniform parameter tuple of
-:mod:`refbilevel.backends.numba_problems` (supported: StronglyConvexQuadratic, the UniBiO
-examples and the separable/non-separable LLUC families); other problems raise
-NotImplementedOnBackendError naming the class.
+The problem enters as its Numba record (:mod:`refbilevel.backends.numba_problems`: every
+registered family); other problems raise NotImplementedOnBackendError naming the class.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract), and
 the per-replica work at the test dimensions is a few dozen flops, so the kernel is bound by
@@ -247,7 +245,7 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
     x, y, v, R, T, delta, r_v, sch = check_storm_args(
         oracle, x0, y0, v0, T, schedule, delta, r_v, variant, record_every)
     problem = oracle.problem
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     fd = variant == "fdehbo"
     nz = oracle.noise
     stds = np.array([nz.grad_y_g, nz.grad_y_f, nz.grad_y_g if fd else nz.hvp, nz.grad_x_f,

@@ -1,19 +1,17 @@
 """UniBiO as one explicit Numba kernel (same mathematics and random-number order as
 :mod:`refbilevel.algorithms.unibio`; docs/unibio.rst §4.1-4.2).
 
-The problem enters as the uniform parameter tuple of
-:mod:`refbilevel.backends.numba_problems` (compiled once, cached on disk). Per oracle call
+The problem enters as its Numba record (:mod:`refbilevel.backends.numba_problems`; the
+kernel is compiled per family, cached on disk). Per oracle call
 the kernel draws one (R, dim) standard-normal block from the caller's Generator, exactly
 where the NumPy reference's GaussianOracle draws it, then updates the replicas one by one;
 so both backends give the same trajectory on the same seed (claim X4). Diverged replicas are
 frozen and their iteration recorded, as in the reference.
 
-Two kernels: :func:`unibio_kernel` works for every problem of numba_problems;
-:func:`unibio_example3_kernel` is a scalar specialization for UniBiO Example 3 (the
-Section 6 benchmark). The generic primitives pass the problem's parameter tuple on every
-call, which measured ~300 ns per call (the tuple's arrays are reference-counted at each call
-boundary) against ~15 ns for one normal draw; the scalar path keeps the LL step within a
-small factor of the random-number floor. It computes the even integer power by repeated
+Two kernels: :func:`unibio_kernel` works for every registered family;
+:func:`unibio_example3_kernel` is a scalar specialization for UniBiO Example 3 (the Section
+6 benchmark): it works on scalars instead of length-1 arrays, which keeps the LL step within
+a small factor of the random-number floor. It computes the even integer power by repeated
 multiplication instead of pow(), so it matches the reference to rounding, not bit for bit.
 """
 
@@ -224,7 +222,7 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
             "the numpy backend for the code-compatibility restarts or randomized truncation")
     if record_every < 1:
         raise ValueError(f"record_every must be an integer >= 1, got {record_every}")
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     X = as_vector_batch("x0", x0, problem.d_x).reshape(-1, problem.d_x).copy()
     Y = np.array(np.broadcast_to(as_vector_batch("y0", y0, problem.d_y),
                                  X.shape[:1] + (problem.d_y,)), dtype=np.float64)

@@ -17,6 +17,13 @@ their data as arguments or from Numba files (globals are frozen into the machine
 The cache lives where Numba would put it: ``__pycache__`` next to the source, or under
 ``NUMBA_CACHE_DIR`` when that is set. Where neither is writable the locator declines and
 Numba's own locators take over (a pip install rewrites every file, so stamps change there).
+
+User problem records. A kernel compiled for a record class defined outside the package
+(a user's Numba family, :mod:`refbilevel.backends.numba_problems`) is compiled once per
+process and never written to the cache: Numba's cache index pickles the argument types, and
+an index naming a class the next process cannot import would make every later load of that
+kernel fail. :class:`LibraryTypesCache` (installed by this module's ``njit`` on every cached
+dispatcher) skips saving such signatures; the library's own signatures are cached as usual.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from numba import config, njit, prange
-from numba.core.caching import CacheImpl, InTreeCacheLocator
+from numba import config, prange, types
+from numba import njit as _numba_njit
+from numba.core.caching import CacheImpl, FunctionCache, InTreeCacheLocator
 
-__all__ = ["njit", "prange", "numba_sources_digest"]
+__all__ = ["njit", "prange", "numba_sources_digest", "LibraryTypesCache"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +75,38 @@ class PackageDigestLocator(InTreeCacheLocator):
 
 if PackageDigestLocator not in CacheImpl._locator_classes:
     CacheImpl._locator_classes.insert(0, PackageDigestLocator)
+
+
+def _library_type(t) -> bool:
+    """False when the Numba type ``t`` is, or contains, a NamedTuple class defined outside
+    the package (a user's record)."""
+    cls = getattr(t, "instance_class", None)
+    if isinstance(t, types.BaseNamedTuple) and cls is not None:
+        if not cls.__module__.startswith("refbilevel."):
+            return False
+    if isinstance(t, types.BaseTuple):
+        return all(_library_type(e) for e in getattr(t, "types", ()))
+    return True
+
+
+class LibraryTypesCache(FunctionCache):
+    """Numba's function cache that does not save signatures with user record types (see the
+    module docstring); loading is unchanged."""
+
+    def save_overload(self, sig, data):
+        if all(_library_type(t) for t in sig):
+            super().save_overload(sig, data)
+
+
+def njit(*args, **kws):
+    """``numba.njit`` whose on-disk cache (``cache=True``) keeps only the library's types."""
+    if args and callable(args[0]) and not kws:
+        return _numba_njit(args[0])
+    decorate = _numba_njit(*args, **kws)
+
+    def wrap(func):
+        disp = decorate(func)
+        if isinstance(getattr(disp, "_cache", None), FunctionCache):
+            disp._cache.__class__ = LibraryTypesCache
+        return disp
+    return wrap

@@ -86,7 +86,6 @@ def _fd_kernel(P, rng, X, Y, V, delta, mode, s_g, s_f):
     s_f: std of ∇_x F (hypergradient) or ∇_y F (LS gradient)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3) = P  # no tuples of arrays in prange
     m = dy if (mode == MODE_HVP or mode == MODE_LS_GRADIENT) else dx
     out = np.empty((R, m))
     zf = np.zeros((R, m))
@@ -102,8 +101,7 @@ def _fd_kernel(P, rng, X, Y, V, delta, mode, s_g, s_f):
     GP = np.empty((R, m))
     GM = np.empty((R, m))
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
-        _fd_one(Pr, mode, X[r], Y[r], V[r], delta, s_g, zg[r], s_f, zf[r], out[r], YP[r],
+        _fd_one(P, mode, X[r], Y[r], V[r], delta, s_g, zg[r], s_f, zf[r], out[r], YP[r],
                 YM[r], GP[r], GM[r])
     return out
 
@@ -123,7 +121,7 @@ def _run(name, oracle, x, y, v, delta) -> Estimate:
     require_oracle(oracle)
     problem = oracle.problem
     x, y, v, batch, delta = check_fd_args(problem, x, y, v, delta)
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     mode, g_kind, f_kind = _MODES[name]
     X, Y, Vv = as_2d(x, batch), as_2d(y, batch), as_2d(v, batch)
     nz = oracle.noise

@@ -99,7 +99,6 @@ def _ls_sgd_kernel(P, rng, X, Y, Z, steps, beta, radius, gen, fresh, s_fx, s_b, 
     radius <= 0 means no projection. Returns the hypergradients (R, d_x)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3) = P  # see neumann_numba: no tuples
     G = np.empty((R, dx))                                    # of arrays into prange bodies
     B = np.empty((R, dy))
     T = np.empty((R, dy))
@@ -108,24 +107,21 @@ def _ls_sgd_kernel(P, rng, X, Y, Z, steps, beta, radius, gen, fresh, s_fx, s_b, 
     if not fresh:
         zb = draw_block(rng, s_b, R, dy)
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
-        _first(Pr, X[r], Y[r], G[r], s_fx, zx[r])
+        _first(P, X[r], Y[r], G[r], s_fx, zx[r])
         if not fresh:
-            _rhs(Pr, gen, X[r], Y[r], B[r], s_b, zb[r])
+            _rhs(P, gen, X[r], Y[r], B[r], s_b, zb[r])
     for _ in range(steps):
         if fresh:
             zb = draw_block(rng, s_b, R, dy)
         zh = draw_block(rng, s_h, R, dy)  # drawn after b: the reference calls rhs first
         for r in prange(R):
-            Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
             if fresh:
-                _rhs(Pr, gen, X[r], Y[r], B[r], s_b, zb[r])
-            _sgd_step(Pr, gen, X[r], Y[r], Z[r], B[r], T[r], beta, s_h, zh[r], radius)
+                _rhs(P, gen, X[r], Y[r], B[r], s_b, zb[r])
+            _sgd_step(P, gen, X[r], Y[r], Z[r], B[r], T[r], beta, s_h, zh[r], radius)
     zj = draw_block(rng, s_j, R, dx)
     T2 = np.empty((R, dx))
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
-        _last(Pr, X[r], Y[r], Z[r], G[r], T2[r], s_j, zj[r])
+        _last(P, X[r], Y[r], Z[r], G[r], T2[r], s_j, zj[r])
     return G
 
 
@@ -184,12 +180,10 @@ def _cg_one(P, x, y, z, g, iters, tol):
 
 def _ls_cg_kernel(P, X, Y, Z, iters, tol):
     R, dx = X.shape
-    kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3) = P
     G = np.empty((R, dx))
     N = np.zeros(R, dtype=np.int64)
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
-        N[r] = _cg_one(Pr, X[r], Y[r], Z[r], G[r], iters, tol)
+        N[r] = _cg_one(P, X[r], Y[r], Z[r], G[r], iters, tol)
     return G, N
 
 
@@ -206,7 +200,7 @@ def linear_system_sgd_numba(oracle, x, y, steps: int, step_size: float, *, z0=No
     problem = oracle.problem
     steps, beta, radius, variant, convention = check_sgd_args(
         steps, step_size, radius, variant, convention)
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     x, y, batch = batch_xy(problem, x, y)
     X, Y = as_2d(x, batch), as_2d(y, batch)
     Z = as_2d(initial_z(problem, z0, batch, convention), batch)
@@ -229,7 +223,7 @@ def linear_system_cg_numba(problem, x, y, iters: int, *, tol: float = 0.0,
                            z0=None) -> LinearSystemEstimate:
     """Numba backend of :func:`refbilevel.estimators.linear_system.linear_system_cg`."""
     iters, tol = check_cg_args(iters, tol)
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     x, y, batch = batch_xy(problem, x, y)
     X, Y = as_2d(x, batch), as_2d(y, batch)
     Z = as_2d(initial_z(problem, z0, batch, "+z"), batch)

@@ -1,12 +1,12 @@
 """Numba kernels of the Neumann-series estimators (same mathematics as
 :mod:`refbilevel.estimators.neumann`, docs/unibio.rst §3.5, docs/baselines.rst §1-§3).
 
-One kernel covers both truncations and both variants; the problem enters as the uniform
-parameter tuple of :mod:`refbilevel.backends.numba_problems` (compiled once, cached on
-disk). Per oracle call the kernel draws one (R, dim) standard-normal block from the caller's
-Generator, in the reference's order ([q̂], ∇_x F, v_0, HVPs, JVP), then does the arithmetic
-replica by replica (``prange`` when the batch is large enough), so it reproduces the NumPy
-reference to rounding on the same Generator (claim X4).
+One kernel covers both truncations and both variants; the problem enters as its Numba record
+(:mod:`refbilevel.backends.numba_problems`; compiled per family, cached on disk). Per oracle
+call the kernel draws one (R, dim) standard-normal block from the caller's Generator, in the
+reference's order ([q̂], ∇_x F, v_0, HVPs, JVP), then does the arithmetic replica by replica
+(``prange`` when the batch is large enough), so it reproduces the NumPy reference to
+rounding on the same Generator (claim X4).
 """
 
 from __future__ import annotations
@@ -85,9 +85,6 @@ def _neumann_kernel(P, rng, X, Y, Q, alpha, randomized, gen, start, s_fx, s_v, s
     reference's order), then the arithmetic replica by replica (prange)."""
     R, dx = X.shape
     dy = Y.shape[1]
-    # Numba cannot pass a tuple of arrays into a prange body (parfor gufunc arguments must
-    # be arrays or scalars): unpack P here and rebuild it inside each parallel loop.
-    kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3) = P
     fixed = not randomized
     qhat = np.zeros(R, dtype=np.int64)
     n_steps = Q
@@ -104,17 +101,15 @@ def _neumann_kernel(P, rng, X, Y, Q, alpha, randomized, gen, start, s_fx, s_v, s
     zx = draw_block(rng, s_fx, R, dx)
     zv = draw_block(rng, s_v, R, dy)
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
-        _first(Pr, gen, X[r], Y[r], G[r], V[r], s_fx, zx[r], s_v, zv[r])
+        _first(P, gen, X[r], Y[r], G[r], V[r], s_fx, zx[r], s_v, zv[r])
         if randomized or start == 0:
             for i in range(dy):
                 S[r, i] = V[r, i]
     for j in range(1, n_steps + 1):
         zh = draw_block(rng, s_h, R, dy)
         for r in prange(R):
-            Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
             if fixed or qhat[r] >= j:
-                _hvp_step(Pr, gen, X[r], Y[r], V[r], T[r], alpha, s_h, zh[r])
+                _hvp_step(P, gen, X[r], Y[r], V[r], T[r], alpha, s_h, zh[r])
                 if fixed:
                     for i in range(dy):
                         S[r, i] = S[r, i] + V[r, i]
@@ -122,10 +117,9 @@ def _neumann_kernel(P, rng, X, Y, Q, alpha, randomized, gen, start, s_fx, s_v, s
     T2 = np.empty((R, dx))
     scale = Q * alpha  # the reference computes Q * alpha * v left to right
     for r in prange(R):
-        Pr = (kind, s, (v0, v1, v2, v3, v4, v5), (m0, m1, m2, m3))
         for i in range(dy):  # T[r] <- z, the Neumann vector
             T[r, i] = alpha * S[r, i] if fixed else scale * V[r, i]
-        _last(Pr, X[r], Y[r], T[r], G[r], T2[r], s_j, zj[r])
+        _last(P, X[r], Y[r], T[r], G[r], T2[r], s_j, zj[r])
     return G, n_steps
 
 
@@ -142,7 +136,7 @@ def neumann_hypergradient_numba(oracle, x, y, Q: int, *, alpha: float | None = N
     problem = oracle.problem
     Q, alpha, truncation, variant, start = check_neumann_args(
         problem, Q, alpha, truncation, variant, start)
-    _, P = numba_problem(problem)
+    P = numba_problem(problem)
     x, y, batch = batch_xy(problem, x, y)
     X, Y = as_2d(x, batch), as_2d(y, batch)
     gen = variant == "generalized"

@@ -1,0 +1,668 @@
+"""The library's problem families on the Numba backend: records, primitives, builders, and
+``LIBRARY_FAMILIES``, the one list that registers them (the contract and the recipe for a new
+family: :mod:`refbilevel.backends.numba_problems`).
+
+Each primitive mirrors the NumPy method of its problem class operation by operation (same
+formulas, same order of the element-wise operations, the same factored products), so kernels
+agree with the reference to rounding (claim X4, docs/checks.rst X4).
+
+Leaf helpers are ``inline="always"``: Numba compiles every njit function into its own
+library, and a call that passes arrays costs ~100 ns (measured) - more than a length-10
+product. Inlining costs compile time only, once per cache.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_problems import JIT, NumbaFamily, readonly
+
+_LEAF = {**JIT, "inline": "always"}
+
+
+# ---- element-wise helpers (the formulas of refbilevel/power_map.py) -------------------------
+@njit(**_LEAF)
+def _jac(yi, p):
+    """(p-1)|y|^{p-2}: the diagonal of D(y) (docs/unibio.rst §1.5)."""
+    return (p - 1.0) * np.abs(yi) ** (p - 2.0)
+
+
+@njit(**_LEAF)
+def _spow(yi, a):
+    """[y]^{a} = sign(y)|y|^a (docs/unibio.rst §1.2)."""
+    return np.sign(yi) * np.abs(yi) ** a
+
+
+@njit(**_LEAF)
+def _ex3_fu(yi, p):
+    """f_u of Example 3: cos(u) 1{|u| <= pi/2}, u = [y]^{p-1} (docs/unibio.rst §6.1)."""
+    u = _spow(yi, p - 1.0)
+    if np.abs(u) <= 0.5 * np.pi:
+        return np.cos(u)
+    return 0.0
+
+
+# ---- dense linear algebra ------------------------------------------------------------------
+@njit(**_LEAF)
+def _matvec(M, v, out):
+    """out = M v (= v @ M.T in NumPy)."""
+    for i in range(M.shape[0]):
+        acc = 0.0
+        for j in range(M.shape[1]):
+            acc += M[i, j] * v[j]
+        out[i] = acc
+
+
+@njit(**_LEAF)
+def _rmatvec(M, v, out):
+    """out = M^T v (= v @ M in NumPy)."""
+    for j in range(M.shape[1]):
+        out[j] = 0.0
+    for i in range(M.shape[0]):
+        vi = v[i]
+        for j in range(M.shape[1]):
+            out[j] += M[i, j] * vi
+
+
+# ============================================================================================
+# UniBiO Example 3 and the separable uniformly convex family (docs/unibio.rst §6.1, §2)
+# ============================================================================================
+class Example3Record(NamedTuple):
+    """UniBiO Example 3 (d = 1): the exponent p."""
+
+    p: float
+
+
+class SeparableRecord(NamedTuple):
+    """SeparableUniformlyConvex: the exponent p and the upper-level weights c."""
+
+    p: float
+    c: np.ndarray
+
+
+@njit(**JIT)
+def _zero_x(P, x, y, out):
+    """∇_x f = 0 (f does not depend on x)."""
+    for i in range(out.shape[0]):
+        out[i] = 0.0
+
+
+@njit(**JIT)
+def _sin_grad_x_g(P, x, y, out):
+    """∇_x g = -y cos x."""
+    for i in range(out.shape[0]):
+        out[i] = -y[i] * np.cos(x[i])
+
+
+@njit(**JIT)
+def _sin_grad_y_g(P, x, y, out):
+    """∇_y g = [y]^{p-1} - sin x."""
+    p = P.p
+    for i in range(out.shape[0]):
+        out[i] = _spow(y[i], p - 1.0) - np.sin(x[i])
+
+
+@njit(**JIT)
+def _sin_hvp(P, x, y, v, out):
+    """∇²_yy g v = D(y) v."""
+    p = P.p
+    for i in range(out.shape[0]):
+        out[i] = _jac(y[i], p) * v[i]
+
+
+@njit(**JIT)
+def _sin_jvp(P, x, y, v, out):
+    """∇²_xy g v = -cos(x) v."""
+    for i in range(out.shape[0]):
+        out[i] = -np.cos(x[i]) * v[i]
+
+
+@njit(**JIT)
+def _identity_gen_hvp(P, x, y, v, out):
+    """H = I exactly (docs/unibio.rst §1.5)."""
+    for i in range(out.shape[0]):
+        out[i] = v[i]
+
+
+@njit(**JIT)
+def _ex3_grad_y_f(P, x, y, out):
+    out[0] = _ex3_fu(y[0], P.p) * _jac(y[0], P.p)
+
+
+@njit(**JIT)
+def _ex3_f_u(P, x, y, out):
+    out[0] = _ex3_fu(y[0], P.p)
+
+
+@njit(**JIT)
+def _c_grad_y_f(P, x, y, out):
+    """∇_y f = c D(y) (f = <c, [y]^{p-1}>)."""
+    p = P.p
+    c = P.c
+    for i in range(out.shape[0]):
+        out[i] = c[i] * _jac(y[i], p)
+
+
+@njit(**JIT)
+def _c_f_u(P, x, y, out):
+    c = P.c
+    for i in range(out.shape[0]):
+        out[i] = c[i]
+
+
+def _build_example3(problem) -> Example3Record:
+    return Example3Record(p=float(problem.p))
+
+
+def _build_separable(problem) -> SeparableRecord:
+    return SeparableRecord(p=float(problem.p), c=readonly(problem.c))
+
+
+# ============================================================================================
+# The non-separable uniformly convex family (docs/unibio.rst §2)
+# ============================================================================================
+class NonSeparableRecord(NamedTuple):
+    """NonSeparableUniformlyConvex: g = (1/p)||y||_p^p + ½ yᵀA y − xᵀB y, f with weights c
+    and the x-regularization rho."""
+
+    p: float
+    rho: float
+    c: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+
+
+@njit(**JIT)
+def _ns_grad_x_f(P, x, y, out):
+    for i in range(out.shape[0]):
+        out[i] = P.rho * x[i]
+
+
+@njit(**JIT)
+def _ns_grad_x_g(P, x, y, out):
+    """-B y."""
+    _matvec(P.B, y, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+@njit(**JIT)
+def _ns_jvp(P, x, y, v, out):
+    """-B v."""
+    _matvec(P.B, v, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+@njit(**JIT)
+def _ns_grad_y_g(P, x, y, out):
+    """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y)."""
+    p = P.p
+    d = out.shape[0]
+    ya = np.empty(d)
+    _rmatvec(P.A, y, ya)
+    xb = np.empty(d)
+    _rmatvec(P.B, x, xb)
+    for i in range(d):
+        out[i] = _spow(y[i], p - 1.0) + ya[i] - xb[i]
+
+
+@njit(**JIT)
+def _ns_hvp(P, x, y, v, out):
+    p = P.p
+    va = np.empty(out.shape[0])
+    _rmatvec(P.A, v, va)
+    for i in range(out.shape[0]):
+        out[i] = _jac(y[i], p) * v[i] + va[i]
+
+
+@njit(**JIT)
+def _ns_gen_hvp(P, x, y, v, out):
+    """The base-class chain rule: hvp(v / D)."""
+    p = P.p
+    w = np.empty(v.shape[0])
+    for i in range(v.shape[0]):
+        w[i] = v[i] / _jac(y[i], p)
+    _ns_hvp(P, x, y, w, out)
+
+
+@njit(**JIT)
+def _ns_gen_hvp_T(P, x, y, v, out):
+    """D(y)^{-1} ∇²_yy g v (inf/nan at y_i = 0 as in NumPy, docs/unibio.rst §1.5)."""
+    p = P.p
+    _ns_hvp(P, x, y, v, out)
+    for i in range(out.shape[0]):
+        out[i] = out[i] / _jac(y[i], p)
+
+
+def _build_nonseparable(problem) -> NonSeparableRecord:
+    return NonSeparableRecord(p=float(problem.p), rho=float(problem.rho), c=readonly(problem.c),
+                              A=readonly(problem.A), B=readonly(problem.B))
+
+
+# ============================================================================================
+# The strongly convex quadratic (p = 2), dense or Householder-structured factors
+# ============================================================================================
+class QuadraticDenseRecord(NamedTuple):
+    """StronglyConvexQuadratic with dense orthogonal factors: H = Q_H diag(eig_H) Q_Hᵀ,
+    K = Q_L diag(sv_K) Q_Rᵀ, F = Q_F diag(eig_F) Q_Fᵀ."""
+
+    rho: float
+    eig_H: np.ndarray
+    sv_K: np.ndarray
+    eig_F: np.ndarray
+    h: np.ndarray
+    y_ref: np.ndarray
+    r: np.ndarray
+    Q_H: np.ndarray
+    Q_L: np.ndarray
+    Q_R: np.ndarray
+    Q_F: np.ndarray
+
+
+class QuadraticHouseholderRecord(NamedTuple):
+    """StronglyConvexQuadratic with Householder factors Q = I - 2uuᵀ, stored as the unit
+    vectors u (O(d) arithmetic)."""
+
+    rho: float
+    eig_H: np.ndarray
+    sv_K: np.ndarray
+    eig_F: np.ndarray
+    h: np.ndarray
+    y_ref: np.ndarray
+    r: np.ndarray
+    u_H: np.ndarray
+    u_L: np.ndarray
+    u_R: np.ndarray
+    u_F: np.ndarray
+
+
+@njit(**JIT)
+def _quad_grad_x_f(P, x, y, out):
+    """rho x + r."""
+    r = P.r
+    for i in range(out.shape[0]):
+        out[i] = P.rho * x[i] + r[i]
+
+
+# -- dense factors: SymmetricSpectral / RectangularSpectral with DenseBasis
+@njit(**_LEAF)
+def _dense_sym(Q, eig, v, out):
+    """Q diag(eig) Qᵀ v."""
+    tmp = np.empty(v.shape[0])
+    _rmatvec(Q, v, tmp)
+    for i in range(tmp.shape[0]):
+        tmp[i] = eig[i] * tmp[i]
+    _matvec(Q, tmp, out)
+
+
+@njit(**_LEAF)
+def _dense_rect(QL, sv, QR, x, out):
+    """Q_L pad(sv (Q_Rᵀ x)[:k]) (RectangularSpectral.matvec)."""
+    t = np.empty(x.shape[0])
+    _rmatvec(QR, x, t)
+    z = np.zeros(out.shape[0])
+    for i in range(sv.shape[0]):
+        z[i] = t[i] * sv[i]
+    _matvec(QL, z, out)
+
+
+@njit(**JIT)
+def _qd_grad_y_f(P, x, y, out):
+    """F (y - y_ref)."""
+    y_ref = P.y_ref
+    dy = np.empty(y.shape[0])
+    for i in range(y.shape[0]):
+        dy[i] = y[i] - y_ref[i]
+    _dense_sym(P.Q_F, P.eig_F, dy, out)
+
+
+@njit(**JIT)
+def _qd_grad_x_g(P, x, y, out):
+    """-Kᵀ y (RectangularSpectral.rmatvec: roles of Q_L, Q_R swapped)."""
+    _dense_rect(P.Q_R, P.sv_K, P.Q_L, y, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+@njit(**JIT)
+def _qd_grad_y_g(P, x, y, out):
+    """H y - K x - h."""
+    d = out.shape[0]
+    hy = np.empty(d)
+    _dense_sym(P.Q_H, P.eig_H, y, hy)
+    kx = np.empty(d)
+    _dense_rect(P.Q_L, P.sv_K, P.Q_R, x, kx)
+    h = P.h
+    for i in range(d):
+        out[i] = hy[i] - kx[i] - h[i]
+
+
+@njit(**JIT)
+def _qd_hvp(P, x, y, v, out):
+    _dense_sym(P.Q_H, P.eig_H, v, out)
+
+
+@njit(**JIT)
+def _qd_jvp(P, x, y, v, out):
+    """-Kᵀ v."""
+    _dense_rect(P.Q_R, P.sv_K, P.Q_L, v, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+# -- Householder factors: allocation-free two-pass formulas. A temporary per product per
+# replica made the R = 1000 kernels allocation-bound. Each keeps the operation order of
+# problems/quadratic.py (t = v - (2 a) u, then eig * t, then w - (2 b) u).
+@njit(**_LEAF)
+def _hh_sym(u, eig, v, shift, has_shift, out):
+    """out = Q diag(eig) Qᵀ (v - shift) for Q = I - 2uuᵀ (shift ignored unless has_shift)."""
+    d = v.shape[0]
+    a = 0.0
+    for i in range(d):
+        vi = v[i] - shift[i] if has_shift else v[i]
+        a += vi * u[i]
+    b = 0.0
+    for i in range(d):
+        vi = v[i] - shift[i] if has_shift else v[i]
+        out[i] = eig[i] * (vi - 2.0 * a * u[i])
+        b += out[i] * u[i]
+    for i in range(d):
+        out[i] = out[i] - 2.0 * b * u[i]
+
+
+@njit(**_LEAF)
+def _hh_rect(uL, sv, uR, x, out, subtract):
+    """out = K x (or out -= K x) for K = Q_L pad(sv * (Q_Rᵀ x)[:k]) with Householder Q_L =
+    I - 2 uL uLᵀ, Q_R = I - 2 uR uRᵀ; K is (m, n) with m = len(out), n = len(x)."""
+    k = sv.shape[0]
+    a = 0.0
+    for j in range(x.shape[0]):
+        a += x[j] * uR[j]
+    b = 0.0
+    for i in range(k):
+        b += (x[i] - 2.0 * a * uR[i]) * sv[i] * uL[i]
+    for i in range(out.shape[0]):
+        zi = (x[i] - 2.0 * a * uR[i]) * sv[i] if i < k else 0.0
+        if subtract:
+            out[i] = out[i] - (zi - 2.0 * b * uL[i])
+        else:
+            out[i] = zi - 2.0 * b * uL[i]
+
+
+@njit(**JIT)
+def _qh_grad_y_f(P, x, y, out):
+    """F (y - y_ref)."""
+    _hh_sym(P.u_F, P.eig_F, y, P.y_ref, True, out)
+
+
+@njit(**JIT)
+def _qh_grad_x_g(P, x, y, out):
+    """-Kᵀ y."""
+    _hh_rect(P.u_R, P.sv_K, P.u_L, y, out, False)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+@njit(**JIT)
+def _qh_grad_y_g(P, x, y, out):
+    """H y - K x - h."""
+    _hh_sym(P.u_H, P.eig_H, y, y, False, out)
+    _hh_rect(P.u_L, P.sv_K, P.u_R, x, out, True)
+    h = P.h
+    for i in range(out.shape[0]):
+        out[i] = out[i] - h[i]
+
+
+@njit(**JIT)
+def _qh_hvp(P, x, y, v, out):
+    _hh_sym(P.u_H, P.eig_H, v, v, False, out)
+
+
+@njit(**JIT)
+def _qh_jvp(P, x, y, v, out):
+    """-Kᵀ v."""
+    _hh_rect(P.u_R, P.sv_K, P.u_L, v, out, False)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+def _householder(problem) -> bool:
+    from refbilevel.problems.quadratic import HouseholderBasis
+
+    flags = {isinstance(b, HouseholderBasis)
+             for b in (problem.H.basis, problem.K.left, problem.K.right, problem.F.basis)}
+    if len(flags) != 1:  # the class builds all factors in one mode
+        raise ValueError("numba_problem: mixed dense/Householder factors are not supported")
+    return flags.pop()
+
+
+def _quad_common(problem) -> dict:
+    return {"rho": float(problem.rho), "eig_H": readonly(problem.H.eigenvalues),
+            "sv_K": readonly(problem.K.singular_values), "eig_F": readonly(problem.F.eigenvalues),
+            "h": readonly(problem.h), "y_ref": readonly(problem.y_ref), "r": readonly(problem.r)}
+
+
+def _build_quadratic_dense(problem) -> QuadraticDenseRecord:
+    return QuadraticDenseRecord(**_quad_common(problem), Q_H=readonly(problem.H.basis.Q),
+                                Q_L=readonly(problem.K.left.Q), Q_R=readonly(problem.K.right.Q),
+                                Q_F=readonly(problem.F.basis.Q))
+
+
+def _build_quadratic_householder(problem) -> QuadraticHouseholderRecord:
+    return QuadraticHouseholderRecord(
+        **_quad_common(problem), u_H=readonly(problem.H.basis.u), u_L=readonly(problem.K.left.u),
+        u_R=readonly(problem.K.right.u), u_F=readonly(problem.F.basis.u))
+
+
+# ============================================================================================
+# BO-REP's test problems P1 and P2 (docs/borep.rst §8; problems/relaxed_smooth.py)
+# ============================================================================================
+class RelaxedSmoothP1Record(NamedTuple):
+    """RelaxedSmoothP1: g = ½ yᵀH y − yᵀ(Cx + c), f = Σ cosh x + aᵀx + c_ψ Σ ψ(y) with
+    ψ the pseudo-Huber function (``pseudo_huber``) or sin."""
+
+    pseudo_huber: bool
+    c_psi: float
+    H: np.ndarray
+    C: np.ndarray
+    c: np.ndarray
+    a: np.ndarray
+
+
+class RelaxedSmoothP2Record(NamedTuple):
+    """RelaxedSmoothP2: g = ½ (y − Bx − b)ᵀH(y − Bx − b), f = ¼||x||⁴ + Σ log cosh(y − t)."""
+
+    H: np.ndarray
+    B: np.ndarray
+    b: np.ndarray
+    t: np.ndarray
+
+
+@njit(**_LEAF)
+def _vecmat(v, M, out):
+    """out = v @ M (Σ_j v_j M[j, i])."""
+    for i in range(M.shape[1]):
+        out[i] = 0.0
+    for j in range(M.shape[0]):
+        vj = v[j]
+        for i in range(M.shape[1]):
+            out[i] += vj * M[j, i]
+
+
+@njit(**JIT)
+def _p1_grad_x_f(P, x, y, out):
+    """sinh x + a."""
+    a = P.a
+    for i in range(x.shape[0]):
+        out[i] = np.sinh(x[i]) + a[i]
+
+
+@njit(**JIT)
+def _p1_grad_y_f(P, x, y, out):
+    """c_ψ y/sqrt(1+y²) (pseudo-Huber) or c_ψ cos y (sine)."""
+    c_psi = P.c_psi
+    if P.pseudo_huber:
+        for i in range(y.shape[0]):
+            out[i] = c_psi * (y[i] / np.sqrt(1.0 + y[i] * y[i]))
+    else:
+        for i in range(y.shape[0]):
+            out[i] = c_psi * np.cos(y[i])
+
+
+@njit(**JIT)
+def _p1_grad_y_g(P, x, y, out):
+    """y @ H − x @ Cᵀ − c."""
+    _vecmat(y, P.H, out)
+    C = P.C
+    c = P.c
+    for i in range(y.shape[0]):
+        acc = 0.0
+        for j in range(x.shape[0]):
+            acc += x[j] * C[i, j]
+        out[i] = out[i] - acc - c[i]
+
+
+@njit(**JIT)
+def _p1_grad_x_g(P, x, y, out):
+    """−y @ C."""
+    _vecmat(y, P.C, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
+
+
+@njit(**JIT)
+def _rs_hvp(P, x, y, v, out):
+    """v @ H."""
+    _vecmat(v, P.H, out)
+
+
+@njit(**JIT)
+def _p1_jvp(P, x, y, v, out):
+    """−v @ C."""
+    tmp = np.empty(v.shape[0])
+    for i in range(v.shape[0]):
+        tmp[i] = -v[i]
+    _vecmat(tmp, P.C, out)
+
+
+@njit(**JIT)
+def _p2_grad_x_f(P, x, y, out):
+    """||x||² x."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    for i in range(x.shape[0]):
+        out[i] = s * x[i]
+
+
+@njit(**JIT)
+def _p2_grad_y_f(P, x, y, out):
+    """tanh(y − t)."""
+    t = P.t
+    for i in range(y.shape[0]):
+        out[i] = np.tanh(y[i] - t[i])
+
+
+@njit(**JIT)
+def _p2_grad_y_g(P, x, y, out):
+    """(y − Bx − b) @ H."""
+    B = P.B
+    b = P.b
+    tmp = np.empty(y.shape[0])
+    for i in range(y.shape[0]):
+        acc = 0.0
+        for j in range(x.shape[0]):
+            acc += x[j] * B[i, j]
+        tmp[i] = y[i] - acc - b[i]
+    _vecmat(tmp, P.H, out)
+
+
+@njit(**JIT)
+def _p2_grad_x_g(P, x, y, out):
+    """−((y − Bx − b) @ H) @ B."""
+    tmp = np.empty(y.shape[0])
+    _p2_grad_y_g(P, x, y, tmp)
+    for i in range(tmp.shape[0]):
+        tmp[i] = -tmp[i]
+    _vecmat(tmp, P.B, out)
+
+
+@njit(**JIT)
+def _p2_jvp(P, x, y, v, out):
+    """−(v @ H) @ B."""
+    tmp = np.empty(v.shape[0])
+    _vecmat(v, P.H, tmp)
+    for i in range(tmp.shape[0]):
+        tmp[i] = -tmp[i]
+    _vecmat(tmp, P.B, out)
+
+
+def _build_p1(problem) -> RelaxedSmoothP1Record:
+    return RelaxedSmoothP1Record(pseudo_huber=problem.variant == "pseudo-huber",
+                                 c_psi=float(problem.c_psi), H=readonly(problem.H),
+                                 C=readonly(problem.C), c=readonly(problem.c),
+                                 a=readonly(problem.a))
+
+
+def _build_p2(problem) -> RelaxedSmoothP2Record:
+    return RelaxedSmoothP2Record(H=readonly(problem.H), B=readonly(problem.B),
+                                 b=readonly(problem.b), t=readonly(problem.t))
+
+
+# ============================================================================================
+# The one registration list
+# ============================================================================================
+def _library_families() -> tuple[NumbaFamily, ...]:
+    from refbilevel.problems.quadratic import StronglyConvexQuadratic
+    from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
+    from refbilevel.problems.unibio_example3 import UniBiOExample3
+    from refbilevel.problems.uniformly_convex import (
+        NonSeparableUniformlyConvex,
+        SeparableUniformlyConvex,
+    )
+
+    sin_level = {"grad_x_g": _sin_grad_x_g, "grad_y_g": _sin_grad_y_g, "hvp": _sin_hvp,
+                 "jvp": _sin_jvp, "gen_hvp": _identity_gen_hvp, "gen_hvp_T": _identity_gen_hvp}
+    return (
+        NumbaFamily("unibio-example3", UniBiOExample3, Example3Record, _build_example3,
+                    {**sin_level, "grad_x_f": _zero_x, "grad_y_f": _ex3_grad_y_f,
+                     "f_u": _ex3_f_u}),
+        NumbaFamily("separable-uniformly-convex", SeparableUniformlyConvex, SeparableRecord,
+                    _build_separable,
+                    {**sin_level, "grad_x_f": _zero_x, "grad_y_f": _c_grad_y_f, "f_u": _c_f_u}),
+        NumbaFamily("nonseparable-uniformly-convex", NonSeparableUniformlyConvex,
+                    NonSeparableRecord, _build_nonseparable,
+                    {"grad_x_f": _ns_grad_x_f, "grad_y_f": _c_grad_y_f, "grad_x_g": _ns_grad_x_g,
+                     "grad_y_g": _ns_grad_y_g, "hvp": _ns_hvp, "jvp": _ns_jvp,
+                     "f_u": _c_f_u, "gen_hvp": _ns_gen_hvp, "gen_hvp_T": _ns_gen_hvp_T}),
+        NumbaFamily("quadratic-dense", StronglyConvexQuadratic, QuadraticDenseRecord,
+                    _build_quadratic_dense,
+                    {"grad_x_f": _quad_grad_x_f, "grad_y_f": _qd_grad_y_f,
+                     "grad_x_g": _qd_grad_x_g, "grad_y_g": _qd_grad_y_g, "hvp": _qd_hvp,
+                     "jvp": _qd_jvp, "f_u": _qd_grad_y_f, "gen_hvp": _qd_hvp,
+                     "gen_hvp_T": _qd_hvp},
+                    applies=lambda problem: not _householder(problem)),
+        NumbaFamily("quadratic-householder", StronglyConvexQuadratic, QuadraticHouseholderRecord,
+                    _build_quadratic_householder,
+                    {"grad_x_f": _quad_grad_x_f, "grad_y_f": _qh_grad_y_f,
+                     "grad_x_g": _qh_grad_x_g, "grad_y_g": _qh_grad_y_g, "hvp": _qh_hvp,
+                     "jvp": _qh_jvp, "f_u": _qh_grad_y_f, "gen_hvp": _qh_hvp,
+                     "gen_hvp_T": _qh_hvp},
+                    applies=_householder),
+        NumbaFamily("relaxed-smooth-p1", RelaxedSmoothP1, RelaxedSmoothP1Record, _build_p1,
+                    {"grad_x_f": _p1_grad_x_f, "grad_y_f": _p1_grad_y_f,
+                     "grad_x_g": _p1_grad_x_g, "grad_y_g": _p1_grad_y_g, "hvp": _rs_hvp,
+                     "jvp": _p1_jvp}),
+        NumbaFamily("relaxed-smooth-p2", RelaxedSmoothP2, RelaxedSmoothP2Record, _build_p2,
+                    {"grad_x_f": _p2_grad_x_f, "grad_y_f": _p2_grad_y_f,
+                     "grad_x_g": _p2_grad_x_g, "grad_y_g": _p2_grad_y_g, "hvp": _rs_hvp,
+                     "jvp": _p2_jvp}),
+    )
+
+
+#: every library family, registered (in this order) on the first lookup
+LIBRARY_FAMILIES: tuple[NumbaFamily, ...] = _library_families()
