@@ -22,6 +22,7 @@ _REGISTRY = {
     "uniformly-convex-sharp-holder":
         "refbilevel.problems.uniformly_convex:SharpHolderUniformlyConvex",
     "lp-hypercleaning": "refbilevel.problems.hypercleaning:LpHyperCleaning",
+    "logistic-cleaning": "refbilevel.problems.logistic_cleaning:LogisticCleaning",
     "quadratic": "refbilevel.problems.quadratic:StronglyConvexQuadratic",
     "finite-sum-quadratic": "refbilevel.problems.finite_sum_quadratic:FiniteSumQuadratic",
     "borep-p1": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP1",
