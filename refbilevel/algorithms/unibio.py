@@ -187,7 +187,8 @@ def _default_params(problem, mode: str) -> dict:
     floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), the Neumann step
     α = 1/C and Q = ⌈(C/μ) ln 1e4⌉ terms (bias (1 − μ/C)^Q ≤ 1e-4, docs/unibio.rst §3.5;
     the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). "theory": the
-    Theorem 5.1 instantiation needs a target ε (:func:`refbilevel.algorithms.unibio_schedule.theory_params`), not supported here."""
+    Theorem 5.1 instantiation needs a target ε
+    (:func:`refbilevel.algorithms.unibio_schedule.theory_params`): its fields are options."""
     if mode == "theory":
         raise ValueError("unibio mode='theory' needs a target eps: build the params with "
                          "refbilevel.algorithms.unibio_schedule.theory_params "
