@@ -5,3 +5,7 @@ The data flow is problem → oracle → estimator → algorithm → trace → ch
 """
 
 __version__ = "0.1.0"
+
+from refbilevel.solver import solve  # noqa: E402  (the one entry point, docs/design.rst)
+
+__all__ = ["__version__", "solve"]

@@ -60,18 +60,72 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print(f"| {paper} | " + " | ".join(str(row[s]) for s in ledger.STATUSES) + " |")
     return 0
 
+def _problem_doc(name: str) -> str:
+    from refbilevel.problems import problem_class
+
+    try:
+        return (problem_class(name).__doc__ or "").strip().splitlines()[0]
+    except (ImportError, AttributeError, IndexError) as exc:
+        return f"(unavailable: {exc})"
+
+
+def _problem_parameters(name: str) -> dict:
+    """Constructor parameters and their defaults (JSON-able; repr where not)."""
+    import inspect
+    import json
+
+    from refbilevel.problems import problem_class
+
+    try:
+        sig = inspect.signature(problem_class(name))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    out = {}
+    for pname, p in sig.parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = None if p.default is p.empty else p.default
+        try:
+            json.dumps(default)
+        except TypeError:
+            default = repr(default)
+        out[pname] = {"default": default, "required": p.default is p.empty}
+    return out
+
+
+def list_json() -> dict:
+    """What ``refbilevel list --json`` prints (for scripts)."""
+    from refbilevel.backends import implementations
+    from refbilevel.problems import problem_names
+    from refbilevel.solver_record import solver_record
+
+    algs = implementations("algorithm")
+    return {
+        "problems": [{"name": n, "description": _problem_doc(n),
+                      "parameters": _problem_parameters(n)} for n in problem_names()],
+        "algorithms": [{"name": n, "backends": list(b),
+                        "assumptions": [a.text for a in solver_record(n).assumptions],
+                        "options": list(solver_record(n).options)}
+                       for n, b in algs.items()],
+        "estimators": [{"name": n, "backends": list(b)}
+                       for n, b in implementations("estimator").items()],
+        "checks": [{"id": cid, "claim": mod.CLAIM.claim, "source": mod.CLAIM.source}
+                   for cid, mod in runner.discover().items()],
+    }
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from refbilevel.backends import backend_status, implementations
-    from refbilevel.problems import problem_class, problem_names
+    from refbilevel.problems import problem_names
 
+    if args.json:
+        import json
+
+        print(json.dumps(list_json(), indent=1, default=str))
+        return 0
     print("problems:")
     for name in problem_names():
-        try:
-            doc = (problem_class(name).__doc__ or "").strip().splitlines()[0]
-        except (ImportError, AttributeError) as exc:
-            doc = f"(unavailable: {exc})"
-        print(f"  {name:32s} {doc}")
+        print(f"  {name:32s} {_problem_doc(name)}")
     for category in ("estimator", "algorithm"):
         print(f"{category}s:")
         impls = implementations(category)
@@ -132,6 +186,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(trace.summary())
     print(f"trace written to {out}")
     return 1 if trace.diverged.any() else 0
+
+
+def _cmd_matrix(args: argparse.Namespace) -> int:
+    from refbilevel.backends import backend_status
+    from refbilevel.matrix import format_matrix, run_matrix
+
+    try:
+        ok, reason = backend_status(args.backend)
+        if not ok:
+            raise ValueError(f"backend {args.backend!r} is unavailable: {reason}")
+        cells = run_matrix(args.backend, methods=args.methods or None,
+                           problems=args.problems or None, replicas=args.replicas,
+                           seed=args.seed,
+                           progress=lambda c: print(f"{c.method} x {c.problem}: {c.text()} "
+                                                    f"({c.seconds:.1f}s)", file=sys.stderr,
+                                                    flush=True))
+    except ValueError as exc:
+        print(f"refbilevel matrix: {exc}", file=sys.stderr)
+        return 2
+    print(f"||∇φ(x_T)||/||∇φ(x_0)|| (median over {args.replicas} replica(s)), noise 0, "
+          f"default parameters and T, backend {args.backend}; fails above 1e-2")
+    print(format_matrix(cells))
+    failed = [c for c in cells if c.failed]
+    if failed:
+        print(f"{len(failed)} failing cell(s): "
+              + ", ".join(f"{c.method} x {c.problem}" for c in failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _number_or_list(text: str | None) -> float | list[float] | None:
@@ -222,7 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "check-results)")
     p_claims.set_defaults(func=_cmd_claims)
     p_list = sub.add_parser("list", help="list problems, estimators, algorithms, backends, checks")
+    p_list.add_argument("--json", action="store_true",
+                        help="one JSON object: problems, algorithms, estimators, checks")
     p_list.set_defaults(func=_cmd_list)
+    p_mat = sub.add_parser("matrix", help="every (method, problem) pair on the default "
+                           "instances, deterministic, default parameters: ||∇φ|| ratio table")
+    p_mat.add_argument("--backend", default="numpy", help="numpy, numba or cupy")
+    p_mat.add_argument("--methods", nargs="*", default=[], help="default: all")
+    p_mat.add_argument("--problems", nargs="*", default=[], help="default: all")
+    p_mat.add_argument("--replicas", type=int, default=1)
+    p_mat.add_argument("--seed", type=int, default=0)
+    p_mat.set_defaults(func=_cmd_matrix)
     p_sweep = sub.add_parser("sweep", help="run a parameter grid; resumes where it stopped")
     p_sweep.add_argument("spec", type=Path,
                          help='JSON: {"cell": "module:function", "grid": {axis: [values]}}')

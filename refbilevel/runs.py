@@ -62,7 +62,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def build_problem(spec: RunSpec) -> tuple[Any, Any]:
     """(problem, default start or None) for the spec's problem name and parameters."""
-    from refbilevel.solve import resolve_problem
+    from refbilevel.solver import resolve_problem
 
     problem = resolve_problem(spec.problem, spec.problem_params)
     return problem, getattr(problem, "x0", None)
@@ -71,7 +71,7 @@ def build_problem(spec: RunSpec) -> tuple[Any, Any]:
 def execute(spec: RunSpec, backend: str = "numpy") -> Any:
     """Run ``spec`` on ``backend`` through :func:`refbilevel.solve`; returns its
     :class:`~refbilevel.algorithms.trace.Trace`."""
-    from refbilevel.solve import solve
+    from refbilevel.solver import solve
 
     oracle = {k: v for k, v in (("noise", spec.noise), ("batch", spec.batch)) if v is not None}
     return solve(spec.problem, spec.algorithm, backend=backend, T=spec.T, seed=spec.seed,

@@ -51,6 +51,11 @@ class Assumption:
     text: str
     holds: Callable[[Any], bool]
 
+    @property
+    def short(self) -> str:
+        """The text without its parenthesized detail (the matrix's cells)."""
+        return self.text.split(" (")[0]
+
 
 @dataclass(frozen=True)
 class SolverInputs:
@@ -80,7 +85,8 @@ class SolverRecord:
     y0, options)`` fills the parameters that need a constant the problem has no global
     value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
     ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
-    where they are a schedule (docs section in ``reference``)."""
+    where they are a schedule (docs section in ``reference``). ``step_options`` name the
+    options that are step sizes (X5's control multiplies them)."""
 
     name: str
     reference: str
@@ -90,10 +96,11 @@ class SolverRecord:
     default_T: Callable[[Any, str, Mapping[str, Any]], int]
     invoke: Callable[[Callable[..., Any], SolverInputs], Any]
     counts: Mapping[str, Any] | None = None
+    step_options: tuple[str, ...] = ()
     as_problem: Callable[[Any], Any] | None = None
     localize: Callable[[Any, np.ndarray, np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
 
-    def refusal(self, problem: Any) -> str | None:
+    def refusal(self, problem: Any) -> Assumption | None:
         """The first assumption the problem does not satisfy, or None."""
         for a in self.assumptions:
             try:
@@ -101,7 +108,7 @@ class SolverRecord:
             except (AttributeError, KeyError, TypeError, ValueError):
                 ok = False
             if not ok:
-                return a.text
+                return a
         return None
 
     def check(self, problem: Any) -> None:
@@ -109,7 +116,7 @@ class SolverRecord:
         why = self.refusal(problem)
         if why is not None:
             raise AssumptionError(f"{self.name} refuses {type(problem).__name__}: its "
-                                  f"theory needs {why} ({self.reference})")
+                                  f"theory needs {why.text} ({self.reference})")
 
 
 _SOLVERS: dict[str, SolverRecord] = {}

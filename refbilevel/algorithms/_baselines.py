@@ -60,7 +60,8 @@ def exponent(name: str, value) -> float:
 
 def exponent_pair(exponents) -> tuple[float, float]:
     """The (inner, outer) step-size decay exponents of a tuned schedule, each >= 0."""
-    if len(exponents) != 2:
+    if isinstance(exponents, (str, bytes)) or not hasattr(exponents, "__len__") \
+            or len(exponents) != 2:
         raise ValueError(f"exponents must be a pair (e_inner, e_outer), got {exponents!r}")
     return exponent("exponents[0]", exponents[0]), exponent("exponents[1]", exponents[1])
 
@@ -308,7 +309,7 @@ PAPER_T = 1000
 
 
 def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
-                    assumptions_extra=()):
+                    assumptions_extra=(), step_options=("step_size",)):
     """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
     gives the "default" options from the problem's
     :class:`~refbilevel.solver_record.StepConstants` ``sc``, ``horizon_of(sc, options)`` its
@@ -341,12 +342,15 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
                                     LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW)
         + tuple(assumptions_extra),
         options=baseline_options(run), defaults=defaults, default_T=default_T,
-        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name)))
+        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name), step_options=step_options))
 
 
 def single_loop_outer_step(sc) -> float:
-    """γ = ρ μ / L_φ with ρ = 1/L_y: the outer step of a single-loop method (one inner step
-    per outer step). The inner iterates (y, z) contract by 1 − ρμ per step while x moves by
-    γ||d||; the two-timescale condition of SOBA/TTSA/MA-SOBA (docs/baselines.rst §3, §4, §6:
-    γ = o(ρ), γ/ρ small against μ/L_φ) holds with the ratio γ/ρ = μ/L_φ ≤ 1/κ_φ."""
-    return sc.mu / (sc.L_y * sc.L_phi)
+    """γ = min(ρ μ/L_φ, 1/(4 L_φ)) with ρ = 1/L_y: the outer step of a single-loop method
+    (one inner step per outer step). The inner iterates (y, z) contract by 1 − ρμ per step
+    while x moves by γ||d||; the two-timescale condition of SOBA/TTSA/MA-SOBA
+    (docs/baselines.rst §3, §4, §6: γ = o(ρ), small against ρμ/L_φ) holds with the ratio
+    γ/ρ ≤ μ/L_φ, and γ ≤ 1/(4 L_φ) keeps the x-step a quarter of gradient descent's 1/L_φ
+    where κ is small (there ρμ/L_φ alone is close to 1/L_φ, and the lag of the inner
+    iterates — or MA-SOBA's averaged direction — makes 1/L_φ unstable)."""
+    return min(sc.mu / (sc.L_y * sc.L_phi), 0.25 / sc.L_phi)

@@ -743,7 +743,7 @@ def _register() -> None:
         options=("eps", "theory", "z0", "params")
         + tuple(f.name for f in fields(BOREPParams) if f.name != "T"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
-        localize=_localize))
+        localize=_localize, step_options=("gamma", "nu")))
 
 
 _register()

@@ -395,7 +395,8 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
     ⌈log(s+1)/log(1/q)⌉, J = 1, η ≡ 1; Theorem 17': exact maps give exact hypergradients in
     the limit) with α = 1/L_f (Corollary 13'); "paper" and "theory": the "finite" schedule of
     Theorem S (t = k = J = T, η_i = 3/(3+i)), α = 1/L_f."""
-    return {"schedule": "deterministic" if mode == "default" else "finite"}
+    alpha = 1.0 / float(problem.constants.extra["L_f"])
+    return {"schedule": "deterministic" if mode == "default" else "finite", "alpha": alpha}
 
 
 def _default_T(problem, mode, options) -> int:
@@ -446,7 +447,7 @@ def _register() -> None:
             _linear_lower_level),),
         options=("alpha", "schedule", "steps", "constraint", "w0"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
-        as_problem=_as_contraction))
+        as_problem=_as_contraction, step_options=("alpha",)))
 
 
 _register()

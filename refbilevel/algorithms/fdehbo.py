@@ -379,7 +379,7 @@ def default_schedule(problem) -> StormSchedule:
     momentum weights η_t = c_η α_t² ≤ 1. The y and v recursions contract by 1 − μ β_t and
     need β_t, λ_t ≤ 1/L_y; x is the slow time scale, α_t ≤ β_t μ/L_φ (the single-loop ratio
     of :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`). So: w = γ^{-3}
-    with γ = μ/(L_y L_φ) (α_0 = γ), c_β = c_λ = 1/(L_y γ) (β_0 = λ_0 = 1/L_y) and
+    with γ = min(μ/(L_y L_φ), 1/(4 L_φ)) (α_0 = γ), c_β = c_λ = 1/(L_y γ) (β_0 = λ_0 = 1/L_y) and
     c_η = 1/γ² (η_0 = 1, the admissibility bound w ≥ c_η^{3/2} with equality; η_t then
     decays like (α_t/α_0)²). Over the default horizon t ≪ w, so the steps stay within a
     few per cent of their start. Constants: μ, L_y, L_φ global."""
@@ -436,7 +436,8 @@ def storm_record(name: str, run, reference: str):
         name=name, reference=reference,
         assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
                      LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW),
-        options=options, defaults=defaults, default_T=default_T, invoke=invoke))
+        options=options, defaults=defaults, default_T=default_T, invoke=invoke,
+        step_options=("c_beta", "c_lambda")))
 
 
 SOLVER = storm_record("fdehbo", fdehbo, "docs/fdehbo.rst §3")

@@ -110,7 +110,7 @@ def run_ma_soba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: float = 
 # ---- solver record ------------------------------------------------------------------------------
 def _default_options(sc):
     """MA-SOBA "default" (docs/baselines.rst §6): the paper's constant steps with β = γ_z = 1/L_y
-    for y and z, α = ρ μ/L_φ for x (SOBA's two-timescale ratio,
+    for y and z, α = min(ρ μ/L_φ, 1/(4 L_φ)) for x (SOBA's two-timescale ratio,
     :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`) and θ = 1 (the
     largest admissible averaging weight: x then moves along the previous direction; a small θ
     adds a lag that the fixed α does not tolerate on stiff problems). Constants global."""
@@ -126,4 +126,4 @@ def _horizon(sc, options):
 
 
 SOLVER = B.baseline_record("ma_soba", run_ma_soba, "docs/baselines.rst §6", _default_options,
-                           _horizon)
+                           _horizon, step_options=("step_y", "step_z", "step_x"))

@@ -157,7 +157,7 @@ def _fill(oracle, x, y, z, R, inner, outer):
 # ---- solver record ------------------------------------------------------------------------------
 def _default_options(sc):
     """SABA "default" (docs/baselines.rst §5): the paper's constant steps ρ, γ with the values of
-    SOBA's default (ρ = 1/L_y, γ = ρ μ/L_φ; the SAGA directions are unbiased, so the
+    SOBA's default (ρ = 1/L_y, γ = min(ρμ/L_φ, 1/(4L_φ)); the SAGA directions are unbiased, so the
     single-loop two-timescale condition is SOBA's); ``init_memory="full"`` so that no early
     direction is biased by zero memory. Constants: μ, L_y, L_φ of the finite-sum problem
     (global)."""

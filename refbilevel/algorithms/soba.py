@@ -108,9 +108,9 @@ def _default_options(sc):
     """SOBA "default" (docs/baselines.rst §4): the paper's steps ρ_t, γ_t taken constant (the
     deterministic limit of ρ̄ t^{-1/2}: with noise the constant steps reach a noise floor
     instead of the O(log T/√T) rate), ρ = 1/L_y (the inner recursions for y and z contract
-    by 1 − μ/L_y) and γ = ρ μ/L_φ (:func:`~refbilevel.algorithms._baselines.
+    by 1 − μ/L_y) and γ = min(ρμ/L_φ, 1/(4L_φ)) (:func:`~refbilevel.algorithms._baselines.
     single_loop_outer_step`); in the benchmark's parametrization step_size = ρ,
-    outer_ratio = ρ/γ = L_φ/μ, exponents (0, 0). Constants: μ, L_y, L_φ of the problem
+    outer_ratio = ρ/γ, exponents (0, 0). Constants: μ, L_y, L_φ of the problem
     (global; :class:`~refbilevel.solver_record.StepConstants`)."""
     gamma = B.single_loop_outer_step(sc)
     return {"step_size": 1.0 / sc.L_y, "outer_ratio": 1.0 / (sc.L_y * gamma),

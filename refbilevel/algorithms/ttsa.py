@@ -100,7 +100,8 @@ def run_ttsa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
 # ---- solver record ------------------------------------------------------------------------------
 def _default_options(sc):
     """TTSA "default" (docs/baselines.rst §3): constant two-timescale steps β = 1/L_y (inner),
-    α = β μ/L_φ (outer; :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`),
+    α = min(βμ/L_φ, 1/(4L_φ)) (outer;
+    :func:`~refbilevel.algorithms._baselines.single_loop_outer_step`),
     HIA length N = ⌈κ ln 10⌉ (bias (1 − 1/κ)^N ≤ 0.1). With exact oracles the randomized
     Neumann estimate still has a variance, which the constant steps leave as a floor."""
     gamma = B.single_loop_outer_step(sc)

@@ -75,6 +75,16 @@ class UniBiOParams:
         require_choice("average", self.average, ("pre", "post"))
         require_choice("restart", self.restart, ("warm", "random"))
         require_range("norm_eps", self.norm_eps, low=0.0)
+        if self.alpha is not None:
+            require_range("alpha", self.alpha, low=0.0, low_inclusive=False)
+        # the Epoch-SGD ranges of epoch_schedule, checked here so that the warm-start *_0
+        # fields name themselves (epoch_schedule only sees the value, named T_1, D_1, ...)
+        for name in ("T_1", "T_1_0"):
+            if getattr(self, name) is not None:
+                require_range(name, getattr(self, name), low=1.0)
+        for name in ("D_1", "gamma_1", "D_1_0", "gamma_1_0"):
+            if getattr(self, name) is not None:
+                require_range(name, getattr(self, name), low=0.0, low_inclusive=False)
         return self
 
     def epochs(self, warm: bool, p: float):
@@ -174,9 +184,11 @@ def _default_params(problem, mode: str) -> dict:
     "default": the same Section 6 loop with the UL step from the problem's constants: the
     normalized step moves x by exactly η, so the last iterate settles within O(η) of a
     stationary point and ||∇φ|| there is O(L_φ η/(1 − β)); η = (1 − β)/(30 L_φ) keeps that
-    floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), and the Neumann step
-    α = 1/C (docs/unibio.rst §3.5). "theory": the Theorem 5.1 instantiation needs a target
-    ε (:func:`refbilevel.algorithms.unibio_schedule.theory_params`), not supported here."""
+    floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), the Neumann step
+    α = 1/C and Q = ⌈(C/μ) ln 1e4⌉ terms (bias (1 − μ/C)^Q ≤ 1e-4, docs/unibio.rst §3.5;
+    the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). "theory": the
+    Theorem 5.1 instantiation needs a target ε
+    (:func:`refbilevel.algorithms.unibio_schedule.theory_params`): its fields are options."""
     if mode == "theory":
         raise ValueError("unibio mode='theory' needs a target eps: build the params with "
                          "refbilevel.algorithms.unibio_schedule.theory_params "
@@ -188,6 +200,10 @@ def _default_params(problem, mode: str) -> dict:
 
         L_phi = StepConstants.hypergradient_lipschitz(problem)
         base["eta"] = min(base["eta"], (1.0 - base["beta"]) / (30.0 * L_phi))
+        c = problem.constants
+        # Neumann terms: the series with step 1/C converges like (1 − mu/C)^Q (§3.5);
+        # Q = ⌈(C/mu) ln 1e4⌉ makes that bias 1e-4 of ||H^{-T} f_u||
+        base["Q"] = int(math.ceil(float(c.C) / float(c.mu) * math.log(1e4)))
     return base
 
 
@@ -227,7 +243,8 @@ def _solver_record():
                        lambda P: P.constants.L_phi2 is not None),
         ),
         options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
-        defaults=_default_params, default_T=_default_T, invoke=_invoke)
+        defaults=_default_params, default_T=_default_T, invoke=_invoke,
+        step_options=("eta",))
 
 
 def _register() -> None:
