@@ -60,6 +60,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print(f"| {paper} | " + " | ".join(str(row[s]) for s in ledger.STATUSES) + " |")
     return 0
 
+
 def _problem_doc(name: str) -> str:
     from refbilevel.problems import problem_class
 
