@@ -25,6 +25,7 @@ import importlib
 import itertools
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -157,30 +158,52 @@ def resolve_cell_function(spec: str) -> Callable[[dict], dict]:
     return fn
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(sweep_pid: int) -> None:
     """Process-pool initializer: end this worker when the sweep process ends, even by SIGKILL
     (which runs no cleanup). Otherwise the workers outlive it, computing cells nobody will
     write; the next run recomputes those cells anyway, since only written cells count.
 
-    Linux: prctl(PR_SET_PDEATHSIG, SIGKILL), delivered by the kernel when the parent dies.
-    Elsewhere: a daemon thread that polls the parent pid once a second.
+    A worker whose parent is the sweep process (start methods fork and spawn), on Linux:
+    prctl(PR_SET_PDEATHSIG, SIGKILL), the kernel kills it when the sweep dies. Otherwise
+    (forkserver, Python 3.14's default on Linux, where the parent is the forkserver, which
+    itself lives as long as any worker does; or another OS): a daemon thread that waits for
+    the sweep process to end and then ends the worker.
     """
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and os.getppid() == sweep_pid:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            if not _pid_exists(sweep_pid):  # it died before prctl took effect
                 os._exit(1)
             return
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    threading.Thread(target=_exit_when_gone, args=(sweep_pid,), name="die-with-sweep",
+                     daemon=True).start()
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_when_gone(pid: int) -> None:
+    """Block until process ``pid`` has ended, then end this process."""
+    try:
+        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has exited
+    except (AttributeError, OSError):  # no pidfd here, or the process is already gone
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while _pid_exists(pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _require_importable_on_cluster(client: Any, fn: Callable[[dict], dict]) -> None:

@@ -40,12 +40,16 @@ def test_results_are_tidy_and_a_rerun_computes_nothing(tmp_path):
     assert rows2 == rows and out.stat().st_mtime_ns == mtime  # nothing recomputed or written
 
 
-def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(tmp_path):
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])  # 3.11's and 3.14's default
+def test_killed_sweep_resumes_without_losing_or_recomputing_finished_cells(tmp_path,
+                                                                           start_method):
     markers = tmp_path / "markers"
     markers.mkdir()
     out = tmp_path / "res.jsonl"
     cells = grid(p=[2, 4, 6, 8], seed=[0, 1, 2], sleep=[0.25], marker_dir=[str(markers)])
     script = textwrap.dedent(f"""
+        import multiprocessing
+        multiprocessing.set_start_method({start_method!r})
         from refbilevel.sweeps import grid, run_sweep
         from tests.sweep_cells import holder_ratio_cell
         cells = {cells!r}
