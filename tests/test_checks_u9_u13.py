@@ -118,3 +118,14 @@ def test_u10_exact_lemmas_and_controls():
         assert r["ok"] and r["control_exponent_1_over_p_violated"], r
     e = u10.lemma_c6(np.random.default_rng(0), R=10)
     assert e["ok"] and e["control_gamma_over_4_violations"] > 0
+
+
+def test_u10_example3_constants_sums_and_martingale_tail():
+    from theory_checks import u10_lower_level_tracking as u10
+
+    r = u10.example3_constants(4, np.random.default_rng(0))
+    assert r["ok"] and r["controls_violated"], r
+    g = u10.uc_sum(6, np.random.default_rng(1))
+    assert g["ok"] and g["control_2mu_plus_0.1_violated"]
+    for row in u10.lemma_c7(np.random.default_rng(2), 4000):
+        assert row["ok"] and row["control_violated"], row
