@@ -146,7 +146,8 @@ def unibio_iterates(problem, I: int, R: int, rng) -> dict:
     tr = run_unibio(GaussianOracle(problem, noise, rng), np.full((R, 1), 0.003),
                     np.zeros((R, 1)), prm, record_every=1)
     steps = np.linalg.norm(np.diff(tr.x, axis=0), axis=-1)
-    return {"worst": tr.y_error.max(axis=0),
+    # y_t is defined for t < T (the trace also records x_T, with no lower-level step there)
+    return {"worst": tr.y_error[tr.iterations < T_STEPS].max(axis=0),
             "max_step_rel_error": float(np.abs(steps / ETA - 1).max()),
             "crossed_zero": int(np.sum((tr.x[0, :, 0] > 0) & (tr.x[:, :, 0].min(axis=0) < 0)))}
 

@@ -77,6 +77,7 @@ CLAIM = ClaimInfo(
 )
 
 ROUNDING = 1e-9
+TINY = 1e-290  # below it a bound (and the bias with it) is lost to float64 underflow
 RESOLVE = 1e-6  # witness Q only where b_Q >= RESOLVE b_0 (library floor ~1e-16 b_0)
 ABS_ROUNDING = 1e-13  # × b_0, the library's absolute floor allowance (as U6)
 CONTROL_FACTOR = 0.9
@@ -139,13 +140,18 @@ def probe_point(P, x, y, Q_max: int):
     own = np.linalg.norm(JM @ P.c, axis=-1)
     Qs = np.arange(Q_max + 1)
     b = bounds(Qs, mu=mu, C=C, d=P.d_y, kappa_D=kappa_D, scale=l_g1 * C_f)
-    ratios = {k: worst / v for k, v in b.items()}
+    # where a bound underflows float64 (rate^Q < 1e-290 at Q up to 200) the bias does too: those
+    # Q carry no information and are left out (ratio 0), and counted
+    ratios = {k: np.where(v > TINY, worst / np.where(v > TINY, v, 1.0), 0.0)
+              for k, v in b.items()}
+    underflow = int(np.sum(b["reconstructed"] <= TINY))
     # the witness Q: the largest reconstructed ratio where the bound is >= RESOLVE b_0, so
     # that the library's "expectation - target" (absolute floor ~1e-16 b_0) resolves it
     resolvable = b["reconstructed"] >= RESOLVE * b["reconstructed"][0]
     q_star = int(np.argmax(np.where(resolvable, ratios["reconstructed"], -np.inf)))
     _, _, vt = np.linalg.svd(JM[q_star])
     return {"mu": mu, "C": C, "kappa_D": kappa_D, "structure_rel": structure, "l_g1": l_g1,
+            "underflow_Q": underflow,
             "C_f": C_f,
             "max_imag_eig": float(np.abs(eig.imag).max()), "own": own, "worst": worst,
             "bounds": b, "ratios": ratios, "q_star": q_star,

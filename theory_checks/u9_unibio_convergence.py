@@ -144,17 +144,21 @@ def run(problem, prm: UniBiOParams, noise: NoiseConfig, x0: np.ndarray, y0: np.n
     """One batched run; returns (A per replica, Lemma C.11 terms per replica, trace)."""
     oracle = RecordingOracle(GaussianOracle(problem, noise, rng))
     tr = run_unibio(oracle, x0, y0, prm, record_every=1)
-    assert tr.iterations.size == prm.T and len(oracle.gx) == prm.T
+    # the trace records x_0..x_{T-1} and, since the solve() refactor, x_T as well
+    keep = tr.iterations < prm.T
+    assert keep.sum() == prm.T and len(oracle.gx) == prm.T
     g_hat = np.array(oracle.gx) - np.array(oracle.jvp)  # (T, R, d)
     m = np.empty_like(g_hat)
     prev = np.zeros_like(g_hat[0])
     for t in range(prm.T):  # the recursion of run_unibio (m_{-1} = 0)
         prev = m[t] = prm.beta * prev + (1.0 - prm.beta) * g_hat[t]
-    X = tr.x  # (T, R, d): x_0..x_{T-1}
+    X = tr.x[keep]  # (T, R, d): x_0..x_{T-1}
     grad = problem.grad_phi(X)
     step = -prm.eta * m[-1] / np.linalg.norm(m[-1], axis=-1, keepdims=True)
     x_T = X[-1] + step
-    A = tr.grad_phi_norm.mean(axis=0)
+    if tr.iterations.size > prm.T:  # the recorded x_T must be the rebuilt one
+        assert np.allclose(tr.x[tr.iterations == prm.T][0], x_T, rtol=1e-12, atol=1e-15)
+    A = tr.grad_phi_norm[keep].mean(axis=0)
     c, p = problem.constants, problem.p
     terms = {
         "travel": (problem.phi(X[0]) - problem.phi(x_T)) / (prm.eta * prm.T),
@@ -205,7 +209,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                      "eta": prm.eta, "one_minus_beta": 1 - prm.beta, "I": prm.I, "K": prm.K,
                      "K_0": prm.K_0, "Q": prm.Q, "A": A, "E_A_upper_999": upper,
                      "interval": ci, "diverged": int(tr.diverged.sum()),
-                     "ll_error_mean": float(tr.y_error.mean()),
+                     "ll_error_mean": float(tr.y_error[tr.iterations < prm.T].mean()),
                      "lemma_c11_terms_mean": {k: float(v.mean()) for k, v in terms.items()},
                      "lemma_c11_holds_on_paths": int(c11.sum()), "paths": int(c11.size),
                      "ok": bool(upper <= eps and tr.diverged.sum() == 0)})
