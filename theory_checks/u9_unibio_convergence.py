@@ -22,7 +22,12 @@ upper level reads y through f_u = clip(y), so the lower level's accuracy enters 
 estimate), p = 3 (quick: ε in {0.4, 0.3}; full: ε in {0.4, 0.3, 0.2} and p = 3.5 at
 ε in {0.4, 0.3}). x_0 = 0.5·1 (||∇φ(x_0)|| = 1.05), y_0 = 0, oracle noise σ = 0.1 on every
 oracle, R = 8 independent replicas per rung (NumPy reference; no Numba kernel for this
-problem class).
+problem class). Second family: :class:`NonSeparableUniformlyConvex` (d = 3, p = 3, seed 0;
+quick: ε = 0.4, full: 0.4, 0.3) from x_0 = 2·1 (||∇φ(x_0)|| = 0.98), with H = I + A D(y)^{-1}
+not symmetric, so the H^{-T} Neumann estimate is exercised; its H is unbounded near the axes
+(no C: outside Assumption 3.2(vi)), so the Neumann step and length are part of its frozen
+constants (alpha = 0.2, Q = 8), and it states no L_φ1, L_φ2, so Lemma C.11 is not evaluated
+there.
 
 Pass rule per rung: the path average A = (1/T) Σ_{t<T} ||∇φ(x_t)|| (exact ∇φ at every iterate)
 has a one-sided 99.9% Student-t upper bound of E[A] <= ε (statistical, false-positive rate
@@ -52,7 +57,9 @@ right, the Lemma C.11 terms per rung (stacked) against the measured A.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +67,10 @@ from refbilevel.algorithms.unibio import UniBiOParams, run_unibio
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import LEVEL, mean_ci, t_quantile
 from refbilevel.oracles import GaussianOracle, NoiseConfig
-from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+from refbilevel.problems.uniformly_convex import (
+    NonSeparableUniformlyConvex,
+    SharpHolderUniformlyConvex,
+)
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
@@ -95,9 +105,30 @@ NOISE = NoiseConfig.uniform(0.1)
 D = 3
 X0 = 0.5
 R = 8
+
+
+@dataclass(frozen=True)
+class Family:
+    """A problem family of the ladder: its constructor at p, start x_0·1 and the
+    family-specific part of the frozen schedule (the Neumann step and length)."""
+
+    label: str
+    make: Callable[[float], Any]
+    x0: float
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+SHARP = Family("sharp-Holder d=3", lambda p: SharpHolderUniformlyConvex(d=D, p=p), X0)
+# H = I + A D(y)^{-1} is unbounded near the axes (no C): the Neumann step and length are
+# calibrated with the rest (alpha = 0.2, Q = 8 keep ||I - alpha H|| < 1 along the path's
+# ||H|| <= ~5; pilot at eps_0 = 0.4: A = 0.13 from ||grad phi(x_0)|| = 0.98)
+NONSEP = Family("non-separable d=3", lambda p: NonSeparableUniformlyConvex(d_y=D, d_x=D, p=p,
+                                                                          seed=0),
+                2.0, (("alpha", 0.2), ("Q", 8)))
 LADDER = {
-    "quick": [(3.0, (0.4, 0.3))],
-    "full": [(3.0, (0.4, 0.3, 0.2)), (3.5, (0.4, 0.3))],
+    "quick": [(SHARP, 3.0, (0.4, 0.3)), (NONSEP, 3.0, (0.4,))],
+    "full": [(SHARP, 3.0, (0.4, 0.3, 0.2)), (SHARP, 3.5, (0.4, 0.3)),
+             (NONSEP, 3.0, (0.4, 0.3))],
 }
 CONTROL_ETA = 2.0
 ROUNDING = 1e-9
@@ -163,13 +194,15 @@ def run(problem, prm: UniBiOParams, noise: NoiseConfig, x0: np.ndarray, y0: np.n
     terms = {
         "travel": (problem.phi(X[0]) - problem.phi(x_T)) / (prm.eta * prm.T),
         "momentum_error": 2.0 * np.linalg.norm(m - grad, axis=-1).mean(axis=0),
-        "step_floor": np.full(A.shape, (p - 1) / p * c.L_phi1 * prm.eta ** (1 / (p - 1))
-                              + c.L_phi2 / 2 * prm.eta),
     }
+    if c.L_phi1 is not None and c.L_phi2 is not None:  # Lemma C.11 needs eq. (8)'s constants
+        terms["step_floor"] = np.full(A.shape, (p - 1) / p * c.L_phi1 * prm.eta ** (1 / (p - 1))
+                                      + c.L_phi2 / 2 * prm.eta)
     return A, terms, tr
 
 
 def lemma_c11_holds(A, terms) -> np.ndarray:
+    """Lemma C.11 per path (only where the family states L_phi1, L_phi2: ``step_floor``)."""
     rhs = terms["travel"] + terms["momentum_error"] + terms["step_floor"]
     return A <= rhs * (1 + ROUNDING) + ROUNDING
 
@@ -196,35 +229,41 @@ def lemma_c11_control(seed) -> dict:
 
 
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
-    rungs = [(p, eps) for p, ladder in LADDER[mode] for eps in ladder]
+    rungs = [(fam, p, eps) for fam, p, ladder in LADDER[mode] for eps in ladder]
     rows, fig_rows = [], []
-    for p, eps in track(rungs, "U9 ladder", note=lambda r: f"p={r[0]:g} eps={r[1]:g}"):
-        problem = SharpHolderUniformlyConvex(d=D, p=p)
-        prm = shaped_params(p, eps)
-        A, terms, tr = run(problem, prm, NOISE, np.full((R, D), X0), np.zeros((R, D)),
-                           named_stream(seed, f"U9/p={p}/eps={eps}"))
+    for fam, p, eps in track(rungs, "U9 ladder",
+                             note=lambda r: f"{r[0].label} p={r[1]:g} eps={r[2]:g}"):
+        problem = fam.make(p)
+        prm = shaped_params(p, eps, **dict(fam.overrides))
+        A, terms, tr = run(problem, prm, NOISE, np.full((R, D), fam.x0), np.zeros((R, D)),
+                           named_stream(seed, f"U9/{fam.label}/p={p}/eps={eps}"))
         upper, ci = one_sided_upper(A)
-        c11 = lemma_c11_holds(A, terms)
-        rows.append({"problem": f"sharp-Holder d={D}", "p": p, "eps": eps, "T": prm.T,
-                     "eta": prm.eta, "one_minus_beta": 1 - prm.beta, "I": prm.I, "K": prm.K,
-                     "K_0": prm.K_0, "Q": prm.Q, "A": A, "E_A_upper_999": upper,
-                     "interval": ci, "diverged": int(tr.diverged.sum()),
+        applicable = "step_floor" in terms
+        c11 = lemma_c11_holds(A, terms) if applicable else np.ones(A.shape, bool)
+        rows.append({"problem": fam.label, "p": p, "eps": eps, "x0": fam.x0,
+                     "grad_phi_x0": float(np.linalg.norm(problem.grad_phi(np.full(D, fam.x0)))),
+                     "T": prm.T, "eta": prm.eta, "one_minus_beta": 1 - prm.beta, "I": prm.I,
+                     "K": prm.K, "K_0": prm.K_0, "Q": prm.Q, "alpha": prm.alpha, "A": A,
+                     "E_A_upper_999": upper, "interval": ci, "diverged": int(tr.diverged.sum()),
                      "ll_error_mean": float(tr.y_error[tr.iterations < prm.T].mean()),
                      "lemma_c11_terms_mean": {k: float(v.mean()) for k, v in terms.items()},
+                     "lemma_c11": "checked" if applicable else
+                     "not applicable (the family states no L_phi1, L_phi2)",
                      "lemma_c11_holds_on_paths": int(c11.sum()), "paths": int(c11.size),
                      "ok": bool(upper <= eps and tr.diverged.sum() == 0)})
-        fig_rows.append((p, eps, upper, terms, A))
+        fig_rows.append((f"{fam.label} p={p:g}", eps, upper, terms, A))
     # ladder control: eta fixed at CONTROL_ETA, the other parameters of the last rung, T
     # capped at the first rung's (the floor does not depend on T)
-    p_last, eps_last = rungs[-1]
-    problem = SharpHolderUniformlyConvex(d=D, p=p_last)
-    prm = shaped_params(p_last, eps_last, eta=CONTROL_ETA, T=shaped_params(*rungs[0]).T)
+    sharp = [(p, eps) for fam, p, eps in rungs if fam is SHARP]
+    p_last, eps_last = sharp[-1]
+    problem = SHARP.make(p_last)
+    prm = shaped_params(p_last, eps_last, eta=CONTROL_ETA, T=shaped_params(*sharp[0]).T)
     A_c, _, _ = run(problem, prm, NOISE, np.full((R, D), X0), np.zeros((R, D)),
                     named_stream(seed, "U9/ladder-control"))
     ci_c = mean_ci(A_c, what="replicas (control path averages)")
     lower_c = ci_c["mean"] - t_quantile(2 * LEVEL - 1, ci_c["n"] - 1) * ci_c["se"]
     floor = 0.5 * (CONTROL_ETA / (2 * np.sqrt(D))) ** (1 / (p_last - 1))
-    smallest = min(eps for _, eps in rungs)
+    smallest = min(eps for _, eps in sharp)
     ladder_control = {"eta": CONTROL_ETA, "p": p_last, "T": prm.T, "A": A_c,
                       "E_A_lower_999": lower_c, "floor_estimate": floor, "smallest_eps": smallest,
                       "rejected": bool(lower_c > smallest)}
@@ -249,8 +288,10 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                  "ladder": ladder_control, "lemma_c11": c11_control},
         notes=["constants calibrated once at eps_0 = 0.4 and frozen (module docstring); the "
                "DERIVED constants are out of reach at p > 2 (claim U8)",
-               "the non-separable and uniformly-convex-bump families are not run yet "
-               "(no Numba kernel for the sharp-Holder class; NumPy costs bound the ladder)"],
+               "the non-separable family has an unbounded H (no C, outside Assumption 3.2(vi)) "
+               "and no L_phi1, L_phi2: it is run for convergence, Lemma C.11 is not evaluated "
+               "there; the uniformly-convex-bump family (bounded non-symmetric H) is not in "
+               "this checkout yet"],
         figure_data={"rows": fig_rows, "control": ladder_control},
     )
 
@@ -258,10 +299,11 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
 def plot(m: Measurement, fig) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     ctrl = m.figure_data["control"]
-    for p in sorted({r[0] for r in m.figure_data["rows"]}):
-        rows = [r for r in m.figure_data["rows"] if r[0] == p]
-        eps = [r[1] for r in rows]
-        ax1.plot(eps, [r[2] for r in rows], "o-", label=f"p={p:g}: 99.9% upper bound of E[A]")
+    all_rows = m.figure_data["rows"]
+    for label in dict.fromkeys(r[0] for r in all_rows):
+        rows = [r for r in all_rows if r[0] == label]
+        ax1.plot([r[1] for r in rows], [r[2] for r in rows], "o-",
+                 label=f"{label}: 99.9% upper bound of E[A]")
     e = np.linspace(0.15, 0.45, 10)
     ax1.plot(e, e, "k--", lw=1, label="A = eps")
     ax1.axhline(ctrl["E_A_lower_999"], color="r", ls=":",
@@ -269,16 +311,15 @@ def plot(m: Measurement, fig) -> None:
     ax1.set_xlabel("eps")
     ax1.set_ylabel("(1/T) sum ||grad phi(x_t)||")
     ax1.legend(fontsize=6)
-    labels, bottom = [], None
-    rows = m.figure_data["rows"]
+    rows = [r for r in all_rows if "step_floor" in r[3]]  # where Lemma C.11 applies
     pos = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
     for name, color in (("travel", "C0"), ("momentum_error", "C1"), ("step_floor", "C2")):
         vals = np.array([r[3][name].mean() for r in rows])
         ax2.bar(pos, vals, bottom=bottom, color=color, label=name)
-        bottom = vals if bottom is None else bottom + vals
+        bottom = bottom + vals
     ax2.scatter(pos, [r[4].mean() for r in rows], color="k", zorder=3, label="measured A")
-    labels = [f"p={r[0]:g}\neps={r[1]:g}" for r in rows]
-    ax2.set_xticks(pos, labels, fontsize=6)
+    ax2.set_xticks(pos, [f"{r[0]}\neps={r[1]:g}" for r in rows], fontsize=6)
     ax2.set_title("Lemma C.11 right-hand side (mean over paths)", fontsize=8)
     ax2.legend(fontsize=6)
 
