@@ -129,3 +129,14 @@ def test_u10_example3_constants_sums_and_martingale_tail():
     assert g["ok"] and g["control_2mu_plus_0.1_violated"]
     for row in u10.lemma_c7(np.random.default_rng(2), 4000):
         assert row["ok"] and row["control_violated"], row
+
+
+def test_u9_nonseparable_family_runs_without_lemma_c11_constants():
+    from theory_checks import u9_unibio_convergence as u9
+
+    fam = u9.NONSEP
+    P = fam.make(3.0)
+    prm = u9.shaped_params(3.0, 0.5, T=100, **dict(fam.overrides))
+    A, terms, tr = u9.run(P, prm, u9.NOISE, np.full((2, 3), fam.x0), np.zeros((2, 3)),
+                          np.random.default_rng(3))
+    assert "step_floor" not in terms and np.all(np.isfinite(A)) and tr.diverged.sum() == 0
