@@ -72,9 +72,8 @@ from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
     id="U10",
-    claim="periodic Epoch-SGD keeps ||y_t - y*(x_t)|| <= eps_y along any sequence with steps "
-          "<= eta under eq. (54) (and along UniBiO's iterates); Lemmas C.2, C.6-C.8; Example "
-          "3's constants",
+    claim="periodic Epoch-SGD tracks y* within eps_y under Holder drift at the eq. (54) period; "
+          "Lemmas C.2, C.6-C.8; Example 3's constants",
     source="UniBiO Lemma 5.2 / C.9, Corollary 5.3 / C.10, Lemmas C.2, C.6-C.8, Assumption "
            "3.2(i) and the remark after it, Example 3; docs/unibio.rst §2.1, §5.1, §5.2, §6.1",
     evidence=(Evidence("statistical", "(a), (b), (h) Clopper-Pearson bounds", fpr=5e-4),
@@ -440,8 +439,9 @@ def plot(m: Measurement, fig) -> None:
     ax1.legend(fontsize=6)
     grad, bound, lip, r = m.figure_data["c8"]
     keep = r > 0
-    ax2.scatter(r[keep], (grad / bound)[keep], s=3, label="|grad_y g| / (L0/L1)(e^(L1 r)-1)")
-    ax2.scatter(r[keep], (grad / lip)[keep], s=3, label="control: / (L0 r)")
+    ax2.scatter(r[keep], grad[keep] / bound[keep], s=3,
+                label="|grad_y g| / (L0/L1)(e^(L1 r)-1)")
+    ax2.scatter(r[keep], grad[keep] / lip[keep], s=3, label="control: / (L0 r)")
     ax2.axhline(1.0, color="k", ls="--")
     ax2.set_xlabel("r = |y - y*(x)| (Example 3, p = 4)")
     ax2.set_ylabel("ratio to the bound")

@@ -76,8 +76,8 @@ from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
     id="U9",
-    claim="UniBiO, p > 2: a theory-shaped schedule (Thm 5.1 eps-exponents, frozen constants) "
-          "reaches (1/T) sum E||grad phi(x_t)|| <= eps on a ladder; Lemma C.11 on every path",
+    claim="UniBiO at p > 2, theory-shaped schedule (Thm 5.1 eps-exponents, frozen constants): "
+          "(1/T) sum E||grad phi|| <= eps on a ladder; Lemma C.11 on every path",
     source="UniBiO Theorem 5.1 / D.1, Lemma C.11; docs/unibio.rst §5.3, §5.5",
     evidence=(Evidence("statistical", "per-rung one-sided 99.9% Student-t bound", fpr=1e-3),
               Evidence("exact", "Lemma C.11 on every path; its control")),
