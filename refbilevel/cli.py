@@ -34,6 +34,12 @@ STATUS_WORDS = {"verified": "PASS", "counterexample": "PASS (counterexample)", "
                 "error": "ERROR"}
 
 
+def _coverage_text(c: dict) -> str:
+    part = f" {c['part']}" if c["part"] != "all" else ""
+    latest = f" [{STATUS_WORDS.get(c['latest'], c['latest'])}]" if c["latest"] else ""
+    return f"{c['check']}{part}{latest}"
+
+
 def _cmd_claims(args: argparse.Namespace) -> int:
     """The claims ledger (docs/claims.rst) with the latest verdicts found under ``--results``."""
     import json
@@ -53,9 +59,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         for r in records:
             if r["paper"] != paper:
                 continue
-            checks = ", ".join(f"{c['check']}" + (f" {c['part']}" if c["part"] != "all" else "")
-                               + (f" [{STATUS_WORDS.get(c['latest'], c['latest'])}]" if c["latest"] else "")
-                               for c in r["checks"])
+            checks = ", ".join(_coverage_text(c) for c in r["checks"])
             outcome = f" ({r['outcome']})" if r["outcome"] else ""
             print(f"  {r['status'] + outcome:24s} {r['number']}: {r['statement']}")
             if checks:
