@@ -180,8 +180,11 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "||m_t - ∇phi(x_t)|| + ((p-1)/p) L_phi1 eta^(1/(p-1)) + (L_phi2/2) eta", R, FULL,
        "U9 every path of every rung (exact), with a control without the travel term",
        note="DERIVED from the narration"),
-    _e(U, "Lemma 5.4 / C.12", "sum_t E||eps_t|| <= E||eps_0||/(1-beta) + ...: sublinear in T",
-       R, UNCH, note="Monte Carlo over seeds with the exact sigma_phi and b_Q"),
+    _e(U, "Lemma 5.4 / C.12", "sum_t E||eps_t|| <= E||eps_0||/(1-beta) + T beta/(1-beta)"
+       "(L_phi1 eta^(1/(p-1)) + L_phi2 eta) + T sqrt(1-beta) sigma_phi + T (L_phi2 eps_y + b_Q)",
+       R, FULL, "U9 every sharp-Holder rung, and a run where the variance term dominates",
+       note="DERIVED statement; sigma_phi exact for the instance; control (1-beta) in place "
+       "of sqrt(1-beta)"),
     _e(U, "Theorem 5.1 / D.1, convergence", "(1/T) sum E||∇phi(x_t)|| <= eps w.p. >= 1 - delta "
        "with the theorem's parameter orders", P, PART,
        "U8 (b) p = 2; U9 p = 3 (full: 3.5), sharp-Holder and non-separable, frozen constants",

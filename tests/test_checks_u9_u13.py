@@ -140,3 +140,17 @@ def test_u9_nonseparable_family_runs_without_lemma_c11_constants():
     A, terms, tr = u9.run(P, prm, u9.NOISE, np.full((2, 3), fam.x0), np.zeros((2, 3)),
                           np.random.default_rng(3))
     assert "step_floor" not in terms and np.all(np.isfinite(A)) and tr.diverged.sum() == 0
+
+
+def test_u9_lemma_c12_sigma_phi_and_designed_control():
+    from refbilevel.oracles import NoiseConfig
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+    from theory_checks import u9_unibio_convergence as u9
+
+    P = SharpHolderUniformlyConvex(d=3, p=3.0)
+    noise = NoiseConfig(grad_x_f=1.0, f_u=1.0, gen_hvp=1.0, jvp=1.0)
+    prm = u9.shaped_params(3.0, 0.5)
+    assert np.isclose(u9.sigma_phi(P, prm, noise), np.sqrt(3 * (1 + 1 + 1 + prm.Q)))
+    assert u9.sigma_phi(u9.NONSEP.make(3.0), prm, noise) is None
+    c = u9.lemma_c12_control(0)
+    assert c["true_form"]["holds"] and c["variant_1_minus_beta"]["violated"]

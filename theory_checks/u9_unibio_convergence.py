@@ -42,14 +42,24 @@ the recorded estimator outputs: ĝ_t = ∇_x F - JVP, m_t = β m_{t-1} + (1-β) 
 (the telescoped form of docs/unibio.rst §5.3, sharper than Δφ = φ(x_0) - inf φ); the terms
 are reported, so a failing rung can be attributed to travel, momentum error or step floor.
 
-Negative controls (both must be rejected):
+Lemma 5.4 / C.12 (docs/unibio.rst §5.4, DERIVED; where σ_φ is known in closed form: the
+sharp instance, σ_φ = sqrt(d (σ_x² + σ_J² + σ_u² + Q σ_H²)), b_Q = 0): with ε_y the largest
+lower-level error on the paths (so the lemma's event holds on them), the one-sided 99.9%
+Student-t upper bound of E[(1/T)(Σ_t ||ε_t|| - ||ε_0||/(1-β))] must not exceed
+β/(1-β)(L_φ1 η^{1/(p-1)} + L_φ2 η) + sqrt(1-β) σ_φ + L_φ2 ε_y (statistical). On the rungs
+the drift term dominates; a designed run makes the variance term dominate (exact lower level
+from y*(x_0), UL noise 1, η = 1e-12, 1 - β = 0.01, T = 3000): there the bound must hold and
+its variant with (1-β) σ_φ in place of sqrt(1-β) σ_φ must be violated (lower bound above it).
+
+Negative controls (all must be rejected):
 - (ladder) η held fixed at 2.0 along the ladder (the other parameters of the smallest rung):
   near a minimizer the normalized iterate cannot settle, ||x_t|| >= η/2 on every other step,
   so A >~ ½ (η/(2√d))^{1/(p-1)} (docs/claims.rst audit): the lower 99.9% t-bound of E[A]
   must exceed the smallest ε;
 - (Lemma C.11) the inequality without the travel term on a noise-free run with exact lower
   level from x_0 = 0.7·1 (||∇φ|| = 1.06), T = 400, η = 1e-4 (ηT = 0.04), β = 0.5: the left side
-  stays ≈ 1 while the rest is O(1/((1-β)T) + η^{1/(p-1)}), so it must be violated.
+  stays ≈ 1 while the rest is O(1/((1-β)T) + η^{1/(p-1)}), so it must be violated;
+- (Lemma C.12) the (1-β) variant on the designed run above.
 
 Figure: left, A per rung (99.9% upper bounds) against ε with the line A = ε, and the control;
 right, the Lemma C.11 terms per rung (stacked) against the measured A.
@@ -78,8 +88,9 @@ CLAIM = ClaimInfo(
     id="U9",
     claim="UniBiO at p > 2, theory-shaped schedule (Thm 5.1 eps-exponents, frozen constants): "
           "(1/T) sum E||grad phi|| <= eps on a ladder; Lemma C.11 on every path",
-    source="UniBiO Theorem 5.1 / D.1, Lemma C.11; docs/unibio.rst §5.3, §5.5",
-    evidence=(Evidence("statistical", "per-rung one-sided 99.9% Student-t bound", fpr=1e-3),
+    source="UniBiO Theorem 5.1 / D.1, Lemmas C.11, 5.4 / C.12; docs/unibio.rst §5.3-§5.5",
+    evidence=(Evidence("statistical", "per-rung one-sided 99.9% Student-t bound; Lemma C.12",
+                       fpr=1e-3),
               Evidence("exact", "Lemma C.11 on every path; its control")),
 )
 
@@ -195,6 +206,10 @@ def run(problem, prm: UniBiOParams, noise: NoiseConfig, x0: np.ndarray, y0: np.n
         "travel": (problem.phi(X[0]) - problem.phi(x_T)) / (prm.eta * prm.T),
         "momentum_error": 2.0 * np.linalg.norm(m - grad, axis=-1).mean(axis=0),
     }
+    eps_norm = np.linalg.norm(m - grad, axis=-1)  # ||eps_t||, (T, R)
+    tr.extra["momentum_error_sum"] = eps_norm.sum(axis=0)
+    tr.extra["momentum_error_0"] = eps_norm[0]
+    tr.extra["ll_error_max"] = float(tr.y_error[keep].max())
     if c.L_phi1 is not None and c.L_phi2 is not None:  # Lemma C.11 needs eq. (8)'s constants
         terms["step_floor"] = np.full(A.shape, (p - 1) / p * c.L_phi1 * prm.eta ** (1 / (p - 1))
                                       + c.L_phi2 / 2 * prm.eta)
@@ -228,6 +243,62 @@ def lemma_c11_control(seed) -> dict:
             "violated_without_travel": bool(A[0] > without_travel[0] * (1 + ROUNDING))}
 
 
+def sigma_phi(problem, prm: UniBiOParams, noise: NoiseConfig) -> float | None:
+    """sup_x,y sqrt(E||ĝ - E ĝ||²) of the estimator, exactly, where it is known in closed form:
+    the sharp-Holder instance (H = I, C = 1) with alpha = 1 and fixed truncation, where
+    z = F_u - Σ_{q<=Q} ξ_q (every (I - alpha Ĥ^T) step leaves only the HVP noise), so
+    ĝ_i = ξ_x,i + cos x_i (z_i) - ω_i and the variance is at most
+    d (σ_x² + σ_J² + σ_u² + Q σ_H²) (cos² <= 1). None elsewhere."""
+    if not (isinstance(problem, SharpHolderUniformlyConvex) and problem.constants.C == 1.0
+            and prm.alpha in (None, 1.0) and prm.truncation == "fixed"):
+        return None
+    var = noise.grad_x_f ** 2 + noise.jvp ** 2 + noise.f_u ** 2 + prm.Q * noise.gen_hvp ** 2
+    return float(np.sqrt(problem.d_x * var))
+
+
+def lemma_c12(problem, prm: UniBiOParams, noise: NoiseConfig, tr, *,
+              root: bool = True) -> dict | None:
+    """Lemma 5.4 / C.12 (docs/unibio.rst §5.4, DERIVED): under the event
+    ||y_t - y*(x_t)|| <= eps_y (eps_y := the largest error on these paths, so the event holds
+    on them), E Σ_t ||eps_t|| <= E||eps_0||/(1-beta) + T beta/(1-beta)(L_phi1 eta^(1/(p-1)) +
+    L_phi2 eta) + T sqrt(1-beta) sigma_phi + T (L_phi2 eps_y + b_Q), b_Q = 0 (H = I, alpha = 1).
+    Tested as E[Σ_t ||eps_t|| - ||eps_0||/(1-beta)] <= the deterministic rest: the one-sided
+    99.9% Student-t upper bound over replicas (lower bound for the control, ``root=False``:
+    sqrt(1-beta) replaced by (1-beta))."""
+    sig = sigma_phi(problem, prm, noise)
+    c, p = problem.constants, problem.p
+    if sig is None or c.L_phi1 is None or c.L_phi2 is None:
+        return None
+    b = 1.0 - prm.beta
+    lhs = (tr.extra["momentum_error_sum"] - tr.extra["momentum_error_0"] / b) / prm.T
+    rest = (prm.beta / b * (c.L_phi1 * prm.eta ** (1 / (p - 1)) + c.L_phi2 * prm.eta)
+            + (np.sqrt(b) if root else b) * sig + c.L_phi2 * tr.extra["ll_error_max"])
+    ci = mean_ci(lhs, what="replicas")
+    q = t_quantile(2 * LEVEL - 1, ci["n"] - 1) * ci["se"]
+    return {"sigma_phi": sig, "eps_y": tr.extra["ll_error_max"], "lhs_mean_per_T": ci["mean"],
+            "lhs_upper_999": ci["mean"] + q, "lhs_lower_999": ci["mean"] - q,
+            "rest_per_T": float(rest), "holds": bool(ci["mean"] + q <= rest),
+            "violated": bool(ci["mean"] - q > rest)}
+
+
+def lemma_c12_control(seed) -> dict:
+    """A run where the variance term dominates: exact lower level from y*(x_0) (LL noise 0),
+    UL noise 1, eta = 1e-12 (the drift term beta/(1-beta) L_phi1 eta^(1/(p-1)) negligible),
+    1 - beta = 0.01, T = 3000. Then
+    E||eps_t|| ~ sqrt((1-beta)/2) sigma_phi, which the true bound (sqrt(1-beta) sigma_phi)
+    covers and the variant with (1-beta) sigma_phi does not."""
+    problem = SharpHolderUniformlyConvex(d=D, p=3.0)
+    noise = NoiseConfig(grad_x_f=1.0, f_u=1.0, gen_hvp=1.0, jvp=1.0)
+    prm = UniBiOParams(T=3000, eta=1e-12, beta=0.99, I=1, K=20, K_0=20, Q=SHAPE.Q)
+    x0 = np.full((R, D), X0)
+    _, _, tr = run(problem, prm, noise, x0, problem.y_star(x0),
+                   named_stream(seed, "U9/c12-control"))
+    true_form = lemma_c12(problem, prm, noise, tr)
+    variant = lemma_c12(problem, prm, noise, tr, root=False)
+    assert true_form is not None and variant is not None
+    return {"true_form": true_form, "variant_1_minus_beta": variant}
+
+
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
     rungs = [(fam, p, eps) for fam, p, ladder in LADDER[mode] for eps in ladder]
     rows, fig_rows = [], []
@@ -240,7 +311,10 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         upper, ci = one_sided_upper(A)
         applicable = "step_floor" in terms
         c11 = lemma_c11_holds(A, terms) if applicable else np.ones(A.shape, bool)
+        c12 = lemma_c12(problem, prm, NOISE, tr)
         rows.append({"problem": fam.label, "p": p, "eps": eps, "x0": fam.x0,
+                     "lemma_c12": c12 if c12 is not None else
+                     "not applicable (sigma_phi not known in closed form here)",
                      "grad_phi_x0": float(np.linalg.norm(problem.grad_phi(np.full(D, fam.x0)))),
                      "T": prm.T, "eta": prm.eta, "one_minus_beta": 1 - prm.beta, "I": prm.I,
                      "K": prm.K, "K_0": prm.K_0, "Q": prm.Q, "alpha": prm.alpha, "A": A,
@@ -268,10 +342,14 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                       "E_A_lower_999": lower_c, "floor_estimate": floor, "smallest_eps": smallest,
                       "rejected": bool(lower_c > smallest)}
     c11_control = lemma_c11_control(seed)
+    c12_control = lemma_c12_control(seed)
+    c12_ok = all(r["lemma_c12"]["holds"] for r in rows if isinstance(r["lemma_c12"], dict))
     passed = all(r["ok"] and r["lemma_c11_holds_on_paths"] == r["paths"] for r in rows)
     return Measurement(
-        passed=passed and c11_control["full_inequality_holds"],
-        control_rejected=ladder_control["rejected"] and c11_control["violated_without_travel"],
+        passed=(passed and c11_control["full_inequality_holds"] and c12_ok
+                and c12_control["true_form"]["holds"]),
+        control_rejected=(ladder_control["rejected"] and c11_control["violated_without_travel"]
+                          and c12_control["variant_1_minus_beta"]["violated"]),
         measured={"rungs": rows, "shape_constants": SHAPE.__dict__,
                   "uncertainty": {"A": "one-sided 99.9% Student-t bound over R = 8 replicas "
                                        "per rung (interval: two-sided 99.9%)",
@@ -285,7 +363,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         control={"description": f"(ladder) eta fixed at {CONTROL_ETA}: lower 99.9% bound of "
                                 "E[A] must exceed the smallest eps; (Lemma C.11) without the "
                                 "travel term on a noise-free exact-LL run it must be violated",
-                 "ladder": ladder_control, "lemma_c11": c11_control},
+                 "ladder": ladder_control, "lemma_c11": c11_control,
+                 "lemma_c12": c12_control},
         notes=["constants calibrated once at eps_0 = 0.4 and frozen (module docstring); the "
                "DERIVED constants are out of reach at p > 2 (claim U8)",
                "the non-separable family has an unbounded H (no C, outside Assumption 3.2(vi)) "
