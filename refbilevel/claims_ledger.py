@@ -146,8 +146,8 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "U6 symmetric H; U11 Schur and sqrt(kappa(D)) bounds, non-symmetric H",
        note="the Schur-decomposition bound of docs/unibio.rst §3.5 (audit), uniform in y"),
     _e(U, "Lemma B.6", "differentiability criterion of h(P^-1(u)); away from 0 the gradient "
-       "is J_P^-1 ∇h", P, PART, "X1 away from 0",
-       note="the criterion at y_i = 0 is unchecked"),
+       "is J_P^-1 ∇h", P, FULL, "X1 away from 0; U11 H = ∇²g D^-1 away from 0, and the "
+       "criterion at y_i = 0 with its failure for h(y) = y"),
     _e(U, "Lemma B.7", "the variance of the randomized-truncation hypergradient estimator is "
        "bounded, Var <= sigma_phi²", R, FULL, "U13",
        note="constant UNREC; the exact variance grows linearly in Q, so the Q-independent "

@@ -154,3 +154,8 @@ def test_u9_lemma_c12_sigma_phi_and_designed_control():
     assert u9.sigma_phi(u9.NONSEP.make(3.0), prm, noise) is None
     c = u9.lemma_c12_control(0)
     assert c["true_form"]["holds"] and c["variant_1_minus_beta"]["violated"]
+
+
+def test_u11_lemma_b6_criterion_at_zero_and_its_control():
+    r = u11.lemma_b6_at_zero()
+    assert r["ok"] and r["control_violated"], r

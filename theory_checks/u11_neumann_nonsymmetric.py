@@ -35,12 +35,20 @@ vector), so a witness is a concrete problem instance, re-evaluated with the libr
 Cross-check (must hold): on the p = 2 members (H symmetric) the reconstructed bound holds,
 with equality on U6's sharp instance (docs/checks.rst U6).
 
+Also (Lemma B.6 at y_i = 0, exact; the structure H = ∇²_yy g D^{-1} used above is its
+away-from-0 part): for the upper levels of Example 3 (p = 4, 6) and of the sharp-Holder
+instance (p = 3, 4), [h(y) - h(0) - f_u(0)(P(y) - P(0))]/|P(y) - P(0)| -> 0 along
+y = ±10^{-k} (falling by 1e6 from |y| = 1e-1 to 1e-8), so the library's f_u at 0 is the
+generalized derivative; control: h(y) = y at p = 4, where the ratio grows without bound
+for every a.
+
 Evidence: exact (closed-form matrix products at seeded points; no sampling). Rounding:
 ratios are compared with 1 + 1e-9 (float64 products of <= 200 matrices of norm <= 3 lose far
 less than 1e-9 relative; a real violation of the must-hold bounds would exceed it by orders).
 
-Negative control (must be violated, a certainty): 0.9 × the √κ(D) bound on U6's sharp
-instance (p = 2, D = I), where the bias equals the bound for every Q.
+Negative controls (must be violated, certainties): 0.9 × the √κ(D) bound on U6's sharp
+instance (p = 2, D = I), where the bias equals the bound for every Q; Lemma B.6's criterion
+for h(y) = y (above).
 
 Figure: left, for the witness point, ||bias_Q|| / bound for the three bounds against Q;
 right, per point, the largest ratio bias/bound over Q against κ(D(y)) for the three bounds
@@ -70,8 +78,8 @@ CLAIM = ClaimInfo(
     id="U11",
     claim="non-symmetric H: ||Neumann bias_Q|| <= the sqrt(kappa(D)) bound and the Schur "
           "bound (uniform in y); the reconstructed Lemma B.5 bound is probed",
-    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps); "
-           "docs/unibio.rst §3.5",
+    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps), Lemma B.6; "
+           "docs/unibio.rst §1.5, §3.5",
     evidence=(Evidence("exact", note="closed-form matrix products at seeded points"),),
     counterexample_to=RECONSTRUCTED,
 )
@@ -200,6 +208,46 @@ def symmetric_cross_check(Q_max: int) -> dict:
             "control_violated": bool(ctrl.max() > 1 + ROUNDING)}
 
 
+def lemma_b6_at_zero() -> dict:
+    """UniBiO Lemma B.6's criterion at a coordinate y_i = 0 (docs/unibio.rst §1.5, exact):
+    h̃(u) = h(P^{-1}(u)) is differentiable at u_0 = P(0) = 0 with gradient a iff
+    R(y) = [h(y) - h(0) - a (P(y) - P(0))] / |P(y) - P(0)| -> 0 as y -> 0, P(y) = [y]^{p-1}.
+    Checked with a = the library's f_u at y = 0 for the upper levels of Example 3 (p = 4, 6;
+    R = (sin u - u)/|u| ~ u²/6) and of the sharp-Holder instance (p = 3, 4; R = ((p-1)/p)|y|),
+    along y = ±10^{-k}, k = 1..8: |R| must fall by at least 1e6 from |y| = 1e-1 to 1e-8 (the
+    limit holds and f_u is the generalized derivative there). Control: h(y) = y (h'(0) = 1,
+    p > 2): for every a in {-10, 0, 1, 10}, |R| must grow without bound along the same
+    sequence (h̃ = [u]^{1/(p-1)} is not differentiable at 0)."""
+    from refbilevel.power_map import power_map
+    from refbilevel.problems.unibio_example3 import UniBiOExample3
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+
+    ys = np.concatenate([10.0 ** -np.arange(1, 9), -(10.0 ** -np.arange(1, 9))])[:, None]
+    rows = []
+    cases = [(f"Example 3 p={p}", UniBiOExample3(p)) for p in (4, 6)]
+    cases += [(f"sharp-Holder p={p}", SharpHolderUniformlyConvex(d=1, p=float(p)))
+              for p in (3, 4)]
+    for label, P in cases:
+        x = np.zeros((ys.shape[0], 1))
+        zero = np.zeros((1, 1))
+        a = float(P.f_u(np.zeros((1, 1)), zero)[0, 0])
+        u = power_map(ys, P.p)[:, 0]
+        h = P.f(x, ys) - float(P.f(np.zeros((1, 1)), zero)[0])
+        R = np.abs(h - a * u) / np.abs(u)
+        # R -> 0: over the 7 decades from |y| = 1e-1 to 1e-8 it falls by at least 1e6 (it
+        # falls like |y| on the sharp instance, like |y|^(2(p-1)) on Example 3), both signs
+        end = np.abs(ys[:, 0]) == 1e-8
+        rows.append({"upper level": label, "a = f_u(0)": a, "R_at_1e-1": float(R[0]),
+                     "R_at_1e-8": float(R[end].max()),
+                     "ok": bool(R[end].max() <= 1e-6 * R[np.abs(ys[:, 0]) == 0.1].max())})
+    p = 4.0
+    u = power_map(ys, p)[:, 0]
+    ctrl = {f"a={a:g}": float((np.abs(ys[:, 0] - a * u) / np.abs(u))[7]) for a in (-10, 0, 1, 10)}
+    return {"rows": rows, "ok": all(r["ok"] for r in rows),
+            "control_h_equals_y_R_at_1e-8": ctrl,
+            "control_violated": all(v > 1e6 for v in ctrl.values())}
+
+
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
     cfg = SETTINGS[mode]
     Q_max = cfg["Q_max"]
@@ -235,6 +283,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                      "max_ratio_schur": worst_ratio["schur"],
                      "points_violating_reconstructed": violations})
     sym = symmetric_cross_check(Q_max)
+    b6 = lemma_b6_at_zero()
     must_hold = all(r["max_ratio_sqrt_kappa_D"] <= 1 + ROUNDING
                     and r["max_ratio_schur"] <= 1 + ROUNDING for r in rows)
     structure_ok = max_structure <= 1e-12
@@ -245,11 +294,11 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     if witness["ratio"] > 1 + RESOLVE:
         counterexample = witness
     passed = (must_hold and structure_ok and sym["holds"] and sym["equality"]
-              and own_consistency <= 1e-8)
+              and own_consistency <= 1e-8 and b6["ok"])
     return Measurement(
         passed=passed,
-        control_rejected=sym["control_violated"],
-        measured={"per_instance": rows, "symmetric_p2": sym,
+        control_rejected=sym["control_violated"] and b6["control_violated"],
+        measured={"per_instance": rows, "symmetric_p2": sym, "lemma_b6_at_zero": b6,
                   "library_consistency_rel": own_consistency,
                   "H_equals_S_D_inverse_rel": max_structure,
                   "reconstructed_violated_fraction": float(
@@ -264,7 +313,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "mu, C": "lambda_min(H), ||H||_2 at the point", "Q": [0, Q_max],
                "rounding": f"ratio <= 1 + {ROUNDING:g}"},
         control={"description": f"{CONTROL_FACTOR} x the sqrt(kappa(D)) bound on U6's sharp "
-                                "instance (p = 2, D = I, bias = bound) must be violated",
+                                "instance (p = 2, D = I, bias = bound) must be violated; Lemma "
+                                "B.6's criterion must fail for h(y) = y at p = 4",
                  "max_ratio": sym["control_max_ratio"]},
         notes=["the reconstructed bound's failure is a finding about our reconstruction of an "
                "unrecovered lemma (docs/unibio.rst §3.5), not about the paper",
