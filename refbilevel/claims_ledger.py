@@ -106,8 +106,9 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "U10 (c) sup ||∇²_yy g|| unbounded while ||∇²_yy g|| <= L0 + L1 ||∇_y g||",
        note="Example 3, p = 4, 6"),
     _e(U, "Remark 2 / App. B.4", "differentiating w.r.t. [y - c]^(p-1) gives the same "
-       "hypergradient formula", P, UNCH,
-       note="shifted separable instance vs central differences of phi"),
+       "hypergradient formula", P, FULL, "U11 shifted 1-D instance, at y* = c too",
+       note="generalized derivatives in [y - c]^(p-1) by differences, formula (7) vs the "
+       "closed form and differences of phi; control: the unshifted variable at y* = c"),
     _e(U, "Example 1", "a scalar LLUC example with its constants", P, EXCL,
        note="UNREC: definition stripped"),
     _e(U, "Example 2 (eqs. 5/6/12-14)", "the l_p hyper-cleaning lower level is (mu1+mu2,p)-UC "

@@ -159,3 +159,9 @@ def test_u9_lemma_c12_sigma_phi_and_designed_control():
 def test_u11_lemma_b6_criterion_at_zero_and_its_control():
     r = u11.lemma_b6_at_zero()
     assert r["ok"] and r["control_violated"], r
+
+
+def test_u11_remark2_shifted_variable_and_its_control():
+    for p in (3.0, 4.0):
+        r = u11.remark2_shifted_variable(p)
+        assert r["ok"] and r["unshifted_non_finite_at_c"], r

@@ -42,6 +42,10 @@ y = ±10^{-k} (falling by 1e6 from |y| = 1e-1 to 1e-8), so the library's f_u at 
 generalized derivative; control: h(y) = y at p = 4, where the ratio grows without bound
 for every a.
 
+And UniBiO Remark 2 / App. B.4 (``remark2_shifted_variable``, exact): in the shifted variable
+[y - c]^{p-1} formula (7) gives ∇φ on a shifted 1-D instance, at y* = c too; control: the
+unshifted variable is non-finite there.
+
 Evidence: exact (closed-form matrix products at seeded points; no sampling). Rounding:
 ratios are compared with 1 + 1e-9 (float64 products of <= 200 matrices of norm <= 3 lose far
 less than 1e-9 relative; a real violation of the must-hold bounds would exceed it by orders).
@@ -78,7 +82,8 @@ CLAIM = ClaimInfo(
     id="U11",
     claim="non-symmetric H: ||Neumann bias_Q|| <= the sqrt(kappa(D)) bound and the Schur "
           "bound (uniform in y); the reconstructed Lemma B.5 bound is probed",
-    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps), Lemma B.6; "
+    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps), Lemma B.6, "
+           "Remark 2; "
            "docs/unibio.rst §1.5, §3.5",
     evidence=(Evidence("exact", note="closed-form matrix products at seeded points"),),
     counterexample_to=RECONSTRUCTED,
@@ -248,6 +253,64 @@ def lemma_b6_at_zero() -> dict:
             "control_violated": all(v > 1e6 for v in ctrl.values())}
 
 
+def remark2_shifted_variable(p: float = 4.0, c: float = 0.7) -> dict:
+    """UniBiO Remark 2 / App. B.4 (exact): differentiating w.r.t. [y - c]^{p-1} instead of
+    [y]^{p-1} gives the same hypergradient formula (7). Instance (DERIVED here, 1-D):
+    g = |y - c|^p/p - y sin x, f = F_p(y - c) with the sharp-Holder F_p (F_p'(t) =
+    (p-1)|t|^{p-2} t on |t| <= 1), so y* = c + [sin x]^{1/(p-1)} and
+    ∇φ = cos x [sin x]^{1/(p-1)}. In u_c = [y - c]^{p-1}: H_c = d∇_y g/du_c = 1 and
+    f_{u,c} = clip(y - c); both are computed here by central differences in u_c of ∇_y g and f
+    (relative step 1e-4), and (7) = -∇²_xy g H_c^{-T} f_{u,c} must equal the closed form at
+    every x (1e-6: the O(hu²) truncation) including x = 0 (y* = c, where the
+    classical Hessian vanishes), and match central differences of φ away from 0 (1e-6, the
+    O(h²) truncation at h = 1e-4).
+    Control: the unshifted variable u = [y]^{p-1} at y* = c: H = (|y - c|/|y|)^{p-2} = 0 and
+    f_u = 0, so H^{-T} f_u is not finite there."""
+    x = np.concatenate([np.linspace(-3.0, 3.0, 61), [0.0, 1e-9, -1e-9]])
+    s_ = np.sin(x)
+    ystar = c + np.sign(s_) * np.abs(s_) ** (1 / (p - 1))
+    t = ystar - c
+    closed = np.cos(x) * np.sign(s_) * np.abs(s_) ** (1 / (p - 1))
+
+    def F(tt):  # the sharp-Holder upper level, F_p
+        a = np.abs(tt)
+        return np.where(a <= 1.0, (p - 1) / p * a ** p, a ** (p - 1) - 1 / p)
+
+    def y_of(u):  # the inverse of the shifted power map u_c = [y - c]^{p-1}
+        return c + np.sign(u) * np.abs(u) ** (1 / (p - 1))
+
+    def grad_y_g(y):
+        return np.sign(y - c) * np.abs(y - c) ** (p - 1) - np.sin(x)
+
+    # generalized derivatives in u_c by central differences (exact for H_c, whose ∇_y g is
+    # affine in u_c; O(hu²) for f_u), then formula (7) with ∇²_xy g = -cos x
+    u0 = np.sign(t) * np.abs(t) ** (p - 1)
+    # relative steps: f is only C^1 in u_c at 0 (|u|^{p/(p-1)}), so the step must be small
+    # against |u0|; at u0 = 0 the symmetric difference of the even f is exactly 0 = f_u(0)
+    hu = np.where(u0 != 0.0, 1e-4 * np.abs(u0), 1e-6)
+    H_c = (grad_y_g(y_of(u0 + hu)) - grad_y_g(y_of(u0 - hu))) / (2 * hu)
+    fu_c = (F(y_of(u0 + hu) - c) - F(y_of(u0 - hu) - c)) / (2 * hu)
+    shifted = np.cos(x) * fu_c / H_c
+    def phi(z):
+        return (p - 1) / p * np.abs(np.sin(z)) ** (p / (p - 1))
+
+    h = 1e-4
+    away = np.abs(x) > 0.1
+    fd = (phi(x + h) - phi(x - h)) / (2 * h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H0 = (np.abs(t) / np.abs(ystar)) ** (p - 2)  # d∇_y g/d[y]^{p-1}
+        fu0 = np.clip(t, -1, 1) * np.abs(t) ** (p - 2) / np.abs(ystar) ** (p - 2)
+        unshifted = np.cos(x) * fu0 / H0
+    at_c = np.abs(t) == 0.0
+    return {"p": p, "c": c, "max_err_closed_form": float(np.max(np.abs(shifted - closed))),
+            "max_err_fd_away_from_0": float(np.max(np.abs(shifted - fd)[away])),
+            "ok": bool(np.max(np.abs(shifted - closed)) <= 1e-6
+                       and np.max(np.abs(shifted - fd)[away]) <= 1e-6),
+            "points_with_y_star_equal_c": int(at_c.sum()),
+            "unshifted_non_finite_at_c": bool(at_c.any() and not np.any(np.isfinite(
+                unshifted[at_c])))}
+
+
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
     cfg = SETTINGS[mode]
     Q_max = cfg["Q_max"]
@@ -284,6 +347,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                      "points_violating_reconstructed": violations})
     sym = symmetric_cross_check(Q_max)
     b6 = lemma_b6_at_zero()
+    shifted = [remark2_shifted_variable(p) for p in (3.0, 4.0)]
     must_hold = all(r["max_ratio_sqrt_kappa_D"] <= 1 + ROUNDING
                     and r["max_ratio_schur"] <= 1 + ROUNDING for r in rows)
     structure_ok = max_structure <= 1e-12
@@ -294,11 +358,13 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     if witness["ratio"] > 1 + RESOLVE:
         counterexample = witness
     passed = (must_hold and structure_ok and sym["holds"] and sym["equality"]
-              and own_consistency <= 1e-8 and b6["ok"])
+              and own_consistency <= 1e-8 and b6["ok"] and all(r["ok"] for r in shifted))
     return Measurement(
         passed=passed,
-        control_rejected=sym["control_violated"] and b6["control_violated"],
+        control_rejected=(sym["control_violated"] and b6["control_violated"]
+                          and all(r["unshifted_non_finite_at_c"] for r in shifted)),
         measured={"per_instance": rows, "symmetric_p2": sym, "lemma_b6_at_zero": b6,
+                  "remark2_shifted_variable": shifted,
                   "library_consistency_rel": own_consistency,
                   "H_equals_S_D_inverse_rel": max_structure,
                   "reconstructed_violated_fraction": float(
@@ -314,7 +380,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "rounding": f"ratio <= 1 + {ROUNDING:g}"},
         control={"description": f"{CONTROL_FACTOR} x the sqrt(kappa(D)) bound on U6's sharp "
                                 "instance (p = 2, D = I, bias = bound) must be violated; Lemma "
-                                "B.6's criterion must fail for h(y) = y at p = 4",
+                                "B.6's criterion must fail for h(y) = y at p = 4; the "
+                                "unshifted variable at y* = c must be non-finite",
                  "max_ratio": sym["control_max_ratio"]},
         notes=["the reconstructed bound's failure is a finding about our reconstruction of an "
                "unrecovered lemma (docs/unibio.rst §3.5), not about the paper",
