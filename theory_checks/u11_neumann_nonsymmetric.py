@@ -80,8 +80,8 @@ RECONSTRUCTED = ("the reconstructed UniBiO Lemma B.5 bound (l_g1 C_f/mu)(1 - mu/
 
 CLAIM = ClaimInfo(
     id="U11",
-    claim="non-symmetric H: ||Neumann bias_Q|| <= the sqrt(kappa(D)) bound and the Schur "
-          "bound (uniform in y); the reconstructed Lemma B.5 bound is probed",
+    claim="non-symmetric H: Neumann bias <= the sqrt(kappa(D)) and Schur bounds (uniform in y); "
+          "reconstructed Lemma B.5 bound probed; Lemma B.6 at 0; Remark 2",
     source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps), Lemma B.6, "
            "Remark 2; "
            "docs/unibio.rst §1.5, §3.5",
