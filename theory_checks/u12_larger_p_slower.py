@@ -209,8 +209,8 @@ def plot(m: Measurement, fig) -> None:
         ax2.plot([k - 0.3, k + 0.3], [fd["A_phi"][k]] * 2, "k-", lw=1)
     ax2.set_xticks(range(len(PS)), [f"p={p:g}" for p in PS])
     ax2.set_ylabel("A = (1/T) sum ||grad phi(x_t)||")
-    ax2.set_title(f"points: replicas; bars: phi floor A_phi; mechanism: "
-                  f"{m.measured['mechanism'][0]}", fontsize=8)
+    ax2.set_title(f"points: replicas; bars: phi floor A_phi (sigma = {sigma:g})\nmechanism: "
+                  f"{m.measured['mechanism'][0]}", fontsize=7)
 
 
 if __name__ == "__main__":
