@@ -28,6 +28,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# a check's latest verdict as `refbilevel check` prints it (a pre-registered counterexample is a
+# passing check; which entry it refutes is the entry's own outcome)
+STATUS_WORDS = {"verified": "PASS", "counterexample": "PASS (counterexample)", "failed": "FAIL",
+                "error": "ERROR"}
+
+
+def _coverage_text(c: dict) -> str:
+    part = f" {c['part']}" if c["part"] != "all" else ""
+    latest = f" [{STATUS_WORDS.get(c['latest'], c['latest'])}]" if c["latest"] else ""
+    return f"{c['check']}{part}{latest}"
+
+
 def _cmd_claims(args: argparse.Namespace) -> int:
     """The claims ledger (docs/claims.rst) with the latest verdicts found under ``--results``."""
     import json
@@ -39,7 +51,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
         return 0
-    source = (f"latest verdicts from {args.results}" if verdicts
+    source = (f"latest check verdicts (in brackets) from {args.results}" if verdicts
               else f"no verdicts under {args.results} (run `refbilevel check` first)")
     print(f"claims ledger: {len(records)} statements; {source}")
     for paper in ledger.PAPERS:
@@ -47,9 +59,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         for r in records:
             if r["paper"] != paper:
                 continue
-            checks = ", ".join(f"{c['check']}" + (f" {c['part']}" if c["part"] != "all" else "")
-                               + (f" [{c['latest']}]" if c["latest"] else "")
-                               for c in r["checks"])
+            checks = ", ".join(_coverage_text(c) for c in r["checks"])
             outcome = f" ({r['outcome']})" if r["outcome"] else ""
             print(f"  {r['status'] + outcome:24s} {r['number']}: {r['statement']}")
             if checks:

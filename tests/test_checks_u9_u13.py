@@ -118,3 +118,50 @@ def test_u10_exact_lemmas_and_controls():
         assert r["ok"] and r["control_exponent_1_over_p_violated"], r
     e = u10.lemma_c6(np.random.default_rng(0), R=10)
     assert e["ok"] and e["control_gamma_over_4_violations"] > 0
+
+
+def test_u10_example3_constants_sums_and_martingale_tail():
+    from theory_checks import u10_lower_level_tracking as u10
+
+    r = u10.example3_constants(4, np.random.default_rng(0))
+    assert r["ok"] and r["controls_violated"], r
+    g = u10.uc_sum(6, np.random.default_rng(1))
+    assert g["ok"] and g["control_2mu_plus_0.1_violated"]
+    for row in u10.lemma_c7(np.random.default_rng(2), 4000):
+        assert row["ok"] and row["control_violated"], row
+
+
+def test_u9_nonseparable_family_runs_without_lemma_c11_constants():
+    from theory_checks import u9_unibio_convergence as u9
+
+    fam = u9.NONSEP
+    P = fam.make(3.0)
+    prm = u9.shaped_params(3.0, 0.5, T=100, **dict(fam.overrides))
+    A, terms, tr = u9.run(P, prm, u9.NOISE, np.full((2, 3), fam.x0), np.zeros((2, 3)),
+                          np.random.default_rng(3))
+    assert "step_floor" not in terms and np.all(np.isfinite(A)) and tr.diverged.sum() == 0
+
+
+def test_u9_lemma_c12_sigma_phi_and_designed_control():
+    from refbilevel.oracles import NoiseConfig
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+    from theory_checks import u9_unibio_convergence as u9
+
+    P = SharpHolderUniformlyConvex(d=3, p=3.0)
+    noise = NoiseConfig(grad_x_f=1.0, f_u=1.0, gen_hvp=1.0, jvp=1.0)
+    prm = u9.shaped_params(3.0, 0.5)
+    assert np.isclose(u9.sigma_phi(P, prm, noise), np.sqrt(3 * (1 + 1 + 1 + prm.Q)))
+    assert u9.sigma_phi(u9.NONSEP.make(3.0), prm, noise) is None
+    c = u9.lemma_c12_control(0)
+    assert c["true_form"]["holds"] and c["variant_1_minus_beta"]["violated"]
+
+
+def test_u11_lemma_b6_criterion_at_zero_and_its_control():
+    r = u11.lemma_b6_at_zero()
+    assert r["ok"] and r["control_violated"], r
+
+
+def test_u11_remark2_shifted_variable_and_its_control():
+    for p in (3.0, 4.0):
+        r = u11.remark2_shifted_variable(p)
+        assert r["ok"] and r["unshifted_non_finite_at_c"], r

@@ -35,12 +35,24 @@ vector), so a witness is a concrete problem instance, re-evaluated with the libr
 Cross-check (must hold): on the p = 2 members (H symmetric) the reconstructed bound holds,
 with equality on U6's sharp instance (docs/checks.rst U6).
 
+Also (Lemma B.6 at y_i = 0, exact; the structure H = ∇²_yy g D^{-1} used above is its
+away-from-0 part): for the upper levels of Example 3 (p = 4, 6) and of the sharp-Holder
+instance (p = 3, 4), [h(y) - h(0) - f_u(0)(P(y) - P(0))]/|P(y) - P(0)| -> 0 along
+y = ±10^{-k} (falling by 1e6 from |y| = 1e-1 to 1e-8), so the library's f_u at 0 is the
+generalized derivative; control: h(y) = y at p = 4, where the ratio grows without bound
+for every a.
+
+And UniBiO Remark 2 / App. B.4 (``remark2_shifted_variable``, exact): in the shifted variable
+[y - c]^{p-1} formula (7) gives ∇φ on a shifted 1-D instance, at y* = c too; control: the
+unshifted variable is non-finite there.
+
 Evidence: exact (closed-form matrix products at seeded points; no sampling). Rounding:
 ratios are compared with 1 + 1e-9 (float64 products of <= 200 matrices of norm <= 3 lose far
 less than 1e-9 relative; a real violation of the must-hold bounds would exceed it by orders).
 
-Negative control (must be violated, a certainty): 0.9 × the √κ(D) bound on U6's sharp
-instance (p = 2, D = I), where the bias equals the bound for every Q.
+Negative controls (must be violated, certainties): 0.9 × the √κ(D) bound on U6's sharp
+instance (p = 2, D = I), where the bias equals the bound for every Q; Lemma B.6's criterion
+for h(y) = y (above).
 
 Figure: left, for the witness point, ||bias_Q|| / bound for the three bounds against Q;
 right, per point, the largest ratio bias/bound over Q against κ(D(y)) for the three bounds
@@ -68,15 +80,17 @@ RECONSTRUCTED = ("the reconstructed UniBiO Lemma B.5 bound (l_g1 C_f/mu)(1 - mu/
 
 CLAIM = ClaimInfo(
     id="U11",
-    claim="non-symmetric H: ||Neumann bias_Q|| <= the sqrt(kappa(D)) bound and the Schur "
-          "bound (uniform in y); the reconstructed Lemma B.5 bound is probed",
-    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps); "
-           "docs/unibio.rst §3.5",
+    claim="non-symmetric H: Neumann bias <= the sqrt(kappa(D)) and Schur bounds (uniform in y); "
+          "reconstructed Lemma B.5 bound probed; Lemma B.6 at 0; Remark 2",
+    source="UniBiO Lemma B.5 (reconstruction), Theorem 5.1's Q = O(log 1/eps), Lemma B.6, "
+           "Remark 2; "
+           "docs/unibio.rst §1.5, §3.5",
     evidence=(Evidence("exact", note="closed-form matrix products at seeded points"),),
     counterexample_to=RECONSTRUCTED,
 )
 
 ROUNDING = 1e-9
+TINY = 1e-290  # below it a bound (and the bias with it) is lost to float64 underflow
 RESOLVE = 1e-6  # witness Q only where b_Q >= RESOLVE b_0 (library floor ~1e-16 b_0)
 ABS_ROUNDING = 1e-13  # × b_0, the library's absolute floor allowance (as U6)
 CONTROL_FACTOR = 0.9
@@ -139,13 +153,18 @@ def probe_point(P, x, y, Q_max: int):
     own = np.linalg.norm(JM @ P.c, axis=-1)
     Qs = np.arange(Q_max + 1)
     b = bounds(Qs, mu=mu, C=C, d=P.d_y, kappa_D=kappa_D, scale=l_g1 * C_f)
-    ratios = {k: worst / v for k, v in b.items()}
+    # where a bound underflows float64 (rate^Q < 1e-290 at Q up to 200) the bias does too: those
+    # Q carry no information and are left out (ratio 0), and counted
+    ratios = {k: np.where(v > TINY, worst / np.where(v > TINY, v, 1.0), 0.0)
+              for k, v in b.items()}
+    underflow = int(np.sum(b["reconstructed"] <= TINY))
     # the witness Q: the largest reconstructed ratio where the bound is >= RESOLVE b_0, so
     # that the library's "expectation - target" (absolute floor ~1e-16 b_0) resolves it
     resolvable = b["reconstructed"] >= RESOLVE * b["reconstructed"][0]
     q_star = int(np.argmax(np.where(resolvable, ratios["reconstructed"], -np.inf)))
     _, _, vt = np.linalg.svd(JM[q_star])
     return {"mu": mu, "C": C, "kappa_D": kappa_D, "structure_rel": structure, "l_g1": l_g1,
+            "underflow_Q": underflow,
             "C_f": C_f,
             "max_imag_eig": float(np.abs(eig.imag).max()), "own": own, "worst": worst,
             "bounds": b, "ratios": ratios, "q_star": q_star,
@@ -194,6 +213,104 @@ def symmetric_cross_check(Q_max: int) -> dict:
             "control_violated": bool(ctrl.max() > 1 + ROUNDING)}
 
 
+def lemma_b6_at_zero() -> dict:
+    """UniBiO Lemma B.6's criterion at a coordinate y_i = 0 (docs/unibio.rst §1.5, exact):
+    h̃(u) = h(P^{-1}(u)) is differentiable at u_0 = P(0) = 0 with gradient a iff
+    R(y) = [h(y) - h(0) - a (P(y) - P(0))] / |P(y) - P(0)| -> 0 as y -> 0, P(y) = [y]^{p-1}.
+    Checked with a = the library's f_u at y = 0 for the upper levels of Example 3 (p = 4, 6;
+    R = (sin u - u)/|u| ~ u²/6) and of the sharp-Holder instance (p = 3, 4; R = ((p-1)/p)|y|),
+    along y = ±10^{-k}, k = 1..8: |R| must fall by at least 1e6 from |y| = 1e-1 to 1e-8 (the
+    limit holds and f_u is the generalized derivative there). Control: h(y) = y (h'(0) = 1,
+    p > 2): for every a in {-10, 0, 1, 10}, |R| must grow without bound along the same
+    sequence (h̃ = [u]^{1/(p-1)} is not differentiable at 0)."""
+    from refbilevel.power_map import power_map
+    from refbilevel.problems.unibio_example3 import UniBiOExample3
+    from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
+
+    ys = np.concatenate([10.0 ** -np.arange(1, 9), -(10.0 ** -np.arange(1, 9))])[:, None]
+    rows = []
+    cases = [(f"Example 3 p={p}", UniBiOExample3(p)) for p in (4, 6)]
+    cases += [(f"sharp-Holder p={p}", SharpHolderUniformlyConvex(d=1, p=float(p)))
+              for p in (3, 4)]
+    for label, P in cases:
+        x = np.zeros((ys.shape[0], 1))
+        zero = np.zeros((1, 1))
+        a = float(P.f_u(np.zeros((1, 1)), zero)[0, 0])
+        u = power_map(ys, P.p)[:, 0]
+        h = P.f(x, ys) - float(P.f(np.zeros((1, 1)), zero)[0])
+        R = np.abs(h - a * u) / np.abs(u)
+        # R -> 0: over the 7 decades from |y| = 1e-1 to 1e-8 it falls by at least 1e6 (it
+        # falls like |y| on the sharp instance, like |y|^(2(p-1)) on Example 3), both signs
+        end = np.abs(ys[:, 0]) == 1e-8
+        rows.append({"upper level": label, "a = f_u(0)": a, "R_at_1e-1": float(R[0]),
+                     "R_at_1e-8": float(R[end].max()),
+                     "ok": bool(R[end].max() <= 1e-6 * R[np.abs(ys[:, 0]) == 0.1].max())})
+    p = 4.0
+    u = power_map(ys, p)[:, 0]
+    ctrl = {f"a={a:g}": float((np.abs(ys[:, 0] - a * u) / np.abs(u))[7]) for a in (-10, 0, 1, 10)}
+    return {"rows": rows, "ok": all(r["ok"] for r in rows),
+            "control_h_equals_y_R_at_1e-8": ctrl,
+            "control_violated": all(v > 1e6 for v in ctrl.values())}
+
+
+def remark2_shifted_variable(p: float = 4.0, c: float = 0.7) -> dict:
+    """UniBiO Remark 2 / App. B.4 (exact): differentiating w.r.t. [y - c]^{p-1} instead of
+    [y]^{p-1} gives the same hypergradient formula (7). Instance (DERIVED here, 1-D):
+    g = |y - c|^p/p - y sin x, f = F_p(y - c) with the sharp-Holder F_p (F_p'(t) =
+    (p-1)|t|^{p-2} t on |t| <= 1), so y* = c + [sin x]^{1/(p-1)} and
+    ∇φ = cos x [sin x]^{1/(p-1)}. In u_c = [y - c]^{p-1}: H_c = d∇_y g/du_c = 1 and
+    f_{u,c} = clip(y - c); both are computed here by central differences in u_c of ∇_y g and f
+    (relative step 1e-4), and (7) = -∇²_xy g H_c^{-T} f_{u,c} must equal the closed form at
+    every x (1e-6: the O(hu²) truncation) including x = 0 (y* = c, where the
+    classical Hessian vanishes), and match central differences of φ away from 0 (1e-6, the
+    O(h²) truncation at h = 1e-4).
+    Control: the unshifted variable u = [y]^{p-1} at y* = c: H = (|y - c|/|y|)^{p-2} = 0 and
+    f_u = 0, so H^{-T} f_u is not finite there."""
+    x = np.concatenate([np.linspace(-3.0, 3.0, 61), [0.0, 1e-9, -1e-9]])
+    s_ = np.sin(x)
+    ystar = c + np.sign(s_) * np.abs(s_) ** (1 / (p - 1))
+    t = ystar - c
+    closed = np.cos(x) * np.sign(s_) * np.abs(s_) ** (1 / (p - 1))
+
+    def F(tt):  # the sharp-Holder upper level, F_p
+        a = np.abs(tt)
+        return np.where(a <= 1.0, (p - 1) / p * a ** p, a ** (p - 1) - 1 / p)
+
+    def y_of(u):  # the inverse of the shifted power map u_c = [y - c]^{p-1}
+        return c + np.sign(u) * np.abs(u) ** (1 / (p - 1))
+
+    def grad_y_g(y):
+        return np.sign(y - c) * np.abs(y - c) ** (p - 1) - np.sin(x)
+
+    # generalized derivatives in u_c by central differences (exact for H_c, whose ∇_y g is
+    # affine in u_c; O(hu²) for f_u), then formula (7) with ∇²_xy g = -cos x
+    u0 = np.sign(t) * np.abs(t) ** (p - 1)
+    # relative steps: f is only C^1 in u_c at 0 (|u|^{p/(p-1)}), so the step must be small
+    # against |u0|; at u0 = 0 the symmetric difference of the even f is exactly 0 = f_u(0)
+    hu = np.where(u0 != 0.0, 1e-4 * np.abs(u0), 1e-6)
+    H_c = (grad_y_g(y_of(u0 + hu)) - grad_y_g(y_of(u0 - hu))) / (2 * hu)
+    fu_c = (F(y_of(u0 + hu) - c) - F(y_of(u0 - hu) - c)) / (2 * hu)
+    shifted = np.cos(x) * fu_c / H_c
+    def phi(z):
+        return (p - 1) / p * np.abs(np.sin(z)) ** (p / (p - 1))
+
+    h = 1e-4
+    away = np.abs(x) > 0.1
+    fd = (phi(x + h) - phi(x - h)) / (2 * h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H0 = (np.abs(t) / np.abs(ystar)) ** (p - 2)  # d∇_y g/d[y]^{p-1}
+        fu0 = np.clip(t, -1, 1) * np.abs(t) ** (p - 2) / np.abs(ystar) ** (p - 2)
+        unshifted = np.cos(x) * fu0 / H0
+    at_c = np.abs(t) == 0.0
+    return {"p": p, "c": c, "max_err_closed_form": float(np.max(np.abs(shifted - closed))),
+            "max_err_fd_away_from_0": float(np.max(np.abs(shifted - fd)[away])),
+            "ok": bool(np.max(np.abs(shifted - closed)) <= 1e-6
+                       and np.max(np.abs(shifted - fd)[away]) <= 1e-6),
+            "points_with_y_star_equal_c": int(at_c.sum()),
+            "unshifted_non_finite_at_c": bool(at_c.any() and not np.any(np.isfinite(
+                unshifted[at_c])))}
+
+
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
     cfg = SETTINGS[mode]
     Q_max = cfg["Q_max"]
@@ -229,6 +346,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                      "max_ratio_schur": worst_ratio["schur"],
                      "points_violating_reconstructed": violations})
     sym = symmetric_cross_check(Q_max)
+    b6 = lemma_b6_at_zero()
+    shifted = [remark2_shifted_variable(p) for p in (3.0, 4.0)]
     must_hold = all(r["max_ratio_sqrt_kappa_D"] <= 1 + ROUNDING
                     and r["max_ratio_schur"] <= 1 + ROUNDING for r in rows)
     structure_ok = max_structure <= 1e-12
@@ -239,11 +358,13 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     if witness["ratio"] > 1 + RESOLVE:
         counterexample = witness
     passed = (must_hold and structure_ok and sym["holds"] and sym["equality"]
-              and own_consistency <= 1e-8)
+              and own_consistency <= 1e-8 and b6["ok"] and all(r["ok"] for r in shifted))
     return Measurement(
         passed=passed,
-        control_rejected=sym["control_violated"],
-        measured={"per_instance": rows, "symmetric_p2": sym,
+        control_rejected=(sym["control_violated"] and b6["control_violated"]
+                          and all(r["unshifted_non_finite_at_c"] for r in shifted)),
+        measured={"per_instance": rows, "symmetric_p2": sym, "lemma_b6_at_zero": b6,
+                  "remark2_shifted_variable": shifted,
                   "library_consistency_rel": own_consistency,
                   "H_equals_S_D_inverse_rel": max_structure,
                   "reconstructed_violated_fraction": float(
@@ -258,7 +379,9 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "mu, C": "lambda_min(H), ||H||_2 at the point", "Q": [0, Q_max],
                "rounding": f"ratio <= 1 + {ROUNDING:g}"},
         control={"description": f"{CONTROL_FACTOR} x the sqrt(kappa(D)) bound on U6's sharp "
-                                "instance (p = 2, D = I, bias = bound) must be violated",
+                                "instance (p = 2, D = I, bias = bound) must be violated; Lemma "
+                                "B.6's criterion must fail for h(y) = y at p = 4; the "
+                                "unshifted variable at y* = c must be non-finite",
                  "max_ratio": sym["control_max_ratio"]},
         notes=["the reconstructed bound's failure is a finding about our reconstruction of an "
                "unrecovered lemma (docs/unibio.rst §3.5), not about the paper",

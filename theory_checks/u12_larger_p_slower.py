@@ -139,8 +139,9 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         tr = run_unibio(GaussianOracle(problem, NoiseConfig.uniform(sigma),
                                        named_stream(seed, f"U12/sigma={sigma}/p={p}")),
                         np.full((R, D), X0), np.zeros((R, D)), prm, record_every=1)
-        A = tr.grad_phi_norm.mean(axis=0)
-        run_avg = np.cumsum(tr.grad_phi_norm, axis=0) / np.arange(1, T + 1)[:, None]
+        g = tr.grad_phi_norm[tr.iterations < T]  # x_0..x_{T-1} (the trace also holds x_T)
+        A = g.mean(axis=0)
+        run_avg = np.cumsum(g, axis=0) / np.arange(1, T + 1)[:, None]
         runs[(sigma, p)] = (A, run_avg)
     rng = named_stream(seed, "U12/permutation")
     for sigma in cfg["sigmas"]:
@@ -208,8 +209,8 @@ def plot(m: Measurement, fig) -> None:
         ax2.plot([k - 0.3, k + 0.3], [fd["A_phi"][k]] * 2, "k-", lw=1)
     ax2.set_xticks(range(len(PS)), [f"p={p:g}" for p in PS])
     ax2.set_ylabel("A = (1/T) sum ||grad phi(x_t)||")
-    ax2.set_title(f"points: replicas; bars: phi floor A_phi; mechanism: "
-                  f"{m.measured['mechanism'][0]}", fontsize=8)
+    ax2.set_title(f"points: replicas; bars: phi floor A_phi (sigma = {sigma:g})\nmechanism: "
+                  f"{m.measured['mechanism'][0]}", fontsize=7)
 
 
 if __name__ == "__main__":

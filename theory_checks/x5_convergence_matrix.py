@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT
 from refbilevel.matrix import DIVERGED, OK, REFUSED, TARGET_RATIO, format_matrix, run_cell
 from refbilevel.progress import track
@@ -36,6 +36,7 @@ CLAIM = ClaimInfo(
           "||∇φ(x_T)|| <= 1e-2 ||∇φ(x_0)|| deterministically; the others are refused with "
           "the assumption named",
     source="docs/checks.rst X5; docs/design.rst §Contracts (Solver)",
+    evidence=(Evidence("exact", note="deterministic runs with exact oracles"),),
 )
 
 CONTROL = ("soba", "quadratic")
