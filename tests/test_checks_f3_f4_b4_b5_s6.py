@@ -35,7 +35,7 @@ def test_s6_quick_holds_and_rejects_its_controls():
     assert 2.0 <= lo <= hi <= s6.EXP_MAX_STOCH  # measured [2.20, 2.26]
 
 
-@pytest.mark.parametrize("cid", ["F3", "F4", "S6"])
+@pytest.mark.parametrize("cid", ["B5", "F3", "F4", "S6"])
 def test_new_checks_are_registered(cid):
     assert cid in discover()
 
@@ -103,3 +103,31 @@ def test_f3_runs_fdehbo_and_fmbo_on_one_stream():
     assert np.nanmax(np.abs(a.x - b.x)) < 1e-6
     r = f3.rate(a, "fmbo")
     assert r["diverged"] == 0 and r["E_grad_sq"][-1] < r["E_grad_sq"][0]
+
+
+def test_b5_tracks_with_the_lemma_period_and_fails_with_a_long_one():
+    import math
+
+    import numpy as np
+
+    from refbilevel.algorithms.borep import BOREPTheoryConstants
+    from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+    from refbilevel.problems.relaxed_smooth import RelaxedSmoothP2
+    from theory_checks import b5_borep_tracking as b5
+
+    P = RelaxedSmoothP2()
+    noise = NoiseConfig(grad_y_g=b5.SIGMA)
+    x1 = np.ones(P.d_x)
+    y0 = P.y_star(x1) + b5.Y0_OFFSET * np.ones(P.d_y) / math.sqrt(P.d_y)
+    c = BOREPTheoryConstants.from_problem(P, noise, x1, y0, phi_lower=3.1324348957,
+                                          delta=b5.DELTA)
+    s = b5.schedule(P, c)
+    assert (s["I"], s["N"], s["epoch_k"]) == (3, 603, 7)
+    xs = b5.sequence("drift", P, 4, s["I"], np.random.default_rng(0))
+    assert np.allclose(np.linalg.norm(np.diff(xs, axis=0), axis=-1), b5.ETA)
+    y1 = np.tile(P.y_star(x1), (4, 1))
+    ok = b5.track_lower(GaussianOracle(P, noise, np.random.default_rng(1)), xs, y1,
+                        I=s["I"], N=s["N"], gamma=s["gamma"], R_ball=s["R_ball"])
+    bad = b5.track_lower(GaussianOracle(P, noise, np.random.default_rng(1)), xs, y1,
+                         I=28, N=s["N"], gamma=s["gamma"], R_ball=s["R_ball"])
+    assert ok.max() <= b5.DELTA_Y and np.all(bad.max(axis=0) > b5.DELTA_Y)
