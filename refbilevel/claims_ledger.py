@@ -216,11 +216,17 @@ ENTRIES: tuple[LedgerEntry, ...] = (
     _e(B, "Algorithm 1 line 6", "normalized momentum moves x by exactly eta", P, PART,
        "tests test_borep_normalized_step_and_deterministic_convergence"),
     _e(B, "Lemma 3.3, initialization refinement", "Epoch-SGD for k† epochs gives "
-       "||y_1 - y*(x_1)|| <= target w.p. >= 1 - delta/2", R, UNCH,
-       note="target and iteration count UNREC"),
+       "||y_1 - y*(x_1)|| <= target w.p. >= 1 - delta/2", R, FULL,
+       "B5 library Epoch-SGD with the §5.3 constants, Clopper-Pearson failure bound",
+       note="target and iteration count UNREC: the §5.3 DERIVED constants as functions of "
+       "the target delta_y/2"),
     _e(B, "Lemma 3.3, periodic updates", "periodic projected SGD keeps ||y_t - y*(x_t)|| <= "
-       "target for any sequence with steps <= eta, w.p. >= 1 - delta/2", P, UNCH),
-    _e(B, "Lemma 3.3, error control", "the intersection of the two events", P, UNCH),
+       "target for any sequence with steps <= eta, w.p. >= 1 - delta/2", P, FULL,
+       "B5 drift, zigzag and random-walk sequences with the lemma's own I, gamma, N",
+       note="I, gamma, N from the §5.3 DERIVED schedule (the paper's are UNREC), not "
+            "calibrated; control: a period with drift > 2 delta_y fails with certainty"),
+    _e(B, "Lemma 3.3, error control", "the intersection of the two events", P, FULL,
+       "B5 tracking runs started from the refined y_1"),
     _e(B, "Lemma 3.3, bias of the hypergradient estimator", "the bias is controlled by "
        "||y - y*|| weighted by L_x0 + L_x1 ||∇_x f|| and by ||z - z*||", R, UNCH),
     _e(B, "Lemma 3.3, moving-average error", "sum_t E||eps_t|| splits into bias and variance "
@@ -254,13 +260,17 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        note="witness mu_g = L_g = 20, lambda = 3e-4 (factor -1.41); a counterexample to the "
        "printed statement for step caps of the form c/L_g or c/L_g²"),
     _e(F, "Theorem 1", "FdeHBO: E||∇Phi(x_a(T))||² = O~(T^(-2/3)) with the delta_eps bound",
-       P, PART, "F2 quadratic g (finite differences exact)"),
+       P, FULL, "F3 non-quadratic g, y-dependent Hessian, multiplicative minibatch noise, "
+       "delta at the Theorem 1 bound; F2 quadratic g (finite differences exact)",
+       note="the constants of eq. (67) are UNREC; F3 uses F2's admissible schedule"),
     _e(F, "Corollary 1", "O~(eps^-1.5) samples and gradient evaluations", P, PART,
-       "F2; X3"),
-    _e(F, "Theorem 2 (FMBO)", "FMBO: E||∇Phi(x_a(T))||² = O~(T^(-2/3))", P, PART,
-       "F2 strongly convex Phi, H = I, additive noise"),
+       "F2; F3 rate; X3", note="the rate and the per-iteration counts, not a sample count "
+       "to reach eps"),
+    _e(F, "Theorem 2 (FMBO)", "FMBO: E||∇Phi(x_a(T))||² = O~(T^(-2/3))", P, FULL,
+       "F3 nonconvex Phi, y-dependent Hessian, multiplicative noise; F2 strongly convex Phi, "
+       "H = I, additive noise", note="the constants of eq. (33) are UNREC"),
     _e(F, "Corollary 2", "O~(eps^-1.5) samples; a single Hessian-vector product per "
-       "iteration", P, PART, "F2; X3"),
+       "iteration", P, PART, "F2; F3 rate; X3"),
     _e(F, "§1 claim", "dropping all second-order terms makes the hypergradient vanish when "
        "Phi(x) = f(y*(x))", P, EXCL, note="an algebraic identity (audit)"),
     _e(F, "§1.2 remark", "finite-difference estimates are sensitive to delta and suffer "

@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from refbilevel.algorithms.borep import BOREPTheoryConstants, epoch_sgd
-from refbilevel.checks import ClaimInfo, Measurement
+from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, LEVEL, binomial_ci, brief
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP2
@@ -66,6 +66,10 @@ CLAIM = ClaimInfo(
     claim="BO-REP Lemma 3.3: Epoch-SGD init + periodic projected SGD keep ||y_t - y*(x_t)|| "
           "<= delta_y for all t, any x-sequence with steps <= eta, w.p. >= 1 - delta",
     source="Hao, Gong, Liu (ICLR 2024) Lemma 3.3; docs/borep.rst §4 (Alg. 2, 3), §5.1, §5.3",
+    evidence=(Evidence("statistical", "failure probabilities", fpr=1e-3,
+                       note="99.9% Clopper-Pearson upper bounds"),
+              Evidence("exact", "control", note="a period whose drift exceeds 2 delta_y fails "
+                                                "on every path")),
 )
 
 DELTA_Y = 0.2
