@@ -35,7 +35,7 @@ def test_s6_quick_holds_and_rejects_its_controls():
     assert 2.0 <= lo <= hi <= s6.EXP_MAX_STOCH  # measured [2.20, 2.26]
 
 
-@pytest.mark.parametrize("cid", ["B5", "F3", "F4", "S6"])
+@pytest.mark.parametrize("cid", ["B4", "B5", "F3", "F4", "S6"])
 def test_new_checks_are_registered(cid):
     assert cid in discover()
 
@@ -131,3 +131,24 @@ def test_b5_tracks_with_the_lemma_period_and_fails_with_a_long_one():
     bad = b5.track_lower(GaussianOracle(P, noise, np.random.default_rng(1)), xs, y1,
                          I=28, N=s["N"], gamma=s["gamma"], R_ball=s["R_ball"])
     assert ok.max() <= b5.DELTA_Y and np.all(bad.max(axis=0) > b5.DELTA_Y)
+
+
+@pytest.mark.numba
+def test_b4_shaped_schedule_orders_and_a_short_run():
+    from dataclasses import replace
+
+    from refbilevel.algorithms.borep import borep_theory_schedule
+    from refbilevel.problems.relaxed_smooth import RelaxedSmoothP2
+    from theory_checks import b4_borep_convergence as b4
+
+    P = RelaxedSmoothP2()
+    k = b4.theory_constants(P)
+    p1, p2 = b4.shaped_params(1.0, k), b4.shaped_params(0.5, k)
+    assert p2.eta == pytest.approx(p1.eta / 8)  # η ∝ ε³
+    assert 1 - p2.beta == pytest.approx((1 - p1.beta) / 4)  # 1 − β ∝ ε²
+    assert p2.T / p1.T == pytest.approx(16, rel=0.01)  # T ∝ ε^-4
+    # the exact-schedule path of --full, cut short: the code runs and the counts agree
+    short = replace(borep_theory_schedule(b4.EXACT_EPS, k).params, T=40, N=30, epoch_k=2)
+    row = b4.one_run(P, short, 2, 0, "exact-smoke", b4.EXACT_EPS)
+    assert row["kernel_counted_calls"] == row["calls_per_replica"] and row["diverged"] == 0
+    assert row["truncated_certified_lower_bound"] > b4.EXACT_EPS
