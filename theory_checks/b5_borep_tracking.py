@@ -41,6 +41,13 @@ straight line, so just before an update ||y − y*|| ≥ ||B||η(I' − 1) − (
 previous update) > 2δ_y − δ_y: every replica violates δ_y, whatever the noise. It must fail
 on every replica. (This is what the lemma's I buys: the drift per period.)
 
+Measured (seed 20261123): quick, 0 failures of 200 in every part (upper bounds 0.037), worst
+tracking error 0.32 δ_y (drift), 0.26 δ_y (random walk), initialization error ≤ 0.03 δ_y/2;
+control 200 of 200 failures (worst 3.5 δ_y); 7.1e4 lower-level calls per replica and
+sequence. Full, 0 of 2000 (upper bounds 0.0038), worst 0.36 δ_y; control 2000 of 2000. Time:
+quick 10 s CPU, full 4.6 min wall. The §5.3 constants are conservative: the errors stay
+about 3 times below the target.
+
 Figure: left, the tracking error ||y_t − y*(x̃_t)|| (median and max over replicas) for each
 sequence and the control, with δ_y; right, the distribution of the per-replica worst error
 and of the initialization error against δ_y and δ_y/2.
