@@ -306,7 +306,9 @@ ENTRIES: tuple[LedgerEntry, ...] = (
        "S3 deterministic special case"),
     _e(S, "Theorem 5 (Variance I)", "bound on E[Var(ĝ | w_t)]", P, EXCL,
        note="UNREC: statement stripped"),
-    _e(S, "Theorem 6 (Variance II)", "Var(E[ĝ|w_t]) <= 2(...) via Theorem 4(i)", R, UNCH),
+    _e(S, "Theorem 6 (Variance II)", "Var(E[ĝ|w_t]) <= 2(...) via Theorem 4(i)", R, FULL,
+       "S6 (d) exact moments on the golden and three random instances, two step rules",
+       note="DERIVED form 2c_w^2 rho_t + 2L_Phi^2 E||v̄_k - v(w_t)||^2; measured ratio <= 0.27"),
     _e(S, "Theorem 7 (MSE bound)", "E||ĝ - ∇f||² <= 7[...]", R, EXCL,
        note="UNREC: the body is stripped, like Theorem 5 (audit)"),
     _e(S, "Algorithm 1 sampling rule", "the four sample families must be mutually "

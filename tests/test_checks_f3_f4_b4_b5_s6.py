@@ -152,3 +152,23 @@ def test_b4_shaped_schedule_orders_and_a_short_run():
     row = b4.one_run(P, short, 2, 0, "exact-smoke", b4.EXACT_EPS)
     assert row["kernel_counted_calls"] == row["calls_per_replica"] and row["diverged"] == 0
     assert row["truncated_certified_lower_bound"] > b4.EXACT_EPS
+
+
+def test_s6_theorem6_terms_match_the_exact_bias_and_order():
+    import numpy as np
+
+    from refbilevel.problems.contraction import golden_instance
+    from refbilevel.sid_moments import StepSchedule, ll_error_moments, ll_error_path
+    from theory_checks import s6_bsgm_complexity as s6
+
+    g = golden_instance()
+    steps = StepSchedule.decreasing(3.0, 3.0)
+    m, C = ll_error_moments(g.problem, g.lam, 7, steps=steps)
+    assert np.isclose(np.trace(C), ll_error_path(g.problem, g.lam, 7, steps=steps)[-1])
+    for t, k in ((0, 0), (3, 5), (30, 2)):
+        x = s6.theorem6(g.problem, g.lam, t, k, steps)
+        assert x["bias_mismatch"] < 1e-12  # E[ĝ] − ∇f through E[ĝ|w_t] = sid_moments' bias
+        assert x["var"] <= x["second"] <= x["rhs"]
+    # at t = 0, k = 100 the LS has converged (v̄_k ≈ v(w_t)) and only the LL term remains
+    x = s6.theorem6(g.problem, g.lam, 0, 100, steps)
+    assert x["second"] > x["rhs_without_ll_term"]
