@@ -49,8 +49,9 @@ Measured (seed 20261123): quick, slope −0.755 [−0.820, −0.691] for both al
 FdeHBO − FMBO gap 1.2e-9 at δ_ε = 6.6e-7), E||∇Φ(x_a(T))||² from 0.104 (T = 125) to 0.0130
 (T = 2000); full, −0.706 [−0.759, −0.650], gap 6.5e-9; the fixed-δ = 0.5 run −0.694 with a
 level 54% higher at T_max (0.0079 against 0.0052); the exact-oracle FMBO run's prefix average
-0.0017, so the noise sets most of the level. Time: quick 18 s CPU (61 s wall on the shared
-machine), full 15 min wall (about 3 min CPU).
+0.0017, so the noise sets most of the level. Time: quick 8 s CPU (25 s wall on the shared
+machine; half of it the Newton ground truth), full about 3 min CPU (measured before the
+problem's y* cache halved the ground-truth cost).
 
 Figure: left, the prefix averages with 99.9% bands and the T^{-2/3} reference; right, the
 slope intervals against the threshold −2/3 + 0.1 and the control's threshold −1 + 0.1.
