@@ -568,6 +568,19 @@ def deterministic_constant(problem: Any, lam: Any, *, w0: Any = None,
 # ----------------------------------------------------------------------------------------
 
 
+def ll_error_moments(problem: Any, lam: Any, t: int, *, steps: Any,
+                     w0: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean m_t and second moment C_t = E[e_t e_tᵀ] of the LL error e_t = w_t − w(λ) of
+    the stochastic KM iteration (6) (docs/sid_bsgm.rst §8, §14.1; the recursion of
+    :func:`ll_error_path`, which returns only tr C_i along the path)."""
+    D = problem_data(problem)
+    lam = _lam(lam, D.n)
+    t = require_int("t", t, low=0)
+    ex = exact_solution(D, lam)
+    m, C, _ = _ll_moments(D, lam, ex.w_star, _w0(w0, D.d) - ex.w_star, step_sequence(steps, t))
+    return m, C
+
+
 def ll_error_path(problem: Any, lam: Any, t: int, *, steps: Any, w0: Any = None) -> np.ndarray:
     """Exact E||w_i − w(λ)||², i = 0..t, of the stochastic KM iteration (6) (docs/sid_bsgm.rst §8,
     §14.1).

@@ -35,7 +35,7 @@ def test_s6_quick_holds_and_rejects_its_controls():
     assert 2.0 <= lo <= hi <= s6.EXP_MAX_STOCH  # measured [2.20, 2.26]
 
 
-@pytest.mark.parametrize("cid", ["F3", "F4", "S6"])
+@pytest.mark.parametrize("cid", ["B4", "B5", "F3", "F4", "S6"])
 def test_new_checks_are_registered(cid):
     assert cid in discover()
 
@@ -103,3 +103,72 @@ def test_f3_runs_fdehbo_and_fmbo_on_one_stream():
     assert np.nanmax(np.abs(a.x - b.x)) < 1e-6
     r = f3.rate(a, "fmbo")
     assert r["diverged"] == 0 and r["E_grad_sq"][-1] < r["E_grad_sq"][0]
+
+
+def test_b5_tracks_with_the_lemma_period_and_fails_with_a_long_one():
+    import math
+
+    import numpy as np
+
+    from refbilevel.algorithms.borep import BOREPTheoryConstants
+    from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+    from refbilevel.problems.relaxed_smooth import RelaxedSmoothP2
+    from theory_checks import b5_borep_tracking as b5
+
+    P = RelaxedSmoothP2()
+    noise = NoiseConfig(grad_y_g=b5.SIGMA)
+    x1 = np.ones(P.d_x)
+    y0 = P.y_star(x1) + b5.Y0_OFFSET * np.ones(P.d_y) / math.sqrt(P.d_y)
+    c = BOREPTheoryConstants.from_problem(P, noise, x1, y0, phi_lower=3.1324348957,
+                                          delta=b5.DELTA)
+    s = b5.schedule(P, c)
+    assert (s["I"], s["N"], s["epoch_k"]) == (3, 603, 7)
+    xs = b5.sequence("drift", P, 4, s["I"], np.random.default_rng(0))
+    assert np.allclose(np.linalg.norm(np.diff(xs, axis=0), axis=-1), b5.ETA)
+    y1 = np.tile(P.y_star(x1), (4, 1))
+    ok = b5.track_lower(GaussianOracle(P, noise, np.random.default_rng(1)), xs, y1,
+                        I=s["I"], N=s["N"], gamma=s["gamma"], R_ball=s["R_ball"])
+    bad = b5.track_lower(GaussianOracle(P, noise, np.random.default_rng(1)), xs, y1,
+                         I=28, N=s["N"], gamma=s["gamma"], R_ball=s["R_ball"])
+    assert ok.max() <= b5.DELTA_Y and np.all(bad.max(axis=0) > b5.DELTA_Y)
+
+
+@pytest.mark.numba
+def test_b4_shaped_schedule_orders_and_a_short_run():
+    from dataclasses import replace
+
+    from refbilevel.algorithms.borep import borep_theory_schedule
+    from refbilevel.problems.relaxed_smooth import RelaxedSmoothP2
+    from theory_checks import b4_borep_convergence as b4
+
+    P = RelaxedSmoothP2()
+    k = b4.theory_constants(P)
+    p1, p2 = b4.shaped_params(1.0, k), b4.shaped_params(0.5, k)
+    assert p2.eta == pytest.approx(p1.eta / 8)  # η ∝ ε³
+    assert 1 - p2.beta == pytest.approx((1 - p1.beta) / 4)  # 1 − β ∝ ε²
+    assert p2.T / p1.T == pytest.approx(16, rel=0.01)  # T ∝ ε^-4
+    # the exact-schedule path of --full, cut short: the code runs and the counts agree
+    short = replace(borep_theory_schedule(b4.EXACT_EPS, k).params, T=40, N=30, epoch_k=2)
+    row = b4.one_run(P, short, 2, 0, "exact-smoke", b4.EXACT_EPS)
+    assert row["kernel_counted_calls"] == row["calls_per_replica"] and row["diverged"] == 0
+    assert row["truncated_certified_lower_bound"] > b4.EXACT_EPS
+
+
+def test_s6_theorem6_terms_match_the_exact_bias_and_order():
+    import numpy as np
+
+    from refbilevel.problems.contraction import golden_instance
+    from refbilevel.sid_moments import StepSchedule, ll_error_moments, ll_error_path
+    from theory_checks import s6_bsgm_complexity as s6
+
+    g = golden_instance()
+    steps = StepSchedule.decreasing(3.0, 3.0)
+    m, C = ll_error_moments(g.problem, g.lam, 7, steps=steps)
+    assert np.isclose(np.trace(C), ll_error_path(g.problem, g.lam, 7, steps=steps)[-1])
+    for t, k in ((0, 0), (3, 5), (30, 2)):
+        x = s6.theorem6(g.problem, g.lam, t, k, steps)
+        assert x["bias_mismatch"] < 1e-12  # E[ĝ] − ∇f through E[ĝ|w_t] = sid_moments' bias
+        assert x["var"] <= x["second"] <= x["rhs"]
+    # at t = 0, k = 100 the LS has converged (v̄_k ≈ v(w_t)) and only the LL term remains
+    x = s6.theorem6(g.problem, g.lam, 0, 100, steps)
+    assert x["second"] > x["rhs_without_ll_term"]

@@ -172,6 +172,13 @@ class LogisticCleaning(BilevelProblem):
         return np.linalg.solve(Hm, r)[..., 0]
 
     def _y_star(self, x):
+        # one-entry cache: a trace asks for ∇Φ and then y* at the same (large) batch of
+        # points, and each Newton solve costs seconds there; equal inputs give equal outputs
+        last = getattr(self, "_y_star_last", None)
+        if last is not None and last[0].shape == x.shape and np.array_equal(last[0], x):
+            return last[1].copy()
         y0 = np.zeros(x.shape[:-1] + (self.d_y,))
-        return damped_newton(lambda y: self._g(x, y), lambda y: self._grad_y_g(x, y),
-                             lambda y, r: self._solve_hessian_yy(x, y, r), y0)
+        y = damped_newton(lambda y: self._g(x, y), lambda y: self._grad_y_g(x, y),
+                          lambda y, r: self._solve_hessian_yy(x, y, r), y0)
+        self._y_star_last = (np.array(x, copy=True), y.copy())
+        return y
