@@ -311,10 +311,13 @@ PAPER_T = 1000
 def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
                     assumptions_extra=(), step_options=("step_size",)):
     """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
+    (``derived(sc, l_f2=...)`` when it takes the upper level's constant)
     gives the "default" options from the problem's
     :class:`~refbilevel.solver_record.StepConstants` ``sc``, ``horizon_of(sc, options)`` its
     default T. "paper" runs the implementation's own (benchmark_bilevel) values, "theory"
     its ``mode="theory"`` (its constants are options)."""
+    import inspect
+
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,
@@ -328,7 +331,10 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
 
     def defaults(problem, mode):
         if mode == "default":
-            return {"mode": "tuned", **derived(StepConstants.of(problem))}
+            sc = StepConstants.of(problem)
+            if "l_f2" in inspect.signature(derived).parameters:  # F2SA's penalty needs l_f2
+                return {"mode": "tuned", **derived(sc, l_f2=float(problem.constants.l_f2 or 1.0))}
+            return {"mode": "tuned", **derived(sc)}
         return {"mode": "tuned" if mode == "paper" else "theory"}
 
     def default_T(problem, mode, options):
