@@ -227,7 +227,12 @@ def _invoke(run, inputs):
 def _solver_record():
     from dataclasses import fields
 
-    from refbilevel.solver_record import LOWER_LEVEL_GRADIENTS, Assumption, SolverRecord
+    from refbilevel.solver_record import (
+        LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
+        Assumption,
+        SolverRecord,
+    )
 
     return SolverRecord(
         name="unibio", reference="docs/unibio.rst §4.2",
@@ -241,6 +246,7 @@ def _solver_record():
                        lambda P: P.constants.l_f1 is not None),
             Assumption("a Hölder-smooth hyperobjective (L_phi2 stated)",
                        lambda P: P.constants.L_phi2 is not None),
+            PHI_BOUNDED_BELOW,
         ),
         options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
         defaults=_default_params, default_T=_default_T, invoke=_invoke,
