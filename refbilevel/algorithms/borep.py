@@ -667,8 +667,8 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
     (L_1 = 0), else the L_0 of its relaxed (L_0, L_1) smoothness (``L0_phi_hessian``,
     docs/borep.rst §8) — Theorem 3.2's step condition η ≤ c/L_0 (η ≤ 1/L_1 holds too on the
     registered problems); the normalized step leaves the last iterate oscillating with
-    ||∇φ|| = O(L_0 η/(1 − β)), a factor 30 under the start scale; the LL and z steps γ = ν = 1/L_y (Algorithm 2's
-    γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track their targets at the rate
+    ||∇φ|| = O(L_0 η/(1 − β)), a factor 30 under the start scale; the LL and z steps
+    γ = ν = 1/L_y (Algorithm 2's γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track their targets at the rate
     1 − μ/L_y of each step."""
     if mode == "theory":
         return {"mode": "theory"}
