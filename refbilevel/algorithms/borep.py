@@ -668,8 +668,8 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
     docs/borep.rst §8) — Theorem 3.2's step condition η ≤ c/L_0 (η ≤ 1/L_1 holds too on the
     registered problems); the normalized step leaves the last iterate oscillating with
     ||∇φ|| = O(L_0 η/(1 − β)), a factor 30 under the start scale; the LL and z steps
-    γ = ν = 1/L_y (Algorithm 2's γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track their targets at the rate
-    1 − μ/L_y of each step."""
+    γ = ν = 1/L_y (Algorithm 2's γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track
+    their targets at the rate 1 − μ/L_y of each step."""
     if mode == "theory":
         return {"mode": "theory"}
     out: dict[str, Any] = {"mode": "tuned"}
