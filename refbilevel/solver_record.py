@@ -86,7 +86,12 @@ class SolverRecord:
     value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
     ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
     where they are a schedule (docs section in ``reference``). ``step_options`` name the
-    options that are step sizes (X5's control multiplies them)."""
+    options that are step sizes (X5's control multiplies them). ``paper_counts(trace,
+    problem)`` gives the cumulative oracle calls by kind at the trace's records that the
+    paper states (claim X3; ``counts_reference`` says where). ``parity()`` gives the
+    :class:`~refbilevel.runs.RunSpec` fields of the method's backend-comparison run (the
+    settings of its tests; ``refbilevel compare-backends``, X4), ``parity_T_cap`` the most
+    iterations that run takes."""
 
     name: str
     reference: str
@@ -97,6 +102,10 @@ class SolverRecord:
     invoke: Callable[[Callable[..., Any], SolverInputs], Any]
     counts: Mapping[str, Any] | None = None
     step_options: tuple[str, ...] = ()
+    paper_counts: Callable[[Any, Any], dict[str, np.ndarray]] | None = None
+    counts_reference: str = ""
+    parity: Callable[[], dict[str, Any]] | None = None
+    parity_T_cap: int | None = None
     as_problem: Callable[[Any], Any] | None = None
     localize: Callable[[Any, np.ndarray, np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
 

@@ -308,8 +308,19 @@ def invoke_baseline(run, inputs):
 PAPER_T = 1000
 
 
+#: the backend-comparison setups of the baselines (the settings of tests/test_baselines.py)
+PARITY_QUADRATIC = {"problem": "quadratic", "x0": -2.0,
+                    "problem_params": {"d_x": 5, "d_y": 5, "mu": 3.0, "L": 10.0, "rho": 10.0,
+                                       "seed": 0}}
+PARITY_FINITE_SUM = {"problem": "finite-sum-quadratic",
+                     "problem_params": {"n_inner": 256, "n_outer": 256, "d_inner": 5,
+                                        "d_outer": 5, "mu": 1.0, "L": 4.0, "L_cross": 1.0,
+                                        "seed": 16}}
+
+
 def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
-                    assumptions_extra=(), step_options=("step_size",)):
+                    assumptions_extra=(), step_options=("step_size",),
+                    parity=PARITY_QUADRATIC):
     """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
     (``derived(sc, l_f2=...)`` when it takes the upper level's constant)
     gives the "default" options from the problem's
@@ -348,7 +359,11 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
                                     LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW)
         + tuple(assumptions_extra),
         options=baseline_options(run), defaults=defaults, default_T=default_T,
-        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name), step_options=step_options))
+        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name), step_options=step_options,
+        parity=lambda: dict(parity),
+        paper_counts=lambda trace, problem: paper_cumulative_counts(
+            name, trace.params, trace.iterations, trace.extra.get("hia_p")),
+        counts_reference=PAPER_COUNTS[name]["section"]))
 
 
 def single_loop_outer_step(sc) -> float:

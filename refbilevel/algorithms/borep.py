@@ -745,7 +745,12 @@ def _register() -> None:
         options=("eps", "theory", "z0", "params")
         + tuple(f.name for f in fields(BOREPParams) if f.name != "T"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
-        localize=_localize, step_options=("gamma", "nu")))
+        localize=_localize, step_options=("gamma", "nu"),
+        # x0 = 9·1 of claim B2, where fixed-step methods overflow
+        parity=lambda: {"problem": "borep-p1", "x0": 9.0},
+        paper_counts=lambda trace, problem: borep_cumulative_counts(
+            BOREPParams(**trace.params), np.asarray(trace.iterations)),
+        counts_reference="docs/borep.rst §4 (borep_cumulative_counts / borep_oracle_counts)"))
 
 
 _register()

@@ -250,7 +250,13 @@ def _solver_record():
         ),
         options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
         defaults=_default_params, default_T=_default_T, invoke=_invoke,
-        step_options=("eta",))
+        step_options=("eta",),
+        parity=lambda: {"problem": "unibio-example3", "problem_params": {"p": 4}, "x0": 1.0},
+        parity_T_cap=500,
+        paper_counts=lambda trace, problem: unibio_cumulative_counts(
+            UniBiOParams(**trace.params), problem.p, np.asarray(trace.iterations)),
+        counts_reference="docs/unibio.rst §4.2 'Oracle cost', §5.6 eq. (63) "
+                         "(unibio_cumulative_counts)")
 
 
 def _register() -> None:
