@@ -132,8 +132,13 @@ def unibio_oracle_counts(params: UniBiOParams, p: float) -> dict[str, int]:
 
 @register("algorithm", "unibio", "numpy")
 def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
-               seed: int | None = None, restart_rng: np.random.Generator | None = None) -> Trace:
-    """Run UniBiO from (x0, y0) (shapes (R, d_x), (R, d_y)); returns the :class:`Trace`."""
+               seed: int | None = None, restart_rng: np.random.Generator | None = None,
+               record_final: bool = False) -> Trace:
+    """Run UniBiO from (x0, y0) (shapes (R, d_x), (R, d_y)); returns the :class:`Trace`.
+
+    The records are x_0, ..., x_{T-1} (the iterates Theorem 5.1 averages over); with
+    ``record_final`` (what :func:`refbilevel.solve` passes) x_T is recorded too, as every
+    other method's trace ends at iteration T."""
     problem = oracle.problem
     params = params.validated()
     x = as_vector_batch("x0", x0, problem.d_x).reshape(-1, problem.d_x).copy()
@@ -169,7 +174,8 @@ def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
             active = rec.check_finite(t + 1, x_new, m_new, y)
             x = np.where(active[:, None], x_new, x)
             m = np.where(active[:, None], m_new, m)
-        rec.record(params.T, x, y, oracle.counts, force=True)  # x_T, like every other method
+        if record_final:
+            rec.record(params.T, x, y, oracle.counts, force=True)
     return rec.finish("unibio", "numpy", asdict(params), seed, x_final=x, y_final=y)
 
 
@@ -221,7 +227,7 @@ def _default_T(problem, mode, options) -> int:
 def _invoke(run, inputs):
     params = UniBiOParams(T=inputs.T, **inputs.options)
     return run(inputs.oracle, inputs.x0, inputs.y0, params, record_every=inputs.record_every,
-               seed=inputs.seed, restart_rng=inputs.restart_rng)
+               seed=inputs.seed, restart_rng=inputs.restart_rng, record_final=True)
 
 
 def _solver_record():
