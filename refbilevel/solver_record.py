@@ -50,11 +50,12 @@ class Assumption:
 
     text: str
     holds: Callable[[Any], bool]
+    label: str = ""  # a few words for the matrix's cells; default: text before "("
 
     @property
     def short(self) -> str:
-        """The text without its parenthesized detail (the matrix's cells)."""
-        return self.text.split(" (")[0]
+        """What the matrix prints after ``refused:``."""
+        return self.label or self.text.split(" (")[0]
 
 
 @dataclass(frozen=True)
@@ -236,17 +237,19 @@ def _is_bilevel(problem: Any) -> bool:
 
 LOWER_LEVEL_GRADIENTS = Assumption(
     "a lower level given by g(x, ·) with gradient and Hessian oracles (not a fixed-point map)",
-    _is_bilevel)
+    _is_bilevel, "LL given by g")
 STRONGLY_CONVEX_LL = Assumption(
     "a strongly convex lower level (p = 2, mu > 0)",
-    lambda P: float(P.constants.p) == 2.0 and _positive(P.constants.mu) is not None)
+    lambda P: float(P.constants.p) == 2.0 and _positive(P.constants.mu) is not None,
+    "strongly convex LL")
 SMOOTH_LL = Assumption(
     "a Lipschitz ∇_y g (L_y, or C at p = 2, stated)",
-    lambda P: (_positive(P.constants.L_y) or _positive(P.constants.C)) is not None)
+    lambda P: (_positive(P.constants.L_y) or _positive(P.constants.C)) is not None,
+    "Lipschitz ∇_y g")
 LIPSCHITZ_HYPERGRADIENT = Assumption(
     "a Lipschitz ∇φ (L_phi2, or the ingredients of L̄, stated; relaxed (L_0, L_1) upper "
     "levels are outside)",
-    lambda P: StepConstants.of(P) is not None)
+    lambda P: StepConstants.of(P) is not None, "Lipschitz ∇φ")
 
 
 def _bounded_below(problem: Any) -> bool:
@@ -259,10 +262,10 @@ def _bounded_below(problem: Any) -> bool:
 
 PHI_BOUNDED_BELOW = Assumption(
     "a hyperobjective bounded below (inf φ > −∞; the problem states λ_min(∇²φ) < 0 for a "
-    "quadratic φ)", _bounded_below)
+    "quadratic φ)", _bounded_below, "φ bounded below")
 FINITE_SUM = Assumption(
     "a finite-sum problem (n_inner, n_outer samples for the SAGA memory)",
-    lambda P: hasattr(P, "n_inner") and hasattr(P, "n_outer"))
+    lambda P: hasattr(P, "n_inner") and hasattr(P, "n_outer"), "finite sum")
 
 
 def require_options(record: SolverRecord, options: Mapping[str, Any]) -> None:

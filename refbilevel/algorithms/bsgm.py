@@ -471,7 +471,7 @@ def _register() -> None:
         assumptions=(Assumption(
             "a linear contraction lower level (Φ = Aw + Bλ + c, or the gradient-descent map "
             "of a strongly convex quadratic g; docs/sid_bsgm.rst §14.1-14.2)",
-            _linear_lower_level),),
+            _linear_lower_level, "linear contraction LL"),),
         options=("alpha", "schedule", "steps", "constraint", "w0"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
         as_problem=_as_contraction, step_options=("alpha",), parity=_parity,
