@@ -34,56 +34,16 @@ import numpy as np
 from refbilevel.backends import implementations
 from refbilevel.runs import RunSpec, execute
 
-_QUADRATIC = {"d_x": 5, "d_y": 5, "mu": 3.0, "L": 10.0, "rho": 10.0, "seed": 0}
-_FINITE_SUM = {"n_inner": 256, "n_outer": 256, "d_inner": 5, "d_outer": 5, "mu": 1.0,
-               "L": 4.0, "L_cross": 1.0, "seed": 16}
-
-
-def _storm_setup() -> dict[str, Any]:
-    """FdeHBO/FMBO: the well-conditioned §10.1 quadratic and schedule of claim F2
-    (theory_checks/f2_fdehbo_rate.py). Not the stiff quadratic of the baselines: there the
-    tuned STORM schedule of docs/fdehbo.rst §10.1 makes the dynamics chaotic (a 1e-15 difference
-    between backends grows by ≈ 1e3 every 50 iterations, to O(1) by t = 400, while both runs
-    converge alike), so parity after 1000 iterations is a property the dynamics do not
-    have there, whatever the kernels do."""
-    from refbilevel.algorithms.fdehbo import StormSchedule
-
-    return {"problem": "quadratic", "x0": 2.0, "noise": 1.0,
-            "problem_params": {"d_x": 3, "d_y": 4, "mu": 1.0, "L": 1.0, "seed": 0,
-                               "k_range": (0.2, 0.5), "f_range": (0.5, 1.0), "rho": 1.0},
-            "options": {"schedule": StormSchedule(w=8.0, c_beta=1.0, c_lambda=1.0,
-                                                  c_eta_f=3.0, c_eta_R=3.0, c_eta_g=3.0),
-                        "r_v": 20.0}}
-
-
-def _bsgm_setup() -> dict[str, Any]:
-    """BSGM on the noisy golden instance with the deterministic SID schedule and a box, as
-    its parity test (the default "finite" schedule grows SID's t = k = J with the outer
-    iteration: 1000 outer steps take minutes on the NumPy reference)."""
-    from refbilevel.algorithms.bsgm import Box
-
-    return {"problem": "linear-contraction", "x0": 0.9,
-            "options": {"schedule": "deterministic", "constraint": Box(-1.0, 1.0)}}
-
 
 def setup(algorithm: str) -> dict[str, Any]:
-    """The :class:`RunSpec` fields of ``algorithm``'s comparison run: the settings of its
-    tests (tests/test_baselines.py, test_unibio.py, test_borep_fdehbo_bsgm.py). BO-REP
-    starts at the x0 = 9·1 of claim B2, where fixed-step methods overflow."""
-    if algorithm in ("bsa", "stocbio", "ttsa", "soba", "ma_soba", "amigo", "f2sa"):
-        return {"problem": "quadratic", "problem_params": _QUADRATIC, "x0": -2.0}
-    if algorithm in ("fdehbo", "fmbo"):
-        return _storm_setup()
-    fixed: dict[str, dict[str, Any]] = {
-        "saba": {"problem": "finite-sum-quadratic", "problem_params": _FINITE_SUM},
-        "unibio": {"problem": "unibio-example3", "problem_params": {"p": 4}, "x0": 1.0},
-        "borep": {"problem": "borep-p1", "x0": 9.0}}
-    if algorithm in fixed:
-        return fixed[algorithm]
-    if algorithm == "bsgm":
-        return _bsgm_setup()
-    raise ValueError(f"no comparison setup for algorithm {algorithm!r}; known: bsa, stocbio, "
-                     "ttsa, soba, ma_soba, amigo, f2sa, fdehbo, fmbo, saba, unibio, borep, bsgm")
+    """The :class:`RunSpec` fields of ``algorithm``'s comparison run: its record's
+    ``parity()`` (the settings of its tests)."""
+    from refbilevel.solver_record import solver_record
+
+    record = solver_record(algorithm)
+    if record.parity is None:
+        raise ValueError(f"method {algorithm!r} states no comparison setup (SolverRecord.parity)")
+    return record.parity()
 
 
 @dataclass
@@ -104,11 +64,14 @@ class ComparisonRow:
 
 
 def default_spec(algorithm: str, T: int = 1000, replicas: int = 4, seed: int = 0) -> RunSpec:
-    # UniBiO's T counts UL steps, each with an Epoch-SGD call: its tuned T = 500 already
-    # makes ~1e5 oracle calls per replica, so T is capped there
-    # mode "paper": the implementations' own values, with which the setups were chosen
+    # a record may cap T (UniBiO: each UL step is an Epoch-SGD call, its tuned T = 500
+    # already makes ~1e5 oracle calls per replica); mode "paper": the implementations' own
+    # values, with which the setups were chosen
+    from refbilevel.solver_record import solver_record
+
+    cap = solver_record(algorithm).parity_T_cap
     return RunSpec(algorithm, seed=seed, replicas=replicas, mode="paper",
-                   T=min(T, 500) if algorithm == "unibio" else T,
+                   T=T if cap is None else min(T, cap),
                    record_every=max(1, T // 100), **setup(algorithm))
 
 

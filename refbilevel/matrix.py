@@ -83,7 +83,7 @@ def run_cell(method: str, problem: str, *, backend: str = "numpy", replicas: int
         tr = solve(problem, method, backend=backend, noise=0.0, replicas=replicas, seed=seed,
                    T=T, problem_params=problem_params, record_every=_every(T), **options)
     except (ValueError, LookupError, BackendUnavailableError) as exc:
-        return Cell(method, problem, FAILED, reason=str(exc).splitlines()[0][:120],
+        return Cell(method, problem, FAILED, reason=str(exc).splitlines()[0].split(";")[0][:80],
                     seconds=time.perf_counter() - t0, options=options)
     secs = time.perf_counter() - t0
     T_run = int(tr.iterations[-1])

@@ -50,11 +50,12 @@ class Assumption:
 
     text: str
     holds: Callable[[Any], bool]
+    label: str = ""  # a few words for the matrix's cells; default: text before "("
 
     @property
     def short(self) -> str:
-        """The text without its parenthesized detail (the matrix's cells)."""
-        return self.text.split(" (")[0]
+        """What the matrix prints after ``refused:``."""
+        return self.label or self.text.split(" (")[0]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,12 @@ class SolverRecord:
     value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
     ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
     where they are a schedule (docs section in ``reference``). ``step_options`` name the
-    options that are step sizes (X5's control multiplies them)."""
+    options that are step sizes (X5's control multiplies them). ``paper_counts(trace,
+    problem)`` gives the cumulative oracle calls by kind at the trace's records that the
+    paper states (claim X3; ``counts_reference`` says where). ``parity()`` gives the
+    :class:`~refbilevel.runs.RunSpec` fields of the method's backend-comparison run (the
+    settings of its tests; ``refbilevel compare-backends``, X4), ``parity_T_cap`` the most
+    iterations that run takes."""
 
     name: str
     reference: str
@@ -97,6 +103,10 @@ class SolverRecord:
     invoke: Callable[[Callable[..., Any], SolverInputs], Any]
     counts: Mapping[str, Any] | None = None
     step_options: tuple[str, ...] = ()
+    paper_counts: Callable[[Any, Any], dict[str, np.ndarray]] | None = None
+    counts_reference: str = ""
+    parity: Callable[[], dict[str, Any]] | None = None
+    parity_T_cap: int | None = None
     as_problem: Callable[[Any], Any] | None = None
     localize: Callable[[Any, np.ndarray, np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
 
@@ -227,17 +237,19 @@ def _is_bilevel(problem: Any) -> bool:
 
 LOWER_LEVEL_GRADIENTS = Assumption(
     "a lower level given by g(x, ·) with gradient and Hessian oracles (not a fixed-point map)",
-    _is_bilevel)
+    _is_bilevel, "LL given by g")
 STRONGLY_CONVEX_LL = Assumption(
     "a strongly convex lower level (p = 2, mu > 0)",
-    lambda P: float(P.constants.p) == 2.0 and _positive(P.constants.mu) is not None)
+    lambda P: float(P.constants.p) == 2.0 and _positive(P.constants.mu) is not None,
+    "strongly convex LL")
 SMOOTH_LL = Assumption(
     "a Lipschitz ∇_y g (L_y, or C at p = 2, stated)",
-    lambda P: (_positive(P.constants.L_y) or _positive(P.constants.C)) is not None)
+    lambda P: (_positive(P.constants.L_y) or _positive(P.constants.C)) is not None,
+    "Lipschitz ∇_y g")
 LIPSCHITZ_HYPERGRADIENT = Assumption(
     "a Lipschitz ∇φ (L_phi2, or the ingredients of L̄, stated; relaxed (L_0, L_1) upper "
     "levels are outside)",
-    lambda P: StepConstants.of(P) is not None)
+    lambda P: StepConstants.of(P) is not None, "Lipschitz ∇φ")
 
 
 def _bounded_below(problem: Any) -> bool:
@@ -250,10 +262,10 @@ def _bounded_below(problem: Any) -> bool:
 
 PHI_BOUNDED_BELOW = Assumption(
     "a hyperobjective bounded below (inf φ > −∞; the problem states λ_min(∇²φ) < 0 for a "
-    "quadratic φ)", _bounded_below)
+    "quadratic φ)", _bounded_below, "φ bounded below")
 FINITE_SUM = Assumption(
     "a finite-sum problem (n_inner, n_outer samples for the SAGA memory)",
-    lambda P: hasattr(P, "n_inner") and hasattr(P, "n_outer"))
+    lambda P: hasattr(P, "n_inner") and hasattr(P, "n_outer"), "finite sum")
 
 
 def require_options(record: SolverRecord, options: Mapping[str, Any]) -> None:

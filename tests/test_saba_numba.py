@@ -103,8 +103,13 @@ def test_numba_matches_numpy(problem, R, sampler, init_memory):
     P = PROBLEMS[problem]
     x0, y0 = _start(P, R)
     o_ref, o = _oracles(P, 5, sampler)
-    ref = saba.run_saba(o_ref, x0, y0, T=1000, init_memory=init_memory, record_every=100)
-    got = _numba()(o, x0, y0, T=1000, init_memory=init_memory, record_every=100)
+    # the d = 1 instance's φ has λ_min(∇²φ) = −0.94 (unbounded below): SABA's iterate grows
+    # past 1e6 times its start by t = 200 (v ≈ 4e30 at t = 1000), which the trace's growth
+    # bound now reports as divergence; the comparison stops before it
+    T = 150 if problem == "dx1-dy1" else 1000
+    every = 15 if problem == "dx1-dy1" else 100
+    ref = saba.run_saba(o_ref, x0, y0, T=T, init_memory=init_memory, record_every=every)
+    got = _numba()(o, x0, y0, T=T, init_memory=init_memory, record_every=every)
     assert not ref.diverged.any()
     _assert_same_run(got, ref, o, o_ref)
     _assert_same_next_units(o, o_ref, R)
@@ -171,11 +176,13 @@ def test_shuffled_pass_state_is_shared_with_the_oracle(numba_first):
 @pytest.mark.parametrize("step_size, scale, expect, tol", [
     # a huge step: every replica overflows (the ones started at 1 and 1000 · x0 first)
     (1e3, [1.0, 1e3, 1e-3], "all", 1e-12),
-    # an unstable but moderate step: only the replica started at 1e100 · x0 overflows within
-    # T = 1000. The iteration is expanding for every replica, so it amplifies the rounding
-    # differences (measured 1.8e-13 relative over the trace, 1.2e-12 on replica 0 alone):
-    # the divergence record must still be identical, the values agree to 1e-10
-    (0.6, [1.0, 1e100, 1.0], "one", 1e-10),
+    # an unstable but moderate step: the iteration is expanding for every replica; only the
+    # replica started at 1e100 · x0 would overflow within T = 1000, but every one grows past
+    # the trace's 1e6-times-the-start bound by t = 30 (recorded every 10: diverged_at = 30
+    # for all three), before any overflow. The expansion amplifies the rounding differences
+    # (measured 1.8e-13 relative over the trace, 1.2e-12 on replica 0 alone): the divergence
+    # record must still be identical, the values agree to 1e-10
+    (0.6, [1.0, 1e100, 1.0], "all", 1e-10),
 ])
 def test_divergence_record_is_identical(step_size, scale, expect, tol):
     P = PROBLEMS["dx5-dy5"]
@@ -185,10 +192,7 @@ def test_divergence_record_is_identical(step_size, scale, expect, tol):
     o_ref, o = _oracles(P, 0)
     ref = saba.run_saba(o_ref, x0, y0, T=1000, step_size=step_size, record_every=10)
     got = _numba()(o, x0, y0, T=1000, step_size=step_size, record_every=10)
-    if expect == "all":
-        assert np.all(ref.diverged_at >= 1), ref.diverged_at
-    else:
-        assert ref.diverged_at[[0, 2]].tolist() == [-1, -1] and ref.diverged_at[1] >= 1
+    assert expect == "all" and np.all(ref.diverged_at >= 1), ref.diverged_at
     _assert_same_run(got, ref, o, o_ref, tol)
     # NaN exactly from the divergence record on, in both traces
     its, div = got.iterations[:, None], got.diverged_at[None, :]

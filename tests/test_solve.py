@@ -87,9 +87,8 @@ def test_refusal_names_the_assumption_before_running():
                                          "needs a strongly convex lower level"):
         solve("uniformly-convex-separable", "soba")
     cell = run_cell("soba", "uniformly-convex-separable")
-    assert cell.status == REFUSED and cell.text() == "refused: a strongly convex lower level"
-    assert run_cell("soba", "finite-sum-quadratic").reason.startswith(
-        "a hyperobjective bounded below")
+    assert cell.status == REFUSED and cell.text() == "refused: strongly convex LL"
+    assert run_cell("soba", "finite-sum-quadratic").reason == "φ bounded below"
 
 
 def test_matrix_cell_converges_and_the_100x_step_control_diverges():
@@ -115,7 +114,7 @@ def test_matrix_command_exit_codes(capsys):
     rc = main(["matrix", "--methods", "soba", "--problems", "uniformly-convex-separable",
                "linear-contraction"])
     out = capsys.readouterr().out
-    assert rc == 0 and "refused: a strongly convex lower level" in out
+    assert rc == 0 and "refused: strongly convex LL" in out
     assert "DIVERGED" not in out and "STALLED" not in out
     assert main(["matrix", "--backend", "fortran"]) == 2
 

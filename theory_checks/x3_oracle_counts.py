@@ -55,10 +55,7 @@ from typing import Any
 import numpy as np
 
 from refbilevel.algorithms._baselines import PAPER_COUNTS, paper_cumulative_counts
-from refbilevel.algorithms.borep import BOREPParams, borep_cumulative_counts
-from refbilevel.algorithms.bsgm import bsgm_schedule
-from refbilevel.algorithms.fdehbo import storm_total_counts
-from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
+from refbilevel.algorithms.bsgm import SCHEDULES, bsgm_schedule
 from refbilevel.backend_comparison import default_spec
 from refbilevel.backends import backend_status, implementation, implementations
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
@@ -70,6 +67,7 @@ from refbilevel.problems.contraction import golden_instance
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 from refbilevel.runs import RunSpec, build_problem, execute
+from refbilevel.solver_record import solver_record
 
 CLAIM = ClaimInfo(
     id="X3",
@@ -81,38 +79,20 @@ CLAIM = ClaimInfo(
     evidence=(Evidence("exact", "integer accounting of run counters"),),
 )
 
-SOURCES = {
-    "unibio": "docs/unibio.rst §4.2 'Oracle cost', §5.6 eq. (63) (unibio_cumulative_counts)",
-    "borep": "docs/borep.rst §4 (borep_cumulative_counts / borep_oracle_counts)",
-    "fdehbo": "docs/fdehbo.rst §3 'Per-iteration oracle cost' (storm_total_counts)",
-    "fmbo": "docs/fdehbo.rst §3, §4 'Per-iteration oracle cost' (storm_total_counts)",
-    "bsgm": "docs/sid_bsgm.rst §4.2 (sid_counts per SID call), §5 schedule, §11 Definition 15",
-}
 SID_CASES = ((7, 4, 3), (0, 5, 1), (5, 0, 2), (12, 12, 12))
 
 
 def source(algorithm: str) -> str:
-    if algorithm in PAPER_COUNTS:
-        return PAPER_COUNTS[algorithm]["section"]
-    return SOURCES.get(algorithm, "no stated per-iteration counts")
+    return solver_record(algorithm).counts_reference or "no stated per-iteration counts"
 
 
 def expected_counts(algorithm: str, trace: Any, spec: RunSpec) -> dict[str, np.ndarray]:
-    """Cumulative counts at the trace's records, by kind, as the paper states them."""
-    its = np.asarray(trace.iterations)
-    if algorithm in PAPER_COUNTS:
-        return paper_cumulative_counts(algorithm, trace.params, its,
-                                       trace.extra.get("hia_p"))
-    if algorithm == "unibio":
-        p = build_problem(spec)[0].p
-        return unibio_cumulative_counts(UniBiOParams(**trace.params), p, its)
-    if algorithm == "borep":
-        return borep_cumulative_counts(BOREPParams(**trace.params), its)
-    if algorithm in ("fdehbo", "fmbo"):
-        rows = [storm_total_counts(algorithm, int(t)) for t in its]  # {} at t = 0
-        kinds = {k for r in rows for k in r}
-        return {k: np.array([r.get(k, 0) for r in rows]) for k in kinds}
-    raise ValueError(f"no stated counts for algorithm {algorithm!r}")
+    """Cumulative counts at the trace's records, by kind, as the paper states them (the
+    method's record, :attr:`~refbilevel.solver_record.SolverRecord.paper_counts`)."""
+    record = solver_record(algorithm)
+    if record.paper_counts is None:
+        raise ValueError(f"no stated counts for algorithm {algorithm!r}")
+    return record.paper_counts(trace, build_problem(spec)[0])
 
 
 def bsgm_expected(trace: Any, spec: RunSpec, extra_xi: int = 0) -> tuple[dict, np.ndarray]:
@@ -160,7 +140,8 @@ def run_specs(algorithm: str, mode: str, seed: int) -> list[tuple[str, RunSpec]]
     for R in Rs:
         spec = replace(default_spec(algorithm, T=T, replicas=R, seed=seed), record_every=1)
         out.append((f"T={spec.T}, R={R}", spec))
-        if algorithm == "bsgm" and mode == "full":
+        # BSGM's other SID schedules (a schedule option naming one of them)
+        if mode == "full" and spec.options.get("schedule") in SCHEDULES:
             for sched in ("finite", "increasing"):
                 s2 = replace(spec, T=20, options={**spec.options, "schedule": sched})
                 out.append((f"T=20, R={R}, schedule={sched}", s2))
@@ -171,23 +152,13 @@ def check_run(algorithm: str, spec: RunSpec, backend: str) -> tuple[dict, Any]:
     trace = execute(spec, backend)
     row: dict[str, Any] = {"algorithm": algorithm, "backend": backend,
                            "source": source(algorithm)}
-    if algorithm == "bsgm":
-        tot, samples = bsgm_expected(trace, spec)
-        # solve's Trace: per-kind run totals in extra["oracle_counts"], the cumulative
-        # Definition 15 samples per record in counts["samples"] (record_every = 1)
-        c1 = compare_counts(trace.extra["oracle_counts"], tot, sorted(tot))
-        c2 = compare_counts({"samples": trace.counts["samples"]}, {"samples": samples},
-                            ["samples"])
-        row.update(records=len(trace.counts["samples"]), schedule=trace.params["schedule"],
-                   kinds=c1["kinds"] + ["samples (cumulative, Definition 15)"],
-                   mismatches=c1["mismatches"] + c2["mismatches"], ok=c1["ok"] and c2["ok"],
-                   final={**tot, "samples": int(samples[-1])})
-        return row, trace
     want = expected_counts(algorithm, trace, spec)
     kinds = [k for k in trace.counts if k in ORACLE_KINDS or k in want]
     c = compare_counts(trace.counts, want, kinds)
     row.update(records=len(trace.iterations), kinds=kinds, mismatches=c["mismatches"],
                ok=c["ok"], final={k: int(np.asarray(trace.counts[k])[-1]) for k in kinds})
+    if "schedule" in trace.params and isinstance(trace.params["schedule"], str):
+        row["schedule"] = trace.params["schedule"]
     if "hia_p" in trace.extra:
         p = np.asarray(trace.extra["hia_p"])
         N = int(trace.params["n_hia_steps"])
@@ -246,7 +217,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     ctrl_b = compare_counts(soba.counts, off, kinds)
     bs, bs_spec = traces[("bsgm", "numpy")]
     tot_c, samples_c = bsgm_expected(bs, bs_spec, extra_xi=1)
-    ctrl_c = compare_counts({**bs.counts, "samples": bs.samples},
+    ctrl_c = compare_counts({**{k: v[-1] for k, v in bs.counts.items()},
+                             "samples": bs.counts["samples"]},
                             {**tot_c, "samples": samples_c}, sorted(tot_c) + ["samples"])
     controls = {"soba_vs_stocbio_table": ctrl_a, "soba_off_by_one_grad_y_g": ctrl_b,
                 "bsgm_J_plus_1_xi": ctrl_c}
@@ -266,7 +238,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "per_iteration_tables": {a: PAPER_COUNTS[a]["per_iteration"]
                                         for a in PAPER_COUNTS},
                "randomized_hvp": [a for a in PAPER_COUNTS if PAPER_COUNTS[a]["randomized_hvp"]],
-               "other_sources": SOURCES},
+               "sources": {a: source(a) for a in implementations("algorithm")}},
         control={"description": "the same comparison against false expectations must "
                                 "mismatch: (a) SOBA's trace vs stocBiO's table, (b) SOBA's "
                                 "table with ∇_y G off by one, (c) BSGM vs SID calls with J+1 ξ",

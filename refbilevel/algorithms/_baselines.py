@@ -308,13 +308,27 @@ def invoke_baseline(run, inputs):
 PAPER_T = 1000
 
 
+#: the backend-comparison setups of the baselines (the settings of tests/test_baselines.py)
+PARITY_QUADRATIC = {"problem": "quadratic", "x0": -2.0,
+                    "problem_params": {"d_x": 5, "d_y": 5, "mu": 3.0, "L": 10.0, "rho": 10.0,
+                                       "seed": 0}}
+PARITY_FINITE_SUM = {"problem": "finite-sum-quadratic",
+                     "problem_params": {"n_inner": 256, "n_outer": 256, "d_inner": 5,
+                                        "d_outer": 5, "mu": 1.0, "L": 4.0, "L_cross": 1.0,
+                                        "seed": 16}}
+
+
 def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
-                    assumptions_extra=(), step_options=("step_size",)):
+                    assumptions_extra=(), step_options=("step_size",),
+                    parity=PARITY_QUADRATIC):
     """The :class:`~refbilevel.solver_record.SolverRecord` of a baseline: ``derived(sc)``
+    (``derived(sc, l_f2=...)`` when it takes the upper level's constant)
     gives the "default" options from the problem's
     :class:`~refbilevel.solver_record.StepConstants` ``sc``, ``horizon_of(sc, options)`` its
     default T. "paper" runs the implementation's own (benchmark_bilevel) values, "theory"
     its ``mode="theory"`` (its constants are options)."""
+    import inspect
+
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,
@@ -328,7 +342,10 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
 
     def defaults(problem, mode):
         if mode == "default":
-            return {"mode": "tuned", **derived(StepConstants.of(problem))}
+            sc = StepConstants.of(problem)
+            if "l_f2" in inspect.signature(derived).parameters:  # F2SA's penalty needs l_f2
+                return {"mode": "tuned", **derived(sc, l_f2=float(problem.constants.l_f2 or 1.0))}
+            return {"mode": "tuned", **derived(sc)}
         return {"mode": "tuned" if mode == "paper" else "theory"}
 
     def default_T(problem, mode, options):
@@ -342,7 +359,11 @@ def baseline_record(name: str, run, reference: str, derived, horizon_of, *,
                                     LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW)
         + tuple(assumptions_extra),
         options=baseline_options(run), defaults=defaults, default_T=default_T,
-        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name), step_options=step_options))
+        invoke=invoke_baseline, counts=PAPER_COUNTS.get(name), step_options=step_options,
+        parity=lambda: dict(parity),
+        paper_counts=lambda trace, problem: paper_cumulative_counts(
+            name, trace.params, trace.iterations, trace.extra.get("hia_p")),
+        counts_reference=PAPER_COUNTS[name]["section"]))
 
 
 def single_loop_outer_step(sc) -> float:

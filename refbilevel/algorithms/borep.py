@@ -663,12 +663,13 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
     """BO-REP's options by mode: "paper" = :func:`borep_params` ``mode="tuned"`` (the §8
     values), "theory" = its ``mode="theory"`` (``eps`` and ``theory`` are then options),
     "default" = the §8 loop with ρ = l_{f,0}/μ from the problem (docs/borep.rst §3) and the UL
-    step η = (1 − β)/(30 L_φ) where the problem states a Lipschitz ∇φ (at L_1 = 0 Theorem 3.2's
-    step condition η ≤ c/L_0 with the Lipschitz constant as L_0; the normalized step leaves
-    the last iterate oscillating with ||∇φ|| = O(L_φ η/(1 − β)), a factor 30 under the
-    start scale), else the §8 value; the LL and z steps γ = ν = 1/L_y (Algorithm 2's
-    γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track their targets at the rate
-    1 − μ/L_y of each step."""
+    step η = (1 − β)/(30 L_0): L_0 the Lipschitz constant of ∇φ where the problem states one
+    (L_1 = 0), else the L_0 of its relaxed (L_0, L_1) smoothness (``L0_phi_hessian``,
+    docs/borep.rst §8) — Theorem 3.2's step condition η ≤ c/L_0 (η ≤ 1/L_1 holds too on the
+    registered problems); the normalized step leaves the last iterate oscillating with
+    ||∇φ|| = O(L_0 η/(1 − β)), a factor 30 under the start scale; the LL and z steps
+    γ = ν = 1/L_y (Algorithm 2's γ ≤ 1/L_y and line 4's ν ≤ 1/L_y), so that y and z track
+    their targets at the rate 1 − μ/L_y of each step."""
     if mode == "theory":
         return {"mode": "theory"}
     out: dict[str, Any] = {"mode": "tuned"}
@@ -677,10 +678,10 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
 
         try:
             L_phi = StepConstants.hypergradient_lipschitz(problem)
-        except ValueError:
-            L_phi = None
+        except ValueError:  # a relaxed-smooth upper level: its (L_0, L_1) constant L_0
+            L_phi = problem.constants.extra.get("L0_phi_hessian")
         if L_phi is not None:
-            out["eta"] = (1.0 - 0.9) / (30.0 * L_phi)
+            out["eta"] = (1.0 - 0.9) / (30.0 * float(L_phi))
         c = problem.constants
         L_y = c.L_y or c.C
         if L_y:  # the LL SGD and the z recursion at step 1/L_y contract by 1 − μ/L_y
@@ -731,6 +732,7 @@ def _register() -> None:
 
     from refbilevel.solver_record import (
         LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
         SMOOTH_LL,
         STRONGLY_CONVEX_LL,
         SolverRecord,
@@ -739,11 +741,16 @@ def _register() -> None:
 
     register_solver(SolverRecord(
         name="borep", reference="docs/borep.rst §4",
-        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL),
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL, PHI_BOUNDED_BELOW),
         options=("eps", "theory", "z0", "params")
         + tuple(f.name for f in fields(BOREPParams) if f.name != "T"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
-        localize=_localize, step_options=("gamma", "nu")))
+        localize=_localize, step_options=("gamma", "nu"),
+        # x0 = 9·1 of claim B2, where fixed-step methods overflow
+        parity=lambda: {"problem": "borep-p1", "x0": 9.0},
+        paper_counts=lambda trace, problem: borep_cumulative_counts(
+            BOREPParams(**trace.params), np.asarray(trace.iterations)),
+        counts_reference="docs/borep.rst §4 (borep_cumulative_counts / borep_oracle_counts)"))
 
 
 _register()

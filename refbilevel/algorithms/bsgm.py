@@ -303,6 +303,7 @@ def run_bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = N
     lams = [lam.copy()]
     ghats = []
     samples = [0]
+    cumulative = [(oracle.counts - base).as_dict()]  # per kind, after each outer step
     div = np.full(R, -1, dtype=np.int64)
     sched_used = []
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -318,6 +319,7 @@ def run_bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = N
             lam = np.where((div < 0)[:, None], new, lam)
             lams.append(lam.copy())
             samples.append(samples[-1] + t + k + 2 * J)
+            cumulative.append((oracle.counts - base).as_dict())
         # exact diagnostics for the whole path in one batched call each (the closed-form ∇f
         # is the expensive part per call, not per point)
         L_arr = np.array(lams)  # (T+1, R, n)
@@ -333,7 +335,9 @@ def run_bsgm(oracle: ContractionOracle, lam0, T: int, *, alpha: float | None = N
         algorithm="bsgm", backend=sid_backend, params=params, seed=seed,
         lam=L_arr, grad_map_sq=gms, delta_sq=dsq, f=fs, samples=np.array(samples),
         counts=(oracle.counts - base).as_dict(),
-        diverged_at=div, extra={"schedule_tkJ": sched_used, "R": R},
+        diverged_at=div, extra={"schedule_tkJ": sched_used, "R": R,
+                                "cumulative_counts": {k: np.array([c[k] for c in cumulative])
+                                                      for k in cumulative[0]}},
     )
 
 
@@ -428,12 +432,35 @@ def _invoke(run, inputs):
     g = np.full(alive.shape, np.nan)
     if alive.any():
         g[alive] = np.linalg.norm(P.grad_f(lam[alive]), axis=-1)
-    samples = np.asarray(bt.samples)[its]
+    counts = {k: v[its] for k, v in bt.extra["cumulative_counts"].items()}
+    counts["samples"] = np.asarray(bt.samples)[its]  # Definition 15's cumulative count
     return Trace(algorithm="bsgm", backend=bt.backend, params=bt.params, seed=inputs.seed,
                  iterations=its, x=lam, grad_phi_norm=g, y_error=np.zeros_like(g),
-                 counts={"samples": samples}, diverged_at=bt.diverged_at,
-                 extra={"grad_map_sq": bt.grad_map_sq[its], "f": bt.f[its],
-                        "oracle_counts": bt.counts})
+                 counts=counts, diverged_at=bt.diverged_at,
+                 extra={"grad_map_sq": bt.grad_map_sq[its], "f": bt.f[its]})
+
+
+def _paper_counts(trace, problem) -> dict[str, np.ndarray]:
+    """The counts docs/sid_bsgm.rst states for a run: per outer step s one SID call with the
+    schedule's (t_s, k_s, J_s), costing sid_counts(t, k, J) (§4.2), and Definition 15's
+    samples t + k + 2J; cumulative at the trace's records."""
+    from refbilevel.estimators.sid import sid_counts
+
+    T, q = int(trace.params["T"]), float(trace.params["q"])
+    rows = [sid_counts(*bsgm_schedule(trace.params["schedule"], s, T, q)) for s in range(T)]
+    kinds = list(rows[0]) if rows else []
+    out = {k: np.concatenate([[0], np.cumsum([r[k] for r in rows])]) for k in kinds}
+    out["samples"] = np.concatenate([[0], np.cumsum([r["zeta"] + r["xi"] for r in rows])])
+    its = np.asarray(trace.iterations)
+    return {k: v[its] for k, v in out.items()}
+
+
+def _parity() -> dict[str, Any]:
+    """BSGM's comparison run: the noisy golden instance with the deterministic SID schedule
+    and a box, as its parity test (the default "finite" schedule grows SID's t = k = J with
+    the outer iteration: 1000 outer steps take minutes on the NumPy reference)."""
+    return {"problem": "linear-contraction", "x0": 0.9,
+            "options": {"schedule": "deterministic", "constraint": Box(-1.0, 1.0)}}
 
 
 def _register() -> None:
@@ -444,10 +471,13 @@ def _register() -> None:
         assumptions=(Assumption(
             "a linear contraction lower level (Φ = Aw + Bλ + c, or the gradient-descent map "
             "of a strongly convex quadratic g; docs/sid_bsgm.rst §14.1-14.2)",
-            _linear_lower_level),),
+            _linear_lower_level, "linear contraction LL"),),
         options=("alpha", "schedule", "steps", "constraint", "w0"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
-        as_problem=_as_contraction, step_options=("alpha",)))
+        as_problem=_as_contraction, step_options=("alpha",), parity=_parity,
+        paper_counts=_paper_counts,
+        counts_reference="docs/sid_bsgm.rst §4.2 (sid_counts per SID call), §5 schedule, §11 "
+                         "Definition 15"))
 
 
 _register()

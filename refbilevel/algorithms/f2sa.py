@@ -32,6 +32,8 @@ Modes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
@@ -111,14 +113,42 @@ def run_f2sa(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 
 
 
 # ---- solver record ------------------------------------------------------------------------------
-def _default_options(sc):
-    """F2SA "default": the benchmark schedule (docs/baselines.rst §8 CODE) with the LL step
-    s = 1/L_y... not yet derived from the paper's conditions: the benchmark's own values."""
-    return {}
+#: the theory schedule's offset k0 in the default mode: over a default horizon (T << k0) the
+#: steps and λ_k stay within 1% of their start values
+DEFAULT_K0 = 1e6
+
+
+def _default_options(sc, l_f2: float = 1.0):
+    """F2SA "default" (docs/baselines.rst §8, PAPER schedule, ``mode="theory"``): λ_k =
+    c_λ (k+k0)^{1/7}, α_k = c_α (k+k0)^{-5/7}, γ_k = c_γ (k+k0)^{-4/7}, x-step ξ α_k, with
+    k0 = 1e6 so that over the horizon they are the values at k = 0:
+
+    * λ = 100 max(1, l_f2)/μ: the penalty reformulation's hypergradient bias is O(l_f/(μλ))
+      (Kwon et al., Lemma 3.1), two decades under the start scale;
+    * α = 1/(λ L_y + l_f2): the y-step on f + λg, whose Hessian is bounded by λL_y + l_f2
+      (the paper's α_k λ_k ≲ 1/l_{g,1}), contracting by 1 − αλμ ≈ 1 − μ/L_y per step;
+    * γ = 1/L_y for z (plain gradient descent on g);
+    * x-step ξα = 1/(4 L_φ) (∇L*_λ is L_φ + O(1/λ) Lipschitz);
+    * n_inner_steps = ⌈κ ln 1e4⌉ warm-started steps: the y and z errors are multiplied by λ
+      in the x-direction, so they must shrink 1e4-fold per outer step.
+
+    Constants: μ, L_y, L_φ (global) and l_f2 (the Lipschitz constant of ∇_y f)."""
+    lam = 100.0 * max(1.0, l_f2) / sc.mu
+    a = 1.0 / (lam * sc.L_y + l_f2)
+    k0 = DEFAULT_K0
+    x_step = 0.25 / sc.L_phi
+    return {"mode": "theory",
+            "theory_constants": {"c_alpha": a * k0 ** (5 / 7), "c_gamma": k0 ** (4 / 7) / sc.L_y,
+                                 "c_lambda": lam / k0 ** (1 / 7), "xi": x_step / a, "k0": k0},
+            "n_inner_steps": int(math.ceil(sc.kappa * math.log(1e4)))}
 
 
 def _horizon(sc, options):
-    return B.PAPER_T
+    """ln(1e3)/(ξα m_φ): three decades at the x-step 1/(4 L_φ)."""
+    from refbilevel.solver_record import horizon
+
+    return horizon(0.25 / sc.L_phi * sc.m_phi)
 
 
-SOLVER = B.baseline_record("f2sa", run_f2sa, "docs/baselines.rst §8", _default_options, _horizon)
+SOLVER = B.baseline_record("f2sa", run_f2sa, "docs/baselines.rst §8", _default_options, _horizon,
+                           step_options=())

@@ -393,6 +393,28 @@ def default_schedule(problem) -> StormSchedule:
                          c_eta_f=c_eta, c_eta_R=c_eta, c_eta_g=c_eta)
 
 
+def _parity() -> dict[str, Any]:
+    """FdeHBO/FMBO's comparison run: the well-conditioned §10.1 quadratic and schedule of
+    claim F2 (theory_checks/f2_fdehbo_rate.py). Not the stiff quadratic of the baselines:
+    there the tuned STORM schedule of docs/fdehbo.rst §10.1 makes the dynamics chaotic (a
+    1e-15 difference between backends grows by ≈ 1e3 every 50 iterations, to O(1) by
+    t = 400, while both runs converge alike), so parity after 1000 iterations is a property
+    the dynamics do not have there, whatever the kernels do."""
+    sched = StormSchedule(w=8.0, c_beta=1.0, c_lambda=1.0, c_eta_f=3.0, c_eta_R=3.0,
+                          c_eta_g=3.0)
+    return {"problem": "quadratic", "x0": 2.0, "noise": 1.0,
+            "problem_params": {"d_x": 3, "d_y": 4, "mu": 1.0, "L": 1.0, "seed": 0,
+                               "k_range": (0.2, 0.5), "f_range": (0.5, 1.0), "rho": 1.0},
+            "options": {**sched.as_dict(), "r_v": 20.0}}
+
+
+def _storm_paper_counts(variant: str, trace) -> dict[str, np.ndarray]:
+    """storm_total_counts at each record (docs/fdehbo.rst §3 'Per-iteration oracle cost')."""
+    rows = [storm_total_counts(variant, int(t)) for t in trace.iterations]  # {} at t = 0
+    kinds = {k for r in rows for k in r}
+    return {k: np.array([r.get(k, 0) for r in rows]) for k in kinds}
+
+
 def storm_record(name: str, run, reference: str):
     """The SolverRecord of FdeHBO or FMBO: options are the entry function's (delta, r_v, v0)
     and the :class:`StormSchedule` fields; "paper" is :meth:`StormSchedule.tuned` (the
@@ -437,7 +459,10 @@ def storm_record(name: str, run, reference: str):
         assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL,
                      LIPSCHITZ_HYPERGRADIENT, PHI_BOUNDED_BELOW),
         options=options, defaults=defaults, default_T=default_T, invoke=invoke,
-        step_options=("c_beta", "c_lambda")))
+        step_options=("c_beta", "c_lambda"), parity=_parity,
+        paper_counts=lambda trace, problem: _storm_paper_counts(name, trace),
+        counts_reference=f"{reference.split(' §')[0]} §3 'Per-iteration oracle cost' "
+                         "(storm_total_counts)"))
 
 
 SOLVER = storm_record("fdehbo", fdehbo, "docs/fdehbo.rst §3")

@@ -180,4 +180,4 @@ def _finite_sum():
 
 
 SOLVER = B.baseline_record("saba", run_saba, "docs/baselines.rst §5", _default_options, _horizon,
-                           assumptions_extra=_finite_sum())
+                           assumptions_extra=_finite_sum(), parity=B.PARITY_FINITE_SUM)

@@ -132,8 +132,13 @@ def unibio_oracle_counts(params: UniBiOParams, p: float) -> dict[str, int]:
 
 @register("algorithm", "unibio", "numpy")
 def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
-               seed: int | None = None, restart_rng: np.random.Generator | None = None) -> Trace:
-    """Run UniBiO from (x0, y0) (shapes (R, d_x), (R, d_y)); returns the :class:`Trace`."""
+               seed: int | None = None, restart_rng: np.random.Generator | None = None,
+               record_final: bool = False) -> Trace:
+    """Run UniBiO from (x0, y0) (shapes (R, d_x), (R, d_y)); returns the :class:`Trace`.
+
+    The records are x_0, ..., x_{T-1} (the iterates Theorem 5.1 averages over); with
+    ``record_final`` (what :func:`refbilevel.solve` passes) x_T is recorded too, as every
+    other method's trace ends at iteration T."""
     problem = oracle.problem
     params = params.validated()
     x = as_vector_batch("x0", x0, problem.d_x).reshape(-1, problem.d_x).copy()
@@ -169,7 +174,8 @@ def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
             active = rec.check_finite(t + 1, x_new, m_new, y)
             x = np.where(active[:, None], x_new, x)
             m = np.where(active[:, None], m_new, m)
-        rec.record(params.T, x, y, oracle.counts, force=True)  # x_T, like every other method
+        if record_final:
+            rec.record(params.T, x, y, oracle.counts, force=True)
     return rec.finish("unibio", "numpy", asdict(params), seed, x_final=x, y_final=y)
 
 
@@ -208,43 +214,56 @@ def _default_params(problem, mode: str) -> dict:
 
 
 def _default_T(problem, mode, options) -> int:
-    """"paper": 500 (§7.1). "default": 2 D/η UL steps, D = 50 (the normalized step moves x by
-    η per step; D the distance to a stationary point from the default starts, doubled for
-    the momentum's detours), at most MAX_DEFAULT_T."""
+    """"paper": 500 (§7.1). "default": 2 D/η UL steps, D = 15 (the normalized step moves x by
+    η per step; D bounds the distance to a stationary point from the default starts — about
+    20 on the default quadratic, reached within 2D/η with the momentum's detours), at most
+    MAX_DEFAULT_T."""
     if mode != "default":
         return 500
     from refbilevel.solver_record import MAX_DEFAULT_T
 
-    return int(min(MAX_DEFAULT_T, math.ceil(2 * 50.0 / float(options["eta"]))))
+    return int(min(MAX_DEFAULT_T, math.ceil(2 * 15.0 / float(options["eta"]))))
 
 
 def _invoke(run, inputs):
     params = UniBiOParams(T=inputs.T, **inputs.options)
     return run(inputs.oracle, inputs.x0, inputs.y0, params, record_every=inputs.record_every,
-               seed=inputs.seed, restart_rng=inputs.restart_rng)
+               seed=inputs.seed, restart_rng=inputs.restart_rng, record_final=True)
 
 
 def _solver_record():
     from dataclasses import fields
 
-    from refbilevel.solver_record import LOWER_LEVEL_GRADIENTS, Assumption, SolverRecord
+    from refbilevel.solver_record import (
+        LOWER_LEVEL_GRADIENTS,
+        PHI_BOUNDED_BELOW,
+        Assumption,
+        SolverRecord,
+    )
 
     return SolverRecord(
         name="unibio", reference="docs/unibio.rst §4.2",
         assumptions=(
             LOWER_LEVEL_GRADIENTS,
             Assumption("a (mu, p)-uniformly convex lower level (mu > 0, p >= 2)",
-                       _uniformly_convex),
+                       _uniformly_convex, "uniformly convex LL"),
             Assumption("a bound C on the generalized Hessian (Neumann step 1/C)",
-                       lambda P: P.constants.C is not None and P.constants.C > 0),
+                       lambda P: P.constants.C is not None and P.constants.C > 0, "bounded C"),
             Assumption("a Lipschitz ∇_x f (l_f1 stated)",
-                       lambda P: P.constants.l_f1 is not None),
+                       lambda P: P.constants.l_f1 is not None, "Lipschitz ∇_x f"),
             Assumption("a Hölder-smooth hyperobjective (L_phi2 stated)",
-                       lambda P: P.constants.L_phi2 is not None),
+                       lambda P: P.constants.L_phi2 is not None, "Hölder-smooth φ"),
+            PHI_BOUNDED_BELOW,
         ),
         options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
         defaults=_default_params, default_T=_default_T, invoke=_invoke,
-        step_options=("eta",))
+        step_options=("eta",),
+        parity=lambda: {"problem": "unibio-example3", "problem_params": {"p": 4}, "x0": 1.0},
+        parity_T_cap=500,
+        paper_counts=lambda trace, problem: unibio_cumulative_counts(
+            UniBiOParams(**trace.params), problem.p, np.asarray(trace.iterations)),
+        counts_reference="docs/unibio.rst §4.2 'Oracle cost', §5.6 eq. (63) "
+                         "(unibio_cumulative_counts)")
 
 
 def _register() -> None:

@@ -211,7 +211,8 @@ def _epochs_array(epochs) -> np.ndarray:
 
 @register("algorithm", "unibio", "numba")
 def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
-                     seed: int | None = None, restart_rng=None) -> Trace:
+                     seed: int | None = None, restart_rng=None,
+                     record_final: bool = False) -> Trace:
     """Numba backend of :func:`refbilevel.algorithms.unibio.run_unibio` (same arguments and
     random numbers; fixed Neumann truncation, warm restarts)."""
     problem = oracle.problem
@@ -239,11 +240,11 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
         XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, *common)
     else:
         XR, YR, div, Xf, Yf = unibio_kernel(P, oracle.rng, X, Y, *common)
-    # the kernel stores x_0, x_e, ... before each step; x_T (its returned final state) is the
-    # last record, as in the NumPy reference
-    its = np.append(np.arange(0, params.T, record_every), params.T)
-    XR = np.concatenate([XR, Xf[None]])
-    YR = np.concatenate([YR, Yf[None]])
+    its = np.arange(0, params.T, record_every)
+    if record_final:  # the kernel's returned final state is x_T (as the NumPy reference)
+        its = np.append(its, params.T)
+        XR = np.concatenate([XR, Xf[None]])
+        YR = np.concatenate([YR, Yf[None]])
     counts = unibio_cumulative_counts(params, problem.p, its)
     total = unibio_cumulative_counts(params, problem.p, np.array([params.T]))
     for k, v in total.items():

@@ -72,6 +72,7 @@ class FixedPointProblem(abc.ABC):
     d: int
     n: int
     constants: Constants
+    x0: np.ndarray | None = None  # a default start λ_0, where the instance has one
 
     # ---- validation ----------------------------------------------------------------------
     def _w(self, w, name: str = "w") -> np.ndarray:
