@@ -19,7 +19,11 @@ Method (ratios from one run; the machine is shared, so compare the ratios):
 - drawing share: the time of the same draws alone (the iteration's minibatch index draws,
   ``rng.integers(0, n, (R, B))``, or normal blocks for a GaussianOracle, timed in NumPy) over
   the 1-thread iteration time; with a serial share s, 2 threads give at most
-  1 / (s + (1 - s) / 2) (Amdahl).
+  1 / (s + (1 - s) / 2) (Amdahl);
+- the load average is printed: with more runnable processes than cores, a parallel region
+  waits for its slowest thread and, with the OpenMP layer, idle workers spin and slow the
+  serial parts too (measured on the shared development machine at load ~10 on 2 cores:
+  the same serial row loop took 3.5 ms with 1 thread set and 23 ms after set_num_threads(2)).
 """
 
 from __future__ import annotations
@@ -110,7 +114,8 @@ def main(argv=None) -> int:
     ok = True
     for name, kind, P, make in cases:
         run = implementation("algorithm", name, "numba")
-        x0, y0 = np.tile(P.x0, (R, 1)), np.tile(P.y0, (R, 1))
+        x0 = np.tile(getattr(P, "x0", np.zeros(P.d_x)), (R, 1))
+        y0 = np.tile(getattr(P, "y0", np.zeros(P.d_y)), (R, 1))
         times = {k: t / (T * R) for k, t in _times(run, make, x0, y0, T, repeat).items()}
         ratio = times[1] / times[2]
         n_draws = DRAWS[name] if kind == "finite-sum" else 5
@@ -125,7 +130,9 @@ def main(argv=None) -> int:
             ok &= met
             line += "  target >= 1.7x: " + ("met" if met else "NOT met")
         print(line, flush=True)
-    print("(one run on a shared machine: compare the ratios, not the absolute times)")
+    print(f"threading layer {numba.threading_layer()}, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores: a 2-thread speed-up needs 2 idle cores (one run on a shared "
+          "machine: compare the ratios, not the absolute times)")
     return 0 if ok else 1
 
 
