@@ -15,7 +15,8 @@ between runs, the ratios of one run are what counts):
   JVP per replica), ``soba`` (SOBA on a GaussianOracle: ∇_y G, HVP, JVP, ∇_y F, ∇_x F per
   iteration), ``borep`` for P1/P2. All noise stds are 0.1, so every call draws its normals;
 - per kernel, family and d: R replicas, a warm-up call (cache load), then the best of 3 timed
-  calls; ns/call = time / (R x oracle calls); ns/normal = time / normals drawn;
+  calls (the algorithm traces' closed-form metrics are switched off on the instances, as in
+  bench_baselines.py); ns/call = time / (R x oracle calls); ns/normal = time / normals drawn;
 - floor: the fastest way to draw the same count of normals (random_floor.normal_floor);
   ``x floor`` = kernel time / floor time;
 - BLAS (dense families): the kernel's d x d matrix-vector products (``GEMV``: per primitive,
@@ -151,6 +152,10 @@ def main(argv=None) -> int:
     rows = []
     for P, dense in _problems(args.quick):
         fam = family_of(P).name
+        # the algorithm traces' closed-form metrics (∇φ, y* at the recorded points: a Newton
+        # or linear solve per replica) are not the kernels' time: switched off on the instance
+        P._grad_phi = np.zeros_like
+        P._y_star = lambda x, P=P: np.zeros(np.shape(x)[:-1] + (P.d_y,))
         gemv = _gemv_seconds(P.d_y, R) if dense else None
         for kname, (run, calls, normals) in _kernels(P).items():
             x, y = _start(P, R)
