@@ -265,7 +265,8 @@ def _cmd_compare_backends(args: argparse.Namespace) -> int:
 
 
 BENCHES = {"estimators": ("bench_estimators.py", "bench_sid.py"),
-           "algorithms": ("bench_unibio.py", "bench_baselines.py")}
+           "algorithms": ("bench_unibio.py", "bench_baselines.py", "bench_replicas.py"),
+           "oracles": ("bench_oracles.py",)}
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -89,3 +89,65 @@ def test_user_family_runs_matches_numpy_and_is_not_cached():
     assert sigs
     index = neumann_kernel._cache._cache_file._load_index()
     assert not any("UserSeparableRecord" in str(key) for key in index)
+
+
+def _plain_python(a):
+    """Not compiled: Numba cannot call it from compiled code."""
+    return a
+
+
+def _closed_form(grad_y_g=None):
+    from refbilevel.problems.constants import Constants
+    from refbilevel.problems.custom import ClosedFormProblem
+
+    # the example of problems/custom.py (UniBiO Example 3 at p = 2, docs/unibio.rst §6.1)
+    return ClosedFormProblem(
+        d_x=1, d_y=1,
+        f=lambda x, y: np.sin(np.clip(y, -np.pi / 2, np.pi / 2))[..., 0],
+        g=lambda x, y: (0.5 * y**2 - y * np.sin(x))[..., 0],
+        grad_x_f=lambda x, y: np.zeros_like(x),
+        grad_y_f=lambda x, y: np.where(np.abs(y) <= np.pi / 2, np.cos(y), 0.0),
+        grad_x_g=lambda x, y: -y * np.cos(x),
+        grad_y_g=grad_y_g or (lambda x, y: y - np.sin(x)),
+        hvp_yy_g=lambda x, y, v: v + 0 * y,
+        jvp_xy_g=lambda x, y, v: -np.cos(x) * v,
+        jvp_yx_g=lambda x, y, w: -np.cos(x) * w,
+        y_star=lambda x: np.sin(x),
+        constants=Constants(mu=1.0, p=2.0, l_g1=1.0),
+    )
+
+
+@pytest.mark.numba
+def test_closed_form_problem_runs_on_numba_when_its_callables_compile():
+    from refbilevel.algorithms.soba import run_soba
+    from refbilevel.algorithms.soba_numba import run_soba_numba, soba_kernel
+    from refbilevel.backends.numba_families import ClosedFormRecord
+    from refbilevel.estimators.neumann import neumann_hypergradient
+    from refbilevel.estimators.neumann_numba import neumann_hypergradient_numba
+    from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+
+    P = _closed_form()
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.linspace(-0.5, 0.8, 6)[:, None]
+    for variant in ("classical", "generalized"):  # generalized: the chain rule, p = 2
+        vals = []
+        for f in (neumann_hypergradient, neumann_hypergradient_numba):
+            o = GaussianOracle(P, NoiseConfig.uniform(0.3), np.random.default_rng(11))
+            vals.append(f(o, x, y, 5, alpha=0.2, variant=variant).value)
+        assert np.max(np.abs(vals[0] - vals[1])) <= 1e-12 * np.max(np.abs(vals[0]))
+    traces = [run(GaussianOracle(P, NoiseConfig.uniform(0.1), np.random.default_rng(2)),
+                  x, y, T=50, record_every=25) for run in (run_soba, run_soba_numba)]
+    assert np.max(np.abs(traces[0].x - traces[1].x)) <= 1e-12 * np.max(np.abs(traces[0].x))
+    # compiled in this process for the problem's functions; nothing of it on disk
+    index = soba_kernel._cache._cache_file._load_index()
+    assert not any("ClosedFormRecord" in str(key) for key in index)
+    assert any(getattr(t, "instance_class", None) is ClosedFormRecord
+               for sig in soba_kernel.overloads for t in sig)
+
+
+@pytest.mark.numba
+def test_closed_form_problem_with_a_callable_numba_cannot_compile_is_refused():
+    P = _closed_form(grad_y_g=lambda x, y: _plain_python(y) - np.sin(x))
+    with pytest.raises(NotImplementedOnBackendError, match="callable 'grad_y_g' cannot be "
+                                                           "compiled by Numba"):
+        nprob.numba_problem(P)

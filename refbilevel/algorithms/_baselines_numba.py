@@ -12,17 +12,26 @@ problem record P:
   ``standard_normal((R, dim))`` block (nothing for std 0), exactly as GaussianOracle draws
   it, then the primitive and ``exact + std * z`` replica by replica. On the same Generator the
   kernels reproduce the NumPy reference to rounding (claim X4);
-- a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` with the ``"uniform"`` sampler
-  over a FiniteSumQuadratic (P is a :class:`FiniteSumRecord`, the levels
-  :class:`FiniteSumLevel`): per fresh minibatch one ``rng.integers(0, n, (R, B))`` (the
-  oracle's draw), then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the
-  batch of rank-one products, O(B d) per call). The sums run in a different order than NumPy's
-  BLAS, so agreement is to rounding accumulated over the run, not bit-for-bit. The "shuffled"
-  sampler is not implemented on this backend (NotImplementedOnBackendError), except for SABA's
-  per-batch units (``draw_units``: the oracle's ``draw_batch``, both samplers).
+- a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` over a FiniteSumQuadratic (P is
+  a :class:`FiniteSumRecord`, its levels :class:`FiniteSumLevel`), either sampler: per fresh
+  minibatch the oracle's draw (``"uniform"``: one ``rng.integers(0, n, (R, B))``;
+  ``"shuffled"``: the next contiguous batch of each replica's pass, a new pass drawn as
+  ``FiniteSumOracle`` draws it, the pass state taken from and handed back to the oracle),
+  then the per-sample factor arithmetic of ``SampleQuadratics`` (mean over the batch of
+  rank-one products, O(B d) per call). The sums run in a different order than NumPy's BLAS,
+  so agreement is to rounding accumulated over the run, not bit-for-bit.
 
-No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract) and the
-benchmarks run one replica; parallelism over replicas is left for later (see the report).
+Kernels take records, not long argument lists: P, the noise stds (:class:`OracleNoise`), the
+run length (:class:`RunLength`) and one steps record per algorithm (e.g.
+``soba_numba.SobaSteps``).
+
+Replicas on every core. Every oracle call draws its random numbers first, serially and in
+the reference's order (one noise block or one minibatch for all R replicas), then runs the
+R rows of arithmetic with ``prange`` (the parallel variant of :func:`jit_pair` when the call
+has enough work, ``PARALLEL_MIN_ROWS``/``PARALLEL_MIN_ENTRIES``). The
+per-replica updates between oracle calls (O(d) each) stay serial. Random numbers are
+therefore bit-identical to the serial kernels and to NumPy; the speed-up is bounded by the
+share of time spent drawing (``refbilevel bench algorithms`` prints it).
 
 Divergence follows :class:`~refbilevel.algorithms.trace.TraceRecorder` as the NumPy
 reference uses it: a replica whose iterate t (t = 1..T) is non-finite gets
@@ -32,13 +41,14 @@ random numbers are still drawn (the whole (R, dim) block), so the others are una
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba.extending import overload
 
 from refbilevel.algorithms.trace import Trace, build_trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
     draw_block,
     grad_x_f,
@@ -46,6 +56,7 @@ from refbilevel.backends.numba_problems import (
     grad_y_f,
     grad_y_g,
     hvp,
+    jit_pair,
     jvp,
 )
 from refbilevel.backends.registry import NotImplementedOnBackendError
@@ -137,39 +148,68 @@ def fs_jvp(L, idx, v, out):
         out[j] = t1[j] / nb
 
 
+# ---- the records a kernel receives ------------------------------------------------------------
+class FiniteSumLevel(NamedTuple):
+    """One level's per-sample factors (the arrays of SampleQuadratics, read-only)."""
+
+    Pyy: np.ndarray
+    Pxx: np.ndarray
+    Cx: np.ndarray
+    Cy: np.ndarray
+    ly: np.ndarray
+    lx: np.ndarray
+
+
+class FiniteSumRecord(NamedTuple):
+    """A FiniteSumOracle over a FiniteSumQuadratic as a kernel sees it: the two levels, the
+    sample counts and batch size, and the sampler. ``perm_inner``/``perm_outer`` (R, n_units)
+    and ``pos`` (2,) are the shuffled sampler's pass state per level (written in place)."""
+
+    inner: FiniteSumLevel
+    outer: FiniteSumLevel
+    reg: float
+    n_inner: int
+    n_outer: int
+    batch_size: int
+    shuffled: bool
+    perm_inner: np.ndarray
+    perm_outer: np.ndarray
+    pos: np.ndarray
+
+
+class OracleNoise(NamedTuple):
+    """The Gaussian oracle's noise std per oracle kind (all 0 for a finite-sum oracle)."""
+
+    grad_y_g: float
+    hvp: float
+    jvp: float
+    grad_y_f: float
+    grad_x_f: float
+    grad_x_g: float
+
+
+class RunLength(NamedTuple):
+    """T iterations, recording every ``every``-th (and the last)."""
+
+    T: int
+    every: int
+
+
 # ---- oracle calls for all replicas (one noise block or one minibatch per call) ---------------
-@njit(**_JIT)
-def draw_idx(rng, fs, n, R, bsz):
-    """A fresh minibatch (R, B) of indices (FiniteSumOracle "uniform"), or a dummy."""
-    if fs:
-        return rng.integers(0, n, (R, bsz))
-    return np.zeros((R, 1), dtype=np.int64)
+#: an oracle call runs its rows on all threads (prange) from PARALLEL_MIN_ROWS replicas and
+#: PARALLEL_MIN_ENTRIES entries of work (R times the row's d, times B for a minibatch): the
+#: entries threshold of estimators/_common.parallel_worth_it, measured there; below it a
+#: parallel region's launch costs more than its rows
+PARALLEL_MIN_ROWS = 16
+PARALLEL_MIN_ENTRIES = 32768
 
-
-@njit(**_JIT)
-def _noise(OUT, std, Z, r):
-    if std != 0.0:
-        for i in range(OUT.shape[1]):
-            OUT[r, i] = OUT[r, i] + std * Z[r, i]
-
-
-# Oracle kinds of _call: runtime integers, so that one compiled body serves all six.
+# Oracle kinds: runtime integers, so that one compiled body serves all six.
 _GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = range(6)
 
 
-def _call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) for the
-    active replicas: the finite-sum arithmetic of level L on minibatch idx[r] when P is a
-    :class:`FiniteSumRecord`, or the closed form of P's family plus its row of one (R, dim)
-    noise block drawn for all replicas (the draw of GaussianOracle, which happens whether or
-    not a replica is active). Chosen by the type of P at compile time."""
-    raise NotImplementedError("compiled code only")
-
-
-@njit(**_JIT)
-def _call_finite_sum(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    R = X.shape[0]
-    for r in range(R):
+def _finite_sum_rows(kind, L, reg, idx, X, Y, V, OUT, act):
+    """The finite-sum arithmetic of level L for every active row (prange over replicas)."""
+    for r in prange(X.shape[0]):
         if not act[r]:
             continue
         if kind == _GRAD_Y_G or kind == _GRAD_Y_F:
@@ -182,11 +222,9 @@ def _call_finite_sum(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
             fs_jvp(L, idx[r], V[r], OUT[r])
 
 
-@njit(**_JIT)
-def _call_closed_form(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    R = X.shape[0]
-    Z = draw_block(rng, std, R, OUT.shape[1])
-    for r in range(R):
+def _closed_form_rows(kind, P, std, Z, X, Y, V, OUT, act):
+    """The family's primitive plus std times its row of Z for every active row (prange)."""
+    for r in prange(X.shape[0]):
         if not act[r]:
             continue
         if kind == _GRAD_Y_G:
@@ -201,45 +239,195 @@ def _call_closed_form(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
             hvp(P, X[r], Y[r], V[r], OUT[r])
         else:
             jvp(P, X[r], Y[r], V[r], OUT[r])
-        _noise(OUT, std, Z, r)
+        if std != 0.0:
+            for i in range(OUT.shape[1]):
+                OUT[r, i] = OUT[r, i] + std * Z[r, i]
+
+
+finite_sum_rows, finite_sum_rows_parallel = jit_pair(_finite_sum_rows)
+closed_form_rows, closed_form_rows_parallel = jit_pair(_closed_form_rows)
+
+
+def _call(kind, P, noise, rng, idx, X, Y, V, OUT, act):
+    """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) for the
+    active replicas: the finite-sum arithmetic on minibatch idx[r] when P is a
+    :class:`FiniteSumRecord`, or the closed form of P's family plus its row of one (R, dim)
+    noise block drawn for all replicas (the draw of GaussianOracle, which happens whether or
+    not a replica is active). Chosen by the type of P at compile time; the random numbers
+    are drawn first, serially, then the rows run in parallel from PARALLEL_MIN_ROWS."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _call_finite_sum(kind, P, noise, rng, idx, X, Y, V, OUT, act):
+    inner = kind == _GRAD_Y_G or kind == _GRAD_X_G or kind == _HVP or kind == _JVP
+    L = P.inner if inner else P.outer
+    reg = P.reg if (kind == _GRAD_Y_G or kind == _HVP) else 0.0
+    R = X.shape[0]
+    if R >= PARALLEL_MIN_ROWS and R * idx.shape[1] * OUT.shape[1] >= PARALLEL_MIN_ENTRIES:
+        finite_sum_rows_parallel(kind, L, reg, idx, X, Y, V, OUT, act)
+    else:
+        finite_sum_rows(kind, L, reg, idx, X, Y, V, OUT, act)
+
+
+@njit(**_JIT)
+def _std(noise, kind):
+    if kind == _GRAD_Y_G:
+        return noise.grad_y_g
+    if kind == _GRAD_X_G:
+        return noise.grad_x_g
+    if kind == _GRAD_Y_F:
+        return noise.grad_y_f
+    if kind == _GRAD_X_F:
+        return noise.grad_x_f
+    if kind == _HVP:
+        return noise.hvp
+    return noise.jvp
+
+
+@njit(**_JIT)
+def _call_closed_form(kind, P, noise, rng, idx, X, Y, V, OUT, act):
+    std = _std(noise, kind)
+    Z = draw_block(rng, std, X.shape[0], OUT.shape[1])
+    R = X.shape[0]
+    if R >= PARALLEL_MIN_ROWS and R * OUT.shape[1] >= PARALLEL_MIN_ENTRIES:
+        closed_form_rows_parallel(kind, P, std, Z, X, Y, V, OUT, act)
+    else:
+        closed_form_rows(kind, P, std, Z, X, Y, V, OUT, act)
+
+
+def _is_finite_sum_type(P) -> bool:
+    return getattr(P, "instance_class", None) is FiniteSumRecord
 
 
 @overload(_call, jit_options={"error_model": "numpy"})
-def _call_by_record(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    impl = (_call_finite_sum if getattr(P, "instance_class", None) is FiniteSumRecord
-            else _call_closed_form)
+def _call_by_record(kind, P, noise, rng, idx, X, Y, V, OUT, act):
+    impl = _call_finite_sum if _is_finite_sum_type(P) else _call_closed_form
 
-    def call(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-        impl(kind, P, L, reg, fs, rng, std, idx, X, Y, V, OUT, act)
+    def call(kind, P, noise, rng, idx, X, Y, V, OUT, act):
+        impl(kind, P, noise, rng, idx, X, Y, V, OUT, act)
+    return call
+
+
+def is_finite_sum(P):
+    """True (a compile-time constant) when P is a :class:`FiniteSumRecord`."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(is_finite_sum)
+def _is_finite_sum(P):
+    value = _is_finite_sum_type(P)
+
+    def impl(P):
+        return value
+    return impl
+
+
+def draw_idx(rng, P, outer, R):
+    """A fresh minibatch (R, B) of indices of the inner or outer level, drawn as
+    FiniteSumOracle.draw draws it ("uniform": one ``rng.integers(0, n, (R, B))``;
+    "shuffled": the next contiguous batch of each replica's pass); a dummy for a closed-form
+    record (no random numbers)."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _draw_idx_finite_sum(rng, P, outer, R):
+    if P.shuffled:
+        return unit_idx(next_units(rng, P, outer, R), P.batch_size)
+    n = P.n_outer if outer else P.n_inner
+    return rng.integers(0, n, (R, P.batch_size))
+
+
+@njit(**_JIT)
+def _draw_idx_none(rng, P, outer, R):
+    return np.zeros((R, 1), dtype=np.int64)
+
+
+@overload(draw_idx, jit_options={"error_model": "numpy"})
+def _draw_idx_by_record(rng, P, outer, R):
+    impl = _draw_idx_finite_sum if _is_finite_sum_type(P) else _draw_idx_none
+
+    def call(rng, P, outer, R):
+        return impl(rng, P, outer, R)
     return call
 
 
 @njit(**_JIT)
-def call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, Y, OUT, act):
+def next_units(rng, P, outer, R):
+    """The next contiguous-batch id of every replica, drawn as ``FiniteSumOracle.draw_batch``
+    draws it, for the inner or outer level of the FiniteSumRecord P.
+
+    "uniform": one ``rng.integers(0, n_units, R)`` (Numba's Generator runs NumPy's Lemire
+    algorithm on the same bit generator: the same ids). "shuffled": when the pass is used up
+    (pos >= n_units) one ``rng.random((R, n_units))`` in C order and a per-row argsort start
+    a new pass (written into P's perm array in place); then units = perm[:, pos]. The oracle
+    sorts with ``kind="stable"``; mergesort is stable too, and a stable sort's result is
+    unique (ties by index), so the permutations are identical whatever the algorithm."""
+    perm = P.perm_outer if outer else P.perm_inner
+    level = 1 if outer else 0
+    n_units = (P.n_outer if outer else P.n_inner) // P.batch_size
+    if not P.shuffled:
+        return rng.integers(0, n_units, R)
+    if P.pos[level] >= n_units:
+        vals = rng.random((R, n_units))
+        for r in range(R):
+            perm[r] = np.argsort(vals[r], kind="mergesort")
+        P.pos[level] = 0
+    units = np.empty(R, dtype=np.int64)
+    for r in range(R):
+        units[r] = perm[r, P.pos[level]]
+    P.pos[level] += 1
+    return units
+
+
+@njit(**_JIT)
+def call_grad_y_g(P, noise, rng, idx, X, Y, OUT, act):
     """OUT[r] = ∇_y G(X[r], Y[r]) ∈ R^{d_y}."""
-    _call(_GRAD_Y_G, P, LI, reg, fs, rng, std, idx, X, Y, Y, OUT, act)
+    _call(_GRAD_Y_G, P, noise, rng, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
-def call_grad_x_g(P, LI, fs, rng, std, idx, X, Y, OUT, act):
+def call_grad_x_g(P, noise, rng, idx, X, Y, OUT, act):
     """OUT[r] = ∇_x G(X[r], Y[r]) ∈ R^{d_x} (F2SA)."""
-    _call(_GRAD_X_G, P, LI, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
+    _call(_GRAD_X_G, P, noise, rng, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
-def call_grad_y_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
+def call_grad_y_f(P, noise, rng, idx, X, Y, OUT, act):
     """OUT[r] = ∇_y F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
-    _call(_GRAD_Y_F, P, LO, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
+    _call(_GRAD_Y_F, P, noise, rng, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
-def call_grad_x_f(P, LO, fs, rng, std, idx, X, Y, OUT, act):
+def call_grad_x_f(P, noise, rng, idx, X, Y, OUT, act):
     """OUT[r] = ∇_x F(X[r], Y[r]) on its own sample (idx: an outer minibatch)."""
-    _call(_GRAD_X_F, P, LO, 0.0, fs, rng, std, idx, X, Y, Y, OUT, act)
+    _call(_GRAD_X_F, P, noise, rng, idx, X, Y, Y, OUT, act)
 
 
 @njit(**_JIT)
-def hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, Y, V, HV, N, eta, act, p):
+def call_hvp(P, noise, rng, idx, X, Y, V, OUT, act):
+    """OUT[r] = ∇²_yy G(X[r], Y[r]) V[r] ∈ R^{d_y}."""
+    _call(_HVP, P, noise, rng, idx, X, Y, V, OUT, act)
+
+
+@njit(**_JIT)
+def call_jvp(P, noise, rng, idx, X, Y, V, OUT, act):
+    """OUT[r] = ∇²_xy G(X[r], Y[r]) V[r] ∈ R^{d_x}."""
+    _call(_JVP, P, noise, rng, idx, X, Y, V, OUT, act)
+
+
+@njit(**_JIT)
+def call_outer(P, noise, rng, X, Y, FY, FX, act):
+    """(∇_y F, ∇_x F) on one outer sample (docs/baselines.rst §0.2): one minibatch (finite
+    sum) or two noise blocks, ∇_y F first (the reference's order)."""
+    idx = draw_idx(rng, P, True, X.shape[0])
+    call_grad_y_f(P, noise, rng, idx, X, Y, FY, act)
+    call_grad_x_f(P, noise, rng, idx, X, Y, FX, act)
+
+
+@njit(**_JIT)
+def hia_kernel(P, noise, rng, X, Y, V, HV, N, eta, act, p):
     """Ghadimi–Wang's randomized Neumann series in place on V (the reference's
     ``_baselines.hia``): p ~ U{0..N−1} per replica from one ``rng.integers(0, N, R)``, HVP
     step j = 1..max p on a fresh sample for the whole batch, applied where p_r >= j; then
@@ -256,8 +444,8 @@ def hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, Y, V, HV, N, eta, act, p)
     for j in range(1, steps + 1):
         for r in range(R):
             mask[r] = act[r] and pr[r] >= j
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, V, HV, mask)
+        idx = draw_idx(rng, P, False, R)
+        call_hvp(P, noise, rng, idx, X, Y, V, HV, mask)
         for r in range(R):
             if mask[r]:
                 for i in range(dy):
@@ -267,52 +455,6 @@ def hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, Y, V, HV, N, eta, act, p)
         for i in range(dy):
             V[r, i] = scale * V[r, i]
     return steps
-
-
-@njit(**_JIT)
-def call_hvp(P, LI, reg, fs, rng, std, idx, X, Y, V, OUT, act):
-    """OUT[r] = ∇²_yy G(X[r], Y[r]) V[r] ∈ R^{d_y}."""
-    _call(_HVP, P, LI, reg, fs, rng, std, idx, X, Y, V, OUT, act)
-
-
-@njit(**_JIT)
-def call_jvp(P, LI, fs, rng, std, idx, X, Y, V, OUT, act):
-    """OUT[r] = ∇²_xy G(X[r], Y[r]) V[r] ∈ R^{d_x}."""
-    _call(_JVP, P, LI, 0.0, fs, rng, std, idx, X, Y, V, OUT, act)
-
-
-@njit(**_JIT)
-def call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act):
-    """(∇_y F, ∇_x F) on one outer sample (docs/baselines.rst §0.2): one minibatch (finite sum) or
-    two noise blocks, ∇_y F first (the reference's order)."""
-    idx = draw_idx(rng, fs, n_out, X.shape[0], bsz)
-    call_grad_y_f(P, LO, fs, rng, s_fy, idx, X, Y, FY, act)
-    call_grad_x_f(P, LO, fs, rng, s_fx, idx, X, Y, FX, act)
-
-
-@njit(**_JIT)
-def draw_units(rng, shuffled, n_units, R, perm, pos):
-    """The next contiguous-batch id of every replica, drawn as ``FiniteSumOracle.draw_batch``
-    draws it; returns (units (R,), perm, pos), the shuffled-sampler pass state after the draw.
-
-    "uniform": one ``rng.integers(0, n_units, R)`` (Numba's Generator runs NumPy's Lemire
-    algorithm on the same bit generator: the same ids). "shuffled": when the pass is used up
-    (pos >= n_units) one ``rng.random((R, n_units))`` in C order and a per-row argsort start
-    a new pass; then units = perm[:, pos]. The oracle sorts with ``kind="stable"``; mergesort
-    is stable too, and a stable sort's result is unique (ties by index), so the permutations
-    are identical whatever the sorting algorithm."""
-    if shuffled:
-        if pos >= n_units:
-            vals = rng.random((R, n_units))
-            perm = np.empty((R, n_units), dtype=np.int64)
-            for r in range(R):
-                perm[r] = np.argsort(vals[r], kind="mergesort")
-            pos = 0
-        units = np.empty(R, dtype=np.int64)
-        for r in range(R):
-            units[r] = perm[r, pos]
-        return units, perm, pos + 1
-    return rng.integers(0, n_units, R), perm, pos
 
 
 @njit(**_JIT)
@@ -360,11 +502,11 @@ def store_record(t, T, every, k, Xr, Yr, X, Y):
 
 
 @njit(**_JIT)
-def inner_sgd_step(P, LI, reg, fs, rng, std, n_in, bsz, X, W, G, step, act):
+def inner_sgd_step(P, noise, rng, X, W, G, step, act):
     """One lower-level step W ← W − step ∇_y G(X, W) on a fresh inner sample, in place on
     the active replicas (G: workspace)."""
-    idx = draw_idx(rng, fs, n_in, X.shape[0], bsz)
-    call_grad_y_g(P, LI, reg, fs, rng, std, idx, X, W, G, act)
+    idx = draw_idx(rng, P, False, X.shape[0])
+    call_grad_y_g(P, noise, rng, idx, X, W, G, act)
     for r in range(X.shape[0]):
         if act[r]:
             for i in range(W.shape[1]):
@@ -392,56 +534,39 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class FiniteSumLevel(NamedTuple):
-    """One level's per-sample factors (the arrays of SampleQuadratics, read-only)."""
-
-    Pyy: np.ndarray
-    Pxx: np.ndarray
-    Cx: np.ndarray
-    Cy: np.ndarray
-    ly: np.ndarray
-    lx: np.ndarray
-
-
-# The levels are read-only in both modes (SampleQuadratics freezes its arrays): one Numba type.
 def _dummy_level():
     return FiniteSumLevel(*(_readonly(np.zeros((0, 0))) for _ in range(6)))
-
-
-class FiniteSumRecord(NamedTuple):
-    """The finite-sum problem as a kernel sees it: its sample counts and batch size. The
-    per-sample factors travel as the level tuples LI, LO."""
-
-    n_inner: int
-    n_outer: int
-    batch_size: int
 
 
 def _level(q):
     return FiniteSumLevel(*(_readonly(a) for a in (q.Pyy, q.Pxx, q.Cx, q.Cy, q.ly, q.lx)))
 
 
-def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform",)) -> dict:
-    """What a kernel needs from the oracle: problem tuple P, finite-sum levels LI/LO, reg,
-    fs flag, noise stds, batch size and sample counts; NotImplementedOnBackendError saying
-    why for an unsupported oracle or problem. ``samplers``: the FiniteSumOracle samplers the
-    kernel reproduces (SABA's ``draw_units`` handles "shuffled" too)."""
+@dataclass(frozen=True)
+class KernelInputs:
+    """What a kernel needs from the oracle: the record P (the problem family's record, or a
+    :class:`FiniteSumRecord`) and the noise stds."""
+
+    P: Any
+    noise: OracleNoise
+    finite_sum: bool
+
+
+def kernel_inputs(oracle, algorithm: str, R: int, draws: bool = True) -> KernelInputs:
+    """The kernel inputs of ``oracle`` for R replicas; NotImplementedOnBackendError saying why
+    for an unsupported oracle or problem. Both FiniteSumOracle samplers are reproduced; the
+    shuffled one starts from the oracle's pass state (hand it back with
+    :func:`store_sampler_state` after the run) and, when the run ``draws``, needs B to divide
+    both sample counts (the ValueError the reference raises at its first draw)."""
     from refbilevel.backends.numba_problems import numba_problem
     from refbilevel.oracles.finite_sum import FiniteSumOracle
     from refbilevel.oracles.gaussian import GaussianOracle
 
-    kinds = ("grad_y_g", "hvp", "jvp", "grad_y_f", "grad_x_f", "grad_x_g")
     if isinstance(oracle, GaussianOracle):
-        P = numba_problem(oracle.problem)
         nz = oracle.noise
-        return {"P": P, "LI": _dummy_level(), "LO": _dummy_level(), "reg": 0.0, "fs": False,
-                "std": {k: float(getattr(nz, k)) for k in kinds},
-                "bsz": 1, "n_in": 1, "n_out": 1}
+        noise = OracleNoise(*(float(getattr(nz, k)) for k in OracleNoise._fields))
+        return KernelInputs(numba_problem(oracle.problem), noise, False)
     if isinstance(oracle, FiniteSumOracle):
-        if oracle.sampler not in samplers:
-            raise NotImplementedOnBackendError(
-                f"{algorithm} on the numba backend supports FiniteSumOracle with "
-                f"sampler={' or '.join(map(repr, samplers))} only, got {oracle.sampler!r}")
         from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 
         prob = oracle.problem
@@ -449,20 +574,27 @@ def kernel_inputs(oracle, algorithm: str, samplers: tuple[str, ...] = ("uniform"
             raise NotImplementedOnBackendError(
                 f"{algorithm} numba kernels know the finite-sum arithmetic of "
                 f"FiniteSumQuadratic only, got {type(prob).__name__}")
-        P = FiniteSumRecord(int(prob.n_inner), int(prob.n_outer), int(oracle.batch_size))
-        return {"P": P, "LI": _level(prob.inner), "LO": _level(prob.outer),
-                "reg": float(prob.inner.reg), "fs": True,
-                "std": dict.fromkeys(kinds, 0.0),
-                "bsz": oracle.batch_size, "n_in": prob.n_inner, "n_out": prob.n_outer}
+        shuffled = oracle.sampler == "shuffled"
+        if shuffled and draws:
+            oracle.require_batches_divide()
+            perm_in, pos_in = shuffled_state(oracle, "inner", R)
+            perm_out, pos_out = shuffled_state(oracle, "outer", R)
+        else:
+            perm_in = perm_out = np.zeros((R, 0), dtype=np.int64)
+            pos_in = pos_out = 0
+        P = FiniteSumRecord(_level(prob.inner), _level(prob.outer), float(prob.inner.reg),
+                            int(prob.n_inner), int(prob.n_outer), int(oracle.batch_size),
+                            shuffled, perm_in, perm_out, np.array([pos_in, pos_out]))
+        return KernelInputs(P, OracleNoise(0.0, 0.0, 0.0, 0.0, 0.0, 0.0), True)
     raise NotImplementedOnBackendError(
         f"{algorithm} on the numba backend needs a GaussianOracle or a FiniteSumOracle, got "
         f"{type(oracle).__name__}")
 
 
-# The shuffled sampler keeps its pass state in the oracle (``FiniteSumOracle.shuffle_state``, keyed
-# by level and batch shape, shared by draw and draw_batch of that level). A kernel starts from
-# it and hands it back, so that a NumPy call after a Numba run (or another run on the same
-# oracle) continues the same pass, as after a NumPy run.
+# The shuffled sampler keeps its pass state in the oracle (``FiniteSumOracle.shuffle_state``,
+# keyed by level and batch shape, shared by draw and draw_batch of that level). A kernel starts
+# from it and hands it back, so that a NumPy call after a Numba run (or another run on the
+# same oracle) continues the same pass, as after a NumPy run.
 def shuffled_state(oracle, level: str, R: int) -> tuple[np.ndarray, int]:
     """(perm (R, n_units) int64, pos) of the oracle's current pass for batch shape (R,); a
     used-up marker (pos = n_units) when no pass has started, so the first draw starts one."""
@@ -470,12 +602,16 @@ def shuffled_state(oracle, level: str, R: int) -> tuple[np.ndarray, int]:
     state = oracle.shuffle_state(level, (R,))
     if state is None:
         return np.zeros((R, nu), dtype=np.int64), nu
-    return np.ascontiguousarray(state[0], dtype=np.int64), int(state[1])
+    return np.array(state[0], dtype=np.int64, order="C"), int(state[1])
 
 
-def store_shuffled_state(oracle, level: str, R: int, perm: np.ndarray, pos: int) -> None:
-    """Write a kernel's pass state back into the oracle (see :func:`shuffled_state`)."""
-    oracle.set_shuffle_state(level, (R,), perm, pos)
+def store_sampler_state(oracle, k: KernelInputs, R: int, drew: bool) -> None:
+    """Write the kernel's shuffled-sampler pass state back into the oracle when the kernel
+    drew (the reference creates or advances the pass state at each draw)."""
+    P = k.P
+    if k.finite_sum and P.shuffled and drew:
+        oracle.set_shuffle_state("inner", (R,), P.perm_inner, int(P.pos[0]))
+        oracle.set_shuffle_state("outer", (R,), P.perm_outer, int(P.pos[1]))
 
 
 def record_iterations(T: int, record_every: int) -> np.ndarray:

@@ -7,10 +7,13 @@ handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_hvp,
     call_jvp,
@@ -21,6 +24,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.amigo import amigo_params
 from refbilevel.algorithms.trace import Trace
@@ -28,11 +32,21 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class AmIGOSteps(NamedTuple):
+    """AmIGO's LL step alpha (n steps), z step beta (m steps), outer step gamma."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    n: int
+    m: int
+
 @njit(cache=True, error_model="numpy")
-def amigo_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, alpha, beta, gamma, n, m, s_gy, s_h,
-                 s_j, s_fy, s_fx, bsz, n_in, n_out, every):
+def amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T AmIGO iterations in place on X (R, d_x), Y, Z (R, d_y).
     Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
+    alpha, beta, gamma, n, m = steps.alpha, steps.beta, steps.gamma, steps.n, steps.m
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -49,18 +63,18 @@ def amigo_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, alpha, beta, gamma, n, m, 
     for t in range(1, T + 1):
         YN[:] = Y
         for _ in range(n):
-            inner_sgd_step(P, LI, reg, fs, rng, s_gy, n_in, bsz, X, YN, G, alpha, act)
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, W, U, act)
+            inner_sgd_step(P, noise, rng, X, YN, G, alpha, act)
+        call_outer(P, noise, rng, X, YN, W, U, act)
         ZN[:] = Z
         for _ in range(m):
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_hvp(P, LI, reg, fs, rng, s_h, idx, X, YN, ZN, HZ, act)
+            idx = draw_idx(rng, P, False, R)
+            call_hvp(P, noise, rng, idx, X, YN, ZN, HZ, act)
             for r in range(R):
                 if act[r]:
                     for i in range(dy):
                         ZN[r, i] = ZN[r, i] - beta * (HZ[r, i] - W[r, i])
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, ZN, CZ, act)
+        idx = draw_idx(rng, P, False, R)
+        call_jvp(P, noise, rng, idx, X, YN, ZN, CZ, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -91,12 +105,10 @@ def run_amigo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: f
     x, y, R = B.start_points(oracle, x0, y0)
     z = np.zeros((R, oracle.problem.d_y))
     every = B.recorder(oracle, R, record_every).record_every
-    k = kernel_inputs(oracle, "amigo")
-    s = k["std"]
-    Xr, Yr, div = amigo_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, T, float(alpha),
-        float(beta), float(gamma), n, m, s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
-        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "amigo", R, draws=T > 0)
+    Xr, Yr, div = amigo_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                               AmIGOSteps(float(alpha), float(beta), float(gamma), n, m))
+    store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": n, "hvp": m, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
-           "samples": n + m + 2 if k["fs"] else n + m + 3}
+           "samples": n + m + 2 if k.finite_sum else n + m + 3}
     return finish_trace(oracle, "amigo", params, seed, T, every, Xr, Yr, div, per, z=z)

@@ -9,10 +9,13 @@ step sizes are bit-identical. Oracles and divergence handling: see
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_jvp,
     call_outer,
@@ -23,6 +26,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.bsa import bsa_params
 from refbilevel.algorithms.trace import Trace
@@ -30,12 +34,23 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class BSASteps(NamedTuple):
+    """BSA's LL steps per iteration nk (T,), their step sizes betas (concatenated), outer
+    steps alphas (T,), and the HIA step eta and length N."""
+
+    nk: np.ndarray
+    betas: np.ndarray
+    alphas: np.ndarray
+    eta: float
+    N: int
+
 @njit(cache=True, error_model="numpy")
-def bsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, nk, betas, alphas, eta, N, s_gy, s_h, s_j,
-               s_fy, s_fx, bsz, n_in, n_out, every):
+def bsa_kernel(P, noise, rng, X, Y, run, steps):
     """T BSA iterations in place on X (R, d_x), Y (R, d_y); iteration t runs nk[t-1] LL
     steps with the next entries of ``betas`` and the outer step alphas[t-1].
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
+    T, every = run.T, run.every
+    nk, betas, alphas, eta, N = steps.nk, steps.betas, steps.alphas, steps.eta, steps.N
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -54,13 +69,13 @@ def bsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, nk, betas, alphas, eta, N, s_gy
     for t in range(1, T + 1):
         YN[:] = Y
         for j in range(nk[t - 1]):
-            inner_sgd_step(P, LI, reg, fs, rng, s_gy, n_in, bsz, X, YN, G, betas[off + j], act)
+            inner_sgd_step(P, noise, rng, X, YN, G, betas[off + j], act)
         off += nk[t - 1]
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
-        steps[t - 1] = hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, YN, FY, HV, N, eta,
+        call_outer(P, noise, rng, X, YN, FY, FX, act)
+        steps[t - 1] = hia_kernel(P, noise, rng, X, YN, FY, HV, N, eta,
                                   act, ps[t - 1])
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, FY, CZ, act)
+        idx = draw_idx(rng, P, False, R)
+        call_jvp(P, noise, rng, idx, X, YN, FY, CZ, act)
         alpha = alphas[t - 1]
         for r in range(R):
             if not act[r]:
@@ -95,13 +110,11 @@ def run_bsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: flo
     nk = np.array([s[0] for s in sch], dtype=np.int64)
     betas = np.array([b for s in sch for b in s[1]], dtype=np.float64)
     alphas = np.array([s[2] for s in sch], dtype=np.float64)
-    k = kernel_inputs(oracle, "bsa")
-    s = k["std"]
-    Xr, Yr, div, ps, steps = bsa_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, T, nk, betas, alphas,
-        float(eta), int(N), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"], s["grad_x_f"],
-        k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "bsa", R, draws=T > 0)
+    Xr, Yr, div, ps, steps = bsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                        BSASteps(nk, betas, alphas, float(eta), int(N)))
+    store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": nk, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
-           "samples": nk + steps + (2 if k["fs"] else 3)}
+           "samples": nk + steps + (2 if k.finite_sum else 3)}
     return finish_trace(oracle, "bsa", params, seed, T, every, Xr, Yr, div, per, hia_p=ps)

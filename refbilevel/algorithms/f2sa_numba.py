@@ -9,10 +9,13 @@ in Python by the reference's schedule function. Oracles and divergence handling:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_grad_x_f,
     call_grad_x_g,
@@ -20,9 +23,11 @@ from refbilevel.algorithms._baselines_numba import (
     call_grad_y_g,
     draw_idx,
     finish_trace,
+    is_finite_sum,
     is_record,
     kernel_inputs,
     start_records,
+    store_sampler_state,
 )
 from refbilevel.algorithms.f2sa import f2sa_params
 from refbilevel.algorithms.trace import Trace
@@ -30,11 +35,20 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class F2SASteps(NamedTuple):
+    """F2SA's schedule (T, 4) of (a_k, c_k, ξ_k, λ_k), n inner steps, and whether the two
+    ∇_x G calls share one sample (theory mode on a finite sum)."""
+
+    sched: np.ndarray
+    n: int
+    share_x: bool
+
 @njit(cache=True, error_model="numpy")
-def f2sa_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, sched, n, share_x, s_gy, s_fy, s_fx,
-                s_gx, bsz, n_in, n_out, every):
+def f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T F2SA iterations in place on X (R, d_x), Y, Z (R, d_y); sched (T, 4) holds
     (a_k, c_k, ξ_k, λ_k). Returns (X records, Z records, diverged_at)."""
+    T, every = run.T, run.every
+    sched, n, share_x = steps.sched, steps.n, steps.share_x
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Zr, div = start_records(T, every, X, Z)
@@ -57,27 +71,27 @@ def f2sa_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, sched, n, share_x, s_gy, s_
         YN[:] = Y
         ZN[:] = Z
         for _ in range(n):
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, YN, GY, act)
-            idx = draw_idx(rng, fs, n_out, R, bsz)
-            call_grad_y_f(P, LO, fs, rng, s_fy, idx, X, YN, FY, act)
+            idx = draw_idx(rng, P, False, R)
+            call_grad_y_g(P, noise, rng, idx, X, YN, GY, act)
+            idx = draw_idx(rng, P, True, R)
+            call_grad_y_f(P, noise, rng, idx, X, YN, FY, act)
             for r in range(R):
                 if act[r]:
                     for i in range(dy):
                         YN[r, i] = YN[r, i] - a * (lam * GY[r, i] + FY[r, i])
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, ZN, GZ, act)
+            idx = draw_idx(rng, P, False, R)
+            call_grad_y_g(P, noise, rng, idx, X, ZN, GZ, act)
             for r in range(R):
                 if act[r]:
                     for i in range(dy):
                         ZN[r, i] = ZN[r, i] - c * GZ[r, i]
-        idx = draw_idx(rng, fs, n_out, R, bsz)
-        call_grad_x_f(P, LO, fs, rng, s_fx, idx, X, YN, FX, act)
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_grad_x_g(P, LI, fs, rng, s_gx, idx, X, YN, GXY, act)
-        if not (share_x and fs):
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_grad_x_g(P, LI, fs, rng, s_gx, idx, X, ZN, GXZ, act)
+        idx = draw_idx(rng, P, True, R)
+        call_grad_x_f(P, noise, rng, idx, X, YN, FX, act)
+        idx = draw_idx(rng, P, False, R)
+        call_grad_x_g(P, noise, rng, idx, X, YN, GXY, act)
+        if not (share_x and is_finite_sum(P)):
+            idx = draw_idx(rng, P, False, R)
+        call_grad_x_g(P, noise, rng, idx, X, ZN, GXZ, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -112,13 +126,11 @@ def run_f2sa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     z = y.copy() if z0 is None else B.start_points(oracle, x, z0)[1]
     every = B.recorder(oracle, R, record_every).record_every
     sched = np.array([schedule(t) for t in range(1, T + 1)], dtype=np.float64).reshape(T, 4)
-    k = kernel_inputs(oracle, "f2sa")
-    s = k["std"]
-    Xr, Zr, div = f2sa_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, T, sched, n,
-        mode == "theory", s["grad_y_g"], s["grad_y_f"], s["grad_x_f"], s["grad_x_g"],
-        k["bsz"], k["n_in"], k["n_out"], every)
-    share = mode == "theory" and k["fs"]
+    k = kernel_inputs(oracle, "f2sa", R, draws=T > 0)
+    Xr, Zr, div = f2sa_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                              F2SASteps(sched, n, mode == "theory"))
+    store_sampler_state(oracle, k, R, T > 0)
+    share = mode == "theory" and k.finite_sum
     per = {"grad_y_g": 2 * n, "grad_y_f": n, "grad_x_f": 1, "grad_x_g": 2,
            "samples": 3 * n + (2 if share else 3)}
     lam = float(sched[-1, 3]) if T else None

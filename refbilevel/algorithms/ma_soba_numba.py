@@ -8,11 +8,13 @@ see :mod:`refbilevel.algorithms._baselines_numba`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_grad_y_g,
     call_hvp,
@@ -23,6 +25,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
 from refbilevel.algorithms.trace import Trace
@@ -30,11 +33,24 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class MASobaSteps(NamedTuple):
+    """MA-SOBA's steps and averaging: radius < 0 means no projection; ``updated_h`` selects
+    the averaged direction of the update."""
+
+    beta: float
+    gamma: float
+    alpha: float
+    theta: float
+    radius: float
+    updated_h: bool
+
 @njit(cache=True, error_model="numpy")
-def ma_soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, H, T, beta, gamma, alpha, theta, radius,
-                   updated_h, s_gy, s_h, s_j, s_fy, s_fx, bsz, n_in, n_out, every):
+def ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
     """T MA-SOBA iterations in place on X, H (R, d_x), Y, Z (R, d_y); radius < 0 means no
     projection. Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
+    beta, gamma, alpha, theta = steps.beta, steps.gamma, steps.alpha, steps.theta
+    radius, updated_h = steps.radius, steps.updated_h
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -50,11 +66,11 @@ def ma_soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, H, T, beta, gamma, alpha, t
     yn = np.empty(dy)
     zn = np.empty(dy)
     for t in range(1, T + 1):
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, Y, DY, act)
-        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, Z, HZ, act)
-        call_jvp(P, LI, fs, rng, s_j, idx, X, Y, Z, CZ, act)
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act)
+        idx = draw_idx(rng, P, False, R)
+        call_grad_y_g(P, noise, rng, idx, X, Y, DY, act)
+        call_hvp(P, noise, rng, idx, X, Y, Z, HZ, act)
+        call_jvp(P, noise, rng, idx, X, Y, Z, CZ, act)
+        call_outer(P, noise, rng, X, Y, FY, FX, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -100,13 +116,12 @@ def run_ma_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: fl
     z = np.zeros((R, oracle.problem.d_y))
     h = np.zeros((R, oracle.problem.d_x))
     every = B.recorder(oracle, R, record_every).record_every
-    k = kernel_inputs(oracle, "ma_soba")
-    s = k["std"]
-    Xr, Yr, div = ma_soba_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, h, T, float(beta),
-        float(gamma), float(alpha), float(th), -1.0 if rad is None else float(rad),
-        bool(use_updated_h), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"], s["grad_x_f"],
-        k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "ma_soba", R, draws=T > 0)
+    steps = MASobaSteps(float(beta), float(gamma), float(alpha), float(th),
+                        -1.0 if rad is None else float(rad), bool(use_updated_h))
+    Xr, Yr, div = ma_soba_kernel(k.P, k.noise, oracle.rng, x, y, z, h, RunLength(T, every),
+                                 steps)
+    store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
-           "samples": 2 if k["fs"] else 5}
+           "samples": 2 if k.finite_sum else 5}
     return finish_trace(oracle, "ma_soba", params, seed, T, every, Xr, Yr, div, per, z=z, h=h)

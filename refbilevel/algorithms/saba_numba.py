@@ -26,23 +26,25 @@ declared diverged when one of its fresh oracle values is non-finite, as the refe
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_grad_x_f,
     call_grad_y_f,
     call_grad_y_g,
     call_hvp,
     call_jvp,
-    draw_units,
     finish_trace,
     kernel_inputs,
-    shuffled_state,
+    next_units,
     start_records,
     store_record,
-    store_shuffled_state,
+    store_sampler_state,
     unit_idx,
 )
 from refbilevel.algorithms.saba import check_saba_inputs, saba_params
@@ -50,7 +52,6 @@ from refbilevel.algorithms.soba import initial_z
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
-from refbilevel.oracles.finite_sum import SAMPLERS
 
 INNER_KINDS = ("grad_y_g", "hvp", "jvp")
 OUTER_KINDS = ("grad_y_f", "grad_x_f")
@@ -83,15 +84,26 @@ def _fill_mean(M, mean, phi, u, w):
             mean[r, i] = mean[r, i] + w * phi[r, i]
 
 
+class SABASteps(NamedTuple):
+    """SABA's steps rho (y, z) and gamma (x), and whether the SAGA tables start full."""
+
+    rho: float
+    gamma: float
+    full_memory: bool
+
+
 @njit(cache=True, error_model="numpy")
-def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out, w_in, w_out,
-                full, shuffled, perm_in, pos_in, perm_out, pos_out, every):
-    """T SABA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention). Returns
-    (X records, Y records, diverged_at, perm_in, pos_in, perm_out, pos_out), the last four
-    the shuffled sampler's pass state per level after the run."""
+def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
+    """T SABA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention); P is a
+    FiniteSumRecord (SABA is finite-sum only: no noise blocks), whose shuffled-sampler pass
+    state is advanced in place. Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
+    rho, gamma, full = steps.rho, steps.gamma, steps.full_memory
+    bsz = P.batch_size
+    nu_in, nu_out = P.n_inner // bsz, P.n_outer // bsz
+    w_in, w_out = bsz / P.n_inner, bsz / P.n_outer
     R, dx = X.shape
     dy = Y.shape[1]
-    fs = True  # SABA is finite-sum only: P is the dummy problem tuple, no noise blocks
     # SAGA tables (R, n_units, d) and their weighted means (R, d), one pair per family
     Mgy = np.zeros((R, nu_in, dy))
     Mhv = np.zeros((R, nu_in, dy))
@@ -116,17 +128,17 @@ def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out,
         for u in range(nu_in):
             units[:] = u
             idx = unit_idx(units, bsz)
-            call_grad_y_g(P, LI, reg, fs, rng, 0.0, idx, X, Y, GY, act)
-            call_hvp(P, LI, reg, fs, rng, 0.0, idx, X, Y, Z, HV, act)
-            call_jvp(P, LI, fs, rng, 0.0, idx, X, Y, Z, CR, act)
+            call_grad_y_g(P, noise, rng, idx, X, Y, GY, act)
+            call_hvp(P, noise, rng, idx, X, Y, Z, HV, act)
+            call_jvp(P, noise, rng, idx, X, Y, Z, CR, act)
             _fill_mean(Mgy, mgy, GY, u, w_in)
             _fill_mean(Mhv, mhv, HV, u, w_in)
             _fill_mean(Mcr, mcr, CR, u, w_in)
         for u in range(nu_out):
             units[:] = u
             idx = unit_idx(units, bsz)
-            call_grad_y_f(P, LO, fs, rng, 0.0, idx, X, Y, FY, act)
-            call_grad_x_f(P, LO, fs, rng, 0.0, idx, X, Y, FX, act)
+            call_grad_y_f(P, noise, rng, idx, X, Y, FY, act)
+            call_grad_x_f(P, noise, rng, idx, X, Y, FX, act)
             _fill_mean(Mfy, mfy, FY, u, w_out)
             _fill_mean(Mfx, mfx, FX, u, w_out)
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -145,15 +157,15 @@ def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out,
     yn = np.empty(dy)
     zn = np.empty(dy)
     for t in range(1, T + 1):
-        ui, perm_in, pos_in = draw_units(rng, shuffled, nu_in, R, perm_in, pos_in)
+        ui = next_units(rng, P, False, R)
         idx = unit_idx(ui, bsz)
-        call_grad_y_g(P, LI, reg, fs, rng, 0.0, idx, X, Y, GY, act)
-        call_hvp(P, LI, reg, fs, rng, 0.0, idx, X, Y, Z, HV, act)
-        call_jvp(P, LI, fs, rng, 0.0, idx, X, Y, Z, CR, act)
-        uo, perm_out, pos_out = draw_units(rng, shuffled, nu_out, R, perm_out, pos_out)
+        call_grad_y_g(P, noise, rng, idx, X, Y, GY, act)
+        call_hvp(P, noise, rng, idx, X, Y, Z, HV, act)
+        call_jvp(P, noise, rng, idx, X, Y, Z, CR, act)
+        uo = next_units(rng, P, True, R)
         idx = unit_idx(uo, bsz)
-        call_grad_y_f(P, LO, fs, rng, 0.0, idx, X, Y, FY, act)
-        call_grad_x_f(P, LO, fs, rng, 0.0, idx, X, Y, FX, act)
+        call_grad_y_f(P, noise, rng, idx, X, Y, FY, act)
+        call_grad_x_f(P, noise, rng, idx, X, Y, FX, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -184,7 +196,7 @@ def saba_kernel(P, LI, LO, reg, rng, X, Y, Z, T, rho, gamma, bsz, nu_in, nu_out,
                 act[r] = False
                 div[r] = t
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
-    return Xr, Yr, div, perm_in, pos_in, perm_out, pos_out
+    return Xr, Yr, div
 
 
 @register("algorithm", "saba", "numba")
@@ -201,24 +213,16 @@ def run_saba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     x, y, R = B.start_points(oracle, x0, y0)
     z = initial_z(oracle, v0, R)
     every = B.recorder(oracle, R, record_every).record_every
-    k = kernel_inputs(oracle, "saba", samplers=SAMPLERS)
     full = init_memory == "full"
     if T > 0 or full:
         # B must divide n_inner and n_outer (contiguous batches): the reference's draw_batch /
         # unit_batch raise this ValueError at their first call, i.e. only when there is one
         oracle.require_batches_divide()
+    k = kernel_inputs(oracle, "saba", R, draws=T > 0 or full)
     nu_in, nu_out = oracle.n_units("inner"), oracle.n_units("outer")
-    shuffled = oracle.sampler == "shuffled"
-    perm_in, pos_in = shuffled_state(oracle, "inner", R)
-    perm_out, pos_out = shuffled_state(oracle, "outer", R)
-    bsz = oracle.batch_size
-    Xr, Yr, div, perm_in, pos_in, perm_out, pos_out = saba_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], oracle.rng, x, y, z, T, float(rho), float(gamma),
-        bsz, nu_in, nu_out, bsz / oracle.n["inner"], bsz / oracle.n["outer"], full, shuffled,
-        perm_in, pos_in, perm_out, pos_out, every)
-    if shuffled and T > 0:  # the reference creates/advances the pass state at each draw
-        store_shuffled_state(oracle, "inner", R, perm_in, pos_in)
-        store_shuffled_state(oracle, "outer", R, perm_out, pos_out)
+    Xr, Yr, div = saba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                              SABASteps(float(rho), float(gamma), full))
+    store_sampler_state(oracle, k, R, T > 0)
     if full:  # the memory pass, counted before the record at t = 0 as in the reference
         for kind in INNER_KINDS:
             oracle.counts.add(kind, nu_in)

@@ -8,10 +8,13 @@ two noise blocks). Oracles and divergence handling: see
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_grad_y_g,
     call_hvp,
@@ -22,6 +25,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.soba import initial_z, soba_params
 from refbilevel.algorithms.trace import Trace
@@ -29,11 +33,21 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class SobaSteps(NamedTuple):
+    """SOBA's step sizes ρ_t = rho / t^rho_exponent (y, z) and γ_t = gamma / t^gamma_exponent
+    (x); exponent 0 means constant."""
+
+    rho: float
+    rho_exponent: float
+    gamma: float
+    gamma_exponent: float
+
 @njit(cache=True, error_model="numpy")
-def soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, rc, re, gc, ge, s_gy, s_h, s_j, s_fy,
-                s_fx, bsz, n_in, n_out, every):
+def soba_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T SOBA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention).
     Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
+    rc, re, gc, ge = steps.rho, steps.rho_exponent, steps.gamma, steps.gamma_exponent
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -50,11 +64,11 @@ def soba_kernel(P, LI, LO, reg, fs, rng, X, Y, Z, T, rc, re, gc, ge, s_gy, s_h, 
     for t in range(1, T + 1):
         rho = rc if re == 0.0 else rc / t**re
         gamma = gc if ge == 0.0 else gc / t**ge
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, Y, DY, act)
-        call_hvp(P, LI, reg, fs, rng, s_h, idx, X, Y, Z, HZ, act)
-        call_jvp(P, LI, fs, rng, s_j, idx, X, Y, Z, CZ, act)
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, Y, FY, FX, act)
+        idx = draw_idx(rng, P, False, R)
+        call_grad_y_g(P, noise, rng, idx, X, Y, DY, act)
+        call_hvp(P, noise, rng, idx, X, Y, Z, HZ, act)
+        call_jvp(P, noise, rng, idx, X, Y, Z, CZ, act)
+        call_outer(P, noise, rng, X, Y, FY, FX, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -88,12 +102,10 @@ def run_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     x, y, R = B.start_points(oracle, x0, y0)
     z = initial_z(oracle, v0, R)
     every = B.recorder(oracle, R, record_every).record_every
-    k = kernel_inputs(oracle, "soba")
-    s = k["std"]
-    Xr, Yr, div = soba_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, z, T, float(rc),
-        float(re), float(gc), float(ge), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
-        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "soba", R, draws=T > 0)
+    Xr, Yr, div = soba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                              SobaSteps(float(rc), float(re), float(gc), float(ge)))
+    store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
-           "samples": 2 if k["fs"] else 5}
+           "samples": 2 if k.finite_sum else 5}
     return finish_trace(oracle, "soba", params, seed, T, every, Xr, Yr, div, per, v=-z)

@@ -7,10 +7,13 @@ divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_hvp,
     call_jvp,
@@ -21,6 +24,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.stocbio import stocbio_params
 from refbilevel.algorithms.trace import Trace
@@ -28,11 +32,21 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class StocBiOSteps(NamedTuple):
+    """stocBiO's LL step alpha (D steps), Neumann step eta (Q terms), outer step beta."""
+
+    alpha: float
+    eta: float
+    beta: float
+    D: int
+    Q: int
+
 @njit(cache=True, error_model="numpy")
-def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_gy, s_h, s_j,
-                   s_fy, s_fx, bsz, n_in, n_out, every):
+def stocbio_kernel(P, noise, rng, X, Y, run, steps):
     """T stocBiO iterations in place on X (R, d_x), Y (R, d_y).
     Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
+    alpha, eta, beta, D, Q = steps.alpha, steps.eta, steps.beta, steps.D, steps.Q
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -50,13 +64,13 @@ def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_g
     for t in range(1, T + 1):
         YN[:] = Y
         for _ in range(D):
-            inner_sgd_step(P, LI, reg, fs, rng, s_gy, n_in, bsz, X, YN, G, alpha, act)
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
+            inner_sgd_step(P, noise, rng, X, YN, G, alpha, act)
+        call_outer(P, noise, rng, X, YN, FY, FX, act)
         U[:] = FY
         S[:] = FY
         for _ in range(Q):
-            idx = draw_idx(rng, fs, n_in, R, bsz)
-            call_hvp(P, LI, reg, fs, rng, s_h, idx, X, YN, U, HU, act)
+            idx = draw_idx(rng, P, False, R)
+            call_hvp(P, noise, rng, idx, X, YN, U, HU, act)
             for r in range(R):
                 if act[r]:
                     for i in range(dy):
@@ -65,8 +79,8 @@ def stocbio_kernel(P, LI, LO, reg, fs, rng, X, Y, T, alpha, eta, beta, D, Q, s_g
         for r in range(R):
             for i in range(dy):
                 S[r, i] = eta * S[r, i]  # z = η s_Q
-        idx = draw_idx(rng, fs, n_in, R, bsz)
-        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, S, CZ, act)
+        idx = draw_idx(rng, P, False, R)
+        call_jvp(P, noise, rng, idx, X, YN, S, CZ, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -95,12 +109,10 @@ def run_stocbio_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size:
     T = B.iterations(T)
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
-    k = kernel_inputs(oracle, "stocbio")
-    s = k["std"]
-    Xr, Yr, div = stocbio_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, T, float(alpha),
-        float(eta), float(beta), D, Q, s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"],
-        s["grad_x_f"], k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "stocbio", R, draws=T > 0)
+    Xr, Yr, div = stocbio_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                 StocBiOSteps(float(alpha), float(eta), float(beta), D, Q))
+    store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": D, "hvp": Q, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
-           "samples": D + Q + 2 if k["fs"] else D + Q + 3}
+           "samples": D + Q + 2 if k.finite_sum else D + Q + 3}
     return finish_trace(oracle, "stocbio", params, seed, T, every, Xr, Yr, div, per)

@@ -9,10 +9,13 @@ Python by the reference's schedule function. Oracles and divergence handling: se
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    RunLength,
     all_finite,
     call_grad_y_g,
     call_jvp,
@@ -23,6 +26,7 @@ from refbilevel.algorithms._baselines_numba import (
     kernel_inputs,
     start_records,
     store_record,
+    store_sampler_state,
 )
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
@@ -30,11 +34,21 @@ from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.registry import register
 
 
+class TTSASteps(NamedTuple):
+    """TTSA's per-iteration LL steps betas (T,), outer steps alphas (T,), HIA lengths Ns (T,)
+    and the HIA step eta."""
+
+    betas: np.ndarray
+    alphas: np.ndarray
+    Ns: np.ndarray
+    eta: float
+
 @njit(cache=True, error_model="numpy")
-def ttsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, betas, alphas, Ns, eta, s_gy, s_h, s_j,
-                s_fy, s_fx, bsz, n_in, n_out, every):
+def ttsa_kernel(P, noise, rng, X, Y, run, steps):
     """T TTSA iterations in place on X (R, d_x), Y (R, d_y).
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
+    T, every = run.T, run.every
+    betas, alphas, Ns, eta = steps.betas, steps.alphas, steps.Ns, steps.eta
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -51,15 +65,15 @@ def ttsa_kernel(P, LI, LO, reg, fs, rng, X, Y, T, betas, alphas, Ns, eta, s_gy, 
     xn = np.empty(dx)
     for t in range(1, T + 1):
         beta = betas[t - 1]
-        idx = draw_idx(rng, fs, n_in, R, bsz)  # shared with the cross product (finite sum)
-        call_grad_y_g(P, LI, reg, fs, rng, s_gy, idx, X, Y, G, act)
+        idx = draw_idx(rng, P, False, R)  # shared with the cross product (finite sum)
+        call_grad_y_g(P, noise, rng, idx, X, Y, G, act)
         for r in range(R):
             for i in range(dy):
                 YN[r, i] = Y[r, i] - beta * G[r, i]
-        call_outer(P, LO, fs, rng, s_fy, s_fx, n_out, bsz, X, YN, FY, FX, act)
-        steps[t - 1] = hia_kernel(P, LI, reg, fs, rng, s_h, n_in, bsz, X, YN, FY, HV, Ns[t - 1],
+        call_outer(P, noise, rng, X, YN, FY, FX, act)
+        steps[t - 1] = hia_kernel(P, noise, rng, X, YN, FY, HV, Ns[t - 1],
                                   eta, act, ps[t - 1])
-        call_jvp(P, LI, fs, rng, s_j, idx, X, YN, FY, CZ, act)
+        call_jvp(P, noise, rng, idx, X, YN, FY, CZ, act)
         alpha = alphas[t - 1]
         for r in range(R):
             if not act[r]:
@@ -93,13 +107,11 @@ def run_ttsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     betas = np.array([s[0] for s in sch], dtype=np.float64)
     alphas = np.array([s[1] for s in sch], dtype=np.float64)
     Ns = np.array([s[2] for s in sch], dtype=np.int64)
-    k = kernel_inputs(oracle, "ttsa")
-    s = k["std"]
-    Xr, Yr, div, ps, steps = ttsa_kernel(
-        k["P"], k["LI"], k["LO"], k["reg"], k["fs"], oracle.rng, x, y, T, betas, alphas, Ns,
-        float(eta), s["grad_y_g"], s["hvp"], s["jvp"], s["grad_y_f"], s["grad_x_f"],
-        k["bsz"], k["n_in"], k["n_out"], every)
+    k = kernel_inputs(oracle, "ttsa", R, draws=T > 0)
+    Xr, Yr, div, ps, steps = ttsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                         TTSASteps(betas, alphas, Ns, float(eta)))
+    store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": ones, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
-           "samples": steps + (2 if k["fs"] else 4)}
+           "samples": steps + (2 if k.finite_sum else 4)}
     return finish_trace(oracle, "ttsa", params, seed, T, every, Xr, Yr, div, per, hia_p=ps)

@@ -13,7 +13,7 @@ product. Inlining costs compile time only, once per cache.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -614,9 +614,120 @@ def _build_p2(problem) -> RelaxedSmoothP2Record:
 
 
 # ============================================================================================
+# ClosedFormProblem: a user's problem from callables (problems/custom.py)
+# ============================================================================================
+class ClosedFormRecord(NamedTuple):
+    """A ClosedFormProblem's callables, each compiled with Numba for one replica (1-D x, y, v).
+    The fields are Numba dispatchers, so a kernel is compiled for each problem's functions,
+    once per process, and never written to the disk cache (numba_jit.LibraryTypesCache)."""
+
+    grad_x_f: Any
+    grad_y_f: Any
+    grad_x_g: Any
+    grad_y_g: Any
+    hvp_yy_g: Any
+    jvp_xy_g: Any
+    f_u: Any
+    gen_hvp: Any
+    gen_hvp_T: Any
+
+
+_CLOSED_FORM_REQUIRED = ("grad_x_f", "grad_y_f", "grad_x_g", "grad_y_g", "hvp_yy_g", "jvp_xy_g")
+
+
+def _chain_rule(name: str, fns: dict, p: float):
+    """The base-class chain rule of docs/unibio.rst §1.5 for a callable the user left out,
+    with the NumPy operations of problems/base.py (D(y) = (p-1)|y|^{p-2})."""
+    gyf, hvp_ = fns["grad_y_f"], fns["hvp_yy_g"]
+    if name == "f_u":
+        def f_u(x, y):
+            return gyf(x, y) / ((p - 1.0) * np.abs(y) ** (p - 2.0))
+        return f_u
+    if name == "gen_hvp":
+        def gen_hvp(x, y, v):
+            return hvp_(x, y, v / ((p - 1.0) * np.abs(y) ** (p - 2.0)))
+        return gen_hvp
+
+    def gen_hvp_T(x, y, v):
+        return hvp_(x, y, v) / ((p - 1.0) * np.abs(y) ** (p - 2.0))
+    return gen_hvp_T
+
+
+def _build_closed_form(problem) -> ClosedFormRecord:
+    """Compile the problem's callables with Numba, each checked once on sample arguments, so a
+    callable Numba cannot compile is refused here, naming it."""
+    from refbilevel.backends.registry import NotImplementedOnBackendError
+
+    user = problem._fns
+    fns = {}
+    for name in _CLOSED_FORM_REQUIRED:
+        fns[name] = njit(error_model="numpy")(user[name])
+    for name in ("f_u", "gen_hvp", "gen_hvp_T"):
+        fn = user[name] if name in user else _chain_rule(name, fns, float(problem.p))
+        fns[name] = njit(error_model="numpy")(fn)
+    x, y, v = np.zeros(problem.d_x), np.ones(problem.d_y), np.ones(problem.d_y)
+    for name, disp in fns.items():
+        args = (x, y, v) if name in ("hvp_yy_g", "jvp_xy_g", "gen_hvp", "gen_hvp_T") else (x, y)
+        try:
+            disp(*args)
+        except Exception as exc:  # Numba's typing/lowering errors, or the call's own
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NotImplementedOnBackendError(
+                f"ClosedFormProblem on the numba backend: the callable {name!r} cannot be "
+                f"compiled by Numba for one replica (1-D arrays): {first}") from exc
+    return ClosedFormRecord(**fns)
+
+
+@njit(**JIT)
+def _cf_grad_x_f(P, x, y, out):
+    out[:] = P.grad_x_f(x, y)
+
+
+@njit(**JIT)
+def _cf_grad_y_f(P, x, y, out):
+    out[:] = P.grad_y_f(x, y)
+
+
+@njit(**JIT)
+def _cf_grad_x_g(P, x, y, out):
+    out[:] = P.grad_x_g(x, y)
+
+
+@njit(**JIT)
+def _cf_grad_y_g(P, x, y, out):
+    out[:] = P.grad_y_g(x, y)
+
+
+@njit(**JIT)
+def _cf_hvp(P, x, y, v, out):
+    out[:] = P.hvp_yy_g(x, y, v)
+
+
+@njit(**JIT)
+def _cf_jvp(P, x, y, v, out):
+    out[:] = P.jvp_xy_g(x, y, v)
+
+
+@njit(**JIT)
+def _cf_f_u(P, x, y, out):
+    out[:] = P.f_u(x, y)
+
+
+@njit(**JIT)
+def _cf_gen_hvp(P, x, y, v, out):
+    out[:] = P.gen_hvp(x, y, v)
+
+
+@njit(**JIT)
+def _cf_gen_hvp_T(P, x, y, v, out):
+    out[:] = P.gen_hvp_T(x, y, v)
+
+
+# ============================================================================================
 # The one registration list
 # ============================================================================================
 def _library_families() -> tuple[NumbaFamily, ...]:
+    from refbilevel.problems.custom import ClosedFormProblem
     from refbilevel.problems.quadratic import StronglyConvexQuadratic
     from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
     from refbilevel.problems.unibio_example3 import UniBiOExample3
@@ -661,6 +772,11 @@ def _library_families() -> tuple[NumbaFamily, ...]:
                     {"grad_x_f": _p2_grad_x_f, "grad_y_f": _p2_grad_y_f,
                      "grad_x_g": _p2_grad_x_g, "grad_y_g": _p2_grad_y_g, "hvp": _rs_hvp,
                      "jvp": _p2_jvp}),
+        NumbaFamily("closed-form", ClosedFormProblem, ClosedFormRecord, _build_closed_form,
+                    {"grad_x_f": _cf_grad_x_f, "grad_y_f": _cf_grad_y_f,
+                     "grad_x_g": _cf_grad_x_g, "grad_y_g": _cf_grad_y_g, "hvp": _cf_hvp,
+                     "jvp": _cf_jvp, "f_u": _cf_f_u, "gen_hvp": _cf_gen_hvp,
+                     "gen_hvp_T": _cf_gen_hvp_T}),
     )
 
 

@@ -19,8 +19,9 @@ The cache lives where Numba would put it: ``__pycache__`` next to the source, or
 Numba's own locators take over (a pip install rewrites every file, so stamps change there).
 
 User problem records. A kernel compiled for a record class defined outside the package
-(a user's Numba family, :mod:`refbilevel.backends.numba_problems`) is compiled once per
-process and never written to the cache: Numba's cache index pickles the argument types, and
+(a user's Numba family, :mod:`refbilevel.backends.numba_problems`), or for a record holding
+a user's compiled callables (ClosedFormProblem), is compiled once per process and never
+written to the cache: Numba's cache index pickles the argument types, and
 an index naming a class the next process cannot import would make every later load of that
 kernel fail. :class:`LibraryTypesCache` (installed by this module's ``njit`` on every cached
 dispatcher) skips saving such signatures; the library's own signatures are cached as usual.
@@ -79,7 +80,10 @@ if PackageDigestLocator not in CacheImpl._locator_classes:
 
 def _library_type(t) -> bool:
     """False when the Numba type ``t`` is, or contains, a NamedTuple class defined outside
-    the package (a user's record)."""
+    the package (a user's record) or a compiled function (a user's callable, e.g. in the
+    record of a ClosedFormProblem): neither is the same object in the next process."""
+    if isinstance(t, (types.Dispatcher, types.FunctionType)):
+        return False
     cls = getattr(t, "instance_class", None)
     if isinstance(t, types.BaseNamedTuple) and cls is not None:
         if not cls.__module__.startswith("refbilevel."):

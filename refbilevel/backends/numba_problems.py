@@ -36,8 +36,9 @@ calls that family's primitive: dispatch by *type*, so every kernel is compiled
 (specialized) per family and the branch costs nothing at run time.
 
 The registry. :func:`register_numba_family` is the only way in; it refuses a second family
-with the same name, the same record type or the same (problem class, predicate) pair, so
-two families cannot share a tag. The library's families are listed in one place,
+with the same name or the same record type, so two families cannot share a tag (the record
+type *is* the tag the kernels dispatch on), and :func:`family_of` refuses a problem that
+two families claim. The library's families are listed in one place,
 ``LIBRARY_FAMILIES`` of :mod:`refbilevel.backends.numba_families`, and registered the first
 time a problem is looked up.
 
@@ -48,10 +49,18 @@ How to add a library family (e.g. ``uniformly-convex-bump``):
    ``@njit(**JIT) def _bump_grad_y_g(P, x, y, out): ...`` (same operation order as the
    NumPy methods, for parity ≤ 1e-12, claim X4) and ``build(problem) -> BumpRecord``;
 2. add one ``NumbaFamily(name="uniformly-convex-bump", problem_class=..., record=BumpRecord,
-   build=..., primitives={...})`` to ``LIBRARY_FAMILIES``.
+   build=..., primitives={...})`` to the tuple returned by ``_library_families()`` (which
+   is ``LIBRARY_FAMILIES``). Primitives a family leaves out raise NotImplementedError
+   naming the family when a kernel reaches them.
 
 Nothing else changes: every estimator and algorithm kernel then compiles for the new record
-type on first use and caches it on disk.
+type on first use and caches it on disk. Test it as tests/test_numba_families.py tests the
+user family (parity with NumPy to 1e-12 through an estimator and an algorithm).
+
+A :class:`~refbilevel.problems.custom.ClosedFormProblem` needs no family of its own: the
+library's ``closed-form`` family compiles its callables with Numba for one replica (1-D
+arrays) when the problem is first used on this backend and refuses, naming the callable,
+one that Numba cannot compile. Its kernels are compiled once per process, not cached.
 
 User families (a problem class defined outside the package, e.g. one registered by name
 with :mod:`refbilevel.problems`): the user defines a record, ``@njit`` primitives and a
