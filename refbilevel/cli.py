@@ -16,7 +16,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         verdicts = runner.run_checks(args.ids or None, mode=args.mode, seed=args.seed,
                                      backend=args.backend, out=args.out,
-                                     progress=args.progress)
+                                     progress=args.progress, problems=args.problems)
     except ValueError as exc:
         print(f"refbilevel check: {exc}", file=sys.stderr)
         return 2
