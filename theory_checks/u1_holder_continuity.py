@@ -32,11 +32,11 @@ from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
 from refbilevel.checks.problem_selection import Selection, needs_constants, select_problems
 from refbilevel.problems.unibio_example3 import UniBiOExample3
-from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 

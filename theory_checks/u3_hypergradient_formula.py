@@ -51,9 +51,10 @@ too the control must fail; it is probed inside its bump's support (``structured_
 
 Problem-generic (refbilevel.checks.problem_selection): the default run adds the default
 instance of every other registered BilevelProblem with d_x <= 20 (the finite differences cost
-2 d_x solves of y* per point; the sharp-Hölder instance is left out, see EXCLUDED); ``--problem NAME`` runs the named problems instead of the
-table, plus the non-separable instance d = 3, p = 4 for the negative control. A registry
-instance with a non-symmetric H joins the control instances.
+2 d_x solves of y* per point; the sharp-Hölder instance is left out, see EXCLUDED);
+``--problem NAME`` runs the named problems instead of the table, plus the non-separable
+instance d = 3, p = 4 for the negative control. A registry instance with a non-symmetric H
+joins the control instances.
 """
 
 from __future__ import annotations

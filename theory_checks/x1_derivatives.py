@@ -6,7 +6,8 @@ Measured, for every registered problem (``refbilevel.problems.problem_names()``;
 instance table below does not know is checked at its default instance, one without a
 default instance is reported as uncovered and fails the check; ``--problem NAME`` checks only
 the named registered problems, a user's included: problem-generic, see
-refbilevel.checks.problem_selection), in dimensions d ∈ {1, 2, 10, 100}, at seeded random points (x, y) with y_i = ±U(0.5, 1) (away from
+refbilevel.checks.problem_selection), in dimensions d ∈ {1, 2, 10, 100}, at seeded random
+points (x, y) with y_i = ±U(0.5, 1) (away from
 y_i = 0, where the generalized derivatives are limits, and from the kink of Example 3's f
 at |y|^{p-1} = π/2) and unit-scale random directions, with the procedure of
 :mod:`refbilevel.problems.derivative_check`:
@@ -87,9 +88,9 @@ from refbilevel.problems.derivative_check import (
 from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.quadratic import StronglyConvexQuadratic
+from refbilevel.problems.registry import problem_entry
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
 from refbilevel.problems.unibio_example3 import UniBiOExample3
-from refbilevel.problems.registry import problem_entry
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,

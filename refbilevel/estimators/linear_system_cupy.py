@@ -3,7 +3,8 @@
 Runs the NumPy reference's :func:`~refbilevel.estimators.linear_system.ls_sgd_core` and
 :func:`~refbilevel.estimators.linear_system.cg_core` with the device's array module over a
 :class:`~refbilevel.backends.cupy_oracle.DeviceOracle` and ``problem.on(xp)`` (the
-family's own array-module code; lazy CuPy import; see :mod:`refbilevel.estimators.neumann_cupy` for the noise modes).
+family's own array-module code; lazy CuPy import; see
+:mod:`refbilevel.estimators.neumann_cupy` for the noise modes).
 """
 
 from __future__ import annotations

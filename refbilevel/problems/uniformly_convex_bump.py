@@ -104,8 +104,8 @@ class UniformlyConvexBump(BilevelProblem):
         mu = (1.0 - theta) * vector_uniform_convexity_modulus(p, d)
         C_f = float(np.linalg.norm(self.a))
         return float(eps), Constants(
-            mu=float(mu), p=p, l_g1=1.0, l_g2=0.0, L_H=None, C=float(1.0 + eps * M_E), l_f1=self.rho,
-            l_f2=0.0, C_f=C_f, l_p=float((p * 1.0 / mu) ** (1.0 / (p - 1.0))),
+            mu=float(mu), p=p, l_g1=1.0, l_g2=0.0, L_H=None, C=float(1.0 + eps * M_E),
+            l_f1=self.rho, l_f2=0.0, C_f=C_f, l_p=float((p * 1.0 / mu) ** (1.0 / (p - 1.0))),
             extra={"eps": float(eps), "theta": float(theta), "M_y": float(M_y),
                    "M_E": float(M_E), "sigma_min_H_lower_bound": float(1.0 - eps * M_E),
                    "support_u": (u_lo, u_hi)},
