@@ -66,6 +66,7 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import ProblemSelectionError
 from refbilevel.power_map import power_map_jacobian_diag
 from refbilevel.problems import make_problem, problem_names
 from refbilevel.problems.base import BilevelProblem
@@ -297,7 +298,10 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
     table = instances(mode)
     if problems is not None:
         for name in problems:
-            problem_entry(name)  # an unknown name: the registry's ValueError
+            try:
+                problem_entry(name)
+            except ValueError as exc:
+                raise ProblemSelectionError(f"X1: {exc}") from None
     registered = problem_names() if problems is None else list(problems)
     jobs, uncovered = [], []
     for name in registered:

@@ -19,6 +19,11 @@ from typing import Any
 Applies = Callable[[Any], "str | None"]
 
 
+class ProblemSelectionError(ValueError):
+    """``--problem`` named an unknown problem, or none the check applies to: bad input (the
+    CLI exits 2), not a failed check."""
+
+
 @dataclass(frozen=True)
 class Skipped:
     name: str
@@ -64,7 +69,10 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
             sel.skipped.append(Skipped(name, reason))
     for name in wanted:
         if explicit:
-            problem_entry(name)  # an unknown name: the registry's ValueError
+            try:
+                problem_entry(name)
+            except ValueError as exc:
+                raise ProblemSelectionError(f"{check_id}: {exc}") from None
         try:
             problem = make_problem(name)
         except Exception as exc:  # a factory with required parameters or a broken one
@@ -78,7 +86,8 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
             sel.instances.append((name, f"{name} (registry default)", problem))
     if explicit and not sel.instances:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in sel.skipped)
-        raise ValueError(f"{check_id} applies to none of the problems given with --problem "
+        raise ProblemSelectionError(f"{check_id} applies to none of the problems given with "
+                                    "--problem "
                          f"({reasons})")
     return sel
 

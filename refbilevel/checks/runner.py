@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
+from refbilevel.checks.problem_selection import ProblemSelectionError
 from refbilevel.checks.verdict import Verdict, versions
 from refbilevel.progress import progress_switch
 from refbilevel.validation import int_argument
@@ -63,6 +64,8 @@ def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Pa
         kwargs = {"problems": problems} if problems is not None else {}
         m = module.measure(mode=mode, seed=seed, backend=backend, **kwargs)
         error = None
+    except ProblemSelectionError:  # bad --problem input, not a failed check
+        raise
     except Exception as exc:  # a crashing check is reported as failed, with its traceback
         m, error = None, "".join(traceback.format_exception(exc))
     elapsed = time.perf_counter() - t0
