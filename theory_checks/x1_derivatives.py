@@ -159,6 +159,10 @@ def instances(mode: str) -> dict[str, list[tuple[str, Factory]]]:
             for d in DIMS for s in (False, True)],
         "finite-sum-quadratic": [(f"finite-sum d={d}", lambda d=d: FiniteSumQuadratic(
             n_inner=128, n_outer=128, d_inner=d, d_outer=d, seed=d)) for d in DIMS],
+        "finite-sum-quadratic-householder": [
+            (f"finite-sum householder d={d}", lambda d=d: FiniteSumQuadratic(
+                n_inner=128, n_outer=128, d_inner=d, d_outer=d, seed=d, bases="householder"))
+            for d in (2, 10)],
         "borep-p1": [("P1 reference (5x8)", lambda: RelaxedSmoothP1()),
                      ("P1 sine (5x8)", lambda: RelaxedSmoothP1("sine"))]
         + [(f"P1 d={d}", lambda d=d: RelaxedSmoothP1(d_x=d, d_y=d, seed=d)) for d in DIMS],

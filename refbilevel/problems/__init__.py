@@ -36,6 +36,8 @@ _BUILTIN = {
     "logistic-cleaning": "refbilevel.problems.logistic_cleaning:LogisticCleaning",
     "quadratic": "refbilevel.problems.quadratic:StronglyConvexQuadratic",
     "finite-sum-quadratic": "refbilevel.problems.finite_sum_quadratic:FiniteSumQuadratic",
+    "finite-sum-quadratic-householder":
+        "refbilevel.problems.finite_sum_quadratic:householder_instance",
     "borep-p1": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP1",
     "borep-p2": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP2",
     "linear-contraction": "refbilevel.problems.contraction:LinearContraction",

@@ -74,6 +74,36 @@ class DenseBasis(OnArrayModule):
         return np.array(self.Q, copy=True)
 
 
+class RandomizedDCTBasis(OnArrayModule):
+    """Q = C D₂ Π C D₁ (C the orthonormal DCT-II, D random signs, Π a random permutation):
+    orthogonal, O(d) memory, O(d log d) per product, and delocalized: every column has all
+    its entries of order 1/√d (one Householder reflection, by contrast, keeps e_i's column
+    within O(1/√d) of e_i). Used where a Haar matrix (O(d²) memory) does not fit."""
+
+    def __init__(self, d: int, rng: np.random.Generator):
+        self.d = require_int("d", d, low=1)
+        self.signs1 = rng.choice([-1.0, 1.0], self.d)
+        self.perm = rng.permutation(self.d)
+        self.signs2 = rng.choice([-1.0, 1.0], self.d)
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        from scipy.fft import dct
+
+        a = dct(self.signs1 * v, type=2, norm="ortho", axis=-1)
+        return dct(self.signs2 * a[..., self.perm], type=2, norm="ortho", axis=-1)
+
+    def apply_T(self, v: np.ndarray) -> np.ndarray:
+        from scipy.fft import idct
+
+        c = self.signs2 * idct(v, type=2, norm="ortho", axis=-1)
+        b = np.empty_like(c)
+        b[..., self.perm] = c
+        return self.signs1 * idct(b, type=2, norm="ortho", axis=-1)
+
+    def dense(self) -> np.ndarray:
+        return self.apply(np.eye(self.d)).T
+
+
 def random_basis(d: int, rng: np.random.Generator, structured: bool):
     """A Householder reflection of a Gaussian vector (structured) or a Haar matrix (dense)."""
     if structured:
