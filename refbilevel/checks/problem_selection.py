@@ -63,10 +63,10 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
     wanted = list(names) if names is not None else [
         n for n in problem_names() if n not in covered]
     sel = Selection(explicit=explicit)
-    for name, reason in (excluded or {}).items():
+    for name, why in (excluded or {}).items():
         if not explicit and name in wanted:
             wanted.remove(name)
-            sel.skipped.append(Skipped(name, reason))
+            sel.skipped.append(Skipped(name, why))
     for name in wanted:
         if explicit:
             try:
@@ -79,9 +79,9 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
             sel.skipped.append(Skipped(name, f"no default instance: {type(exc).__name__}: "
                                              f"{exc}"))
             continue
-        reason = applies(problem)
-        if reason is not None:
-            sel.skipped.append(Skipped(name, reason))
+        why_not = applies(problem)
+        if why_not is not None:
+            sel.skipped.append(Skipped(name, why_not))
         else:
             sel.instances.append((name, f"{name} (registry default)", problem))
     if explicit and not sel.instances:

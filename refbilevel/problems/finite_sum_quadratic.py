@@ -420,6 +420,11 @@ class FiniteSumQuadratic(BilevelProblem):
 
     name = "finite-sum-quadratic"
     hessian_independent_of_y = True
+    #: the generation parameters (None for an instance from user factors)
+    mu_param: float | None
+    L_param: float | None
+    L_cross: float | None
+    coupling: float | None
 
     def __init__(
         self,
