@@ -55,8 +55,9 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
     why the default run leaves that problem out (it still runs when named). An unknown name is
     a ValueError (from the registry); so is a list of names none of which the check applies to.
     """
-    from refbilevel.problems import make_problem, problem_names
+    from refbilevel.problems import problem_names
     from refbilevel.problems.registry import problem_entry
+    from refbilevel.solver import default_instance
 
     explicit = names is not None
     covered = set(covered)
@@ -74,7 +75,7 @@ def select_problems(check_id: str, names: Iterable[str] | None, applies: Applies
             except ValueError as exc:
                 raise ProblemSelectionError(f"{check_id}: {exc}") from None
         try:
-            problem = make_problem(name)
+            problem = default_instance(name)
         except Exception as exc:  # a factory with required parameters or a broken one
             sel.skipped.append(Skipped(name, f"no default instance: {type(exc).__name__}: "
                                              f"{exc}"))
