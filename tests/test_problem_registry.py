@@ -113,13 +113,21 @@ def test_default_selection_adds_registered_problems_and_says_what_it_skipped():
     applies to (the user's included) and lists the others with the reason."""
     from refbilevel.checks.problem_selection import needs_constants, select_problems
 
-    sel = select_problems("U1", None, needs_constants("l_p"), covered=("unibio-example3",))
+    register("test-needs-a-parameter", lambda scale: user.scaled_sine(scale=scale))
+    try:
+        sel = select_problems("U1", None, needs_constants("l_p"),
+                              covered=("unibio-example3",))
+    finally:
+        unregister("test-needs-a-parameter")
     labels = [label for _, label, _ in sel.instances]
     assert f"{user.NAME} (registry default)" in labels
     assert "unibio-example3 (registry default)" not in labels
     skipped = {s.name: s.reason for s in sel.skipped}
     assert skipped["lp-hypercleaning"] == "constants l_p not stated (None)"
-    assert skipped["linear-contraction"].startswith("no default instance")
+    assert skipped["linear-contraction"].startswith("LinearContraction is not a BilevelProblem")
+    assert skipped["test-needs-a-parameter"].startswith("no default instance: ValueError: "
+                                                        "problem 'test-needs-a-parameter' "
+                                                        "needs parameter scale")
 
 
 def test_sweep_workers_import_the_registering_modules(tmp_path):
@@ -145,3 +153,16 @@ def test_sweep_workers_import_the_registering_modules(tmp_path):
                 rows = run_sweep(registered_problem_cell, cells, path, executor=ex,
                                  progress=False, imports=imports)
                 assert rows[0]["values"] == {"d_x": 3}
+
+
+def test_solve_runs_a_registered_user_problem_by_name_on_numpy():
+    """refbilevel.solve names the user's problem like a library one; SOBA with exact oracles
+    drives ||∇φ|| down (φ = (s²/2)||sin x||², smooth with L_phi2 = s²)."""
+    import refbilevel
+
+    trace = refbilevel.solve(user.NAME, "soba", T=300, noise=0.0, replicas=2,
+                             problem_params={"d": 3}, x0=1.0)
+    assert trace.x.shape[-1] == 3
+    g0, gT = trace.grad_phi_norm[0], trace.grad_phi_norm[-1]
+    # from x0 = 1 (||∇φ|| = √3 sin 1 cos 1 = 0.79), descent reaches a stationary point
+    assert np.all(gT < 1e-2 * g0), (g0, gT)

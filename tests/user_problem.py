@@ -31,8 +31,11 @@ def scaled_sine(d: int = 2, scale: float = 1.0) -> ClosedFormProblem:
         y_star=lambda x: s * np.sin(x),
         phi=lambda x: 0.5 * s**2 * np.sum(np.sin(x) ** 2, axis=-1),
         grad_phi=lambda x: s**2 * np.sin(x) * np.cos(x),
-        # mu = 1 (∇²_yy g = I); ||∇²_xy g|| <= s; l_p = 2 l_g1 / mu at p = 2 (UniBiO §3.1)
-        constants=Constants(mu=1.0, p=2.0, l_g1=abs(s), l_p=2.0 * abs(s), C=1.0, L_H=0.0),
+        # mu = 1 (∇²_yy g = I); ||∇²_xy g|| <= s and it is s-Lipschitz; l_p = 2 l_g1 / mu at
+        # p = 2 (UniBiO §3.1); ∇²phi = s² diag(cos 2x): L_phi2 = s², no Hölder term
+        constants=Constants(mu=1.0, p=2.0, L_0=1.0, L_1=0.0, l_g1=abs(s), l_g2=abs(s),
+                            l_p=2.0 * abs(s), C=1.0, L_H=0.0, l_f1=0.0, l_f2=1.0,
+                            L_phi1=0.0, L_phi2=s * s),
     )
 
 
