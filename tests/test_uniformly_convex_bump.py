@@ -96,3 +96,48 @@ def test_a_transposition_mistake_fails_the_derivative_check(bump):
 def test_bad_parameters_name_the_parameter(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UniformlyConvexBump(**kwargs)
+
+
+def test_stated_L_H_bounds_the_variation_of_H(bump):
+    """||H(y1) − H(y2)|| <= L_H ||y1 − y2|| (module docstring's derivative bound) at pairs
+    inside and across the support's boundary; exact up to rounding (1e-12)."""
+    rng = np.random.default_rng(7)
+    x, y1 = bump.structured_points(rng, 300)
+    y2 = y1 + rng.standard_normal(y1.shape) * 10.0 ** rng.uniform(-6, -0.5, (300, 1))
+    dH = bump.generalized_hessian(x, y1) - bump.generalized_hessian(x, y2)
+    lhs = np.linalg.norm(dH, ord=2, axis=(-2, -1))
+    assert np.all(lhs <= bump.constants.L_H * np.linalg.norm(y1 - y2, axis=-1) + 1e-12)
+    # the bound is a bound, not a tautology: the variation is a visible fraction of it
+    assert np.max(lhs / np.linalg.norm(y1 - y2, axis=-1)) > 1e-3 * bump.constants.L_H
+
+
+@pytest.mark.numba
+def test_numba_record_reproduces_numpy_for_every_estimator_and_unibio(bump):
+    """X4 for the bump family: the Numba record (refbilevel/backends/numba_families.py) runs
+    every estimator that applies at p = 4 and UniBiO, the one algorithm whose assumptions it
+    meets, to <= 1e-12 relative with the same counts and random numbers."""
+    import refbilevel
+    from refbilevel.estimators import finite_difference as fd
+    from refbilevel.estimators import finite_difference_numba as fdn
+    from refbilevel.estimators.linear_system import linear_system_sgd
+    from refbilevel.estimators.linear_system_numba import linear_system_sgd_numba
+    from refbilevel.estimators.neumann import neumann_hypergradient
+    from refbilevel.estimators.neumann_numba import neumann_hypergradient_numba
+    from tests.test_estimators import _assert_parity
+
+    rng = np.random.default_rng(8)
+    x, y = bump.structured_points(rng, 4)  # inside the support: the bump's terms are live
+    v = rng.standard_normal((4, 3))
+    _assert_parity(neumann_hypergradient, neumann_hypergradient_numba, bump, x, y, 5,
+                   alpha=0.3, truncation="randomized", variant="generalized")
+    _assert_parity(linear_system_sgd, linear_system_sgd_numba, bump, x, y, 4, 0.2,
+                   radius=1.0)
+    for name in ("fd_hvp", "fd_jvp", "fd_hypergradient", "fd_ls_gradient"):
+        _assert_parity(getattr(fd, name), getattr(fdn, name + "_numba"), bump, x, y, v, 1e-2)
+    runs = [refbilevel.solve("uniformly-convex-bump", "unibio", backend=b, T=5, noise=0.1,
+                             seed=3, replicas=2, x0=0.6) for b in ("numpy", "numba")]
+    scale = np.max(np.abs(runs[0].x))
+    assert np.max(np.abs(runs[0].x - runs[1].x)) <= 1e-12 * scale
+    assert np.array_equal(runs[0].grad_phi_norm, runs[1].grad_phi_norm) or np.max(
+        np.abs(runs[0].grad_phi_norm - runs[1].grad_phi_norm)) <= 1e-12 * np.max(
+        runs[0].grad_phi_norm)

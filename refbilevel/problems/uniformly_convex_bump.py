@@ -46,8 +46,17 @@ d_i in [d_lo, d_hi] = (p-1)[u_lo, u_hi]^{(p-2)/(p-1)}, |d'_i| <= (p-2) u_lo^{-1/
   l_p = (p l_g1/mu)^{1/(p-1)} (docs/unibio.rst §3.1, DERIVED formula);
 - ε = min(strength d_lo / M_y, 1/(2 M_E)): the largest bump these bounds allow for the
   given θ = strength in (0, 1).
-- L_H (H is Lipschitz: β is C⁴ with compact support away from the axes) is not derived:
-  None, so L_phi1, L_phi2 are None too.
+- L_H: H depends on y only, through u, and E = (H − I)/ε is C¹ everywhere (β and its first
+  four derivatives vanish on the support's boundary; E = 0 off it). Differentiating
+  E = D ∇²β + diag(d' ⊙ ∇β) along h gives the terms diag(d' ⊙ h) ∇²β, D ∇³β[h],
+  diag(d'' ⊙ h ⊙ ∇β) and diag(d' ⊙ ∇²β h), so ||dE/du|| <= M_3 := 2 max|d'| K + d_hi K_3 +
+  max|d''| B1/r with K_3 = sqrt(d B3² + 3d(d-1) B2² B1² + d(d-1)(d-2) B1⁶)/r³ (Frobenius
+  bound of ∇³β; B3 = max|b^{(3)}| = 43.670, found from the roots of b^{(4)} as B1, B2 are)
+  and |d''_i| <= ((p-2)/(p-1)) u_lo^{-p/(p-1)}; du/dy = D <= d_hi, so L_H = ε M_3 d_hi.
+  Then L_phi1, L_phi2 from the formulas of docs/unibio.rst §3.3 (||H^{-1}|| <= 1/mu holds:
+  every singular value of H is >= 1/2 >= mu).
+- (L_0, L_1)-smoothness is not stated: with −<x, y> and x unbounded, ∇_y g vanishes at
+  every y for some x while ||∇²_yy g|| = ||D(y)|| grows (as for the non-separable family).
 """
 
 from __future__ import annotations
@@ -56,13 +65,25 @@ import numpy as np
 
 from refbilevel.power_map import power_map, power_map_jacobian_diag, signed_power
 from refbilevel.problems.base import BilevelProblem, batch_broadcast
-from refbilevel.problems.constants import Constants
+from refbilevel.problems.constants import Constants, lipschitz_hypergradient_constants
 from refbilevel.problems.uniformly_convex import vector_uniform_convexity_modulus
 from refbilevel.validation import require_int, require_range, require_vector
 
 #: exact bounds of the bump profile b(t) = (1 - t²)^5 (module docstring)
 B1 = (10.0 / 3.0) * (8.0 / 9.0) ** 4
 B2 = 10.0
+
+
+def _profile_bound(order: int) -> float:
+    """max over [-1, 1] of |b^{(order)}|: at a root of the next derivative or an end point
+    (b is even, so each derivative is even or odd and [0, 1] suffices)."""
+    t = np.polynomial.Polynomial([0.0, 1.0])
+    f = ((1.0 - t**2) ** 5).deriv(order)
+    crit = [r.real for r in f.deriv().roots() if abs(r.imag) < 1e-9 and 0.0 <= r.real <= 1.0]
+    return float(max(abs(f(c)) for c in [*crit, 0.0, 1.0]))
+
+
+B3 = _profile_bound(3)
 #: below this e_i = 1 - t_i² the bump and its derivatives are zero to float64 resolution
 _E_FLOOR = 1e-30
 NEWTON_TOL = 1e-14  # relative residual of G(u*) = 0 (a few ulps of max(1, ||x||))
@@ -101,11 +122,18 @@ class UniformlyConvexBump(BilevelProblem):
         M_E = d_hi * K + dprime * B1 / r
         eps = min(self.strength * d_lo / M_y, 0.5 / M_E)
         theta = eps * M_y / d_lo
-        mu = (1.0 - theta) * vector_uniform_convexity_modulus(p, d)
+        mu = float((1.0 - theta) * vector_uniform_convexity_modulus(p, d))
         C_f = float(np.linalg.norm(self.a))
+        K3 = np.sqrt(d * B3**2 + 3 * d * (d - 1) * B2**2 * B1**2
+                     + d * (d - 1) * (d - 2) * B1**6) / r**3
+        d2prime = (p - 2.0) / (p - 1.0) * u_lo ** (-p / (p - 1.0))
+        L_H = float(eps * (2.0 * dprime * K + d_hi * K3 + d2prime * B1 / r) * d_hi)
+        l_p, L_phi1, L_phi2 = lipschitz_hypergradient_constants(
+            mu=mu, p=p, l_g1=1.0, l_g2=0.0, L_H=L_H, l_f1=self.rho, l_f2=0.0, C_f=C_f)
         return float(eps), Constants(
-            mu=float(mu), p=p, l_g1=1.0, l_g2=0.0, L_H=None, C=float(1.0 + eps * M_E),
-            l_f1=self.rho, l_f2=0.0, C_f=C_f, l_p=float((p * 1.0 / mu) ** (1.0 / (p - 1.0))),
+            mu=mu, p=p, l_g1=1.0, l_g2=0.0, L_H=L_H, C=float(1.0 + eps * M_E),
+            l_f1=self.rho, l_f2=0.0, C_f=C_f, l_p=float(l_p), L_phi1=float(L_phi1),
+            L_phi2=float(L_phi2),
             extra={"eps": float(eps), "theta": float(theta), "M_y": float(M_y),
                    "M_E": float(M_E), "sigma_min_H_lower_bound": float(1.0 - eps * M_E),
                    "support_u": (u_lo, u_hi)},
@@ -114,8 +142,8 @@ class UniformlyConvexBump(BilevelProblem):
                       "(module docstring; docs/unibio.rst §2.1(i), DERIVED)",
                 "C": "1 + eps M_E, ||H - I|| <= eps M_E (module docstring, DERIVED)",
                 "l_g1,l_g2,l_f1,l_f2,C_f": "∇²_xy g = -I, f_u = a, ∇_x f = rho x (DERIVED)",
-                "l_p": "docs/unibio.rst §3.1 (DERIVED formula)",
-                "L_H": "not derived (H is Lipschitz: the bump is C⁴, supported off the axes)",
+                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas)",
+                "L_H": "eps M_3 d_hi: derivative bound of H on the support (module docstring)",
             })
 
     # ---- the bump in u (module docstring) ------------------------------------------------
