@@ -79,8 +79,9 @@ def _profile_bound(order: int) -> float:
     (b is even, so each derivative is even or odd and [0, 1] suffices)."""
     t = np.polynomial.Polynomial([0.0, 1.0])
     f = ((1.0 - t**2) ** 5).deriv(order)
-    crit = [r.real for r in f.deriv().roots() if abs(r.imag) < 1e-9 and 0.0 <= r.real <= 1.0]
-    return float(max(abs(f(c)) for c in [*crit, 0.0, 1.0]))
+    roots = np.asarray(f.deriv().roots(), dtype=np.complex128)
+    real = roots[(np.abs(roots.imag) < 1e-9) & (roots.real >= 0.0) & (roots.real <= 1.0)].real
+    return float(np.max(np.abs(f(np.concatenate([real, [0.0, 1.0]])))))
 
 
 B3 = _profile_bound(3)
