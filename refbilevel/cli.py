@@ -16,7 +16,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         verdicts = runner.run_checks(args.ids or None, mode=args.mode, seed=args.seed,
                                      backend=args.backend, out=args.out,
-                                     progress=args.progress)
+                                     progress=args.progress, problems=args.problems)
     except ValueError as exc:
         print(f"refbilevel check: {exc}", file=sys.stderr)
         return 2
@@ -72,11 +72,11 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 
 def _problem_doc(name: str) -> str:
-    from refbilevel.problems import problem_class
+    from refbilevel.problems.registry import problem_entry
 
     try:
-        return (problem_class(name).__doc__ or "").strip().splitlines()[0]
-    except (ImportError, AttributeError, IndexError) as exc:
+        return problem_entry(name).description
+    except (ImportError, AttributeError) as exc:
         return f"(unavailable: {exc})"
 
 
@@ -107,13 +107,14 @@ def _problem_parameters(name: str) -> dict:
 def list_json() -> dict:
     """What ``refbilevel list --json`` prints (for scripts)."""
     from refbilevel.backends import implementations
-    from refbilevel.problems import problem_names
+    from refbilevel.problems import registered
     from refbilevel.solver_record import solver_record
 
     algs = implementations("algorithm")
     return {
-        "problems": [{"name": n, "description": _problem_doc(n),
-                      "parameters": _problem_parameters(n)} for n in problem_names()],
+        "problems": [{"name": e.name, "description": _problem_doc(e.name),
+                      "parameters": _problem_parameters(e.name), "origin": e.origin}
+                     for e in registered()],
         "algorithms": [{"name": n, "backends": list(b),
                         "assumptions": [a.text for a in solver_record(n).assumptions],
                         "options": list(solver_record(n).options)}
@@ -127,7 +128,7 @@ def list_json() -> dict:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from refbilevel.backends import backend_status, implementations
-    from refbilevel.problems import problem_names
+    from refbilevel.problems import registered
 
     if args.json:
         import json
@@ -135,8 +136,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(list_json(), indent=1, default=str))
         return 0
     print("problems:")
-    for name in problem_names():
-        print(f"  {name:32s} {_problem_doc(name)}")
+    for entry in registered():
+        try:
+            doc, params = entry.description, ", ".join(map(str, entry.parameters))
+        except (ImportError, AttributeError) as exc:
+            doc, params = f"(unavailable: {exc})", ""
+        origin = "" if entry.origin == "builtin" else f" [{entry.origin}]"
+        print(f"  {entry.name:32s} {doc}{origin}")
+        if params:
+            print(f"  {'':32s}   parameters: {params}")
     for category in ("estimator", "algorithm"):
         print(f"{category}s:")
         impls = implementations(category)
@@ -164,7 +172,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 2
     try:
         rows = run_sweep(spec.fn, spec.cells, args.out, dask_address=args.dask,
-                         max_workers=args.workers)
+                         max_workers=args.workers, imports=tuple(args.imports))
     except ValueError as exc:  # the cluster cannot be reached or cannot import the cell
         print(f"refbilevel sweep: {exc}", file=sys.stderr)
         return 2
@@ -301,8 +309,21 @@ def _run_description() -> str:
     return (runs.__doc__ or "").split("\n\n", 1)[1]
 
 
+IMPORT_HELP = ("import MODULE first: a module that registers problems with "
+               "refbilevel.problems.register (repeatable; before or after the command)")
+
+
+def _add_import_option(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument("--import", dest=dest, action="append", default=[], metavar="MODULE",
+                        help=IMPORT_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refbilevel", description=__doc__)
+    # on the top-level parser (refbilevel --import M run ...) and on every command
+    # (refbilevel run --import M ...): a sub-parser's default would overwrite the top-level
+    # value of a shared dest, so the two are collected apart and joined in main()
+    _add_import_option(parser, "imports_before")
     sub = parser.add_subparsers(dest="command", required=True)
     p_check = sub.add_parser("check", help="run theory checks (docs/checks.rst)")
     p_check.add_argument("ids", nargs="*", help="claim ids (U1, U2, ...); default: all")
@@ -377,11 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench = sub.add_parser("bench", help="timing tables (ratios from one run)")
     p_bench.add_argument("which", choices=sorted(BENCHES))
     p_bench.set_defaults(func=_cmd_bench)
+    for command in sub.choices.values():
+        _add_import_option(command, "imports_after")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from refbilevel.problems import import_problem_modules
+
     args = build_parser().parse_args(argv)
+    args.imports = [*args.imports_before, *args.imports_after]
+    try:
+        import_problem_modules(args.imports)
+    except ValueError as exc:
+        print(f"refbilevel: {exc}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from refbilevel.array_module import array_module
+
 
 def signed_power(y: np.ndarray, a: float) -> np.ndarray:
-    """[y]^{∘a} = sign(y) |y|^a, coordinatewise (docs/unibio.rst §1.2)."""
-    y = np.asarray(y, dtype=np.float64)
-    return np.sign(y) * np.abs(y) ** a
+    """[y]^{∘a} = sign(y) |y|^a, coordinatewise (docs/unibio.rst §1.2); NumPy or CuPy."""
+    xp = array_module(y)
+    y = xp.asarray(y, dtype=xp.float64)
+    return xp.sign(y) * xp.abs(y) ** a
 
 
 def power_map(y: np.ndarray, p: float) -> np.ndarray:
@@ -33,5 +36,6 @@ def power_map_jacobian_diag(y: np.ndarray, p: float) -> np.ndarray:
     For p = 2 this is exactly 1 (0**0 == 1 in NumPy), so p = 2 problems reduce to the
     classical derivatives with no special case.
     """
-    y = np.asarray(y, dtype=np.float64)
-    return (p - 1.0) * np.abs(y) ** (p - 2.0)
+    xp = array_module(y)
+    y = xp.asarray(y, dtype=xp.float64)
+    return (p - 1.0) * xp.abs(y) ** (p - 2.0)

@@ -131,7 +131,13 @@ def _truncate_torn_tail(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def _run_cell(fn: Callable[[dict], dict], params: dict[str, Any]) -> dict[str, Any]:
+def _run_cell(fn: Callable[[dict], dict], params: dict[str, Any],
+              imports: tuple[str, ...] = ()) -> dict[str, Any]:
+    # a worker process has not run the parent's `--import`: problems registered by those
+    # modules must be registered here too before the cell names them
+    from refbilevel.problems import import_problem_modules
+
+    import_problem_modules(imports)
     t0 = time.perf_counter()
     full = dict(params)
     full.setdefault("seed", cell_seed(params))
@@ -256,13 +262,15 @@ def run_sweep(
     dask_address: str | None = None,
     max_workers: int | None = None,
     progress: bool = True,
+    imports: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Run every unfinished cell and return all rows (finished earlier + now), grid order.
 
     ``executor`` wins over ``dask_address``; with neither, a local process pool of
     ``max_workers`` (default: CPU count) runs the cells. The pool's workers die with the
     sweep process, however it ends; on Dask, the cell's module must be importable on every
-    node (checked before any cell is submitted).
+    node (checked before any cell is submitted). ``imports`` are modules every worker
+    imports before its cells (``refbilevel --import``: modules that register problems).
     """
     if max_workers is not None:
         max_workers = require_int("max_workers", max_workers, low=1)
@@ -296,7 +304,8 @@ def run_sweep(
                 max_workers=max_workers, initializer=_die_with_parent,
                 initargs=(os.getpid(),))
         try:
-            futures = {executor.submit(_run_cell, fn, c): (k, c) for k, c in todo}
+            futures = {executor.submit(_run_cell, fn, c, tuple(imports)): (k, c)
+                       for k, c in todo}
             with path.open("a") as fh:
                 for fut in cf.as_completed(futures):
                     k, c = futures[fut]

@@ -22,3 +22,11 @@ def holder_ratio_cell(params):
     dy = np.abs(P.y_star(x1) - P.y_star(x2))[:, 0]
     ratio = dy / (P.constants.l_p * np.abs(x1 - x2)[:, 0] ** (1 / (P.p - 1)))
     return {"max_ratio": float(ratio.max())}
+
+
+def registered_problem_cell(params):
+    """Builds a problem by its registered name (the sweep test of ``--import``: this module
+    does not import the module that registers it)."""
+    from refbilevel.problems import make_problem
+
+    return {"d_x": make_problem(params["problem"], d=params["d"]).d_x}

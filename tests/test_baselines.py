@@ -14,12 +14,13 @@ noise floor, measured ≤ 0.01 ||∇φ(x0)||, and F2SA's x-step (s/r) k^{-4/7} w
 0.016 ||∇φ(x0)|| at T = 1000; 0.03 leaves a factor ~2 over the slowest while still asserting
 a 30-fold decrease. (With the benchmark's own quadratic, μ = 0.1, the same defaults are biased
 or unstable: stocBiO's truncated Neumann field has a negative eigenvalue on
-FiniteSumQuadratic(256, 256, 5, 5, seed=14) and diverges — a property of the defaults, not
-a bug; see test_stocbio_default_bias_on_the_benchmark_quadratic.)
+FiniteSumQuadratic(256, 256, 5, 5, seed=14, bases="householder") and diverges — a property
+of the defaults, not a bug; see test_stocbio_default_bias_on_the_benchmark_quadratic.)
 
 SABA needs a finite sum: FiniteSumQuadratic(n = 256, d = 5, mu = 1, L = 4, L_cross = 1,
-seed = 16; λ_min(∇²φ) = 0.86) with batch 64; as a variance-reduced method with constant steps
-it converges linearly, and the threshold is 1e-6 ||∇φ(x0)|| (measured ~1e-12).
+seed = 16, the Householder instance; λ_min(∇²φ) = 0.86) with batch 64; as a
+variance-reduced method with constant steps it converges linearly, and the threshold is
+1e-6 ||∇φ(x0)|| (measured ~1e-12).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from refbilevel.problems.unibio_example3 import UniBiOExample3
 
 QUAD = StronglyConvexQuadratic(d_x=5, d_y=5, mu=3.0, L=10.0, rho=10.0, seed=0)
 FSQ = FiniteSumQuadratic(n_inner=256, n_outer=256, d_inner=5, d_outer=5, mu=1.0, L=4.0,
-                         L_cross=1.0, seed=16)
+                         L_cross=1.0, seed=16, bases="householder")
 RUN = {"bsa": bsa.run_bsa, "stocbio": stocbio.run_stocbio, "ttsa": ttsa.run_ttsa,
        "soba": soba.run_soba, "saba": saba.run_saba, "ma_soba": ma_soba.run_ma_soba,
        "amigo": amigo.run_amigo, "f2sa": f2sa.run_f2sa}
@@ -94,7 +95,8 @@ def test_stocbio_default_bias_on_the_benchmark_quadratic():
     """The truncated Neumann series of the defaults (η = 0.1, Q = 10) on a μ = 0.1 quadratic:
     the exact-oracle stocBiO field d(x) = ∇_x f − ∇²_xy g z_Q has a negative eigenvalue, so
     stocBiO with default parameters diverges there (documented property of the defaults)."""
-    F = FiniteSumQuadratic(n_inner=256, n_outer=256, d_inner=5, d_outer=5, seed=14)
+    F = FiniteSumQuadratic(n_inner=256, n_outer=256, d_inner=5, d_outer=5, seed=14,
+                           bases="householder")
     assert F.constants.extra["phi_strongly_convex"]
     tr = stocbio.run_stocbio(GaussianOracle(F, 0.0, np.random.default_rng(0)), F.x0[None],
                              F.y0[None], T=1000, record_every=500)

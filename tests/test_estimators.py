@@ -48,8 +48,10 @@ from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.projection import project_ball
 from refbilevel.randomness import named_stream
+from tests.fake_device import FAKE_DEVICE
 from theory_checks.f1_finite_difference import CubicCross
 from theory_checks.u6_neumann_bias import sharp_instance
 
@@ -521,9 +523,12 @@ def test_numba_unsupported_problem_is_reported():
 
 
 # ---- the device code path (CuPy) ----------------------------------------------------------------
-def test_device_path_on_numpy_matches_reference():
-    """The CuPy modules run the reference's algorithm over a DeviceOracle; with xp = numpy and
-    host noise they must reproduce the NumPy reference (exercised without a GPU)."""
+@pytest.mark.parametrize("xp", [np, FAKE_DEVICE], ids=["numpy", "moved-problem"])
+def test_device_path_on_numpy_matches_reference(xp):
+    """The CuPy modules run the reference's algorithm over a DeviceOracle on problem.on(xp);
+    with host noise they must reproduce the NumPy reference (exercised without a GPU: xp =
+    numpy, and FAKE_DEVICE, NumPy under another identity, which takes the moved-problem path
+    of problem.on(cupy))."""
     from refbilevel.estimators.finite_difference_cupy import fd_device
     from refbilevel.estimators.linear_system_cupy import (
         linear_system_cg_device,
@@ -534,17 +539,17 @@ def test_device_path_on_numpy_matches_reference():
     for P in (UniBiOExample3(4), NonSeparableUniformlyConvex(d_y=3, d_x=2, p=4.0, seed=1),
               StronglyConvexQuadratic(d_x=6, d_y=5, seed=2),
               StronglyConvexQuadratic(d_x=6, d_y=5, seed=2, structured=True),
-              SeparableUniformlyConvex(d=3, p=3.5)):
+              SeparableUniformlyConvex(d=3, p=3.5), UniformlyConvexBump(d=3, p=4.0)):
         x, y, v = _inputs(P, 4)
         kw = dict(alpha=0.2, truncation="randomized", variant="generalized")
-        _assert_parity(neumann_hypergradient, partial(neumann_device, xp=np), P, x, y, 5, **kw)
-        _assert_parity(linear_system_sgd, partial(linear_system_sgd_device, xp=np), P,
+        _assert_parity(neumann_hypergradient, partial(neumann_device, xp=xp), P, x, y, 5, **kw)
+        _assert_parity(linear_system_sgd, partial(linear_system_sgd_device, xp=xp), P,
                        x, y, 4, 0.2, z0=v, radius=1.0)
         for name in ("fd_hvp", "fd_jvp", "fd_hypergradient", "fd_ls_gradient"):
-            _assert_parity(getattr(fd, name), partial(fd_device, name, xp=np), P,
+            _assert_parity(getattr(fd, name), partial(fd_device, name, xp=xp), P,
                            x, y, v, 1e-2)
         if P.p == 2:
-            a, b = linear_system_cg(P, x, y, 4), linear_system_cg_device(P, x, y, 4, xp=np)
+            a, b = linear_system_cg(P, x, y, 4), linear_system_cg_device(P, x, y, 4, xp=xp)
             assert np.max(np.abs(a.value - b.value)) <= PARITY_RTOL * np.max(np.abs(a.value))
 
 

@@ -20,6 +20,12 @@ smallest real part; the imaginary parts are reported.
 - Negative control (docs/checks.rst): mu' = 1.5 mu must be violated somewhere. For p > 2 the
   lemma is not tight (lambda_min(H) = 1 while mu_p < 1), so the control bites on the p = 2
   members, where lambda_min(H) = mu exactly.
+- Problem-generic (refbilevel.checks.problem_selection): the default run adds the default
+  instance of every other registered BilevelProblem that states mu (20 points where
+  d_y > 20: H is built from d_y products per point); ``--problem NAME`` runs the named
+  problems instead of the table, plus Example 3 (p = 2), where the control is tight. The
+  bump family (docs/unibio.rst §1.6: H non-symmetric and y-dependent, bounded) is probed
+  inside its bump's support too (``structured_points``).
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import Selection, needs_constants, select_problems
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
@@ -48,7 +56,24 @@ ROUNDING = 1e-9
 CONTROL_FACTOR = 1.5
 
 
-def problems(mode: str):
+PROBLEM_GENERIC = True
+COVERED = ("unibio-example3", "uniformly-convex-separable", "uniformly-convex-nonseparable",
+           "lp-hypercleaning", "uniformly-convex-bump")
+applies = needs_constants("mu")
+LARGE_D, LARGE_D_POINTS = 20, 20
+
+
+def instances(mode: str, names: list[str] | None = None) -> tuple[list, Selection]:
+    """(label, problem) for every problem the check covers, and the registry selection."""
+    sel = select_problems("U2", names, applies, covered=COVERED)
+    if sel.explicit:
+        out = [("Example 3, p=2 (control instance)", UniBiOExample3(2))]
+    else:
+        out = _table(mode)
+    return out + [(label, P) for _, label, P in sel.instances], sel
+
+
+def _table(mode: str):
     out = [(f"Example 3, p={p}", UniBiOExample3(p)) for p in (2, 4, 6, 8)]
     ds = (1, 3) if mode == "quick" else (1, 3, 10, 50)
     for d in ds:
@@ -57,6 +82,7 @@ def problems(mode: str):
     for d in ds[1:]:
         out.append((f"non-separable d={d}, p=4", NonSeparableUniformlyConvex(d_y=d, p=4.0)))
     out.append(("l_p hyper-cleaning, p=3", LpHyperCleaning(p=3.0)))
+    out.append(("bump d=3, p=4", UniformlyConvexBump(d=3, p=4.0)))
     return out
 
 
@@ -66,15 +92,22 @@ def _points(problem, rng, n: int):
     # coordinates both occur; the non-separable H blows up as y_i -> 0, keep it >= 1e-2
     lo = -12 if problem.hessian_independent_of_y else -2
     y = rng.choice([-1.0, 1.0], (n, problem.d_y)) * 10.0 ** rng.uniform(lo, 1, (n, problem.d_y))
+    structured = problem.structured_points(rng, n // 2)
+    if structured is not None:  # half the points inside the family's structured region
+        x = np.concatenate([x[: n - n // 2], structured[0]])
+        y = np.concatenate([y[: n - n // 2], structured[1]])
     v = rng.standard_normal((n, problem.d_y))
     return x, y, v
 
 
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
     rng = named_stream(seed, "U2/points")
-    n = 500 if mode == "quick" else 20000
+    n_default = 500 if mode == "quick" else 20000
     rows, ok = [], True
-    for label, prob in track(problems(mode), "U2 problems", note=lambda it: it[0]):
+    table, selection = instances(mode, problems)
+    for label, prob in track(table, "U2 problems", note=lambda it: it[0]):
+        n = LARGE_D_POINTS if prob.d_y > LARGE_D else n_default
         x, y, v = _points(prob, rng, n)
         H = prob.generalized_hessian(x, y)
         eig = np.linalg.eigvals(H)
@@ -105,7 +138,9 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     return Measurement(
         passed=bool(ok),
         control_rejected=any(r["control_violated"] for r in rows),
-        measured={"per_problem": rows, "points_per_problem": n, "uncertainty": {
+        measured={"per_problem": rows, "points_per_problem": n_default,
+                  "points_per_problem_d_y_above_20": LARGE_D_POINTS,
+                  "registry": selection.report(), "uncertainty": {
             "min_lambda_min, min_lambda_over_mu, max_abs_imag, min_Hv_over_v": EXACT_AT_PROBES,
             "violation_frequency": f"count of points violating the claim (beyond the "
                                    f"rounding allowance) and the {LEVEL:.1%} Clopper-Pearson "

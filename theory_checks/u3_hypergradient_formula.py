@@ -43,7 +43,18 @@ non-separable family also at d = 10 (p = 3.5, 4, 6) and d_x = 6 > d_y = 3.
 Negative control (docs/checks.rst U3): the H^{-1} form (``h_inverse_hypergradient``) must fail the
 same finite-difference comparison on every non-symmetric instance by a margin far above the
 tolerance: its largest error must exceed 1000 × tolerance. On the symmetric instances
-(p = 2, H ∝ I) the two forms coincide, as the verdict shows.
+(p = 2, H ∝ I) the two forms coincide, as the verdict shows. The bump family
+(:class:`~refbilevel.problems.uniformly_convex_bump.UniformlyConvexBump`, d = 3, p = 4) is the
+non-symmetric instance inside the whole of Assumption 3.2 (H bounded and Lipschitz): there
+too the control must fail; it is probed inside its bump's support (``structured_points``,
+100 of its points), where H is not symmetric, besides the uniform points.
+
+Problem-generic (refbilevel.checks.problem_selection): the default run adds the default
+instance of every other registered BilevelProblem with d_x <= 20 (the finite differences cost
+2 d_x solves of y* per point; the sharp-Hölder instance is left out, see EXCLUDED);
+``--problem NAME`` runs the named problems instead of the table, plus the non-separable
+instance d = 3, p = 4 for the negative control. A registry instance with a non-symmetric H
+joins the control instances.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import Selection, is_bilevel, select_problems
 from refbilevel.hypergradient import (
     generalized_hypergradient,
     ghadimi_wang_hypergradient,
@@ -64,6 +76,7 @@ from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
@@ -82,8 +95,37 @@ CONTROL_MARGIN = 1e3  # the H^{-1} form must miss by > CONTROL_MARGIN × TOL_FD
 H_SWEEP = np.logspace(-9, -1, 33)  # the figure's error-vs-step curve
 
 
-def instances(mode: str):
-    """(label, problem, include x = 0) for every instance the check covers."""
+PROBLEM_GENERIC = True
+COVERED = ("unibio-example3", "uniformly-convex-separable", "uniformly-convex-nonseparable",
+           "quadratic", "uniformly-convex-bump")
+MAX_D_X = 20
+EXCLUDED = {"uniformly-convex-sharp-holder":
+            "∇phi is only 1/(p-1)-Hölder at x = 0 (phi is not C³), so central differences of "
+            "phi have no O(h²) error model near 0; U4 checks this instance"}
+STRUCTURED_POINTS = 100
+
+
+def applies(problem) -> str | None:
+    reason = is_bilevel(problem)
+    if reason is None and problem.d_x > MAX_D_X:
+        reason = (f"d_x = {problem.d_x} > {MAX_D_X}: finite differences of phi cost 2 d_x "
+                  "lower-level solves per point (pass a smaller instance to the table)")
+    return reason
+
+
+def instances(mode: str, names: list[str] | None = None) -> tuple[list, Selection]:
+    """(label, problem, include x = 0) for every instance the check covers, and the registry
+    selection (module docstring)."""
+    sel = select_problems("U3", names, applies, covered=COVERED, excluded=EXCLUDED)
+    if sel.explicit:
+        out = [("non-separable d=3, p=4 (control instance)",
+                NonSeparableUniformlyConvex(d_y=3, p=4.0), False)]
+    else:
+        out = _table(mode)
+    return out + [(label, P, False) for _, label, P in sel.instances], sel
+
+
+def _table(mode: str):
     out: list[tuple[str, BilevelProblem, bool]] = [
         (f"Example 3, p={p}", UniBiOExample3(p), True) for p in (2, 4, 6, 8)]
     d = 3 if mode == "quick" else 10
@@ -98,6 +140,7 @@ def instances(mode: str):
              NonSeparableUniformlyConvex(d_y=dy, d_x=dx, p=p, seed=s), False)
             for dy, dx, p, s in ns]
     out.append(("quadratic d=5, p=2", StronglyConvexQuadratic(d_x=5, seed=0), False))
+    out.append(("bump d=3, p=4", UniformlyConvexBump(d=3, p=4.0), False))
     return out
 
 
@@ -144,12 +187,17 @@ def step_sweep(problem, x: np.ndarray):
     return np.array(e_good), np.array(e_bad)
 
 
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
     rng = named_stream(seed, "U3/points")
     n = 300 if mode == "quick" else 3000
     rows, controls = [], []
-    for label, P, with_zero in track(instances(mode), "U3 instances", note=lambda it: it[0]):
+    table, selection = instances(mode, problems)
+    for label, P, with_zero in track(table, "U3 instances", note=lambda it: it[0]):
         x = rng.uniform(-3.0, 3.0, (n, P.d_x))
+        structured = P.structured_points(rng, STRUCTURED_POINTS)
+        if structured is not None:
+            x = np.concatenate([x, structured[0]])
         if with_zero:
             x = np.concatenate([x, np.zeros((1, P.d_x))])
         ys = P.y_star(x)
@@ -197,7 +245,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     return Measurement(
         passed=passed,
         control_rejected=bool(controls) and all(c["rejected"] for c in controls),
-        measured={"per_instance": rows, "uncertainty": {
+        measured={"per_instance": rows, "registry": selection.report(), "uncertainty": {
             "max_err_closed_form, max_err_fd, median_err_fd, max_err_ghadimi_wang, "
             "control_*": EXACT_AT_PROBES,
             "at_x0, step sweep": EXACT,

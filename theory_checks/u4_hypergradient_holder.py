@@ -54,6 +54,12 @@ Negative controls (all must be violated):
 - L_phi2/2 in (8) and (9) on the quadratics, where L_phi2 is attained.
 On Example 3 and the separable family no control can be violated (∇phi is smooth there and
 the constants are loose); that is why the sharp instances exist.
+
+Problem-generic (refbilevel.checks.problem_selection): the default run adds the default
+instance of every other registered BilevelProblem that states L_phi1 and L_phi2 with
+d_x <= 20 (probed with the "origin" pairs); ``--problem NAME`` runs the named problems instead
+of the table, plus the sharp quadratic (d = 1) and the sharp-Hölder instance (d = 1, p = 4)
+for the negative controls.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import Selection, needs_constants, select_problems
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.quadratic import StronglyConvexQuadratic
@@ -94,8 +101,32 @@ def sharp_quadratic_1d() -> StronglyConvexQuadratic:
                                    f_range=(1.0, 1.0), rho=0.0, seed=0)
 
 
-def instances(mode: str):
-    """(label, problem, adversarial kind: "origin" | "eigen")."""
+PROBLEM_GENERIC = True
+COVERED = ("unibio-example3", "uniformly-convex-separable", "uniformly-convex-sharp-holder",
+           "quadratic", "uniformly-convex-nonseparable", "lp-hypercleaning")
+MAX_D_X = 20
+
+
+def applies(problem) -> str | None:
+    reason = needs_constants("L_phi1", "L_phi2")(problem)
+    if reason is None and problem.d_x > MAX_D_X:
+        reason = f"d_x = {problem.d_x} > {MAX_D_X} (pass a smaller instance to the table)"
+    return reason
+
+
+def instances(mode: str, names: list[str] | None = None) -> tuple[list, Selection]:
+    """(label, problem, adversarial kind: "origin" | "eigen") and the registry selection."""
+    sel = select_problems("U4", names, applies, covered=COVERED)
+    if sel.explicit:
+        out = [("quadratic d=1 (sharp; control instance)", sharp_quadratic_1d(), "eigen"),
+               ("sharp-Hölder d=1, p=4 (control instance)",
+                SharpHolderUniformlyConvex(d=1, p=4.0), "origin")]
+    else:
+        out = _table(mode)
+    return out + [(label, P, "origin") for _, label, P in sel.instances], sel
+
+
+def _table(mode: str):
     out: list[tuple[str, BilevelProblem, str]] = [
         (f"Example 3, p={p}", UniBiOExample3(p), "origin") for p in (2, 4, 6, 8)]
     d = 3 if mode == "quick" else 10
@@ -186,11 +217,13 @@ def local_exponent(problem) -> float:
     return float(np.polyfit(np.log(2 * h[:, 0]), np.log(lhs), 1)[0])
 
 
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
     rng = named_stream(seed, "U4/pairs")
     n = 4000 if mode == "quick" else 50000
     rows, controls, curves = [], [], []
-    for label, P, kind in track(instances(mode), "U4 problems", note=lambda it: it[0]):
+    table, selection = instances(mode, problems)
+    for label, P, kind in track(table, "U4 problems", note=lambda it: it[0]):
         c, p = P.constants, P.p
         L1, L2 = c.L_phi1, c.L_phi2
         x1, x2, n_rand = pairs(P, rng, n, kind)
@@ -231,7 +264,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     return Measurement(
         passed=ok and sharp_ok and exp_ok,
         control_rejected=bool(controls) and all(c["rejected"] for c in controls),
-        measured={"per_problem": rows, "skipped": skipped_instances(), "uncertainty": {
+        measured={"per_problem": rows, "skipped": skipped_instances(),
+                  "registry": selection.report(), "uncertainty": {
             "max_ratio_8, max_ratio_9, largest_violating_dx_*, info_L_phi1_halved":
                 EXACT_AT_PROBES,
             "local_exponent_at_0": EXACT + " (least squares on a fixed grid h in "

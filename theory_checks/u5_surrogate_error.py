@@ -48,6 +48,12 @@ Elsewhere the constant is loose (it pays for the x-variation of ∇²_xy g and f
 Negative control: the constant L̄/2 must be violated somewhere; the verdict reports, per
 problem, the max of lhs / ((L̄/2) ||y - y*||), i.e. by how much it is violated (2 on the
 sharp instance).
+
+Problem-generic (refbilevel.checks.problem_selection): the default run adds the default
+instance of every other registered BilevelProblem whose stated constants give L̄ and with
+d_x <= 20 (the grid probes cost 8 · 82 · d_y lower-level solves); ``--problem NAME`` runs the
+named problems instead of the table, plus the sharp quadratic (d = 1, H = 0.5), where the
+control bites.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import Selection, is_bilevel, select_problems
 from refbilevel.hypergradient import generalized_hypergradient
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import surrogate_lipschitz_constant
@@ -88,9 +95,33 @@ def quadratic_1d(h: float) -> StronglyConvexQuadratic:
                                    rho=0.0, seed=0)
 
 
-def instances(mode: str):
-    """(label, problem, role): role "claim", "sharp" (also must attain the bound) or "note"
-    (reported apart, see the module docstring)."""
+PROBLEM_GENERIC = True
+COVERED = ("unibio-example3", "uniformly-convex-separable", "uniformly-convex-sharp-holder",
+           "quadratic", "uniformly-convex-nonseparable", "lp-hypercleaning")
+MAX_D_X = 20
+
+
+def applies(problem) -> str | None:
+    reason = is_bilevel(problem)
+    if reason is None and surrogate_lipschitz_constant(problem.constants) is None:
+        reason = "its constants do not give L̄ (mu, l_g1, l_g2, L_H, l_f1, l_f2 or C_f is None)"
+    if reason is None and problem.d_x > MAX_D_X:
+        reason = f"d_x = {problem.d_x} > {MAX_D_X} (pass a smaller instance to the table)"
+    return reason
+
+
+def instances(mode: str, names: list[str] | None = None) -> tuple[list, Selection]:
+    """(label, problem, role) and the registry selection; role "claim", "sharp" (also must
+    attain the bound) or "note" (reported apart, see the module docstring)."""
+    sel = select_problems("U5", names, applies, covered=COVERED)
+    if sel.explicit:
+        out = [("quadratic d=1, H=0.5 (control instance)", quadratic_1d(0.5), "sharp")]
+    else:
+        out = _table(mode)
+    return out + [(label, P, "claim") for _, label, P in sel.instances], sel
+
+
+def _table(mode: str):
     out: list[tuple[str, BilevelProblem, str]] = [
         (f"Example 3, p={p}", UniBiOExample3(p), "claim") for p in (2, 4, 6, 8)]
     d = 3 if mode == "quick" else 10
@@ -132,11 +163,13 @@ def probes(problem, rng, n: int, n_grid: int):
     return np.concatenate([x, xg]), np.concatenate([y, yg]), n
 
 
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
     rng = named_stream(seed, "U5/probes")
     n, n_grid = (3000, 201) if mode == "quick" else (50000, 2001)
     rows, skipped, controls, curves = [], [], [], []
-    for label, P, role in track(instances(mode), "U5 problems", note=lambda it: it[0]):
+    table, selection = instances(mode, problems)
+    for label, P, role in track(table, "U5 problems", note=lambda it: it[0]):
         L = surrogate_lipschitz_constant(P.constants)
         if L is None:
             c = P.constants
@@ -193,6 +226,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         passed=passed,
         control_rejected=any(c["violated"] for c in control_rows),
         measured={"per_problem": claim_rows, "note_instances": note_rows, "skipped": skipped,
+                  "registry": selection.report(),
                   "uncertainty": {
                       "max_ratio, max_ratio_with_stored_L_phi2, control max_ratio":
                           EXACT_AT_PROBES,

@@ -4,8 +4,10 @@ docs/unibio.rst §1.4-1.6; fixed-point problems: docs/sid_bsgm.rst §2-§4, §14
 
 Measured, for every registered problem (``refbilevel.problems.problem_names()``; one the
 instance table below does not know is checked at its default instance, one without a
-default instance is reported as uncovered and fails the check), in dimensions
-d ∈ {1, 2, 10, 100}, at seeded random points (x, y) with y_i = ±U(0.5, 1) (away from
+default instance is reported as uncovered and fails the check; ``--problem NAME`` checks only
+the named registered problems, a user's included: problem-generic, see
+refbilevel.checks.problem_selection), in dimensions d ∈ {1, 2, 10, 100}, at seeded random
+points (x, y) with y_i = ±U(0.5, 1) (away from
 y_i = 0, where the generalized derivatives are limits, and from the kink of Example 3's f
 at |y|^{p-1} = π/2) and unit-scale random directions, with the procedure of
 :mod:`refbilevel.problems.derivative_check`:
@@ -64,6 +66,7 @@ import numpy as np
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT_AT_PROBES, LEVEL, binomial_ci, brief
+from refbilevel.checks.problem_selection import ProblemSelectionError
 from refbilevel.power_map import power_map_jacobian_diag
 from refbilevel.problems import make_problem, problem_names
 from refbilevel.problems.base import BilevelProblem
@@ -86,12 +89,14 @@ from refbilevel.problems.derivative_check import (
 from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 from refbilevel.problems.hypercleaning import LpHyperCleaning
 from refbilevel.problems.quadratic import StronglyConvexQuadratic
+from refbilevel.problems.registry import problem_entry
 from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import (
     NonSeparableUniformlyConvex,
     SeparableUniformlyConvex,
 )
+from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
@@ -141,6 +146,10 @@ def instances(mode: str) -> dict[str, list[tuple[str, Factory]]]:
                 d_y=d, p=4.0, seed=d)) for d in DIMS],
         # n = d_x training rows >= d keeps phi's curvature moderate (with n < d the lower level
         # is only ||w||_p^p-convex in most directions and phi's third derivative is large)
+        # d <= 10: the bump's constants shrink eps like 1/d, and its support (every |u_i| in
+        # a band) is what the structured points probe
+        "uniformly-convex-bump": [(f"bump d={d} p={p:g}", lambda d=d, p=p: UniformlyConvexBump(
+            d=d, p=p)) for d in (1, 2, 3, 10) for p in (3.5, 4.0)],
         "lp-hypercleaning": [(f"hyper-cleaning n={max(20, d)} d={d} p=3",
                               lambda d=d: LpHyperCleaning(n=max(20, d), d=d, p=3.0, seed=d))
                              for d in DIMS],
@@ -150,6 +159,10 @@ def instances(mode: str) -> dict[str, list[tuple[str, Factory]]]:
             for d in DIMS for s in (False, True)],
         "finite-sum-quadratic": [(f"finite-sum d={d}", lambda d=d: FiniteSumQuadratic(
             n_inner=128, n_outer=128, d_inner=d, d_outer=d, seed=d)) for d in DIMS],
+        "finite-sum-quadratic-householder": [
+            (f"finite-sum householder d={d}", lambda d=d: FiniteSumQuadratic(
+                n_inner=128, n_outer=128, d_inner=d, d_outer=d, seed=d, bases="householder"))
+            for d in (2, 10)],
         "borep-p1": [("P1 reference (5x8)", lambda: RelaxedSmoothP1()),
                      ("P1 sine (5x8)", lambda: RelaxedSmoothP1("sine"))]
         + [(f"P1 d={d}", lambda d=d: RelaxedSmoothP1(d_x=d, d_y=d, seed=d)) for d in DIMS],
@@ -185,9 +198,14 @@ def _unit(rng, n, d):
 
 
 def bilevel_points(P, rng, n):
-    """x, y (|y_i| in [0.5, 1]) and unit-scale directions v, u (in R^{d_y}), w (R^{d_x})."""
+    """x, y (|y_i| in [0.5, 1]) and unit-scale directions v, u (in R^{d_y}), w (R^{d_x}); for a
+    problem with ``structured_points`` (the bump family), half the points come from there."""
     x = 0.5 * rng.standard_normal((n, P.d_x))
     y = rng.choice([-1.0, 1.0], (n, P.d_y)) * rng.uniform(0.5, 1.0, (n, P.d_y))
+    structured = P.structured_points(rng, n // 2)
+    if structured is not None:
+        x = np.concatenate([x[: n - n // 2], structured[0]])
+        y = np.concatenate([y[: n - n // 2], structured[1]])
     return x, y, _unit(rng, n, P.d_y), _unit(rng, n, P.d_y), _unit(rng, n, P.d_x)
 
 
@@ -272,11 +290,23 @@ def _run_control(label, wrong, targets, rng, n) -> dict:
 
 
 # ---- measure ----------------------------------------------------------------------------------
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+PROBLEM_GENERIC = True
+
+
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
+    """``problems``: registered names to check (their table instances, or their default
+    instance); None: every registered problem. The negative controls always run."""
     full = mode == "full"
     n = 12 if full else 3
     table = instances(mode)
-    registered = problem_names()
+    if problems is not None:
+        for name in problems:
+            try:
+                problem_entry(name)
+            except ValueError as exc:
+                raise ProblemSelectionError(f"X1: {exc}") from None
+    registered = problem_names() if problems is None else list(problems)
     jobs, uncovered = [], []
     for name in registered:
         if name in table:

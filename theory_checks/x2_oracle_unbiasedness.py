@@ -49,6 +49,12 @@ Negative controls (same test, same c and α; each must be rejected):
 
 The ``backend`` argument is recorded only: the oracles are NumPy objects; the noise drawn
 inside the Numba/CuPy kernels is compared with them in claim X4.
+
+Problem-generic (refbilevel.checks.problem_selection): the GaussianOracle cases above also run
+over the default instance of every other registered BilevelProblem with d_x, d_y <= 20 (the
+covariance test makes d² comparisons per output), a user's included; ``--problem NAME`` runs
+the GaussianOracle cases on the named problems instead of every claim case (the negative
+controls always run, on their own instances).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from scipy.special import chdtri
 
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import t_quantile
+from refbilevel.checks.problem_selection import Selection, is_bilevel, select_problems
 from refbilevel.oracles import GaussianOracle, MatrixNoiseOracle, NoiseConfig
 from refbilevel.oracles.contraction import ContractionOracle
 from refbilevel.oracles.finite_sum import KIND_LEVEL, FiniteSumOracle
@@ -390,23 +397,43 @@ def matrix_noise_cases(seed, R, oracle_cls=MatrixNoiseOracle, methods=None,
 
 
 # ---- measure ----------------------------------------------------------------------------------
-def claim_cases(mode: str, seed: int, R: int) -> list[Case]:
-    gauss = [("non-separable d_y=3 d_x=2 p=4",
-              NonSeparableUniformlyConvex(d_y=3, d_x=2, p=4.0, seed=1))]
-    if mode == "full":
+PROBLEM_GENERIC = True
+#: registry problems with a case of their own above (their own oracle, or the table)
+COVERED = ("uniformly-convex-nonseparable", "finite-sum-quadratic", "linear-contraction",
+           "ridge-contraction")
+MAX_D = 20
+
+
+def applies(problem) -> str | None:
+    reason = is_bilevel(problem)
+    if reason is None and max(problem.d_x, problem.d_y) > MAX_D:
+        reason = (f"dimension {max(problem.d_x, problem.d_y)} > {MAX_D} (d² covariance "
+                  "comparisons per output)")
+    return reason
+
+
+def claim_cases(mode: str, seed: int, R: int,
+                problems: list[str] | None = None) -> tuple[list[Case], Selection]:
+    sel = select_problems("X2", problems, applies, covered=COVERED)
+    gauss = [] if sel.explicit else [("non-separable d_y=3 d_x=2 p=4",
+                                      NonSeparableUniformlyConvex(d_y=3, d_x=2, p=4.0, seed=1))]
+    if mode == "full" and not sel.explicit:
         gauss += [("Example 3 p=4", UniBiOExample3(4)),
                   ("separable d=4 p=2.5", SeparableUniformlyConvex(d=4, p=2.5))]
+    gauss += [(label, P) for _, label, P in sel.instances]
     stages: list[tuple[str, Callable[[], list[Case]]]] = [
         (f"Gaussian {lab}", lambda P=P, lab=lab: gaussian_cases(P, lab, seed, R))
         for lab, P in gauss]
-    stages.append(("finite-sum", lambda: finite_sum_cases(seed, R)))
-    stages += [(f"contraction {lab}", lambda P=P, lab=lab: contraction_cases(P, lab, seed, R))
-               for lab, P in contraction_problems()]
-    stages.append(("matrix noise", lambda: matrix_noise_cases(seed, R)))
+    if not sel.explicit:
+        stages.append(("finite-sum", lambda: finite_sum_cases(seed, R)))
+        stages += [(f"contraction {lab}", lambda P=P, lab=lab: contraction_cases(P, lab, seed,
+                                                                                R))
+                   for lab, P in contraction_problems()]
+        stages.append(("matrix noise", lambda: matrix_noise_cases(seed, R)))
     cases: list[Case] = []
     for _, make in track(stages, "X2 oracles", note=lambda s: s[0]):
         cases += make()
-    return cases
+    return cases, sel
 
 
 def control_cases(seed: int, R: int, alpha: float, c: float) -> list[tuple[str, Case]]:
@@ -445,9 +472,10 @@ def control_cases(seed: int, R: int, alpha: float, c: float) -> list[tuple[str, 
     return out
 
 
-def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
+def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
+            problems: list[str] | None = None) -> Measurement:
     R = R_FULL if mode == "full" else R_QUICK
-    cases = claim_cases(mode, seed, R)
+    cases, selection = claim_cases(mode, seed, R, problems)
     K = sum(cs.n_comparisons for cs in cases)
     alpha, c = thresholds(K, R)
     rows = [evaluate(cs, alpha, c) for cs in track(cases, "X2 tests", note=lambda cs: cs.name)]
@@ -477,7 +505,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         control_rejected=bool(ctrl_rows) and all(cr["rejected"] for cr in ctrl_rows),
         measured={
             "per_oracle": per_oracle,
-            "per_case": rows,
+            "per_case": rows, "registry": selection.report(),
             "replicas": R, "comparisons": K, "alpha_per_comparison": alpha,
             "critical_value": c,
             "uncertainty": {

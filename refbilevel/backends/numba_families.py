@@ -724,6 +724,175 @@ def _cf_gen_hvp_T(P, x, y, v, out):
 
 
 # ============================================================================================
+# The uniformly convex lower level with a bump (non-symmetric H, docs/unibio.rst §1.6)
+# ============================================================================================
+class BumpRecord(NamedTuple):
+    """UniformlyConvexBump: g = (1/p)||y||_p^p − <x, y> + eps·β([y]^{∘(p-1)}) with the bump
+    β(u) = Π b((|u_i| − center)/radius), f = <a, u> + (rho/2)||x||²
+    (refbilevel/problems/uniformly_convex_bump.py)."""
+
+    p: float
+    rho: float
+    eps: float
+    center: float
+    radius: float
+    a: np.ndarray
+
+
+#: below this e_i = 1 − t_i² the bump is zero to float64 resolution (as the NumPy class)
+_BUMP_E_FLOOR = 1e-30
+
+
+@njit(**_LEAF)
+def _bump_parts(P, u, w, q):
+    """β(u), and w, q in place (∇β = β w, ∇²β = β (w wᵀ + diag(q − w²)))."""
+    inside = True
+    prod = 1.0
+    for i in range(u.shape[0]):
+        t = (np.abs(u[i]) - P.center) / P.radius
+        e = 1.0 - t * t
+        if e > _BUMP_E_FLOOR:
+            e_safe = e
+        else:
+            e_safe = 1.0
+            inside = False
+        prod = prod * e_safe
+        w[i] = -10.0 * t * np.sign(u[i]) / (P.radius * e_safe)
+        q[i] = (90.0 * t * t - 10.0) / (P.radius * e_safe) ** 2
+    return prod**5 if inside else 0.0
+
+
+@njit(**_LEAF)
+def _bump_hess_vp(beta, w, q, v, out):
+    """out = ∇²β v = β (w (w·v) + (q − w²) v)."""
+    s = 0.0
+    for i in range(v.shape[0]):
+        s += w[i] * v[i]
+    for i in range(v.shape[0]):
+        out[i] = beta * (w[i] * s + (q[i] - w[i] * w[i]) * v[i])
+
+
+@njit(**_LEAF)
+def _bump_safe(z):
+    return 1.0 if z == 0.0 else z
+
+
+@njit(**JIT)
+def _bump_grad_x_f(P, x, y, out):
+    for i in range(out.shape[0]):
+        out[i] = P.rho * x[i]
+
+
+@njit(**JIT)
+def _bump_grad_y_f(P, x, y, out):
+    for i in range(out.shape[0]):
+        out[i] = P.a[i] * _jac(y[i], P.p)
+
+
+@njit(**JIT)
+def _bump_f_u(P, x, y, out):
+    for i in range(out.shape[0]):
+        out[i] = P.a[i]
+
+
+@njit(**JIT)
+def _bump_minus(P, x, y, out):
+    """∇_x g = −y."""
+    for i in range(out.shape[0]):
+        out[i] = -y[i]
+
+
+@njit(**JIT)
+def _bump_jvp(P, x, y, v, out):
+    """∇²_xy g v = −v."""
+    for i in range(out.shape[0]):
+        out[i] = -v[i]
+
+
+@njit(**JIT)
+def _bump_grad_y_g(P, x, y, out):
+    """u − x + eps D ∇β(u)."""
+    d = y.shape[0]
+    u = np.empty(d)
+    for i in range(d):
+        u[i] = _spow(y[i], P.p - 1.0)
+    w = np.empty(d)
+    q = np.empty(d)
+    beta = _bump_parts(P, u, w, q)
+    for i in range(d):
+        out[i] = u[i] - x[i] + P.eps * _jac(y[i], P.p) * beta * w[i]
+
+
+@njit(**JIT)
+def _bump_hvp(P, x, y, v, out):
+    """D v + eps (D ∇²β (D v) + P''(y) ∇β v)."""
+    p = P.p
+    d = y.shape[0]
+    u = np.empty(d)
+    D = np.empty(d)
+    Dv = np.empty(d)
+    for i in range(d):
+        u[i] = _spow(y[i], p - 1.0)
+        D[i] = _jac(y[i], p)
+        Dv[i] = D[i] * v[i]
+    w = np.empty(d)
+    q = np.empty(d)
+    beta = _bump_parts(P, u, w, q)
+    hv = np.empty(d)
+    _bump_hess_vp(beta, w, q, Dv, hv)
+    for i in range(d):
+        yi = _bump_safe(y[i])
+        pdd = (p - 1.0) * (p - 2.0) * np.sign(yi) * np.abs(yi) ** (p - 3.0)
+        diag = pdd * beta * w[i] * v[i]
+        out[i] = D[i] * v[i] + P.eps * (D[i] * hv[i] + diag)
+
+
+@njit(**_LEAF)
+def _bump_H_apply(P, y, v, transpose, out):
+    """H v = v + eps (D ∇²β v + d'∇β v); Hᵀ v = v + eps (∇²β D v + d'∇β v), D from u."""
+    p = P.p
+    d = y.shape[0]
+    u = np.empty(d)
+    D = np.empty(d)
+    for i in range(d):
+        u[i] = _spow(y[i], p - 1.0)
+        D[i] = (p - 1.0) * np.abs(u[i]) ** ((p - 2.0) / (p - 1.0))
+    w = np.empty(d)
+    q = np.empty(d)
+    beta = _bump_parts(P, u, w, q)
+    hv = np.empty(d)
+    if transpose:
+        Dv = np.empty(d)
+        for i in range(d):
+            Dv[i] = D[i] * v[i]
+        _bump_hess_vp(beta, w, q, Dv, hv)
+    else:
+        _bump_hess_vp(beta, w, q, v, hv)
+    for i in range(d):
+        ui = _bump_safe(u[i])
+        dd = (p - 2.0) * np.sign(ui) * np.abs(ui) ** (-1.0 / (p - 1.0))
+        diag = dd * beta * w[i] * v[i]
+        bend = hv[i] if transpose else D[i] * hv[i]
+        out[i] = v[i] + P.eps * (bend + diag)
+
+
+@njit(**JIT)
+def _bump_gen_hvp(P, x, y, v, out):
+    _bump_H_apply(P, y, v, False, out)
+
+
+@njit(**JIT)
+def _bump_gen_hvp_T(P, x, y, v, out):
+    _bump_H_apply(P, y, v, True, out)
+
+
+def _build_bump(problem) -> BumpRecord:
+    return BumpRecord(p=float(problem.p), rho=float(problem.rho), eps=float(problem.eps),
+                      center=float(problem.center), radius=float(problem.radius),
+                      a=readonly(problem.a))
+
+
+# ============================================================================================
 # The one registration list
 # ============================================================================================
 def _library_families() -> tuple[NumbaFamily, ...]:
@@ -735,6 +904,7 @@ def _library_families() -> tuple[NumbaFamily, ...]:
         NonSeparableUniformlyConvex,
         SeparableUniformlyConvex,
     )
+    from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 
     sin_level = {"grad_x_g": _sin_grad_x_g, "grad_y_g": _sin_grad_y_g, "hvp": _sin_hvp,
                  "jvp": _sin_jvp, "gen_hvp": _identity_gen_hvp, "gen_hvp_T": _identity_gen_hvp}
@@ -750,6 +920,11 @@ def _library_families() -> tuple[NumbaFamily, ...]:
                     {"grad_x_f": _ns_grad_x_f, "grad_y_f": _c_grad_y_f, "grad_x_g": _ns_grad_x_g,
                      "grad_y_g": _ns_grad_y_g, "hvp": _ns_hvp, "jvp": _ns_jvp,
                      "f_u": _c_f_u, "gen_hvp": _ns_gen_hvp, "gen_hvp_T": _ns_gen_hvp_T}),
+        NumbaFamily("uniformly-convex-bump", UniformlyConvexBump, BumpRecord, _build_bump,
+                    {"grad_x_f": _bump_grad_x_f, "grad_y_f": _bump_grad_y_f,
+                     "grad_x_g": _bump_minus, "grad_y_g": _bump_grad_y_g, "hvp": _bump_hvp,
+                     "jvp": _bump_jvp, "f_u": _bump_f_u, "gen_hvp": _bump_gen_hvp,
+                     "gen_hvp_T": _bump_gen_hvp_T}),
         NumbaFamily("quadratic-dense", StronglyConvexQuadratic, QuadraticDenseRecord,
                     _build_quadratic_dense,
                     {"grad_x_f": _quad_grad_x_f, "grad_y_f": _qd_grad_y_f,

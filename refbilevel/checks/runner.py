@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
+from refbilevel.checks.problem_selection import ProblemSelectionError
 from refbilevel.checks.verdict import Verdict, versions
 from refbilevel.progress import progress_switch
 from refbilevel.validation import int_argument
@@ -45,16 +46,26 @@ def discover() -> dict[str, ModuleType]:
     return found
 
 
-def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Path) -> Verdict:
-    """Run one check; write ``<id>.json`` and ``<id>.png`` under ``out``."""
+def problem_generic(module: ModuleType) -> bool:
+    """The check takes ``problems=`` (``--problem NAME``; refbilevel.checks.problem_selection)."""
+    return bool(getattr(module, "PROBLEM_GENERIC", False))
+
+
+def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Path,
+              problems: list[str] | None = None) -> Verdict:
+    """Run one check; write ``<id>.json`` and ``<id>.png`` under ``out``. ``problems``:
+    registered problem names for a problem-generic check (None: its default selection)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     claim = module.CLAIM
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        m = module.measure(mode=mode, seed=seed, backend=backend)
+        kwargs = {"problems": problems} if problems is not None else {}
+        m = module.measure(mode=mode, seed=seed, backend=backend, **kwargs)
         error = None
+    except ProblemSelectionError:  # bad --problem input, not a failed check
+        raise
     except Exception as exc:  # a crashing check is reported as failed, with its traceback
         m, error = None, "".join(traceback.format_exception(exc))
     elapsed = time.perf_counter() - t0
@@ -141,29 +152,42 @@ def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
 
 
 def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out: Path,
-               stream=None, progress: bool | None = None) -> list[Verdict]:
+               stream=None, progress: bool | None = None,
+               problems: list[str] | None = None) -> list[Verdict]:
     """Run the checks ``ids`` (default: all), print one line per check and the summary table
     on ``stream`` (stdout) and write the report. The checks' progress bars go to stderr;
     ``progress`` turns them on or off for this call (``None``: the process-wide switch of
-    :mod:`refbilevel.progress`; ``--no-progress`` passes False)."""
+    :mod:`refbilevel.progress`; ``--no-progress`` passes False). ``problems`` (``--problem``)
+    restricts the problem-generic checks to those registered problems; without ``ids`` it
+    selects every problem-generic check, and it is a ValueError with any other check."""
     switch = (progress_switch(progress) if progress is not None
               else contextlib.nullcontext())
     with switch:
         return _run_checks(ids, mode=mode, seed=seed, backend=backend, out=out,
-                           stream=sys.stdout if stream is None else stream)
+                           stream=sys.stdout if stream is None else stream, problems=problems)
 
 
-def _run_checks(ids, *, mode, seed, backend, out, stream) -> list[Verdict]:
+def _run_checks(ids, *, mode, seed, backend, out, stream, problems=None) -> list[Verdict]:
     checks = discover()
-    wanted = [i.upper() for i in ids] if ids else list(checks)
+    generic = [cid for cid, mod in checks.items() if problem_generic(mod)]
+    if ids:
+        wanted = [i.upper() for i in ids]
+    else:
+        wanted = generic if problems else list(checks)
     unknown = [i for i in wanted if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {', '.join(unknown)}; available: "
                          f"{', '.join(checks)}")
+    if problems:
+        other = [i for i in wanted if i not in generic]
+        if other:
+            raise ValueError(f"--problem applies to the problem-generic checks "
+                             f"{', '.join(generic)}, not to {', '.join(other)}")
     verdicts = []
     for i, cid in enumerate(wanted, 1):
         print(f"[{i}/{len(wanted)}] {cid} ({mode}) ...", file=stream, flush=True)
-        v = run_check(checks[cid], mode=mode, seed=seed, backend=backend, out=out)
+        v = run_check(checks[cid], mode=mode, seed=seed, backend=backend, out=out,
+                      problems=problems or None)
         print(f"    {'PASS' if v.ok else 'FAIL'} ({v.outcome}): claim held={v.passed}, "
               f"control rejected={v.control_rejected}, {v.elapsed_s:.1f}s", file=stream,
               flush=True)
@@ -186,6 +210,10 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_argument("seed", low=0), default=20261123,
                         help="root seed (an integer >= 0, as numpy's SeedSequence needs)")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))
+    parser.add_argument("--problem", dest="problems", action="append", default=None,
+                        metavar="NAME", help="a registered problem (refbilevel list; "
+                        "repeatable) for the problem-generic checks U1-U5, X1, X2; default: "
+                        "their own instances plus every registered problem they apply to")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                         default=None, help="no progress bars on stderr (they are on by "
                         "default, off inside pytest; env REFBILEVEL_PROGRESS=0/1 overrides)")
@@ -196,7 +224,13 @@ def main_for_script(module_name: str, argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(description=f"{module.CLAIM.id}: {module.CLAIM.claim}")
     add_check_arguments(parser)
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help="import a module that registers problems")
     args = parser.parse_args(argv)
+    from refbilevel.problems import import_problem_modules
+
+    import_problem_modules(args.imports)
     verdicts = run_checks([module.CLAIM.id], mode=args.mode, seed=args.seed,
-                          backend=args.backend, out=args.out, progress=args.progress)
+                          backend=args.backend, out=args.out, progress=args.progress,
+                          problems=args.problems)
     return 0 if all(v.ok for v in verdicts) else 1

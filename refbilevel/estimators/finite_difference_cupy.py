@@ -3,13 +3,13 @@
 
 Runs the NumPy reference's :func:`~refbilevel.estimators.finite_difference.fd_product_core`
 with the device's array module over a
-:class:`~refbilevel.backends.cupy_problems.DeviceOracle` (lazy CuPy import; the shared
+:class:`~refbilevel.backends.cupy_oracle.DeviceOracle` (lazy CuPy import; the shared
 sample is drawn once with ``draw`` and passed as ``sample=``, as in the reference).
 """
 
 from __future__ import annotations
 
-from refbilevel.backends.cupy_problems import DeviceOracle, _cupy, device_batch
+from refbilevel.backends.cupy_oracle import DeviceOracle, _cupy, device_batch
 from refbilevel.backends.registry import register
 from refbilevel.estimators._common import counts, require_oracle, require_positive
 from refbilevel.estimators.finite_difference import fd_product_core

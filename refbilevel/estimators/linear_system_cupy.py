@@ -2,13 +2,14 @@
 
 Runs the NumPy reference's :func:`~refbilevel.estimators.linear_system.ls_sgd_core` and
 :func:`~refbilevel.estimators.linear_system.cg_core` with the device's array module over a
-:class:`~refbilevel.backends.cupy_problems.DeviceOracle` / ``DeviceProblem`` (lazy CuPy
-import; see :mod:`refbilevel.estimators.neumann_cupy` for the noise modes).
+:class:`~refbilevel.backends.cupy_oracle.DeviceOracle` and ``problem.on(xp)`` (the
+family's own array-module code; lazy CuPy import; see
+:mod:`refbilevel.estimators.neumann_cupy` for the noise modes).
 """
 
 from __future__ import annotations
 
-from refbilevel.backends.cupy_problems import DeviceOracle, DeviceProblem, _cupy, device_batch
+from refbilevel.backends.cupy_oracle import DeviceOracle, _cupy, device_batch
 from refbilevel.backends.registry import register
 from refbilevel.estimators._common import counts, require_oracle
 from refbilevel.estimators.linear_system import (
@@ -55,7 +56,7 @@ def linear_system_cg_device(problem, x, y, iters, *, tol=0.0, z0=None,
     """Device path of linear_system_cg on ``xp`` (default CuPy)."""
     xp = _cupy() if xp is None else xp
     iters, tol = check_cg_args(iters, tol)
-    dp = DeviceProblem(problem, xp)
+    dp = problem.on(xp)
     x, y, _, batch = device_batch(problem, xp, x, y)
     z = _z0(xp, problem, z0, batch, "+z")
     z, _, n = cg_core(dp, x, y, z, iters, tol, xp=xp)

@@ -109,7 +109,7 @@ def neumann_counts(Q: int, variant: str):
 
 def neumann_core(oracle, x, y, batch, Q, alpha, truncation, variant, start, xp=np):
     """The estimator on validated, batch-broadcast inputs; ``xp`` is numpy or cupy and
-    ``oracle`` a GaussianOracle or its device adaptor (refbilevel/backends/cupy_problems.py).
+    ``oracle`` a GaussianOracle or its device adaptor (refbilevel/backends/cupy_oracle.py).
     """
     gen = variant == "generalized"
     if truncation == "randomized":

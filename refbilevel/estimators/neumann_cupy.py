@@ -3,7 +3,7 @@
 The algorithm is the NumPy reference's :func:`~refbilevel.estimators.neumann.neumann_core`,
 which is written against an array module ``xp`` (docs/design.rst §Backends: "taking the array
 module from the inputs where the reference code allows"), run with ``xp = cupy`` over a
-:class:`~refbilevel.backends.cupy_problems.DeviceOracle`; inputs (NumPy or CuPy arrays) are
+:class:`~refbilevel.backends.cupy_oracle.DeviceOracle`; inputs (NumPy or CuPy arrays) are
 moved to the device. CuPy is imported lazily, so this
 module imports without it; the registry reports a missing CuPy or GPU clearly.
 
@@ -14,7 +14,7 @@ device array (``cupy.asnumpy`` brings it back); counts are the reference's.
 
 from __future__ import annotations
 
-from refbilevel.backends.cupy_problems import DeviceOracle, _cupy, device_batch
+from refbilevel.backends.cupy_oracle import DeviceOracle, _cupy, device_batch
 from refbilevel.backends.registry import register
 from refbilevel.estimators._common import require_oracle
 from refbilevel.estimators.neumann import check_neumann_args, neumann_core, neumann_counts

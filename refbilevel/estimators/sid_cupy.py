@@ -19,6 +19,7 @@ CuPy is imported lazily, so this module imports (and registers) without it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,14 @@ import numpy as np
 from refbilevel.backends import register, require_backend
 from refbilevel.estimators.result import Estimate
 from refbilevel.estimators.sid import prepare_sid_inputs
-from refbilevel.oracles.contraction import ContractionCounts, ContractionOracle
+from refbilevel.oracles.contraction import (
+    ContractionCounts,
+    ContractionOracle,
+    grad_E_values,
+    phi_map_values,
+    vjp_lam_values,
+    vjp_w_values,
+)
 
 NOISE_SOURCES = ("host", "device")
 
@@ -74,56 +82,45 @@ class _DeviceNoise:
         return u * self.xi_factor if o.xi_mode == 1 else u @ self.xi_factor.T
 
 
-def _mv(M, x):
-    """Batched matrix-vector product: (..., a, b) @ (..., b) -> (..., a)."""
-    return (M @ x[..., None])[..., 0]
+def device_data(xp, oracle: ContractionOracle) -> Any:
+    """The oracle's problem data with its arrays on ``xp`` (the maps' arithmetic is the
+    oracle's own, :func:`~refbilevel.oracles.contraction.phi_map_values` and friends)."""
+    D = oracle.data
+    return dataclasses.replace(D, **{f.name: xp.asarray(getattr(D, f.name))
+                                     for f in dataclasses.fields(D)
+                                     if isinstance(getattr(D, f.name), np.ndarray)})
 
 
 def _sid_xp(xp, oracle: ContractionOracle, inp, noise) -> Any:
     """SID over R replicas with array module ``xp``; returns (R, n) in ``xp``.
 
-    Same steps, conventions and floating-point order as the NumPy reference.
+    Same steps, conventions and floating-point order as the NumPy reference: the stochastic
+    maps are the oracle's own arithmetic (refbilevel/oracles/contraction.py) on device data.
     """
-    D = oracle.data
-    A, B, c, P, Q, S, p, s = (xp.asarray(a) for a in (D.A, D.B, D.c, D.P, D.Q, D.S, D.p,
-                                                       D.s))
+    D = device_data(xp, oracle)
     lam = xp.asarray(inp.lam)
     eta = inp.eta
     R, d, n = inp.R, oracle.d, oracle.n
     w = xp.asarray(inp.w0).copy()
-    lt0 = lam @ B.T
     for i in range(inp.t):  # LL, eq. (6)
         Z, Y, e = noise.zeta(R, "ZYe")
-        phi = w @ A.T
-        if Z is not None:
-            phi = phi + _mv(Z, w)
-        lt = lt0 if Y is None else lt0 + _mv(Y, lam)
-        phi = phi + lt + c
-        if e is not None:
-            phi = phi + e
-        w = (1.0 - eta[i]) * w + eta[i] * phi
+        w = (1.0 - eta[i]) * w + eta[i] * phi_map_values(D, w, lam, Z, Y, e)
     G1 = xp.zeros((R, d))
     G2 = xp.zeros((R, n))
     for _ in range(inp.J):  # mini-batch ∇E, same ξ for both blocks
-        xi = noise.xi(R)
-        G1 += w @ P.T + lam @ Q.T + p + xi[:, :d]
-        G2 += w @ Q + lam @ S.T + s + xi[:, d:]
+        g1, g2 = grad_E_values(D, w, lam, noise.xi(R))
+        G1 += g1
+        G2 += g2
     G1 /= inp.J
     G2 /= inp.J
     v = xp.zeros((R, d))
     for i in range(inp.k):  # LS, eq. (7), index restarted, v_0 = 0
         Z, _, _ = noise.zeta(R, "Z")
-        jv = v @ A
-        if Z is not None:
-            jv = jv + _mv(xp.swapaxes(Z, -1, -2), v)
-        v = (1.0 - eta[i]) * v + eta[i] * (jv + G1)
+        v = (1.0 - eta[i]) * v + eta[i] * (vjp_w_values(D, v, Z) + G1)
     acc = xp.zeros((R, n))
     for _ in range(inp.J):  # ∂₂Φ mini-batch
         _, Y, _ = noise.zeta(R, "Y")
-        jl = v @ B
-        if Y is not None:
-            jl = jl + _mv(xp.swapaxes(Y, -1, -2), v)
-        acc += jl
+        acc += vjp_lam_values(D, v, Y)
     return G2 + acc / inp.J
 
 

@@ -148,6 +148,47 @@ def xi_factor(Sigma_xi: np.ndarray) -> tuple[int, np.ndarray]:
         return 2, vecs * np.sqrt(np.clip(vals, 0.0, None))
 
 
+# ---- the stochastic maps' arithmetic, written once for NumPy and CuPy ---------------------
+# Plain array arithmetic (operators and array methods only), so the CuPy path of SID
+# (refbilevel/estimators/sid_cupy.py) runs these same lines on device copies of the data.
+# Floating-point order is the Numba kernel's (see the methods below).
+def phi_map_values(D: Any, w, lam, Z, Y, eps):
+    """Φ(w, λ; ζ) = ((A w + Z w) + (B λ + Y λ)) + c + ε; Z, Y, eps may be None (not drawn)."""
+    out = w @ D.A.T
+    if Z is not None:
+        out = out + (Z @ w[..., None])[..., 0]
+    lt = lam @ D.B.T
+    if Y is not None:
+        lt = lt + (Y @ lam[..., None])[..., 0]
+    out = out + lt + D.c
+    if eps is not None:
+        out = out + eps
+    return out
+
+
+def vjp_w_values(D: Any, v, Z):
+    """∂₁Φ(w, λ; ζ)ᵀ v = Aᵀv + Zᵀv."""
+    out = v @ D.A
+    if Z is not None:
+        out = out + (Z.swapaxes(-1, -2) @ v[..., None])[..., 0]
+    return out
+
+
+def vjp_lam_values(D: Any, v, Y):
+    """∂₂Φ(w, λ; ζ)ᵀ v = Bᵀv + Yᵀv."""
+    out = v @ D.B
+    if Y is not None:
+        out = out + (Y.swapaxes(-1, -2) @ v[..., None])[..., 0]
+    return out
+
+
+def grad_E_values(D: Any, w, lam, xi):
+    """(∇₁E, ∇₂E) = (((P w + Q λ) + p) + ξ[:d], ((Qᵀ w + S λ) + s) + ξ[d:])."""
+    g1 = w @ D.P.T + lam @ D.Q.T + D.p + xi[..., :D.d]
+    g2 = w @ D.Q + lam @ D.S.T + D.s + xi[..., D.d:]
+    return g1, g2
+
+
 class ContractionOracle:
     """Stochastic oracle over a LinearContraction (docs/sid_bsgm.rst §4.1, §14.1).
 
@@ -257,16 +298,7 @@ class ContractionOracle:
         lead = np.broadcast_shapes(w.shape[:-1], lam.shape[:-1])
         sample = self._check_sample(sample, "ZYe", lead, ZETA_PARTS)
         self.counts.add("phi")
-        out = w @ D.A.T
-        if sample.Z is not None:
-            out = out + (sample.Z @ w[..., None])[..., 0]
-        lt = lam @ D.B.T
-        if sample.Y is not None:
-            lt = lt + (sample.Y @ lam[..., None])[..., 0]
-        out = out + lt + D.c
-        if sample.eps is not None:
-            out = out + sample.eps
-        return out
+        return phi_map_values(D, w, lam, sample.Z, sample.Y, sample.eps)
 
     def vjp_w(self, w: Any, lam: Any, v: Any, sample: ZetaSample | None = None) -> np.ndarray:
         """∂₁Φ(w, λ; ζ)ᵀ v = Aᵀv + Zᵀv, shape (..., d)."""
@@ -276,10 +308,7 @@ class ContractionOracle:
         v = as_vector_batch("v", v, D.d)
         sample = self._check_sample(sample, "Z", v.shape[:-1], "Z")
         self.counts.add("vjp_w")
-        out = v @ D.A
-        if sample.Z is not None:
-            out = out + (np.swapaxes(sample.Z, -1, -2) @ v[..., None])[..., 0]
-        return out
+        return vjp_w_values(D, v, sample.Z)
 
     def vjp_lam(self, w: Any, lam: Any, v: Any,
                 sample: ZetaSample | None = None) -> np.ndarray:
@@ -290,10 +319,7 @@ class ContractionOracle:
         v = as_vector_batch("v", v, D.d)
         sample = self._check_sample(sample, "Y", v.shape[:-1], "Y")
         self.counts.add("vjp_lam")
-        out = v @ D.B
-        if sample.Y is not None:
-            out = out + (np.swapaxes(sample.Y, -1, -2) @ v[..., None])[..., 0]
-        return out
+        return vjp_lam_values(D, v, sample.Y)
 
     def grad_E(self, w: Any, lam: Any,
                sample: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -314,6 +340,4 @@ class ContractionOracle:
                 raise ValueError(f"xi sample must have shape (..., {D.d + D.n}), got "
                                  f"{sample.shape}")
         self.counts.add("grad_E")
-        g1 = w @ D.P.T + lam @ D.Q.T + D.p + sample[..., :D.d]
-        g2 = w @ D.Q + lam @ D.S.T + D.s + sample[..., D.d:]
-        return g1, g2
+        return grad_E_values(D, w, lam, sample)

@@ -2,29 +2,42 @@
 
 To define a new problem, subclass :class:`~refbilevel.problems.base.BilevelProblem` and
 implement its underscored methods, or wrap closed-form callables with
-:class:`~refbilevel.problems.custom.ClosedFormProblem` (see its docstring).
+:class:`~refbilevel.problems.custom.ClosedFormProblem` (see its docstring); then
+:func:`register` it so that every tool can name it (:mod:`refbilevel.problems.registry`).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import Constants
+from refbilevel.problems.registry import (
+    ProblemEntry,
+    import_problem_modules,
+    problem_factory,
+    problem_names,
+    register,
+    registered,
+    unregister,
+)
 
-# name -> "module:Class"; modules load lazily so one broken family cannot hide the others
-_REGISTRY = {
+# The library's families: name -> "module:Class", imported on first use so one broken family
+# cannot hide the others. Users add theirs with register() or the entry-point group.
+_BUILTIN = {
     "unibio-example3": "refbilevel.problems.unibio_example3:UniBiOExample3",
     "uniformly-convex-separable": "refbilevel.problems.uniformly_convex:SeparableUniformlyConvex",
     "uniformly-convex-nonseparable":
         "refbilevel.problems.uniformly_convex:NonSeparableUniformlyConvex",
     "uniformly-convex-sharp-holder":
         "refbilevel.problems.uniformly_convex:SharpHolderUniformlyConvex",
+    "uniformly-convex-bump": "refbilevel.problems.uniformly_convex_bump:UniformlyConvexBump",
     "lp-hypercleaning": "refbilevel.problems.hypercleaning:LpHyperCleaning",
     "logistic-cleaning": "refbilevel.problems.logistic_cleaning:LogisticCleaning",
     "quadratic": "refbilevel.problems.quadratic:StronglyConvexQuadratic",
     "finite-sum-quadratic": "refbilevel.problems.finite_sum_quadratic:FiniteSumQuadratic",
+    "finite-sum-quadratic-householder":
+        "refbilevel.problems.finite_sum_quadratic:householder_instance",
     "borep-p1": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP1",
     "borep-p2": "refbilevel.problems.relaxed_smooth:RelaxedSmoothP2",
     "linear-contraction": "refbilevel.problems.contraction:LinearContraction",
@@ -32,15 +45,13 @@ _REGISTRY = {
 }
 
 
-def problem_names() -> list[str]:
-    return sorted(_REGISTRY)
+for _name, _target in _BUILTIN.items():
+    register(_name, _target, _origin="builtin")
 
 
-def problem_class(name: str) -> type:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown problem {name!r}; known: {', '.join(problem_names())}")
-    module, cls = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+def problem_class(name: str):
+    """The factory (for the library's families: the class) registered as ``name``."""
+    return problem_factory(name)
 
 
 def problem_parameters(name: str) -> dict[str, inspect.Parameter]:
@@ -73,5 +84,6 @@ def make_problem(name: str, **params):
     return cls(**params)
 
 
-__all__ = ["BilevelProblem", "Constants", "make_problem", "problem_class", "problem_names",
-           "problem_parameters"]
+__all__ = ["BilevelProblem", "Constants", "ProblemEntry", "import_problem_modules",
+           "make_problem", "problem_class", "problem_factory", "problem_names",
+           "problem_parameters", "register", "registered", "unregister"]

@@ -19,7 +19,10 @@ Conventions (spec README.md, docs/unibio.rst §1.4, docs/fdehbo.rst §1):
   H^{-T}, docs/unibio.rst §1.6).
 
 Subclasses implement the underscored methods on validated float64 arrays; the public methods
-validate shapes and finiteness and raise ValueError naming the argument.
+validate shapes and finiteness and raise ValueError naming the argument. Families write their
+arithmetic with ``self.xp`` (the array module, :mod:`refbilevel.array_module`), so
+``problem.on(cupy)`` evaluates the same mathematics on a GPU; such a moved problem does not
+re-validate its inputs (the caller validates once, on the host).
 """
 
 from __future__ import annotations
@@ -29,16 +32,19 @@ from typing import ClassVar
 
 import numpy as np
 
+from refbilevel.array_module import OnArrayModule, array_module
 from refbilevel.power_map import power_map_jacobian_diag
 from refbilevel.problems.constants import Constants
 from refbilevel.validation import as_vector_batch, require_same_replicas
 
 
-class BilevelProblem(abc.ABC):
+class BilevelProblem(OnArrayModule, abc.ABC):
     """Base class of every closed-form bilevel problem (see the module docstring)."""
 
     #: registry name, e.g. "unibio-example3"
     name: ClassVar[str] = "abstract"
+    #: False for a family whose underscored methods use ``np`` rather than ``self.xp``
+    supports_array_modules: ClassVar[bool] = False
     #: True when the generalized Hessian H does not depend on y (Lemma B.2's hypothesis,
     #: docs/unibio.rst §3.2): then ||H v|| >= mu ||v|| is a theorem, not only lambda_min >= mu.
     hessian_independent_of_y: ClassVar[bool] = False
@@ -50,25 +56,38 @@ class BilevelProblem(abc.ABC):
 
     # ---- validation -------------------------------------------------------------------
     def _x(self, x: object) -> np.ndarray:
+        if self.xp is not np:  # a device copy: inputs were validated once on the host
+            return x  # type: ignore[return-value]
         return as_vector_batch("x", x, self.d_x)
 
     def _y(self, y: object, name: str = "y") -> np.ndarray:
+        if self.xp is not np:
+            return y  # type: ignore[return-value]
         return as_vector_batch(name, y, self.d_y)
 
     def _xy(self, x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
         """x and y validated, with the same replica axes (validation.require_same_replicas)."""
         xa, ya = self._x(x), self._y(y)
-        require_same_replicas(x=xa, y=ya)
+        if self.xp is np:  # a device copy trusts its inputs (module docstring)
+            require_same_replicas(x=xa, y=ya)
         return xa, ya
 
     def _xyv(self, x: object, y: object, v: object, name: str = "v",
              dim: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """x, y and a direction ``name`` of dimension ``dim`` (default d_y), validated, with
         the same replica axes."""
+        if self.xp is not np:  # a device copy trusts its inputs (module docstring)
+            return x, y, v  # type: ignore[return-value]
         xa, ya = self._x(x), self._y(y)
         va = as_vector_batch(name, v, self.d_y if dim is None else dim)
         require_same_replicas(**{"x": xa, "y": ya, name: va})
         return xa, ya, va
+
+    def structured_points(self, rng: np.random.Generator, n: int):
+        """``n`` points (x, y), y = y*(x), where the family's distinctive structure is active
+        (e.g. a bump's support), for checks that probe at random points; None (the default)
+        when the check's own point distribution already covers it."""
+        return None
 
     # ---- values and first derivatives (public, validated) ------------------------------
     def f(self, x, y) -> np.ndarray:
@@ -211,7 +230,8 @@ def batch_broadcast(value: np.ndarray, *args: np.ndarray) -> np.ndarray:
     on x) must still carry every replica axis, so batched callers get one row per replica.
     """
     lead = np.broadcast_shapes(value.shape[:-1], *(a.shape[:-1] for a in args))
-    return np.broadcast_to(value, lead + value.shape[-1:]).copy()
+    xp = array_module(value)
+    return xp.broadcast_to(value, lead + value.shape[-1:]).copy()
 
 
 def _columns(apply, y: np.ndarray, d: int) -> np.ndarray:

@@ -208,6 +208,8 @@ class LinearContraction(FixedPointProblem):
     """
 
     name = "linear-contraction"
+    #: a start λ_0 (set on the default instance; solve's default start when present)
+    x0: np.ndarray
 
     def __init__(self, A, B, c, P, Q, S, p, s, *, s_Z: float = 0.0, s_Y: float = 0.0,
                  s_eps: float = 0.0, Sigma_xi=None, extra: dict | None = None,

@@ -11,18 +11,53 @@ A_i = α_i α_iᵀ, B_i = β_i β_iᵀ, C_i = γ_i δ_iᵀ (γ_i ∈ R^{d_x}, δ
 F_j, H_j, K_j; each factor family is an (n, d) array, never a (d, d) matrix per sample, so
 d = 10^4 fits in memory and a product costs O(n d).
 
-Generation (docs/baselines.rst §10.2, CODE described; DERIVED re-implementation, not bit-compatible
-with the benchmark's JAX streams). With s = geomspace(√mu, √L, d) and a Householder
-reflection U (the benchmark's U is the left factor of the SVD of a Gaussian d × 1 vector,
-which LAPACK builds as a Householder reflection): α_i = U diag(s) U ξ_i, ξ_i ~ N(0, I), so
+Generation, default ``bases="random"`` (the benchmark's kind of instance; DERIVED, not
+bit-compatible with the benchmark's JAX streams). Every mean block has exactly the chosen
+spectrum and random orthogonal eigenvectors, and phi is strongly convex by construction:
+
+- bases: Haar orthogonal matrices (QR of a Gaussian matrix) for d <= 2000, else the O(d log d)
+  randomized transform Q = C D₂ Π C D₁ (C the orthonormal DCT-II, D random signs, Π a random
+  permutation; :class:`RandomizedDCTBasis`), whose columns are spread over all coordinates
+  (no coordinate alignment, unlike one Householder reflection I − 2uuᵀ, whose columns stay
+  within O(1/√d) of e_i);
+- samples: α_i = U diag(s) Uᵀ ξ_i with the rows ξ_i of Ξ = √n Q_n, Q_n an n × d matrix with
+  orthonormal columns (Haar for d <= 2000, else the first d columns of a randomized DCT of
+  size n), so (1/n) Σ ξ_i ξ_iᵀ = I exactly and the empirical mean Σ α_iα_iᵀ/n = U diag(s²) Uᵀ
+  is the chosen spectrum, not a random perturbation of it (this needs n >= d; with n < d the
+  ξ_i are N(0, I) draws as in the benchmark); likewise the cross blocks, mean C̄ = W Σ Vᵀ;
+- spectra: s² = geomspace(mu, L, d) for the y–y and x–x blocks of both levels (no zero
+  eigenvalue), inner cross singular values geomspace(mu, L_cross), outer cross singular values
+  the same scaled to a largest value ``coupling`` · mu (coupling in [0, 1), default 0.5).
+
+Why phi is convex (DERIVED): φ(x) = f(x, y*(x)) with y* affine, y*(x) = J x + const,
+J = −(Ā + reg I)^{-1} C̄ᵀ, so xᵀ∇²φ x = zᵀ M̄ z with z = (x, J x) and M̄ = [[H̄, K̄], [K̄ᵀ, F̄]] the
+mean outer Hessian. H̄ ⪰ mu I, F̄ ⪰ mu I and ||K̄|| = coupling · mu give
+zᵀM̄z >= mu ||z_x||² + mu ||z_y||² − 2 coupling mu ||z_x|| ||z_y|| >= mu (1 − coupling) ||z||², hence
+λ_min(∇²φ) >= mu (1 − coupling)(1 + σ_min(J)²) >= mu (1 − coupling) > 0 for every seed, with no
+redrawing (docs/design.rst: spectra by construction). It needs the whitened outer samples,
+n_outer >= max(d_inner, d_outer); otherwise ``constants.extra["phi_convex_by_construction"]``
+is False and λ_min(∇²φ) is only reported. The benchmark instead redraws seeds until its
+value-function Hessian is positive definite.
+
+``bases="householder"`` (registered as ``finite-sum-quadratic-householder``) is the previous
+instance, kept bit for bit: with s = geomspace(√mu, √L, d) and a Householder reflection U
+(the benchmark's U is the left factor of the SVD of a Gaussian d × 1 vector, which LAPACK
+builds as a Householder reflection): α_i = U diag(s) U ξ_i, ξ_i ~ N(0, I), so
 E[A_i] = U diag(s²) U has spectrum log-spaced in [mu, L]. The x–x blocks use
 s = (0, geomspace(√mu, √L, d_x − 1)): one zero eigenvalue. Cross blocks: ξ_i ~ N(0, I_{d_y}),
 δ_i = V ξ_i and γ_i = W Σ ξ_i with Householder V, W and Σ the (d_x × d_y) diagonal of
 geomspace(mu, L_cross, min(d_x, d_y)), so E[C_i] = W Σ V. Linear terms are N(0, I). The
-outer level uses the same mu (the benchmark passes mu_inner to both levels).
-Draw order from ``numpy.random.default_rng(seed)``: inner level then outer level; within a
-level U_yy, ξ (n × d_y), U_xx, ξ (n × d_x), W, V, ξ (n × d_y), the y-linear terms
-(n × d_y), the x-linear terms (n × d_x).
+outer level uses the same mu (the benchmark passes mu_inner to both levels). Its blocks stay
+aligned with the coordinate axes (one reflection moves e_i by O(1/√d)) and phi is non-convex
+on many seeds.
+
+Draw order from ``numpy.random.default_rng(seed)`` (both kinds): inner level then outer
+level; within a level the y–y basis, its ξ (n × d_y), the x–x basis, its ξ (n × d_x), W, V,
+the cross ξ (n × d_y), the y-linear terms (n × d_y), the x-linear terms (n × d_x).
+
+User data: :meth:`FiniteSumQuadratic.from_factors` builds an instance from given per-sample
+factors (:class:`SampleFactors`), e.g. those of an instance exported from benchmark_bilevel
+(:meth:`SampleFactors.from_rank_one_matrices` factors its per-sample (n, d, d) matrices).
 
 Closed forms: y*(x) = −(Ā + reg I)^{-1}(ā + C̄ᵀx); ∇phi by Ghadimi–Wang with the exact solve
 (the benchmark's ``value`` metric is ||∇phi||²); ∇²phi = H̄ + J*ᵀF̄J* + K̄J* + (K̄J*)ᵀ with
@@ -38,24 +73,39 @@ needs at most about n_inner + 1 iterations.
 Singularity: Ā has rank <= n_inner, so n_inner < d_inner needs a ridge reg > 0 (ValueError
 otherwise).
 
-What replaces the benchmark's seed retries: the benchmark redraws (up to 20 times) until the
-value function's Hessian is positive definite. Here one seed gives one instance and nothing
-is redrawn: phi may be non-convex. λ_min(∇²phi) is reported in
-``constants.extra['lambda_min_hessian_phi']`` (when d_outer, d_inner <= 2000) so a check that
-needs a convex phi can test it and skip the instance.
+What replaces the benchmark's seed retries: one seed gives one instance and nothing is
+redrawn; the default construction makes phi convex (above). λ_min(∇²phi) is reported in
+``constants.extra['lambda_min_hessian_phi']`` (when d_outer, d_inner <= 2000).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.linalg
 
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import Constants
-from refbilevel.problems.quadratic import DENSE_LIMIT, HouseholderBasis, _bcast
-from refbilevel.validation import as_vector_batch, require_int, require_range
+from refbilevel.problems.quadratic import (
+    DENSE_LIMIT,
+    DenseBasis,
+    HouseholderBasis,
+    RandomizedDCTBasis,
+    _bcast,
+)
+from refbilevel.validation import (
+    as_vector_batch,
+    require_choice,
+    require_int,
+    require_matrix,
+    require_range,
+)
 
 CG_RTOL = 1e-12
+BASES = ("random", "householder")
+#: largest rank-one residual accepted by SampleFactors.from_rank_one_matrices (relative)
+RANK_ONE_RTOL = 1e-10
 
 
 class SampleQuadratics:
@@ -140,33 +190,153 @@ class SampleQuadratics:
         return self.Cx.T @ self.Cy / self.n
 
 
+@dataclass(frozen=True)
+class SampleFactors:
+    """One level's per-sample rank-one factors (module docstring): sample i's quadratic is
+    ½(yy_iᵀy)² + ½(xx_iᵀx)² + (cross_x_iᵀx)(cross_y_iᵀy) + linear_y_iᵀy + linear_x_iᵀx, i.e.
+    the Hessian blocks yy_i yy_iᵀ, xx_i xx_iᵀ and cross_x_i cross_y_iᵀ (∂²/∂x∂y). Arrays of
+    shape (n, d_y), (n, d_x), (n, d_x), (n, d_y), (n, d_y), (n, d_x)."""
+
+    yy: np.ndarray
+    xx: np.ndarray
+    cross_x: np.ndarray
+    cross_y: np.ndarray
+    linear_y: np.ndarray
+    linear_x: np.ndarray
+
+    def validated(self, name: str) -> SampleFactors:
+        """Float64 copies with consistent shapes (ValueError naming the field otherwise)."""
+        yy = require_matrix(f"{name}.yy", self.yy, (None, None))
+        n, d_y = yy.shape
+        d_x = require_matrix(f"{name}.xx", self.xx, (n, None)).shape[1]
+        shapes = {"yy": (n, d_y), "xx": (n, d_x), "cross_x": (n, d_x), "cross_y": (n, d_y),
+                  "linear_y": (n, d_y), "linear_x": (n, d_x)}
+        return SampleFactors(**{f.name: np.array(require_matrix(
+            f"{name}.{f.name}", getattr(self, f.name), shapes[f.name]), dtype=np.float64)
+            for f in fields(self)})
+
+    @classmethod
+    def from_rank_one_matrices(cls, hess_y, hess_x, cross, linear_y, linear_x,
+                               rtol: float = RANK_ONE_RTOL) -> SampleFactors:
+        """Factors of per-sample rank-one matrices, as benchmark_bilevel stores them
+        (``hess_inner`` (n, d_y, d_y), ``hess_outer`` (n, d_x, d_x), ``cross`` (n, d_x, d_y),
+        ``linear_inner``, ``linear_outer``): A = a aᵀ (PSD) gives a = A[:, k]/√A[k, k] at the
+        largest diagonal entry k, C = c eᵀ gives c = C[:, j], e = C[k, :]/C[k, j] at its
+        largest entry (k, j). ValueError if a matrix is not rank one (PSD for A) to ``rtol``
+        relative, measured as ||A − a aᵀ||_max / max(1, ||A||_max)."""
+        def psd_factor(A, name):
+            A = np.asarray(A, dtype=np.float64)
+            if A.ndim != 3 or A.shape[1] != A.shape[2]:
+                raise ValueError(f"{name} must have shape (n, d, d), got {A.shape}")
+            diag = np.diagonal(A, axis1=1, axis2=2)
+            k = np.argmax(diag, axis=1)
+            rows = np.arange(A.shape[0])
+            top = diag[rows, k]
+            a = np.where(top[:, None] > 0, A[rows, :, k] / np.sqrt(np.maximum(top, 1e-300))[
+                :, None], 0.0)
+            _check_rank_one(A, a[:, :, None] * a[:, None, :], name, rtol)
+            return a
+
+        C = np.asarray(cross, dtype=np.float64)
+        if C.ndim != 3:
+            raise ValueError(f"cross must have shape (n, d_x, d_y), got {C.shape}")
+        flat = np.abs(C).reshape(C.shape[0], -1).argmax(axis=1)
+        rows = np.arange(C.shape[0])
+        k, j = np.unravel_index(flat, C.shape[1:])
+        pivot = C[rows, k, j]
+        safe = np.where(pivot != 0, pivot, 1.0)
+        cx = C[rows, :, j]
+        cy = np.where(pivot[:, None] != 0, C[rows, k, :] / safe[:, None], 0.0)
+        _check_rank_one(C, cx[:, :, None] * cy[:, None, :], "cross", rtol)
+        return cls(psd_factor(hess_y, "hess_y"), psd_factor(hess_x, "hess_x"), cx, cy,
+                   np.asarray(linear_y, dtype=np.float64),
+                   np.asarray(linear_x, dtype=np.float64))
+
+    def rank_one_matrices(self) -> tuple[np.ndarray, ...]:
+        """The per-sample matrices (hess_y, hess_x, cross, linear_y, linear_x): the inverse of
+        :meth:`from_rank_one_matrices` (small n and d: O(n d²) memory)."""
+        return (self.yy[:, :, None] * self.yy[:, None, :],
+                self.xx[:, :, None] * self.xx[:, None, :],
+                self.cross_x[:, :, None] * self.cross_y[:, None, :],
+                self.linear_y.copy(), self.linear_x.copy())
+
+
+def _check_rank_one(M, approx, name, rtol):
+    err = np.max(np.abs(M - approx), axis=(1, 2)) / np.maximum(
+        1.0, np.max(np.abs(M), axis=(1, 2)))
+    if np.any(err > rtol):
+        i = int(np.argmax(err))
+        raise ValueError(f"{name}[{i}] is not a rank-one{' PSD' if 'hess' in name else ''} "
+                         f"matrix: relative residual {err[i]:.3g} > {rtol:g}")
+
+
 def _householder(d: int, rng: np.random.Generator) -> HouseholderBasis:
     return HouseholderBasis(rng.standard_normal(d))
 
 
-def _sym_factors(n, d, s, rng):
-    """n rows ξ_i U diag(s) U (U Householder): rows with E[rowᵀrow] = U diag(s²) U."""
-    U = _householder(d, rng)
-    xi = rng.standard_normal((n, d))
-    return U.apply(U.apply(xi) * s)
+def _rotation(d: int, rng: np.random.Generator):
+    """A random orthogonal basis without coordinate alignment (module docstring)."""
+    if d <= DENSE_LIMIT:  # Haar: the Q of a Gaussian matrix with a positive-diagonal R
+        return DenseBasis(_orthonormal_columns(rng.standard_normal((d, d))))
+    return RandomizedDCTBasis(d, rng)
 
 
-def _cross_factors(n, d_x, d_y, sv, rng):
-    """γ_i = W Σ ξ_i, δ_i = V ξ_i with ξ_i ~ N(0, I_{d_y}): E[γ δᵀ] = W Σ V."""
-    W, V = _householder(d_x, rng), _householder(d_y, rng)
-    xi = rng.standard_normal((n, d_y))
+def _whitened(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Ξ (n × d) with ΞᵀΞ = n I exactly when n >= d (√n times orthonormal columns); with
+    n < d, N(0, 1) draws (no whitening is possible)."""
+    if n < d:
+        return rng.standard_normal((n, d))
+    if d <= DENSE_LIMIT:
+        return np.sqrt(n) * _orthonormal_columns(rng.standard_normal((n, d)))
+    return np.sqrt(n) * RandomizedDCTBasis(n, rng).apply(np.eye(d, n)).T
+
+
+def _orthonormal_columns(G: np.ndarray) -> np.ndarray:
+    """G R^{-1} with R the positive-diagonal Cholesky factor of GᵀG, twice (CholeskyQR2):
+    the Q of G's QR decomposition (Haar on the Stiefel manifold for Gaussian G), orthonormal
+    to rounding while cond(G)² << 1/eps, at matrix-multiply speed (LAPACK's Householder QR
+    is many times slower on the tall (n, d) arrays here)."""
+    Q = G
+    for _ in range(2):
+        R = np.linalg.cholesky(Q.T @ Q).T
+        Q = scipy.linalg.solve_triangular(R, Q.T, trans="T", lower=False).T
+    return Q
+
+
+def _sym_factors(n, d, s, rng, bases):
+    """n rows (U diag(s) Uᵀ ξ_i)ᵀ: mean rowᵀrow = U diag(s²) Uᵀ (exactly when whitened)."""
+    if bases == "householder":
+        U = _householder(d, rng)
+        xi = rng.standard_normal((n, d))
+        return U.apply(U.apply(xi) * s)
+    U = _rotation(d, rng)
+    xi = _whitened(n, d, rng)
+    return U.apply(U.apply_T(xi) * s)
+
+
+def _cross_factors(n, d_x, d_y, sv, rng, bases):
+    """γ_i = W Σ ξ_i, δ_i = V ξ_i, ξ_i ∈ R^{d_y}: mean γ δᵀ = W Σ Vᵀ (exactly when whitened)."""
+    if bases == "householder":
+        W, V = _householder(d_x, rng), _householder(d_y, rng)
+        xi = rng.standard_normal((n, d_y))
+    else:
+        W, V = _rotation(d_x, rng), _rotation(d_y, rng)
+        xi = _whitened(n, d_y, rng)
     k = sv.shape[0]
     z = np.zeros((n, d_x))
     z[:, :k] = xi[:, :k] * sv
     return W.apply(z), V.apply(xi)
 
 
-def _level(n, d_x, d_y, mu, L_yy, L_xx, L_cross, reg, rng) -> SampleQuadratics:
+def _level(n, d_x, d_y, mu, L_yy, L_xx, cross_sv, reg, rng, bases) -> SampleQuadratics:
     s_yy = np.geomspace(np.sqrt(mu), np.sqrt(L_yy), d_y)
-    Pyy = _sym_factors(n, d_y, s_yy, rng)
-    s_xx = np.concatenate([[0.0], np.geomspace(np.sqrt(mu), np.sqrt(L_xx), d_x - 1)])
-    Pxx = _sym_factors(n, d_x, s_xx, rng)
-    Cx, Cy = _cross_factors(n, d_x, d_y, np.geomspace(mu, L_cross, min(d_x, d_y)), rng)
+    Pyy = _sym_factors(n, d_y, s_yy, rng, bases)
+    if bases == "householder":  # the benchmark's one zero eigenvalue in the x–x blocks
+        s_xx = np.concatenate([[0.0], np.geomspace(np.sqrt(mu), np.sqrt(L_xx), d_x - 1)])
+    else:
+        s_xx = np.geomspace(np.sqrt(mu), np.sqrt(L_xx), d_x)
+    Pxx = _sym_factors(n, d_x, s_xx, rng, bases)
+    Cx, Cy = _cross_factors(n, d_x, d_y, cross_sv, rng, bases)
     ly = rng.standard_normal((n, d_y))
     lx = rng.standard_normal((n, d_x))
     return SampleQuadratics(Pyy, Pxx, Cx, Cy, ly, lx, reg)
@@ -233,10 +403,14 @@ class FiniteSumQuadratic(BilevelProblem):
 
     Parameters and defaults are the benchmark's: mu = 0.1, L = 1 (every "L" of the
     benchmark: L_inner_inner, L_inner_outer, L_outer_inner, L_outer_outer), L_cross = 0.1
-    (both levels), n_inner = n_outer = 1024, d_inner = d_outer = 100. Initial points
+    (the inner level; the outer cross block is scaled by ``coupling``, see the module
+    docstring), n_inner = n_outer = 1024, d_inner = d_outer = 100. Initial points
     ``x0 = −2·1`` and ``y0 = 0``. ``reg >= 0`` adds (reg/2)||y||² to every g_i; it must be
     positive when n_inner < d_inner (the mean Hessian is then singular). ``seed`` seeds a
-    ``numpy.random.Generator``; see the module docstring for the generation and draw order.
+    ``numpy.random.Generator``; ``bases`` is "random" (default: random orthogonal bases,
+    exact spectra, phi convex by construction) or "householder" (the previous instance);
+    see the module docstring for the generation, the convexity argument and the draw order.
+    :meth:`from_factors` builds an instance from given per-sample factors.
 
     Minibatch evaluations (``*_batch`` methods) take ``idx``, an integer array of shape
     (..., B) with entries in [0, n) whose leading axes broadcast with the replicas, and
@@ -246,6 +420,11 @@ class FiniteSumQuadratic(BilevelProblem):
 
     name = "finite-sum-quadratic"
     hessian_independent_of_y = True
+    #: the generation parameters (None for an instance from user factors)
+    mu_param: float | None
+    L_param: float | None
+    L_cross: float | None
+    coupling: float | None
 
     def __init__(
         self,
@@ -259,41 +438,89 @@ class FiniteSumQuadratic(BilevelProblem):
         seed: int = 0,
         *,
         reg: float = 0.0,
+        bases: str = "random",
+        coupling: float = 0.5,
     ):
-        self.n_inner = require_int("n_inner", n_inner, low=1)
-        self.n_outer = require_int("n_outer", n_outer, low=1)
-        self.d_y = self.d_inner = require_int("d_inner", d_inner, low=1)
-        self.d_x = self.d_outer = require_int("d_outer", d_outer, low=1)
-        self.p = 2.0
+        n_inner = require_int("n_inner", n_inner, low=1)
+        n_outer = require_int("n_outer", n_outer, low=1)
+        d_y = require_int("d_inner", d_inner, low=1)
+        d_x = require_int("d_outer", d_outer, low=1)
         self.mu_param = require_range("mu", mu, low=0.0, low_inclusive=False)
         self.L_param = require_range("L", L, low=self.mu_param)
         self.L_cross = require_range("L_cross", L_cross, low=0.0, low_inclusive=False)
-        self.reg = require_range("reg", reg, low=0.0)
-        if self.n_inner < self.d_inner and self.reg == 0.0:
-            raise ValueError(
-                f"n_inner must lie in [{self.d_inner}, inf) (at least d_inner) when reg = 0 "
-                f"(the mean lower-level Hessian has rank <= n_inner), got n_inner = "
-                f"{self.n_inner}; pass reg > 0 to use fewer samples"
-            )
+        self.bases = require_choice("bases", bases, BASES)
+        self.coupling = require_range("coupling", coupling, low=0.0, high=1.0,
+                                      high_inclusive=False)
+        reg = require_range("reg", reg, low=0.0)
+        _require_ridge(n_inner, d_y, reg)
         rng = np.random.default_rng(require_int("seed", seed, low=0))
-        L_ = self.L_param
-        self.inner = _level(self.n_inner, self.d_x, self.d_y, self.mu_param, L_, L_,
-                            self.L_cross, self.reg, rng)
-        self.outer = _level(self.n_outer, self.d_x, self.d_y, self.mu_param, L_, L_,
-                            self.L_cross, 0.0, rng)
+        mu, L_ = self.mu_param, self.L_param
+        m = min(d_x, d_y)
+        inner_sv = np.geomspace(mu, self.L_cross, m)
+        # outer cross block: ||K̄|| = coupling · mu keeps M̄ ⪰ mu (1 − coupling) I (docstring)
+        outer_sv = (inner_sv if self.bases == "householder"
+                    else inner_sv * (self.coupling * mu / max(mu, self.L_cross)))
+        inner = _level(n_inner, d_x, d_y, mu, L_, L_, inner_sv, reg, rng, self.bases)
+        outer = _level(n_outer, d_x, d_y, mu, L_, L_, outer_sv, 0.0, rng, self.bases)
+        convex = self.bases == "random" and n_outer >= max(d_x, d_y)
+        self._assemble(inner, outer, reg, {
+            "mu_population": mu, "L_population": L_, "bases": self.bases,
+            "phi_convex_by_construction": convex,
+            "lambda_min_hessian_phi_lower_bound": mu * (1.0 - self.coupling) if convex
+            else None})
+
+    @classmethod
+    def from_factors(cls, inner: SampleFactors, outer: SampleFactors, *, reg: float = 0.0,
+                     x0=None, y0=None) -> FiniteSumQuadratic:
+        """An instance from given per-sample factors (e.g. exported from benchmark_bilevel:
+        :meth:`SampleFactors.from_rank_one_matrices`). ``reg`` adds (reg/2)||y||² to every
+        g_i (required > 0 when the inner factors do not span R^{d_y}); ``x0``, ``y0`` default
+        to −2·1 and 0 as in the benchmark."""
+        inner = inner.validated("inner")
+        outer = outer.validated("outer")
+        if (inner.yy.shape[1], inner.xx.shape[1]) != (outer.yy.shape[1], outer.xx.shape[1]):
+            raise ValueError(f"inner and outer factors must have the same (d_inner, d_outer), "
+                             f"got {(inner.yy.shape[1], inner.xx.shape[1])} and "
+                             f"{(outer.yy.shape[1], outer.xx.shape[1])}")
+        reg = require_range("reg", reg, low=0.0)
+        self = cls.__new__(cls)
+        self.mu_param = self.L_param = self.L_cross = None
+        self.bases, self.coupling = "user", None
+        _require_ridge(inner.yy.shape[0], inner.yy.shape[1], reg)
+        self._assemble(_quadratics(inner, reg), _quadratics(outer, 0.0), reg,
+                       {"bases": "user", "phi_convex_by_construction": False})
+        if x0 is not None:
+            self.x0 = as_vector_batch("x0", x0, self.d_x).reshape(self.d_x)
+        if y0 is not None:
+            self.y0 = as_vector_batch("y0", y0, self.d_y).reshape(self.d_y)
+        return self
+
+    def factors(self) -> tuple[SampleFactors, SampleFactors]:
+        """(inner, outer) per-sample factors; :meth:`from_factors` of them (with the same
+        ``reg``) is this instance."""
+        return tuple(SampleFactors(q.Pyy.copy(), q.Pxx.copy(), q.Cx.copy(), q.Cy.copy(),
+                                   q.ly.copy(), q.lx.copy())
+                     for q in (self.inner, self.outer))  # type: ignore[return-value]
+
+    def _assemble(self, inner: SampleQuadratics, outer: SampleQuadratics, reg: float,
+                  extra: dict) -> None:
+        self.inner, self.outer, self.reg = inner, outer, reg
+        self.n_inner, self.n_outer = inner.n, outer.n
+        self.d_y = self.d_inner = inner.Pyy.shape[1]
+        self.d_x = self.d_outer = inner.Pxx.shape[1]
+        self.p = 2.0
         self.x0 = np.full(self.d_x, -2.0)
         self.y0 = np.zeros(self.d_y)
         self._chol = None
         if self._dense_inner:
             self._chol = scipy.linalg.cho_factor(self.inner.mean_yy(), lower=True)
-        self.constants = self._constants()
+        self.constants = self._constants(extra)
 
     # ---- constants ---------------------------------------------------------------------
-    def _constants(self) -> Constants:
+    def _constants(self, extra: dict) -> Constants:
         g, f = self.inner, self.outer
         n = self.n_inner
-        extra: dict[str, object] = {"mu_population": self.mu_param, "L_population": self.L_param,
-                                    "reg": self.reg}
+        extra = {**extra, "reg": self.reg}
         sources = {
             "mu,L_y": "spectrum of the empirical mean Ā + reg I (docs/baselines.rst §10.2)",
             "l_g1": "||C̄||_2 = ||∇²_xy g|| (docs/unibio.rst §2.1(iii))",
@@ -449,4 +676,31 @@ class FiniteSumQuadratic(BilevelProblem):
 
     def __repr__(self) -> str:
         return (f"FiniteSumQuadratic(n_inner={self.n_inner}, n_outer={self.n_outer}, "
-                f"d_inner={self.d_inner}, d_outer={self.d_outer}, reg={self.reg:g})")
+                f"d_inner={self.d_inner}, d_outer={self.d_outer}, reg={self.reg:g}, "
+                f"bases={self.bases!r})")
+
+
+def _quadratics(f: SampleFactors, reg: float) -> SampleQuadratics:
+    return SampleQuadratics(f.yy, f.xx, f.cross_x, f.cross_y, f.linear_y, f.linear_x, reg)
+
+
+def _require_ridge(n_inner: int, d_inner: int, reg: float) -> None:
+    if n_inner < d_inner and reg == 0.0:
+        raise ValueError(
+            f"n_inner must lie in [{d_inner}, inf) (at least d_inner) when reg = 0 "
+            f"(the mean lower-level Hessian has rank <= n_inner), got n_inner = "
+            f"{n_inner}; pass reg > 0 to use fewer samples"
+        )
+
+
+def householder_instance(n_inner: int = 1024, n_outer: int = 1024, d_inner: int = 100,
+                         d_outer: int = 100, mu: float = 0.1, L: float = 1.0,
+                         L_cross: float = 0.1, seed: int = 0, *,
+                         reg: float = 0.0) -> FiniteSumQuadratic:
+    """The previous finite-sum quadratic, one Householder reflection per basis.
+
+    Its blocks stay aligned with the coordinate axes and phi is non-convex on many seeds
+    (λ_min(∇²phi) from -0.108 to -0.062 on seeds 0-19 at the defaults); see the module
+    docstring."""
+    return FiniteSumQuadratic(n_inner, n_outer, d_inner, d_outer, mu, L, L_cross, seed,
+                              reg=reg, bases="householder")

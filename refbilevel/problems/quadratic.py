@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from refbilevel.array_module import OnArrayModule, array_module
 from refbilevel.problems.base import BilevelProblem
 from refbilevel.problems.constants import Constants
 from refbilevel.problems.spectra import orthogonal_matrix
@@ -35,7 +36,7 @@ DENSE_LIMIT = 2000
 
 
 # ---- orthogonal factors ------------------------------------------------------------------
-class HouseholderBasis:
+class HouseholderBasis(OnArrayModule):
     """Q = I − 2 u uᵀ/||u||²: symmetric and orthogonal, stored as the unit vector u (O(d))."""
 
     def __init__(self, u: np.ndarray):
@@ -56,7 +57,7 @@ class HouseholderBasis:
         return np.eye(self.d) - 2.0 * np.outer(self.u, self.u)
 
 
-class DenseBasis:
+class DenseBasis(OnArrayModule):
     """A dense orthogonal matrix Q (O(d²) memory)."""
 
     def __init__(self, Q: np.ndarray):
@@ -70,7 +71,37 @@ class DenseBasis:
         return v @ self.Q
 
     def dense(self) -> np.ndarray:
-        return self.Q.copy()
+        return np.array(self.Q, copy=True)
+
+
+class RandomizedDCTBasis(OnArrayModule):
+    """Q = C D₂ Π C D₁ (C the orthonormal DCT-II, D random signs, Π a random permutation):
+    orthogonal, O(d) memory, O(d log d) per product, and delocalized: every column has all
+    its entries of order 1/√d (one Householder reflection, by contrast, keeps e_i's column
+    within O(1/√d) of e_i). Used where a Haar matrix (O(d²) memory) does not fit."""
+
+    def __init__(self, d: int, rng: np.random.Generator):
+        self.d = require_int("d", d, low=1)
+        self.signs1 = rng.choice([-1.0, 1.0], self.d)
+        self.perm = rng.permutation(self.d)
+        self.signs2 = rng.choice([-1.0, 1.0], self.d)
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        from scipy.fft import dct
+
+        a = dct(self.signs1 * v, type=2, norm="ortho", axis=-1)
+        return dct(self.signs2 * a[..., self.perm], type=2, norm="ortho", axis=-1)
+
+    def apply_T(self, v: np.ndarray) -> np.ndarray:
+        from scipy.fft import idct
+
+        c = self.signs2 * idct(v, type=2, norm="ortho", axis=-1)
+        b = np.empty_like(c)
+        b[..., self.perm] = c
+        return self.signs1 * idct(b, type=2, norm="ortho", axis=-1)
+
+    def dense(self) -> np.ndarray:
+        return self.apply(np.eye(self.d)).T
 
 
 def random_basis(d: int, rng: np.random.Generator, structured: bool):
@@ -80,7 +111,7 @@ def random_basis(d: int, rng: np.random.Generator, structured: bool):
     return DenseBasis(orthogonal_matrix(d, rng))
 
 
-class SymmetricSpectral:
+class SymmetricSpectral(OnArrayModule):
     """M = Q diag(eigenvalues) Qᵀ applied in O(d) (Householder Q) or O(d²) (dense Q)."""
 
     def __init__(self, eigenvalues: np.ndarray, basis):
@@ -105,7 +136,7 @@ class SymmetricSpectral:
         return float(np.max(np.abs(self.eigenvalues)))
 
 
-class RectangularSpectral:
+class RectangularSpectral(OnArrayModule):
     """M = Q_L diag(σ) Q_Rᵀ of shape (m, n); σ has min(m, n) entries."""
 
     def __init__(self, singular_values: np.ndarray, left, right):
@@ -137,7 +168,7 @@ class RectangularSpectral:
 def _pad(z: np.ndarray, d: int) -> np.ndarray:
     if z.shape[-1] == d:
         return z
-    out = np.zeros(z.shape[:-1] + (d,))
+    out = array_module(z).zeros(z.shape[:-1] + (d,))
     out[..., : z.shape[-1]] = z
     return out
 
@@ -160,7 +191,7 @@ def _lead(*arrays: np.ndarray) -> tuple[int, ...]:
 def _bcast(out: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
     """Broadcast ``out`` over the leading (replica) axes of every input."""
     shape = np.broadcast_shapes(out.shape[:-1], _lead(*arrays)) + out.shape[-1:]
-    return out if out.shape == shape else np.broadcast_to(out, shape).copy()
+    return out if out.shape == shape else array_module(out).broadcast_to(out, shape).copy()
 
 
 def _range_pair(name: str, pair, *, low: float | None = None) -> tuple[float, float]:
@@ -202,6 +233,7 @@ class StronglyConvexQuadratic(BilevelProblem):
 
     name = "strongly-convex-quadratic"
     hessian_independent_of_y = True
+    supports_array_modules = True
 
     def __init__(
         self,
@@ -315,12 +347,14 @@ class StronglyConvexQuadratic(BilevelProblem):
 
     # ---- BilevelProblem interface -----------------------------------------------------------
     def _f(self, x, y):
+        xp = self.xp
         dy = y - self.y_ref
-        val = 0.5 * np.sum(dy * self.F.matvec(dy), axis=-1)
-        return val + 0.5 * self.rho * np.sum(x * x, axis=-1) + x @ self.r
+        val = 0.5 * xp.sum(dy * self.F.matvec(dy), axis=-1)
+        return val + 0.5 * self.rho * xp.sum(x * x, axis=-1) + x @ self.r
 
     def _g(self, x, y):
-        return 0.5 * np.sum(y * self.H.matvec(y), axis=-1) - np.sum(
+        xp = self.xp
+        return 0.5 * xp.sum(y * self.H.matvec(y), axis=-1) - xp.sum(
             y * (self.K.matvec(x) + self.h), axis=-1)
 
     def _grad_x_f(self, x, y):

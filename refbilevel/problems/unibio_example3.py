@@ -25,6 +25,7 @@ class UniBiOExample3(BilevelProblem):
 
     name = "unibio-example3"
     hessian_independent_of_y = True
+    supports_array_modules = True
 
     def __init__(self, p: int = 4):
         self.p = float(require_even_integer("p", p))
@@ -58,32 +59,34 @@ class UniBiOExample3(BilevelProblem):
         return signed_power(y, self.p - 1.0)
 
     def _f(self, x, y):
-        return batch_broadcast(np.sin(np.clip(self._u(y), -_HALF_PI, _HALF_PI)), x)[..., 0]
+        xp = self.xp
+        return batch_broadcast(xp.sin(xp.clip(self._u(y), -_HALF_PI, _HALF_PI)), x)[..., 0]
 
     def _g(self, x, y):
-        return (y ** self.p / self.p - y * np.sin(x))[..., 0]
+        return (y ** self.p / self.p - y * self.xp.sin(x))[..., 0]
 
     def _fu_scalar(self, y):
+        xp = self.xp
         u = self._u(y)
-        return np.where(np.abs(u) <= _HALF_PI, np.cos(u), 0.0)
+        return xp.where(xp.abs(u) <= _HALF_PI, xp.cos(u), 0.0)
 
     def _grad_x_f(self, x, y):
-        return batch_broadcast(np.zeros_like(x), y)
+        return batch_broadcast(self.xp.zeros_like(x), y)
 
     def _grad_y_f(self, x, y):
         return batch_broadcast(self._fu_scalar(y) * power_map_jacobian_diag(y, self.p), x)
 
     def _grad_x_g(self, x, y):
-        return -y * np.cos(x)
+        return -y * self.xp.cos(x)
 
     def _grad_y_g(self, x, y):
-        return self._u(y) - np.sin(x)
+        return self._u(y) - self.xp.sin(x)
 
     def _hvp_yy_g(self, x, y, v):
         return batch_broadcast(power_map_jacobian_diag(y, self.p) * v, x)
 
     def _jvp_xy_g(self, x, y, v):
-        return batch_broadcast(-np.cos(x) * v, y)
+        return batch_broadcast(-self.xp.cos(x) * v, y)
 
     _jvp_yx_g = _jvp_xy_g  # 1 × 1 cross block: symmetric
 

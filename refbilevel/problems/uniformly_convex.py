@@ -67,6 +67,7 @@ class SeparableUniformlyConvex(BilevelProblem):
 
     name = "uniformly-convex-separable"
     hessian_independent_of_y = True
+    supports_array_modules = True
 
     def __init__(self, d: int = 3, p: float = 4.0, c=None):
         self.d_x = self.d_y = require_int("d", d, low=1)
@@ -98,28 +99,29 @@ class SeparableUniformlyConvex(BilevelProblem):
         return power_map(y, self.p) @ self.c
 
     def _g(self, x, y):
-        return np.sum(np.abs(y) ** self.p, axis=-1) / self.p - np.sum(np.sin(x) * y, axis=-1)
+        xp = self.xp
+        return xp.sum(xp.abs(y) ** self.p, axis=-1) / self.p - xp.sum(xp.sin(x) * y, axis=-1)
 
     def _grad_x_f(self, x, y):
-        return batch_broadcast(np.zeros_like(x), y)
+        return batch_broadcast(self.xp.zeros_like(x), y)
 
     def _grad_y_f(self, x, y):
         return batch_broadcast(self.c * power_map_jacobian_diag(y, self.p), x)
 
     def _grad_x_g(self, x, y):
-        return -np.cos(x) * y
+        return -self.xp.cos(x) * y
 
     def _grad_y_g(self, x, y):
-        return power_map(y, self.p) - np.sin(x)
+        return power_map(y, self.p) - self.xp.sin(x)
 
     def _hvp_yy_g(self, x, y, v):
         return batch_broadcast(power_map_jacobian_diag(y, self.p) * v, x)
 
     def _jvp_xy_g(self, x, y, v):
-        return batch_broadcast(-np.cos(x) * v, y)
+        return batch_broadcast(-self.xp.cos(x) * v, y)
 
     def _jvp_yx_g(self, x, y, w):
-        return batch_broadcast(-np.cos(x) * w, y)
+        return batch_broadcast(-self.xp.cos(x) * w, y)
 
     def _f_u(self, x, y):
         return batch_broadcast(self.c, x, y)
@@ -152,6 +154,7 @@ class NonSeparableUniformlyConvex(BilevelProblem):
 
     name = "uniformly-convex-nonseparable"
     hessian_independent_of_y = False
+    supports_array_modules = True
 
     def __init__(self, d_y: int = 3, d_x: int | None = None, p: float = 4.0, *,
                  A=None, B=None, c=None, rho: float = 0.5, seed: int = 0,
@@ -189,12 +192,12 @@ class NonSeparableUniformlyConvex(BilevelProblem):
         )
 
     def _f(self, x, y):
-        return power_map(y, self.p) @ self.c + 0.5 * self.rho * np.sum(x * x, axis=-1)
+        return power_map(y, self.p) @ self.c + 0.5 * self.rho * self.xp.sum(x * x, axis=-1)
 
     def _g(self, x, y):
-        return (np.sum(np.abs(y) ** self.p, axis=-1) / self.p
-                + 0.5 * np.einsum("...i,ij,...j->...", y, self.A, y)
-                - np.einsum("...i,ij,...j->...", x, self.B, y))
+        xp = self.xp
+        return (xp.sum(xp.abs(y) ** self.p, axis=-1) / self.p
+                + 0.5 * xp.sum((y @ self.A) * y, axis=-1) - xp.sum((x @ self.B) * y, axis=-1))
 
     def _grad_x_f(self, x, y):
         return batch_broadcast(self.rho * x, y)
@@ -296,18 +299,20 @@ class SharpHolderUniformlyConvex(SeparableUniformlyConvex):
         )
 
     def _F(self, y):
-        a = np.abs(y)
-        return np.where(a <= 1.0, (self.p - 1.0) / self.p * a**self.p,
+        xp = self.xp
+        a = xp.abs(y)
+        return xp.where(a <= 1.0, (self.p - 1.0) / self.p * a**self.p,
                         a ** (self.p - 1.0) - 1.0 / self.p)
 
     def _f(self, x, y):
         return batch_broadcast(self._F(y), x).sum(axis=-1)
 
     def _grad_y_f(self, x, y):
-        return batch_broadcast(np.clip(y, -1.0, 1.0) * power_map_jacobian_diag(y, self.p), x)
+        return batch_broadcast(self.xp.clip(y, -1.0, 1.0) * power_map_jacobian_diag(y, self.p),
+                               x)
 
     def _f_u(self, x, y):
-        return batch_broadcast(np.clip(y, -1.0, 1.0), x)
+        return batch_broadcast(self.xp.clip(y, -1.0, 1.0), x)
 
     def _phi(self, x):
         return (self.p - 1.0) / self.p * np.sum(np.abs(np.sin(x)) ** (self.p / (self.p - 1.0)),
