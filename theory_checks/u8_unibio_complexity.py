@@ -68,8 +68,9 @@ def _schedule(problem, eps, *, x0: float = 1.0, noise: NoiseConfig = NOISE,
     X0 = np.full(problem.d_x, x0)
     delta_phi = float(problem.phi(X0)) - problem.constants.extra["phi_inf"]
     G_0 = float(np.linalg.norm(problem.grad_y_g(X0, np.zeros(problem.d_y))))
+    grad_phi_0 = float(np.linalg.norm(problem.grad_phi(X0)))
     return X0, theory_schedule(problem, noise, eps, delta_phi=delta_phi, G_0=max(G_0, 1e-3),
-                               I_rule=I_rule)
+                               grad_phi_0=grad_phi_0, I_rule=I_rule)
 
 
 def _budget(problem, eps, I_rule="paper"):
