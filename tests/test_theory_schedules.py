@@ -99,14 +99,17 @@ def test_unibio_horizon_holds_the_m_minus_1_start_term(problem, e, sigma, x0, g0
         return theory_schedule(problem, noise, eps, delta_phi=delta_phi, G_0=1.0,
                                grad_phi_0=grad_phi_0)
 
-    s = sched(g0)
+    tiny = 1e-300  # Δphi -> 0: the descent term 8Δphi/(ηε) vanishes, the start term is left
+    s = sched(g0, delta_phi=tiny)
     beta = 1.0 - s.one_minus_beta
     assert s.T >= 16.0 * beta * g0 / (s.one_minus_beta * eps)
-    assert sched(g0 + 1.0).T >= s.T
-    # start term alone (Δphi tiny): T ∝ ((1-β) g0 + β(...))/((1-β) ε) ~ ε^{-3} while 1-β ~ ε²
+    # the start term grows with ||∇phi(x_0)|| by 16β/((1-β)ε) >= 16 per unit
+    assert sched(g0 + 1.0, delta_phi=tiny).T > s.T
+    assert sched(g0, delta_phi=1.0).T >= s.T
+    # while 1-β ~ ε² the start term is of order ε^{-3}
     if s.one_minus_beta < 1.0:
         def horizon(eps_):
-            return float(sched(1.0, delta_phi=1e-300, eps=eps_).T)
+            return float(sched(1.0, delta_phi=tiny, eps=eps_).T)
 
         assert abs(local_slope(horizon, eps) - 3.0) <= 0.05
 
