@@ -1,6 +1,6 @@
 """The ``refbilevel`` command line: ``check`` (theory checks), ``claims`` (the claims ledger
-with the latest verdicts), ``run`` (one algorithm, trace to a file), ``compare-backends``
-(parity and timing table), ``list``, ``sweep``, ``bench``."""
+with the latest verdicts), ``run`` (one algorithm, trace to a file), ``plot`` (curves of saved
+traces), ``compare-backends`` (parity and timing table), ``list``, ``sweep``, ``bench``."""
 
 from __future__ import annotations
 
@@ -217,6 +217,33 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from refbilevel.algorithms.trace import Trace, load_trace
+    from refbilevel.trace_plots import save_plot
+
+    try:
+        if args.label and len(args.label) != len(args.traces):
+            raise ValueError(f"--label must be given once per trace ({len(args.traces)}), "
+                             f"got {len(args.label)}")
+        traces = []
+        for path in args.traces:
+            try:
+                tr = load_trace(path)
+            except OSError as exc:
+                raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
+            if not isinstance(tr, Trace):
+                raise ValueError(f"{str(path)!r} holds a {type(tr).__name__}, not an algorithm "
+                                 "Trace with ||∇phi|| and ||y - y*|| records")
+            traces.append(tr)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        save_plot(traces, str(args.out), labels=args.label or None)
+    except ValueError as exc:
+        print(f"refbilevel plot: {exc}", file=sys.stderr)
+        return 2
+    print(f"figure written to {args.out}")
+    return 0
+
+
 def _number_or_list(text: str | None) -> float | list[float] | None:
     if text is None:
         return None
@@ -353,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", type=Path, default=None,
                        help="trace file (.npz; default runs/ALGO-PROBLEM-seedS-BACKEND.npz)")
     p_run.set_defaults(func=_cmd_run)
+    p_plot = sub.add_parser("plot", help="||∇phi|| and ||y - y*|| of saved traces against "
+                            "iterations and oracle calls (median and seed band)")
+    p_plot.add_argument("traces", nargs="+", type=Path, help="trace files (.npz) written by "
+                        "refbilevel run or Trace.save; several are overlaid")
+    p_plot.add_argument("--out", type=Path, default=Path("fig.png"),
+                        help="figure file (.png, .pdf, .svg; default fig.png)")
+    p_plot.add_argument("--label", action="append", default=[],
+                        help="legend label, once per trace in order (default: algorithm, "
+                             "backend, seed)")
+    p_plot.set_defaults(func=_cmd_plot)
     p_cmp = sub.add_parser("compare-backends", help="parity and timing table, same seed on "
                            "every backend")
     p_cmp.add_argument("algorithms", nargs="*", help="default: every algorithm on all of "
