@@ -94,10 +94,11 @@ class Trace:
     def to_frame(self, *, x: bool = False) -> pandas.DataFrame:
         """The tidy table: one row per record × replica, with the columns ``algorithm``,
         ``backend``, ``seed``, ``replica``, ``record``, ``iteration``, ``oracle_calls`` (all
-        kinds), ``calls_<kind>`` per oracle kind, ``samples``, ``grad_phi_norm``, ``avg_grad_phi_norm``,
-        ``y_error``, ``phi``, ``diverged`` (the replica had diverged by this record) and,
-        when recorded, ``time_s``; ``x=True`` adds ``x_0 ... x_{d-1}``. The parameters and
-        the total wall time are in ``frame.attrs`` (kept by Parquet, not by CSV)."""
+        kinds), ``calls_<kind>`` per oracle kind, ``samples``, ``grad_phi_norm``,
+        ``avg_grad_phi_norm``, ``y_error``, ``phi``, ``diverged`` (the replica had diverged by
+        this record) and, when recorded, ``time_s``; ``x=True`` adds ``x_0 ... x_{d-1}``.
+        The parameters and the total wall time are in ``frame.attrs`` (kept by Parquet, not
+        by CSV)."""
         pd = _pandas()
         n, R = self.grad_phi_norm.shape
         rec, rep = np.repeat(np.arange(n), R), np.tile(np.arange(R), n)

@@ -197,7 +197,7 @@ def fit_loglog_slope(x: Any, y: Any, *, y_se: Any = None, level: float = 0.999) 
         beta, *_ = np.linalg.lstsq(X, ly, rcond=None)
         resid = ly - X @ beta
         s2 = float(resid @ resid) / (n - 2)
-        cov = s2 * np.linalg.inv(X.T @ X)
+        cov = np.asarray(s2 * np.linalg.inv(X.T @ X), dtype=np.float64)
         q = float(t_quantile(level, n - 2))
         method = f"ordinary least squares, Student-t interval on {n - 2} df"
     else:
@@ -205,7 +205,7 @@ def fit_loglog_slope(x: Any, y: Any, *, y_se: Any = None, level: float = 0.999) 
         if se_log.shape != lx.shape or np.any(se_log <= 0):
             raise ValueError("y_se must be positive, one per point")
         W = 1.0 / se_log**2
-        cov = np.linalg.inv(X.T @ (X * W[:, None]))
+        cov = np.asarray(np.linalg.inv(X.T @ (X * W[:, None])), dtype=np.float64)
         beta = cov @ (X.T @ (W * ly))
         q = z_quantile(level)
         method = "weighted least squares (delta-method SE of log y), normal interval"

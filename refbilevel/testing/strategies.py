@@ -53,14 +53,14 @@ def _family(name: str, max_dim: int, p: st.SearchStrategy[float] | None) -> st.S
     if name == "unibio-example3":
         even = st.sampled_from([2, 4, 6, 8]) if p is None else p.map(lambda v: 2 * round(v / 2))
         return st.builds(unibio_example3.UniBiOExample3, p=even)
+    p = exponents() if p is None else p
     if name == "uniformly-convex-separable":
-        return st.builds(uniformly_convex.SeparableUniformlyConvex, d=dims, p=exponents() if p is None else p)
+        return st.builds(uniformly_convex.SeparableUniformlyConvex, d=dims, p=p)
     if name == "uniformly-convex-sharp-holder":
-        return st.builds(uniformly_convex.SharpHolderUniformlyConvex, d=dims,
-                         p=exponents() if p is None else p)
+        return st.builds(uniformly_convex.SharpHolderUniformlyConvex, d=dims, p=p)
     if name == "uniformly-convex-nonseparable":
         return st.builds(uniformly_convex.NonSeparableUniformlyConvex, d_y=dims, d_x=dims,
-                         p=exponents() if p is None else p, seed=seeds)
+                         p=p, seed=seeds)
     if name == "lp-hypercleaning":
         from refbilevel.problems.hypercleaning import LpHyperCleaning
 
@@ -68,7 +68,7 @@ def _family(name: str, max_dim: int, p: st.SearchStrategy[float] | None) -> st.S
         # (the p > 2 regularizer has zero curvature at w = 0 and A^T A is rank-deficient)
         return dims.flatmap(lambda d: st.builds(
             LpHyperCleaning, n=st.integers(d, 2 * max_dim), d=st.just(d),
-            m=st.integers(1, 2 * max_dim), p=exponents() if p is None else p, seed=seeds))
+            m=st.integers(1, 2 * max_dim), p=p, seed=seeds))
     raise ValueError(f"family must be one of {', '.join(LLUC_FAMILIES)}; got {name!r}")
 
 
