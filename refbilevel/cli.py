@@ -159,6 +159,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"refbilevel sweep: {exc}", file=sys.stderr)
         return 2
     print(f"{len(rows)} cells in {args.out}")
+    if args.table is not None:
+        from refbilevel.sweep_cells import sweep_table, write_table
+
+        try:
+            path = write_table(sweep_table(rows), args.table)
+        except ValueError as exc:
+            print(f"refbilevel sweep: {exc}", file=sys.stderr)
+            return 2
+        print(f"tidy table in {path}")
     return 0
 
 
@@ -351,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
     p_sweep.add_argument("--workers", type=int_argument("workers", low=1), default=None,
                          help="local worker processes (>= 1; default: the CPU count)")
+    p_sweep.add_argument("--table", type=Path, default=None,
+                         help="also write one tidy table (.csv or .parquet): the cells' "
+                              "parameters and values, one row per record × replica for the "
+                              "built-in cell refbilevel.sweep_cells:algorithm_run")
     p_sweep.set_defaults(func=_cmd_sweep)
     p_run = sub.add_parser("run", help="run one algorithm on one problem; write its trace",
                            description=_run_description(),
