@@ -239,6 +239,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "setting (docs/unibio.rst §7.3)"],
         figure_data={"rows": rows, "det": det, "stalled": stalled, "b_rows": b_rows,
                      "b_control": b_control},
+        backends_used=["numba"],  # (b) runs run_unibio_numba directly (module docstring)
     )
 
 
