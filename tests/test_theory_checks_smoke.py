@@ -99,6 +99,10 @@ def test_every_check_runs_on_a_tiny_instance(cid, tmp_path, monkeypatch):
         return
     if cid in SHRINK:
         SHRINK[cid](module, monkeypatch)
+    drawn = []
+    draw = runner.draw_figure
+    monkeypatch.setattr(runner, "draw_figure", lambda mod, m: drawn.append(draw(mod, m))
+                        or drawn[-1])
     v = runner.run_check(module, mode="quick", seed=0, backend="numpy", out=tmp_path)
     assert v.error is None, v.error
     data = json.loads((tmp_path / f"{cid}.json").read_text())
@@ -107,6 +111,22 @@ def test_every_check_runs_on_a_tiny_instance(cid, tmp_path, monkeypatch):
     assert (tmp_path / f"{cid}.png").stat().st_size > 5_000  # the figure was drawn
     if cid in EXACT_AT_ANY_SIZE:
         assert v.passed and v.control_rejected
+    assert_house_style(drawn[0])
+
+
+def assert_house_style(fig):
+    """Legends readable (>= 8 pt); reference lines (dashed/dotted) drawn over the data."""
+    from refbilevel.checks.figure_style import MIN_LEGEND_PT, is_reference_line
+
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    for legend in legends:
+        assert min(t.get_fontsize() for t in legend.get_texts()) >= MIN_LEGEND_PT
+    for ax in fig.axes:
+        refs = [ln.get_zorder() for ln in ax.get_lines() if is_reference_line(ln)]
+        data = ([ln.get_zorder() for ln in ax.get_lines() if not is_reference_line(ln)]
+                + [c.get_zorder() for c in ax.collections])
+        if refs and data:
+            assert min(refs) >= max(data), ax.get_title()
 
 
 def test_every_module_is_covered():

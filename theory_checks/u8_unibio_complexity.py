@@ -247,13 +247,16 @@ def plot(m: Measurement, fig) -> None:
     ax1, ax2, ax3 = fig.subplots(1, 3)
     for r in m.figure_data["rows"]:
         (line,) = ax1.loglog(1 / r["eps"], r["budgets"], "o-",
-                             label=f"p={r['p']:g} ({r['problem']})")
+                             label=f"p={r['p']:g} ({r['problem']}), counted")
         ref = r["budgets"][0] * (r["eps"][0] / r["eps"]) ** r["expected_slope"]
         ax1.loglog(1 / r["eps"], ref, ":", color=line.get_color(),
-                   label=f"eps^-(5p-6) = eps^-{r['expected_slope']:g}")
+                   label=f"eps^-{r['expected_slope']:g} = eps^-(5p-6)")
+    top = max(float(np.max(r["budgets"])) for r in m.figure_data["rows"])
     ax1.set_xlabel("1/eps")
-    ax1.set_ylabel("oracle calls of the theory schedule")
-    ax1.legend(fontsize=6)
+    ax1.set_ylabel("oracle calls: eq. (63) count, not run")
+    ax1.set_title(f"(a) ACCOUNTING of the theory schedule (up to {top:.0e} calls), "
+                  "not a measurement", fontsize=8)
+    ax1.legend(fontsize=8)
     for d, s in zip(m.figure_data["det"], m.figure_data["stalled"], strict=True):
         (line,) = ax2.loglog(d["t"], d["avg"], label=f"p={d['p']} slope {d['slope']:.2f}")
         ax2.loglog(s["t"], s["avg"], ":", color=line.get_color())
@@ -261,8 +264,9 @@ def plot(m: Measurement, fig) -> None:
                    color=line.get_color())
     ax2.set_xlabel("t")
     ax2.set_ylabel("(1/t) sum ||grad phi(x_s)||")
-    ax2.set_title("dashed: bound slope -1/(3p-2); dotted: stalled control", fontsize=8)
-    ax2.legend(fontsize=6)
+    ax2.set_title("(d) measured, noise-free runs; dashed: bound slope -1/(3p-2); "
+                  "dotted: stalled control", fontsize=8)
+    ax2.legend(fontsize=8)
     b_rows, ctrl = m.figure_data["b_rows"], m.figure_data["b_control"]
     labels = [f"{r['problem']}\neps={r['eps']:g}" for r in b_rows] + ["control\neta/100"]
     pos = np.arange(len(labels))
@@ -272,9 +276,9 @@ def plot(m: Measurement, fig) -> None:
     ax3.scatter(pos, [r["eps"] for r in b_rows] + [ctrl["eps"]], marker="_", s=400,
                 color="k", zorder=3, label="eps")
     ax3.set_xticks(pos, labels, fontsize=6)
-    ax3.set_title("(b) theory schedule run to T (p = 2)", fontsize=8)
+    ax3.set_title("(b) measured: theory schedule run to T (p = 2)", fontsize=8)
     ax3.set_ylim(0, 1.4 * max([ctrl["A_lower"]] + [r["eps"] for r in b_rows]))
-    ax3.legend(fontsize=6, loc="upper left")
+    ax3.legend(fontsize=8, loc="upper left")
 
 
 if __name__ == "__main__":

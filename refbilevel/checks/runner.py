@@ -22,8 +22,10 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from refbilevel.backends.registry import recording_backends
+from refbilevel.checks.figure_style import apply_house_style
 from refbilevel.checks.report import summary_table, write_report
 from refbilevel.checks.verdict import Verdict, source_revision, versions
 from refbilevel.progress import progress_switch
@@ -98,7 +100,9 @@ def backend_record(requested: str, used: set[str]) -> tuple[list[str], str, str 
                                  f"{', '.join(ran)}")
 
 
-def _figure(module: ModuleType, m, path: Path) -> str | None:
+def draw_figure(module: ModuleType, m) -> Any:
+    """The check's figure: its ``plot`` on an 11 × 4.2 in figure, the claim as title, then
+    the house style (:func:`refbilevel.checks.figure_style.apply_house_style`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +112,19 @@ def _figure(module: ModuleType, m, path: Path) -> str | None:
     try:
         module.plot(m, fig)
         fig.suptitle(f"{module.CLAIM.id}: {module.CLAIM.claim}", fontsize=9)
+        apply_house_style(fig)
         fig.tight_layout()
+    except Exception:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def _figure(module: ModuleType, m, path: Path) -> str | None:
+    import matplotlib.pyplot as plt
+
+    fig = draw_figure(module, m)
+    try:
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)
