@@ -16,6 +16,7 @@ NumPy and SciPy.
 from refbilevel.testing.assertions import (
     MeanTest,
     SlopeFit,
+    assert_estimate_matches,
     assert_hypergradient_close,
     assert_loglog_slope,
     assert_mean_matches,
@@ -23,5 +24,5 @@ from refbilevel.testing.assertions import (
     mean_test,
 )
 
-__all__ = ["MeanTest", "SlopeFit", "assert_hypergradient_close", "assert_loglog_slope",
-           "assert_mean_matches", "fit_loglog_slope", "mean_test"]
+__all__ = ["MeanTest", "SlopeFit", "assert_estimate_matches", "assert_hypergradient_close",
+           "assert_loglog_slope", "assert_mean_matches", "fit_loglog_slope", "mean_test"]

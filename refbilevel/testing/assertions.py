@@ -11,6 +11,8 @@
   Hotelling's T². Under the null hypothesis (the estimator's mean is what its author says)
   the test rejects with probability at most ``false_positive_rate`` (<= 1e-3), up to the
   normal approximation of the sample mean.
+* :func:`assert_estimate_matches`: the same test for an estimate already reduced to its value
+  and standard error (a Monte Carlo mean accumulated in chunks).
 * :func:`fit_loglog_slope` / :func:`assert_loglog_slope`: the slope of log y against log x
   with its confidence interval (ordinary least squares with a Student-t interval, or weighted
   least squares from the standard errors of y by the delta method, as claim U7 does,
@@ -159,6 +161,35 @@ def assert_mean_matches(samples: Any, truth: Any, *, bias: Any = 0.0, bias_bound
     if res.rejected:
         raise AssertionError(f"mean differs from truth + stated bias: {res.describe()}")
     return res
+
+
+def assert_estimate_matches(estimate: Any, se: Any, truth: Any, *, bias_bound: Any = 0.0,
+                            false_positive_rate: float = MAX_FALSE_POSITIVE_RATE) -> float:
+    """Assert that a Monte Carlo estimate (one number or a vector, e.g. a mean accumulated in
+    chunks) with standard error ``se`` agrees with ``truth`` within ``bias_bound`` per
+    coordinate: rejected when |estimate - truth| - bias_bound > z·se, with z the two-sided
+    normal quantile at 1 - rate/d (Bonferroni over the d coordinates). False-positive rate
+    <= ``false_positive_rate`` up to the normal approximation of the estimate. Returns z."""
+    rate = require_range("false_positive_rate", false_positive_rate, low=0.0,
+                         high=MAX_FALSE_POSITIVE_RATE, low_inclusive=False)
+    est = np.atleast_1d(np.asarray(estimate, dtype=np.float64))
+    d = est.size
+    se_v = np.broadcast_to(np.asarray(se, dtype=np.float64), est.shape)
+    target = np.broadcast_to(np.asarray(truth, dtype=np.float64), est.shape)
+    bound = np.broadcast_to(np.asarray(bias_bound, dtype=np.float64), est.shape)
+    if np.any(se_v < 0) or np.any(bound < 0):
+        raise ValueError("se and bias_bound must be >= 0")
+    z = z_quantile(1.0 - rate / d)
+    excess = np.abs(est - target) - bound
+    bad = np.flatnonzero(~(excess <= z * se_v))  # NaN fails too
+    if bad.size:
+        i = int(bad[0])
+        raise AssertionError(
+            f"estimate differs from truth: coordinate {i}: {est[i]:.6g} ± {se_v[i]:.2g} (SE) "
+            f"vs {target[i]:.6g}" + (f" ± {bound[i]:.3g}" if bound[i] else "")
+            + f"; |difference| exceeds {z:.3f} SE (false-positive rate {rate:g}, "
+              f"{d} coordinate(s))")
+    return z
 
 
 @dataclass(frozen=True)
