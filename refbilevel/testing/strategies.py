@@ -32,7 +32,7 @@ from hypothesis.extra import numpy as hnp
 
 from refbilevel.problems.base import BilevelProblem
 
-#: the LLUC families :func:`lluc_problems` can draw, simplest first (shrinking goes left)
+#: the LLUC families :func:`lluc_problems` can draw
 LLUC_FAMILIES = ("uniformly-convex-separable", "unibio-example3", "uniformly-convex-sharp-holder",
                  "uniformly-convex-nonseparable", "lp-hypercleaning")
 
