@@ -100,3 +100,13 @@ def test_plot_command_bad_input_exits_2(trace, tmp_path, capsys):
     a = str(trace.save(tmp_path / "a.npz"))
     assert main(["plot", a, "--label", "x", "--label", "y"]) == 2
     assert "--label must be given once per trace (1), got 2" in capsys.readouterr().err
+
+
+@pytest.mark.numba
+def test_compiled_runs_record_the_total_wall_time_and_the_same_phi(trace):
+    """Numba: no clock inside the kernel (no per-record times); the total is read by
+    runs.execute once the kernel returned; phi agrees with the NumPy reference (X4)."""
+    tr = execute(SPEC, "numba")
+    assert tr.record_time_s is None and tr.wall_time_s > 0
+    np.testing.assert_allclose(tr.phi, trace.phi, rtol=1e-12)
+    assert "time_s" not in tr.to_frame().columns
