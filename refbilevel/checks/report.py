@@ -4,9 +4,9 @@
 Per claim: the verdict (claim held, negative control rejected), the measured values with
 their intervals, the bound, the control's values, the figure, and where the verdict came
 from (backend actually used, seed, mode, git commit and dirty flag). The values are read
-from the verdict's JSON fields: every number of ``measured`` that carries an interval (a
-``ci`` / ``ci999`` entry) first, then the other numbers, up to :data:`MAX_LINES` per column;
-the JSON file beside the report holds them all.
+from the verdict's JSON fields in the order the check wrote them, a value with its interval
+(a ``ci`` / ``ci999`` entry) on one line, up to :data:`MAX_LINES` per column; the JSON file
+beside the report holds them all.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from typing import Any
 
 from refbilevel.checks.verdict import Verdict
 
-MAX_LINES = 10
+MAX_LINES = 12
 #: keys naming a row of a list of records (``per_p[p=2]`` reads better than ``per_p[0]``)
 ROW_KEYS = ("p", "problem", "name", "algorithm", "case", "kind", "estimator", "family", "d",
             "eps", "label")
 #: metadata, not values: left out of the columns (the JSON keeps them)
 SKIP_KEYS = ("uncertainty", "description", "method", "level")
+#: keys holding the point estimate next to a ``ci``
+ESTIMATE_KEYS = ("estimate", "mean", "value", "rate", "slope", "ratio")
 
 
 def _fmt(v: Any) -> str:
@@ -58,10 +60,12 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:
     """(path, rendered value, has an interval) for the values of a verdict field."""
     if isinstance(obj, dict):
         if "ci" in obj and _is_interval("ci", obj["ci"]):
-            est = next((obj[k] for k in ("estimate", "mean", "value") if k in obj), None)
+            est = next((obj[k] for k in ESTIMATE_KEYS if k in obj), None)
             lo, hi = obj["ci"]
             level = f" ({obj['level']:.1%})" if _is_number(obj.get("level")) else ""
             head = f"{_fmt(est)} " if est is not None else ""
+            if _is_number(obj.get("count")) and _is_number(obj.get("n")):
+                head = f"{_fmt(obj['count'])}/{_fmt(obj['n'])} = {head}"
             yield path, f"{head}[{_fmt(lo)}, {_fmt(hi)}]{level}", True
             return
         for k, v in obj.items():
@@ -75,8 +79,13 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:
     elif isinstance(obj, list):
         if obj and all(isinstance(x, dict) for x in obj):
             for i, item in enumerate(obj):
-                yield from leaves(item, f"{path}[{_row_name(item, i)}]")
+                name = _row_name(item, i)
+                key = name.split("=", 1)[0]
+                # the key that names the row is in its label: not repeated as a value
+                yield from leaves({k: v for k, v in item.items() if k != key},
+                                  f"{path}[{name}]")
         elif obj and all(_is_number(x) for x in obj):
+            # a list of numbers: shown in full when short, else by its range
             if len(obj) <= 4:
                 yield path, "[" + ", ".join(_fmt(x) for x in obj) + "]", False
             else:
@@ -88,11 +97,9 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:
         yield path, text if len(text) <= 160 else text[:157] + "...", False
 
 
-def column(obj: Any, *, intervals_first: bool) -> tuple[list[tuple[str, str]], int]:
+def column(obj: Any) -> tuple[list[tuple[str, str]], int]:
     """Up to MAX_LINES (path, value) lines of a verdict field and how many were left out."""
     items = list(leaves(obj))
-    if intervals_first:
-        items = [i for i in items if i[2]] + [i for i in items if not i[2]]
     shown = [(p, v) for p, v, _ in items[:MAX_LINES]]
     return shown, max(0, len(items) - MAX_LINES)
 
@@ -167,9 +174,9 @@ def markdown(verdicts: list[Verdict], mode: str) -> str:
         witness = counterexample_text(v)
         if witness:
             lines += [f"**{witness}**", ""]
-        for title, obj, first in (("Measured (with intervals)", v.measured, True),
-                                  ("Bound", v.bound, False), ("Control", v.control, False)):
-            shown, more = column(obj, intervals_first=first)
+        for title, obj in (("Measured (with intervals)", v.measured), ("Bound", v.bound),
+                           ("Control", v.control)):
+            shown, more = column(obj)
             lines += [f"**{title}**", ""]
             if title == "Control" and v.control.get("description"):
                 lines += [f"{v.control['description']}", ""]
@@ -228,9 +235,9 @@ def html_report(verdicts: list[Verdict], mode: str, out: Path) -> str:
         if witness:
             parts.append(f"<p><b>{e(witness)}</b></p>")
         parts.append(f"<p class='prov'>{e(provenance(v))}</p><div class='cols'>")
-        for title, obj, first in (("Measured (with intervals)", v.measured, True),
-                                  ("Bound", v.bound, False), ("Control", v.control, False)):
-            shown, more = column(obj, intervals_first=first)
+        for title, obj in (("Measured (with intervals)", v.measured), ("Bound", v.bound),
+                           ("Control", v.control)):
+            shown, more = column(obj)
             desc = (f"<p>{e(str(v.control['description']))}</p>"
                     if title == "Control" and v.control.get("description") else "")
             parts.append(f"<div><h3>{title}</h3>{desc}{_html_list(shown, more, f'{v.id}.json')}"
