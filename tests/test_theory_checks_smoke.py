@@ -84,7 +84,9 @@ CRASH_ON_T_PLUS_1_RECORDS = {"U9", "U12"}
 # check id -> how to make it tiny (monkeypatch of its own sizing functions)
 SHRINK = {
     "F3": lambda m, mp: mp.setattr(m, "run", _cap(m.run, R=8, T=300)),
-    "U10": lambda m, mp: mp.setattr(m, "R_PATHS", {"quick": 20, "full": 20}),
+    "U10": lambda m, mp: (mp.setattr(m, "R_PATHS", {"quick": 10, "full": 10}),
+                          mp.setattr(m, "lemma_c6", _cap(m.lemma_c6, R=10)),
+                          mp.setattr(m, "unibio_iterates", _cap(m.unibio_iterates, R=4))),
     "X5": _shrink_x5,
     "B2": lambda m, mp: mp.setattr(m, "run_all", _cap(m.run_all, R=2, T=300)),
     "F2": lambda m, mp: mp.setattr(m, "rate_slope", _cap(m.rate_slope, R=8, T=300)),
