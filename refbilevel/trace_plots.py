@@ -36,6 +36,15 @@ def _bands(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 np.nanmax(values, axis=1))
 
 
+def _calls(trace: Any) -> np.ndarray:
+    """Cumulative oracle calls per replica at each record; a run whose oracle counts only
+    independent samples (BSGM, docs/sid_bsgm.rst Definition 15) is drawn against those."""
+    calls = trace.oracle_calls().astype(float)
+    if not calls.any() and "samples" in trace.counts:
+        calls = np.asarray(trace.counts["samples"], dtype=float)
+    return calls
+
+
 def plot_traces(traces: Sequence[Any], *, labels: Sequence[str] | None = None,
                 fig: Figure | None = None) -> Figure:
     """Draw the runs ``traces`` (:class:`~refbilevel.algorithms.trace.Trace`) on one figure
@@ -48,7 +57,8 @@ def plot_traces(traces: Sequence[Any], *, labels: Sequence[str] | None = None,
         raise ValueError(f"labels must name each of the {len(traces)} traces, got "
                          f"{len(labels)}")
     timed = all(getattr(t, "record_time_s", None) is not None for t in traces)
-    axes_x = [("iteration", "outer iteration t"), ("calls", "oracle calls per replica")]
+    axes_x = [("iteration", "outer iteration t"),
+              ("calls", "oracle calls per replica (BSGM: samples)")]
     if timed:
         axes_x.append(("time", "wall time (s)"))
     if fig is None:
@@ -58,7 +68,7 @@ def plot_traces(traces: Sequence[Any], *, labels: Sequence[str] | None = None,
     for i, tr in enumerate(traces):
         colour = colours[i % len(colours)]
         xs = {"iteration": np.asarray(tr.iterations, dtype=float),
-              "calls": tr.oracle_calls().astype(float)}
+              "calls": _calls(tr)}
         if timed:
             xs["time"] = np.asarray(tr.record_time_s, dtype=float)
         for r, (metric, _) in enumerate(METRICS):
@@ -78,6 +88,10 @@ def plot_traces(traces: Sequence[Any], *, labels: Sequence[str] | None = None,
     for r, (_, ylabel) in enumerate(METRICS):
         for c, (_, xlabel) in enumerate(axes_x):
             a = ax[r, c]
+            if not a.lines:
+                a.text(0.5, 0.5, "nothing to draw: the values are 0 or NaN\n(not recorded "
+                       "for this run, or no calls counted)", ha="center", va="center",
+                       fontsize=8, transform=a.transAxes)
             a.set_xscale("log")
             a.set_yscale("log")
             a.set_xlabel(xlabel, fontsize=9)

@@ -110,3 +110,12 @@ def test_compiled_runs_record_the_total_wall_time_and_the_same_phi(trace):
     assert tr.record_time_s is None and tr.wall_time_s > 0
     np.testing.assert_allclose(tr.phi, trace.phi, rtol=1e-12)
     assert "time_s" not in tr.to_frame().columns
+
+
+def test_bsgm_trace_is_drawn_against_its_samples():
+    """BSGM's oracle counts only independent samples (docs/sid_bsgm.rst Definition 15): the
+    calls panel uses them; a metric it does not record says so instead of staying blank."""
+    tr = execute(RunSpec("bsgm", "linear-contraction", T=10, replicas=2))
+    fig = tr.plot()
+    assert len(fig.axes) == 4 and fig.axes[1].get_lines()  # ||∇φ|| against samples
+    assert any("nothing to draw" in t.get_text() for t in fig.axes[3].texts)
