@@ -129,8 +129,11 @@ def counterexample_text(v: Verdict) -> str | None:
 
     from refbilevel.checks.verdict import jsonable
 
+    witness = json.dumps(jsonable(v.counterexample), allow_nan=False)
+    if len(witness) > 400:
+        witness = witness[:400] + f" … (the whole witness in {v.id}.json)"
     return (f"Counterexample to the pre-registered statement \"{v.counterexample_to}\": "
-            f"witness {json.dumps(jsonable(v.counterexample), allow_nan=False)}")
+            f"witness {witness}")
 
 
 def provenance(v: Verdict) -> str:
