@@ -1,6 +1,6 @@
 """The ``refbilevel`` command line: ``check`` (theory checks), ``claims`` (the claims ledger
-with the latest verdicts), ``run`` (one algorithm, trace to a file), ``compare-backends``
-(parity and timing table), ``list``, ``sweep``, ``bench``."""
+with the latest verdicts), ``run`` (one algorithm, trace to a file), ``plot`` (curves of saved
+traces), ``compare-backends`` (parity and timing table), ``list``, ``sweep``, ``bench``."""
 
 from __future__ import annotations
 
@@ -177,6 +177,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"refbilevel sweep: {exc}", file=sys.stderr)
         return 2
     print(f"{len(rows)} cells in {args.out}")
+    if args.table is not None:
+        from refbilevel.sweep_cells import sweep_table, write_table
+
+        try:
+            path = write_table(sweep_table(rows), args.table)
+        except ValueError as exc:
+            print(f"refbilevel sweep: {exc}", file=sys.stderr)
+            return 2
+        print(f"tidy table in {path}")
     return 0
 
 
@@ -232,6 +241,33 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         print(f"{len(failed)} failing cell(s): "
               + ", ".join(f"{c.method} x {c.problem}" for c in failed), file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from refbilevel.algorithms.trace import Trace, load_trace
+    from refbilevel.trace_plots import save_plot
+
+    try:
+        if args.label and len(args.label) != len(args.traces):
+            raise ValueError(f"--label must be given once per trace ({len(args.traces)}), "
+                             f"got {len(args.label)}")
+        traces = []
+        for path in args.traces:
+            try:
+                tr = load_trace(path)
+            except OSError as exc:
+                raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
+            if not isinstance(tr, Trace):
+                raise ValueError(f"{str(path)!r} holds a {type(tr).__name__}, not an algorithm "
+                                 "Trace with ||∇phi|| and ||y - y*|| records")
+            traces.append(tr)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        save_plot(traces, str(args.out), labels=args.label or None)
+    except ValueError as exc:
+        print(f"refbilevel plot: {exc}", file=sys.stderr)
+        return 2
+    print(f"figure written to {args.out}")
     return 0
 
 
@@ -356,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Dask scheduler address, e.g. tcp://10.0.0.1:8786")
     p_sweep.add_argument("--workers", type=int_argument("workers", low=1), default=None,
                          help="local worker processes (>= 1; default: the CPU count)")
+    p_sweep.add_argument("--table", type=Path, default=None,
+                         help="also write one tidy table (.csv or .parquet): the cells' "
+                              "parameters and values, one row per record × replica for the "
+                              "built-in cell refbilevel.sweep_cells:algorithm_run")
     p_sweep.set_defaults(func=_cmd_sweep)
     p_run = sub.add_parser("run", help="run one algorithm on one problem; write its trace",
                            description=_run_description(),
@@ -385,6 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", type=Path, default=None,
                        help="trace file (.npz; default runs/ALGO-PROBLEM-seedS-BACKEND.npz)")
     p_run.set_defaults(func=_cmd_run)
+    p_plot = sub.add_parser("plot", help="||∇phi|| and ||y - y*|| of saved traces against "
+                            "iterations and oracle calls (median and seed band)")
+    p_plot.add_argument("traces", nargs="+", type=Path, help="trace files (.npz) written by "
+                        "refbilevel run or Trace.save; several are overlaid")
+    p_plot.add_argument("--out", type=Path, default=Path("fig.png"),
+                        help="figure file (.png, .pdf, .svg; default fig.png)")
+    p_plot.add_argument("--label", action="append", default=[],
+                        help="legend label, once per trace in order (default: algorithm, "
+                             "backend, seed)")
+    p_plot.set_defaults(func=_cmd_plot)
     p_cmp = sub.add_parser("compare-backends", help="parity and timing table, same seed on "
                            "every backend")
     p_cmp.add_argument("algorithms", nargs="*", help="default: every algorithm on all of "

@@ -26,11 +26,12 @@ from refbilevel.problems.uniformly_convex import (
     SharpHolderUniformlyConvex,
     uniform_convexity_modulus_1d,
 )
+from refbilevel.testing.strategies import exponents, lluc_problems, upper_points
 
 RTOL_FD = 1e-6  # central differences with h = 1e-6: error ~1e-10 (see fd_directional)
 
 
-def lluc_problems():
+def fixed_lluc_problems():
     out = [UniBiOExample3(p) for p in (2, 4, 6, 8)]
     for d in (1, 2, 10, 100):
         out += [SeparableUniformlyConvex(d=d, p=p) for p in (2.0, 2.5, 4.0)]
@@ -44,7 +45,7 @@ def lluc_problems():
     return out
 
 
-PROBLEMS = lluc_problems()
+PROBLEMS = fixed_lluc_problems()
 IDS = [f"{type(P).__name__}-d{P.d_y}-p{P.p:g}" for P in PROBLEMS]
 
 
@@ -161,25 +162,35 @@ def test_u3_example3_generalized_equals_classical_away_from_zero_and_finite_at_z
         assert P.hessian_yy(x[1], ys[1])[0, 0] == 0.0
 
 
-@given(x1=st.floats(-4, 4), x2=st.floats(-4, 4), p=st.sampled_from([2, 4, 6, 8]))
-def test_u1_holder_example3(x1, x2, p):
-    P = UniBiOExample3(p)
+@given(problem=lluc_problems(("unibio-example3",)), x1=st.floats(-4, 4), x2=st.floats(-4, 4))
+def test_u1_holder_example3(problem, x1, x2):
+    P, p = problem, problem.p
     dy = abs(P.y_star([x1])[0] - P.y_star([x2])[0])
     assert dy <= P.constants.l_p * abs(x1 - x2) ** (1 / (p - 1)) * (1 + 1e-12) + 1e-300
     # the sharp constant of the odd root (docs/unibio.rst §6.1 table) also holds
     assert dy <= P.constants.extra["l_p_exact"] * abs(x1 - x2) ** (1 / (p - 1)) * (1 + 1e-12)
 
 
-@given(p=st.floats(2.0, 10.0), d=st.integers(1, 6), seed=st.integers(0, 10**6),
-       scale=st.floats(-10, 0.5))
-def test_u1_holder_vector_family_non_integer_p(p, d, seed, scale):
-    P = SeparableUniformlyConvex(d=d, p=p)
-    rng = np.random.default_rng(seed)
-    x1 = rng.uniform(-3, 3, d)
-    x2 = x1 + 10.0**scale * rng.standard_normal(d)
-    dy = np.linalg.norm(P.y_star(x1) - P.y_star(x2))
-    dx = np.linalg.norm(x1 - x2)
-    assert dy <= P.constants.l_p * dx ** (1 / (p - 1)) * (1 + 1e-12)
+@given(problem=lluc_problems(("uniformly-convex-separable", "uniformly-convex-sharp-holder"),
+                             max_dim=6, p=exponents(2.0, 10.0)),
+       data=st.data(), scale=st.floats(-10, 0.5))
+def test_u1_holder_vector_families_non_integer_p(problem, data, scale):
+    """UniBiO Lemma 4.2 (docs/unibio.rst §3.1): ||y*(x1) - y*(x2)|| <= l_p ||x1 - x2||^{1/(p-1)}
+    on the separable and sharp-Hölder families, p real in [2, 10], d <= 6 (drawn by
+    refbilevel.testing: a failure shrinks to d = 1, p = 2)."""
+    P = problem
+    x1 = data.draw(upper_points(P))
+    u = data.draw(upper_points(P, bound=1.0))
+    x2 = x1 + 10.0**scale * u
+    dy, dx = scaled_norm(P.y_star(x1) - P.y_star(x2)), scaled_norm(x1 - x2)
+    assert dy <= P.constants.l_p * dx ** (1 / (P.p - 1)) * (1 + 1e-12)
+
+
+def scaled_norm(v: np.ndarray) -> float:
+    """||v|| without the underflow of sum(v²) for tiny v (Hypothesis draws differences of
+    1e-216, whose square is 0 in float64)."""
+    m = float(np.max(np.abs(v)))
+    return m * float(np.linalg.norm(v / m)) if m > 0 else 0.0
 
 
 @pytest.mark.parametrize("p", [2, 4, 6, 8])
@@ -195,12 +206,14 @@ def test_u1_sharpness_and_control_near_zero(p):
     assert dy > P.constants.l_p * (2 * hs) ** (1 / (p - 1) + 0.1)
 
 
-@given(seed=st.integers(0, 10**6), i=st.integers(0, len(PROBLEMS) - 1),
-       logmag=st.floats(-12, 1))
-def test_u2_generalized_hessian_lower_bound(seed, i, logmag):
-    P = PROBLEMS[i]
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3, 3, P.d_x)
+@given(problem=lluc_problems(max_dim=4), data=st.data(), logmag=st.floats(-12, 1))
+def test_u2_generalized_hessian_lower_bound(problem, data, logmag):
+    """UniBiO Lemma B.2 (docs/unibio.rst §3.2): lambda_min(H(x, y)) >= mu on every LLUC family
+    (drawn by refbilevel.testing), and ||H v|| >= mu ||v|| where H does not depend on y."""
+    P = problem
+    x = data.draw(upper_points(P))
+    # y at scale 10^logmag around 0, where the p > 2 Hessians are singular
+    rng = np.random.default_rng(data.draw(st.integers(0, 10**6)))
     mag = logmag if P.hessian_independent_of_y else max(logmag, -2.0)
     y = rng.standard_normal(P.d_y) * 10.0**mag
     v = rng.standard_normal(P.d_y)

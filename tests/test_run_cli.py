@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refbilevel.algorithms.trace import load_trace, save_trace
+from refbilevel.algorithms.trace import Trace, load_trace, save_trace
 from refbilevel.backend_comparison import (
     ComparisonRow,
     compare,
@@ -74,11 +74,11 @@ def test_run_command_writes_a_trace_that_loads_back(tmp_path, capsys):
     ref = execute(RunSpec("soba", "quadratic", problem_params={"d_x": 4, "d_y": 3}, x0=-2.0,
                           T=30, replicas=2, seed=3, options={"step_size": 0.05},
                           mode="paper"))
-    np.testing.assert_array_equal(d["x"], ref.x)
-    np.testing.assert_array_equal(d["counts"]["hvp"], ref.counts["hvp"])
-    np.testing.assert_array_equal(d["extra"]["v"], ref.extra["v"])
-    assert d["type"] == "Trace" and d["algorithm"] == "soba" and d["seed"] == 3
-    assert d["params"]["step_size"] == 0.05
+    np.testing.assert_array_equal(d.x, ref.x)
+    np.testing.assert_array_equal(d.counts["hvp"], ref.counts["hvp"])
+    np.testing.assert_array_equal(d.extra["v"], ref.extra["v"])
+    assert type(d) is Trace and d.algorithm == "soba" and d.seed == 3
+    assert d.params["step_size"] == 0.05
 
 
 def test_run_command_reports_divergence_with_its_iteration(tmp_path, capsys):
@@ -90,7 +90,7 @@ def test_run_command_reports_divergence_with_its_iteration(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 1 and "DIVERGED (first at iteration" in text
     d = load_trace(out)
-    assert d["diverged_at"][0] > 0 and np.isnan(d["grad_phi_norm"][-1, 0])
+    assert d.diverged_at[0] > 0 and np.isnan(d.grad_phi_norm[-1, 0])
 
 
 def test_run_command_bad_input_exits_2(capsys):
@@ -106,10 +106,10 @@ def test_bsgm_trace_round_trip(tmp_path):
     """BSGM through solve returns a Trace with λ as x (x[0] the start)."""
     tr = execute(RunSpec("bsgm", "linear-contraction", T=5, replicas=2))
     d = load_trace(save_trace(tr, tmp_path / "bsgm.npz"))
-    assert d["type"] == "Trace" and tr.x.shape == (6, 2, 2)
-    np.testing.assert_array_equal(d["x"], tr.x)
+    assert type(d) is Trace and tr.x.shape == (6, 2, 2)
+    np.testing.assert_array_equal(d.x, tr.x)
     np.testing.assert_array_equal(tr.x[0], np.tile([0.5, -0.3], (2, 1)))
-    np.testing.assert_array_equal(d["counts"]["samples"], tr.counts["samples"])
+    np.testing.assert_array_equal(d.counts["samples"], tr.counts["samples"])
     with pytest.raises(ValueError, match=r"\.npz"):
         save_trace(tr, tmp_path / "bsgm.json")
 

@@ -228,15 +228,16 @@ def plot(m: Measurement, fig) -> None:
     ax1.set_xlabel("Q")
     ax1.set_ylabel("||E ĝ - ∇̄f|| (markers), bound b_Q (lines)")
     top = max(float(np.max(bound)) for _, _, bound, _ in m.figure_data["curves"])
-    ax1.set_ylim(1e-16, 10 * top)
-    ax1.legend(fontsize=5)
+    # headroom above the curves for the legend: the markers fill the rest down to the floor
+    ax1.set_ylim(1e-16, 1e14 * top)
+    ax1.legend(fontsize=8, loc="upper right", markerscale=2)
     rows = m.figure_data["rows"]
     ax2.barh([r["instance"] for r in rows], [r["max_ratio"] for r in rows])
     ax2.axvline(1.0, color="k", ls="--", label="bound")
     ax2.axvline(1.0 / 0.9, color="r", ls=":", label="control 0.9 b_Q")
-    ax2.set_xlabel("max over Q and points of bias / b_Q")
+    ax2.set_xlabel("max bias / b_Q (over Q and points)")
     ax2.tick_params(axis="y", labelsize=5)
-    ax2.legend(fontsize=6)
+    ax2.legend(fontsize=8)
 
 
 if __name__ == "__main__":

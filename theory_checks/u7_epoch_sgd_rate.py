@@ -134,6 +134,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
         notes=["false-positive rate of each decision <= 1e-3 (99.9% normal CI of the WLS "
                "slope, delta-method standard errors); seeds are named streams of the run seed"],
         figure_data={"curves": curves},
+        backends_used=[engine],  # the kernel is imported directly, not looked up
     )
 
 

@@ -68,8 +68,9 @@ def _schedule(problem, eps, *, x0: float = 1.0, noise: NoiseConfig = NOISE,
     X0 = np.full(problem.d_x, x0)
     delta_phi = float(problem.phi(X0)) - problem.constants.extra["phi_inf"]
     G_0 = float(np.linalg.norm(problem.grad_y_g(X0, np.zeros(problem.d_y))))
+    grad_phi_0 = float(np.linalg.norm(problem.grad_phi(X0)))
     return X0, theory_schedule(problem, noise, eps, delta_phi=delta_phi, G_0=max(G_0, 1e-3),
-                               I_rule=I_rule)
+                               grad_phi_0=grad_phi_0, I_rule=I_rule)
 
 
 def _budget(problem, eps, I_rule="paper"):
@@ -238,6 +239,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "setting (docs/unibio.rst §7.3)"],
         figure_data={"rows": rows, "det": det, "stalled": stalled, "b_rows": b_rows,
                      "b_control": b_control},
+        backends_used=["numba"],  # (b) runs run_unibio_numba directly (module docstring)
     )
 
 
@@ -247,11 +249,13 @@ def plot(m: Measurement, fig) -> None:
         (line,) = ax1.loglog(1 / r["eps"], r["budgets"], "o-",
                              label=f"p={r['p']:g} ({r['problem']})")
         ref = r["budgets"][0] * (r["eps"][0] / r["eps"]) ** r["expected_slope"]
-        ax1.loglog(1 / r["eps"], ref, ":", color=line.get_color(),
-                   label=f"eps^-(5p-6) = eps^-{r['expected_slope']:g}")
+        ax1.loglog(1 / r["eps"], ref, ":", color=line.get_color())
+    top = max(float(np.max(r["budgets"])) for r in m.figure_data["rows"])
     ax1.set_xlabel("1/eps")
-    ax1.set_ylabel("oracle calls of the theory schedule")
-    ax1.legend(fontsize=6)
+    ax1.set_ylabel("oracle calls: eq. (63) count, not run")
+    ax1.set_title(f"(a) ACCOUNTING, not a measurement: counts\nup to {top:.0e} calls; "
+                  "dotted: eps^-(5p-6)", fontsize=8)
+    ax1.legend(fontsize=8, loc="upper left")
     for d, s in zip(m.figure_data["det"], m.figure_data["stalled"], strict=True):
         (line,) = ax2.loglog(d["t"], d["avg"], label=f"p={d['p']} slope {d['slope']:.2f}")
         ax2.loglog(s["t"], s["avg"], ":", color=line.get_color())
@@ -259,20 +263,22 @@ def plot(m: Measurement, fig) -> None:
                    color=line.get_color())
     ax2.set_xlabel("t")
     ax2.set_ylabel("(1/t) sum ||grad phi(x_s)||")
-    ax2.set_title("dashed: bound slope -1/(3p-2); dotted: stalled control", fontsize=8)
-    ax2.legend(fontsize=6)
+    ax2.set_title("(d) measured, noise-free runs; dashed: bound\nslope -1/(3p-2); "
+                  "dotted: stalled control", fontsize=8)
+    ax2.legend(fontsize=8)
     b_rows, ctrl = m.figure_data["b_rows"], m.figure_data["b_control"]
     labels = [f"{r['problem']}\neps={r['eps']:g}" for r in b_rows] + ["control\neta/100"]
     pos = np.arange(len(labels))
     ax3.bar(pos[:-1], [r["E_A_upper_999"] for r in b_rows], color="C0",
-            label="99.9% upper bound of E[avg ||grad phi||]")
-    ax3.bar(pos[-1], ctrl["A_lower"], color="C3", label="control: lower bracket of avg")
+            label="99.9% upper bound of E[A]")
+    ax3.bar(pos[-1], ctrl["A_lower"], color="C3", label="control: lower bracket of A")
     ax3.scatter(pos, [r["eps"] for r in b_rows] + [ctrl["eps"]], marker="_", s=400,
                 color="k", zorder=3, label="eps")
     ax3.set_xticks(pos, labels, fontsize=6)
-    ax3.set_title("(b) theory schedule run to T (p = 2)", fontsize=8)
+    ax3.set_title("(b) measured: theory schedule\nrun to T (p = 2)", fontsize=8)
+    ax3.set_ylabel("A = (1/T) sum ||grad phi(x_t)||")
     ax3.set_ylim(0, 1.4 * max([ctrl["A_lower"]] + [r["eps"] for r in b_rows]))
-    ax3.legend(fontsize=6, loc="upper left")
+    ax3.legend(fontsize=8, loc="upper left")
 
 
 if __name__ == "__main__":

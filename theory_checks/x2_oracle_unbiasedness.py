@@ -543,24 +543,37 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy",
 
 
 def plot(m: Measurement, fig) -> None:
+    from matplotlib.lines import Line2D
+
     ax1, ax2 = fig.subplots(1, 2)
     rows, ctrl, c = m.figure_data["rows"], m.figure_data["controls"], m.figure_data["c"]
-    colors = {o: f"C{i}" for i, o in enumerate(dict.fromkeys(r["oracle"] for r in rows))}
+    # colours per oracle from the default cycle, skipping red: the controls are red crosses
+    palette = ["C0", "C1", "C2", "C4", "C5", "C6", "C8", "C9"]
+    colors = {o: palette[i % len(palette)]
+              for i, o in enumerate(dict.fromkeys(r["oracle"] for r in rows))}
     idx = np.arange(len(rows))
     for o, col in colors.items():
         sel = [i for i, r in enumerate(rows) if r["oracle"] == o]
-        ax1.scatter(idx[sel], [rows[i]["max_abs_mean_z"] for i in sel], s=10, color=col,
-                    label=o)
-        ax1.scatter(idx[sel], [rows[i]["max_abs_cov_z"] for i in sel], s=10, color=col,
-                    marker="+")
+        ax1.scatter(idx[sel], [rows[i]["max_abs_mean_z"] for i in sel], s=14, color=col,
+                    marker="o")
+        ax1.scatter(idx[sel], [rows[i]["max_abs_cov_z"] for i in sel], s=40, color=col,
+                    marker="+", linewidths=1.2)
     ctrl_mean = [cr["max_abs_mean_z"] for cr in ctrl]
-    ax1.scatter(np.full(len(ctrl), len(rows) + 2), ctrl_mean, marker="x", color="tab:red",
-                label="controls (mean z)")
-    ax1.axhline(c, color="k", ls="--", label=f"c = {c:.2f} (FWER 1e-3)")
+    ax1.scatter(np.full(len(ctrl), len(rows) + 2), ctrl_mean, marker="x", s=40,
+                color="tab:red")
+    ax1.axhline(c, color="k", ls="--")
+    # the legend names the marker shapes (what is measured) and the colours (which oracle)
+    handles = ([Line2D([], [], ls="", marker="o", color="gray", label="max |mean z| (dots)"),
+                Line2D([], [], ls="", marker="+", ms=8, mew=1.2, color="gray",
+                       label="max |cov z| (+)"),
+                Line2D([], [], ls="", marker="x", color="tab:red", label="controls, mean z (x)"),
+                Line2D([], [], ls="--", color="k", label=f"c = {c:.2f} (FWER 1e-3)")]
+               + [Line2D([], [], ls="", marker="s", color=col, label=o)
+                  for o, col in colors.items()])
     ax1.set_yscale("log")
-    ax1.set_xlabel("case (dots: max |mean z|, +: max |cov z|)")
+    ax1.set_xlabel("case")
     ax1.set_ylabel("standard errors")
-    ax1.legend(fontsize=6)
+    ax1.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
     for i, r in enumerate(rows):
         ci = np.asarray(r["variance_ratio_ci"])
         ax2.vlines(np.full(len(ci), i), ci[:, 0], ci[:, 1], color=colors[r["oracle"]], lw=0.6)
@@ -570,11 +583,10 @@ def plot(m: Measurement, fig) -> None:
                     cr["variance_ratio"], marker="x", color="tab:red",
                     label="controls" if j == 0 else None)
     ax2.axhline(1.0, color="k", ls="--", label="configured")
-    ax2.set_xlabel("case (simultaneous 99.9% intervals)")
+    ax2.set_xlabel("case (dots and bars: ratio, simultaneous 99.9% interval)")
     ax2.set_ylabel("sample variance / configured variance")
     ax2.set_yscale("log")
-    ax2.legend(fontsize=6)
-
+    ax2.legend(fontsize=8)
 
 if __name__ == "__main__":
     from refbilevel.checks.runner import main_for_script

@@ -85,16 +85,18 @@ def lower_level_noise_parameter(std: float, d: int) -> float:
 
 
 def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
-                    delta_phi: float, G_0: float, delta: float = 0.1,
+                    delta_phi: float, G_0: float, grad_phi_0: float, delta: float = 0.1,
                     I_rule: str = "paper") -> UniBiOSchedule:
     """The DERIVED Theorem 5.1 parameters of docs/unibio.rst §5.5 for accuracy ``eps``.
 
     ``delta_phi`` = phi(x_0) - inf phi; ``G_0`` = ||∇_y g(x_0, y_init)|| (warm start, §5.2);
+    ``grad_phi_0`` = ||∇phi(x_0)|| (the momentum starts from m_{-1} = 0, see below);
     ``delta`` = the LL failure probability. ``I_rule="paper"`` takes I = ceil(1/(1-β))
     capped by (54); ``"every-step"`` takes I = 1 (the negative control of claim U8(a)).
     """
     c = problem.constants
     eps = require_range("eps", eps, low=0.0, low_inclusive=False)
+    grad_phi_0 = require_range("grad_phi_0", grad_phi_0, low=0.0)
     delta = require_range("delta", delta, low=0.0, high=1.0, low_inclusive=False,
                           high_inclusive=False)
     needed = {"mu": c.mu, "l_g1": c.l_g1, "C_f": c.C_f, "C": c.C, "l_p": c.l_p,
@@ -135,8 +137,13 @@ def theory_schedule(problem: BilevelProblem, noise: NoiseConfig, eps: float, *,
         I = 1
     else:
         raise ValueError(f"I_rule must be one of 'paper', 'every-step'; got {I_rule!r}")
-    T = math.ceil(max(8.0 * delta_phi / (eta * eps),
-                      16.0 * (sigma_phi + L_bar * eps_y + b_Q) / (omb * eps)))
+    # Algorithm 2 line 2 (and the authors' code) start the momentum from m_{-1} = 0, so
+    # m_0 = (1-β) ∇̂f(x_0, y_0) and E||m_0 - ∇phi(x_0)|| <= β ||∇phi(x_0)|| + (1-β)(σ_phi +
+    # L̄ ε_y + b_Q) (docs/unibio.rst §5.5, audit note): the start term of Lemma C.12 is this
+    # over (1-β), an O(ε^{-3}) term next to the O(ε^{-(3p-2)}) descent term.
+    start_error = ((1.0 - omb) * grad_phi_0
+                   + omb * (sigma_phi + L_bar * eps_y + b_Q))
+    T = math.ceil(max(8.0 * delta_phi / (eta * eps), 16.0 * start_error / (omb * eps)))
     sigma = lower_level_noise_parameter(noise.grad_y_g, problem.d_y)
     target = eps_y / 2.0
     warm = _epoch_sgd_inputs(G_start=G_0, dist=(p * G_0 / mu) ** (1.0 / (p - 1.0)), mu=mu,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
@@ -87,6 +88,22 @@ def implementations(category: str) -> dict[str, tuple[str, ...]]:
     return {n: tuple(sorted(b)) for (c, n), b in sorted(_TABLE.items()) if c == category}
 
 
+#: open :func:`recording_backends` sets; every successful lookup adds its backend to each
+_RECORDERS: list[set[str]] = []
+
+
+@contextlib.contextmanager
+def recording_backends() -> Iterator[set[str]]:
+    """Collect the backends of every implementation looked up inside the ``with`` block (the
+    check runner records which backend a check actually used, docs/checks.rst)."""
+    used: set[str] = set()
+    _RECORDERS.append(used)
+    try:
+        yield used
+    finally:
+        _RECORDERS.remove(used)
+
+
 def implementation(category: str, name: str, backend: str = "numpy") -> Callable[..., Any]:
     """The ``backend`` implementation of ``category/name``, or a clear error saying why not."""
     _load_providers(category)
@@ -100,4 +117,6 @@ def implementation(category: str, name: str, backend: str = "numpy") -> Callable
             f"{category} {name!r} has no {backend} implementation (available on: "
             f"{', '.join(sorted(impls))})"
         )
+    for used in _RECORDERS:
+        used.add(backend)
     return impls[backend]

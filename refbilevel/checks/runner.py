@@ -22,9 +22,13 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from refbilevel.backends.registry import recording_backends
+from refbilevel.checks.figure_style import apply_house_style
 from refbilevel.checks.problem_selection import ProblemSelectionError
-from refbilevel.checks.verdict import Verdict, versions
+from refbilevel.checks.report import summary_table, write_report
+from refbilevel.checks.verdict import Verdict, source_revision, versions
 from refbilevel.progress import progress_switch
 from refbilevel.validation import int_argument
 
@@ -60,26 +64,32 @@ def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Pa
     claim = module.CLAIM
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    try:
-        kwargs = {"problems": problems} if problems is not None else {}
-        m = module.measure(mode=mode, seed=seed, backend=backend, **kwargs)
-        error = None
-    except ProblemSelectionError:  # bad --problem input, not a failed check
-        raise
-    except Exception as exc:  # a crashing check is reported as failed, with its traceback
-        m, error = None, "".join(traceback.format_exception(exc))
+    with recording_backends() as looked_up:
+        try:
+            kwargs = {"problems": problems} if problems is not None else {}
+            m = module.measure(mode=mode, seed=seed, backend=backend, **kwargs)
+            error = None
+        except ProblemSelectionError:  # bad --problem input, not a failed check
+            raise
+        except Exception as exc:  # a crashing check is reported as failed, with its traceback
+            m, error = None, "".join(traceback.format_exception(exc))
     elapsed = time.perf_counter() - t0
     if m is not None and m.counterexample is not None and claim.counterexample_to is None:
         error = (f"{claim.id} returned a counterexample but registered none "
                  "(ClaimInfo.counterexample_to): only pre-registered probes may fail")
+    used, ran_on, note = backend_record(backend, set(looked_up) | set(m.backends_used if m
+                                                                       else ()))
+    commit, dirty = source_revision()
     verdict = Verdict(
         id=claim.id, claim=claim.claim, source=claim.source,
         passed=bool(m and m.passed), control_rejected=bool(m and m.control_rejected),
         measured=m.measured if m else {}, bound=m.bound if m else {},
-        control=m.control if m else {}, seed=seed, backend=backend, mode=mode,
+        control=m.control if m else {}, seed=seed, backend=ran_on, mode=mode,
         elapsed_s=round(elapsed, 3), versions=versions(), notes=m.notes if m else [],
         error=error, evidence=[asdict(e) for e in claim.evidence],
         counterexample_to=claim.counterexample_to, counterexample=m.counterexample if m else None,
+        backend_requested=backend, backends_used=used, backend_note=note,
+        git_commit=commit, git_dirty=dirty,
     )
     verdict.outcome = verdict.outcome_of()
     if m is not None:
@@ -88,7 +98,22 @@ def run_check(module: ModuleType, *, mode: str, seed: int, backend: str, out: Pa
     return verdict
 
 
-def _figure(module: ModuleType, m, path: Path) -> str | None:
+def backend_record(requested: str, used: set[str]) -> tuple[list[str], str, str | None]:
+    """(backends used, the backend to record, a note or None) for a check asked to run on
+    ``requested`` that looked up implementations on ``used`` (plus the kernels it declared).
+    A check that looked up none ran the NumPy reference code. When ``requested`` is not
+    among them the check could not honour ``--backend``: the verdict records what it ran on
+    and says so, instead of recording the request as if it had been honoured."""
+    ran = sorted(used) or ["numpy"]
+    if requested in ran:
+        return ran, requested, None
+    return ran, ", ".join(ran), (f"--backend {requested} not honoured: this check ran on "
+                                 f"{', '.join(ran)}")
+
+
+def draw_figure(module: ModuleType, m) -> Any:
+    """The check's figure: its ``plot`` on an 11 × 4.2 in figure, the claim as title, then
+    the house style (:func:`refbilevel.checks.figure_style.apply_house_style`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,57 +123,23 @@ def _figure(module: ModuleType, m, path: Path) -> str | None:
     try:
         module.plot(m, fig)
         fig.suptitle(f"{module.CLAIM.id}: {module.CLAIM.claim}", fontsize=9)
+        apply_house_style(fig)
         fig.tight_layout()
+    except Exception:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def _figure(module: ModuleType, m, path: Path) -> str | None:
+    import matplotlib.pyplot as plt
+
+    fig = draw_figure(module, m)
+    try:
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)
     return path.name
-
-
-def summary_table(verdicts: list[Verdict]) -> str:
-    rows = ["| id | claim held | control rejected | verdict | time (s) |",
-            "|---|---|---|---|---|"]
-    for v in verdicts:
-        status = {"verified": "PASS", "counterexample": "PASS (counterexample)",
-                  "error": "ERROR"}.get(v.outcome, "FAIL")
-        rows.append(f"| {v.id} | {'yes' if v.passed else 'NO'} | "
-                    f"{'yes' if v.control_rejected else 'NO'} | {status} | {v.elapsed_s:.1f} |")
-    return "\n".join(rows)
-
-
-def _evidence_text(e: dict) -> str:
-    fpr = f", false-positive rate <= {e['fpr']:.1g}" if e.get("fpr") is not None else ""
-    note = f" ({e['note']})" if e.get("note") else ""
-    return f"{e['part']}: {e['kind']}{fpr}{note}"
-
-
-def _witness_text(v: Verdict) -> str:
-    import json
-
-    from refbilevel.checks.verdict import jsonable
-
-    return json.dumps(jsonable(v.counterexample), allow_nan=False)
-
-
-def write_report(verdicts: list[Verdict], out: Path, mode: str) -> Path:
-    """A Markdown report with the summary table and every figure."""
-    lines = [f"# refbilevel theory checks ({mode})", "", summary_table(verdicts), ""]
-    for v in verdicts:
-        lines += [f"## {v.id}: {v.claim}", "", f"Source: {v.source}", "",
-                  f"Claim held: **{v.passed}**; negative control rejected: "
-                  f"**{v.control_rejected}** (control: {v.control.get('description', '')})", "",
-                  "Evidence: " + "; ".join(_evidence_text(e) for e in v.evidence), ""]
-        if v.outcome == "counterexample":
-            lines += [f"**Counterexample** to the pre-registered statement "
-                      f"\"{v.counterexample_to}\": witness `{_witness_text(v)}`", ""]
-        if v.figure:
-            lines += [f"![{v.id}]({v.figure})", ""]
-        if v.error:
-            lines += ["```", v.error, "```", ""]
-        lines += [f"Details: [{v.id}.json]({v.id}.json)", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
 
 
 def run_checks(ids: list[str] | None, *, mode: str, seed: int, backend: str, out: Path,
@@ -193,8 +184,8 @@ def _run_checks(ids, *, mode, seed, backend, out, stream, problems=None) -> list
               flush=True)
         verdicts.append(v)
     print("\n" + summary_table(verdicts), file=stream)
-    report = write_report(verdicts, out, mode)
-    print(f"\nreport: {report}", file=stream)
+    md, page = write_report(verdicts, out, mode)
+    print(f"\nreport: {md} and {page}", file=stream)
     return verdicts
 
 
@@ -206,7 +197,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the statistical power each claim deserves (long)")
     parser.set_defaults(mode="quick")
     parser.add_argument("--out", type=Path, default=Path("check-results"),
-                        help="directory for <id>.json, <id>.png and report.md")
+                        help="directory for <id>.json, <id>.png, report.md and report.html")
     parser.add_argument("--seed", type=int_argument("seed", low=0), default=20261123,
                         help="root seed (an integer >= 0, as numpy's SeedSequence needs)")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cupy"))

@@ -19,10 +19,11 @@ Two additions carry the claims ledger (docs/claims.rst):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,9 @@ class Measurement:
     # the witness when the pre-registered probe failed (ClaimInfo.counterexample_to): the
     # instance, both sides of the refuted inequality, and their ratio
     counterexample: dict[str, Any] | None = None
+    #: backends the check ran on outside the implementation registry (a kernel imported
+    #: directly, e.g. U7's scalar Numba Epoch-SGD); the runner adds the registry's lookups
+    backends_used: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,6 +117,15 @@ class Verdict:
     counterexample_to: str | None = None
     counterexample: dict[str, Any] | None = None
     outcome: str = ""  # one of OUTCOMES, set by outcome_of()
+    #: ``backend`` is the backend the check ran on: the requested one when the check honoured
+    #: ``--backend``, otherwise what it used instead (and ``backend_note`` says so)
+    backend_requested: str | None = None
+    backends_used: list[str] = field(default_factory=list)
+    backend_note: str | None = None
+    #: the source the verdict came from: ``git rev-parse HEAD`` of the checkout holding the
+    #: package and whether tracked files differ from it (None outside a git checkout)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,6 +148,13 @@ class Verdict:
     def write(self, path: Path) -> None:
         path.write_text(self.to_json() + "\n")
 
+    @classmethod
+    def read(cls, path: Path) -> Verdict:
+        """A verdict written by :meth:`write` (fields added since default to None/empty)."""
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
 
 def versions() -> dict[str, str]:
     import numba
@@ -149,6 +169,34 @@ def versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "numba": numba.__version__,
     }
+
+
+@functools.cache
+def source_revision() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout the ``refbilevel`` package was imported from, or
+    (None, None) when it is not in one (an installed wheel) or git is missing. Dirty means a
+    tracked file differs from the commit (untracked files, such as check outputs, are not
+    counted). Read once per process."""
+    import subprocess
+
+    import refbilevel
+
+    root = Path(refbilevel.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                 text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root:
+        return None, None  # not a checkout of this package (or inside an unrelated repo)
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status)
 
 
 def jsonable(obj: Any) -> Any:
