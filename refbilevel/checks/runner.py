@@ -165,6 +165,13 @@ def _run_checks(ids, *, mode, seed, backend, out, stream, problems=None) -> list
         wanted = [i.upper() for i in ids]
     else:
         wanted = generic if problems else list(checks)
+        if mode == "quick":
+            for cid in list(wanted):
+                why = checks[cid].CLAIM.quick_suite_exclusion
+                if why:
+                    wanted.remove(cid)
+                    print(f"{cid} is not in the default quick suite ({why}); run "
+                          f"`refbilevel check {cid}` or --full", file=stream, flush=True)
     unknown = [i for i in wanted if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {', '.join(unknown)}; available: "

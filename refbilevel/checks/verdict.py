@@ -72,6 +72,9 @@ class ClaimInfo:
     # the statement this check's probe may refute, registered before it was run (None: the
     # check registers no counterexample, so a failing probe is a failure)
     counterexample_to: str | None = None
+    # None: part of the default quick suite; otherwise why the check runs only when named or
+    # with --full (printed every time the default suite leaves it out)
+    quick_suite_exclusion: str | None = None
 
 
 @dataclass
