@@ -96,3 +96,12 @@ def test_leaves_summarize_long_lists_and_name_rows():
     got = dict((p, v) for p, v, _ in leaves({"xs": list(range(10)),
                                              "rows": [{"problem": "P1", "slope": 4.01}]}))
     assert got == {"xs": "10 values in [0, 9]", "rows[problem=P1].slope": "4.01"}
+
+
+def test_measured_values_with_integer_keys_are_reported():
+    """A check may key its measured values by numbers (e.g. p = 3, 4): the report's walk must
+    not assume string keys (it crashed on the full quick suite once)."""
+    rows = {path: text for path, text, _ in
+            leaves({"by_p": {3: [0.1, 0.2], 4: {"ratio": 0.5}}, "ci": {2: [1.0, 2.0]}})}
+    assert rows["by_p.3"] == "[0.1, 0.2]" and rows["by_p.4.ratio"] == "0.5"
+    assert rows["ci.2"] == "[1, 2]"

@@ -77,10 +77,6 @@ def _shrink_x5(mod, monkeypatch):
         for m, p in pairs])
 
 
-#: checks that crash on main since UniBiO's trace also records x_T (T + 1 records, the
-#: solver merge): they still assume T records
-CRASH_ON_T_PLUS_1_RECORDS = {"U9", "U12"}
-
 # check id -> how to make it tiny (monkeypatch of its own sizing functions)
 SHRINK = {
     "F3": lambda m, mp: mp.setattr(m, "run", _cap(m.run, R=8, T=300)),
@@ -103,9 +99,6 @@ SHRINK = {
 def _params():
     for cid in CHECKS:
         marks = [pytest.mark.numba] if cid in NEEDS_NUMBA else []
-        if cid in CRASH_ON_T_PLUS_1_RECORDS:
-            marks.append(pytest.mark.xfail(strict=True, reason="the check assumes T records; "
-                                           "UniBiO now records T + 1 (x_T included)"))
         yield pytest.param(cid, id=cid, marks=marks)
 
 

@@ -63,11 +63,12 @@ import numpy as np
 
 from refbilevel.algorithms.fdehbo import StormSchedule, storm_bilevel, theorem1_delta_bound
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
-from refbilevel.checks.intervals import EXACT, LEVEL, mean_ci, pointwise_mean_band, t_quantile
+from refbilevel.checks.intervals import EXACT, LEVEL, t_quantile
 from refbilevel.oracles.row_weights import RowWeightOracle
 from refbilevel.problems.logistic_cleaning import LogisticCleaning
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from theory_checks.f2_fdehbo_rate import GROUPS, prefix_average_rate
 
 CLAIM = ClaimInfo(
     id="F3",
@@ -79,7 +80,6 @@ CLAIM = ClaimInfo(
 )
 
 TOL = 0.1
-GROUPS = 8
 SCHEDULE = StormSchedule(w=8.0, c_beta=1.0, c_lambda=1.0, c_eta_f=3.0, c_eta_R=3.0,
                          c_eta_g=3.0)
 BATCH = 2
@@ -106,29 +106,10 @@ def run(variant: str, *, R: int, T: int, seed: int, delta: float, batch: int | N
 
 
 def rate(tr, label: str) -> dict:
-    """Slope of the prefix average of mean ||∇Φ||² against T, overall and per group."""
-    g2 = tr.grad_phi_norm[:-1] ** 2  # (T, R)
-    T, R = g2.shape
-    Ts = np.unique(np.geomspace(T / 16, T, 5).astype(int))
-    steps = np.arange(1, T + 1)
-
-    def fit(cols):
-        pref = np.cumsum(g2[:, cols].mean(axis=1)) / steps
-        return float(np.polyfit(np.log(Ts), np.log(pref[Ts - 1]), 1)[0]), pref
-
-    slope, pref = fit(slice(None))
-    size = R // GROUPS
-    groups = [fit(slice(i * size, (i + 1) * size))[0] for i in range(GROUPS)]
-    se = float(np.std(groups, ddof=1) / np.sqrt(GROUPS))
-    mean = float(np.mean(groups))
-    q = t_quantile(LEVEL, GROUPS - 1)
-    pref_r = np.cumsum(g2, axis=0) / steps[:, None]
-    _, lo, hi = pointwise_mean_band(pref_r, LEVEL, axis=1)
-    return {"label": label, "slope": slope, "ci999": [mean - q * se, mean + q * se],
-            "group_se": se, "T": Ts.tolist(), "E_grad_sq": pref[Ts - 1].tolist(),
-            "E_grad_sq_ci999": [mean_ci(pref_r[t - 1], LEVEL)["ci"] for t in Ts],
-            "diverged": int(tr.diverged.sum()), "v_norm_max": float(tr.extra["v_norm_max"]),
-            "curve": pref, "curve_band": (lo, hi)}
+    """Slope of the prefix average of mean ||∇Φ||² against T, overall and per group (F2's
+    statistic, :func:`theory_checks.f2_fdehbo_rate.prefix_average_rate`)."""
+    return {"label": label, **prefix_average_rate(tr.grad_phi_norm[:-1] ** 2),
+            "diverged": int(tr.diverged.sum()), "v_norm_max": float(tr.extra["v_norm_max"])}
 
 
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:

@@ -69,6 +69,7 @@ from refbilevel.checks.intervals import EXACT
 from refbilevel.oracles.gaussian import GaussianOracle
 from refbilevel.problems.constants import Constants
 from refbilevel.problems.custom import ClosedFormProblem
+from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 
 CLAIM = ClaimInfo(
@@ -214,7 +215,7 @@ def informative_cases() -> list[dict]:
 
 
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
-    wit = [witness(v) for v in ("fmbo", "fdehbo")]
+    wit = [witness(v) for v in track(("fmbo", "fdehbo"), "F4 witness steps")]
     grid = textbook_grid(seed, mode)
     textbook_holds = all(r["holds"] for r in grid) and all(
         w["lhs"] <= w["textbook_factor"] * w["e0_sq"] * (1 + ROUNDING) for w in wit)

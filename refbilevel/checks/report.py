@@ -72,7 +72,7 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:
             if k in SKIP_KEYS:
                 continue
             sub = f"{path}.{k}" if path else str(k)
-            if _is_interval(k, v):
+            if _is_interval(str(k), v):  # JSON-like keys may be ints (e.g. p values)
                 yield sub, f"[{_fmt(v[0])}, {_fmt(v[1])}]", True
             else:
                 yield from leaves(v, sub)
