@@ -640,3 +640,53 @@ def finish_trace(oracle, algorithm: str, params: dict, seed, T: int, record_ever
         oracle.counts.add(kind, int(c[-1]))  # its ends at T
     return build_trace(oracle.problem, algorithm, "numba", params, seed, its, X, Y, counts,
                        diverged_at, **extra)
+
+
+# ---- one sample, several points (the coupled pairs of docs/baselines.rst §11) -----------------
+# The ``call_*`` functions above draw their sample inside; a STORM/SARAH correction needs the
+# same sample at two points. ``draw_sample`` draws what one such call would draw (a minibatch,
+# or a noise block) and ``call_on_sample`` evaluates an oracle kind on it, so a caller draws
+# once and evaluates at both points (each evaluation is one call of its kind, the draw one
+# sample, as ``oracle.f(..., sample=s)`` counts in the NumPy reference).
+GRAD_Y_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = _GRAD_Y_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP
+
+
+@njit(**_JIT)
+def draw_sample(kind, P, noise, rng, R, dim):
+    """(idx (R, B), Z (R, dim)) of one fresh sample of ``kind`` for R replicas, drawn as the
+    oracle's ``draw(kind, (R,))``: a minibatch of kind's level for a :class:`FiniteSumRecord`
+    (its noise stds are 0, so Z is zeros and consumes nothing), else one noise block (idx a
+    dummy; no random numbers at std 0)."""
+    outer = kind == _GRAD_Y_F or kind == _GRAD_X_F
+    idx = draw_idx(rng, P, outer, R)
+    return idx, draw_block(rng, _std(noise, kind), R, dim)
+
+
+def call_on_sample(kind, P, noise, idx, Z, X, Y, V, OUT, act):
+    """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) on the
+    sample (idx, Z) of :func:`draw_sample`, for the active replicas; no random numbers."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _on_sample_finite_sum(kind, P, noise, idx, Z, X, Y, V, OUT, act):
+    _call_finite_sum(kind, P, noise, None, idx, X, Y, V, OUT, act)
+
+
+@njit(**_JIT)
+def _on_sample_closed_form(kind, P, noise, idx, Z, X, Y, V, OUT, act):
+    std = _std(noise, kind)
+    R = X.shape[0]
+    if R >= PARALLEL_MIN_ROWS and R * OUT.shape[1] >= PARALLEL_MIN_ENTRIES:
+        closed_form_rows_parallel(kind, P, std, Z, X, Y, V, OUT, act)
+    else:
+        closed_form_rows(kind, P, std, Z, X, Y, V, OUT, act)
+
+
+@overload(call_on_sample, jit_options={"error_model": "numpy"})
+def _call_on_sample_by_record(kind, P, noise, idx, Z, X, Y, V, OUT, act):
+    impl = _on_sample_finite_sum if _is_finite_sum_type(P) else _on_sample_closed_form
+
+    def call(kind, P, noise, idx, Z, X, Y, V, OUT, act):
+        impl(kind, P, noise, idx, Z, X, Y, V, OUT, act)
+    return call
