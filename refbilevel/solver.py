@@ -177,7 +177,7 @@ def prepare(problem: Any, method: str, *, mode: str = "default", problem_params=
     options = dict(options or {})
     require_options(record, options)
     prob = resolve_problem(problem, problem_params)
-    record.check(prob)
+    record.check(prob, mode)
     if record.as_problem is not None:
         prob = record.as_problem(prob)
     if oracle is None or isinstance(oracle, Mapping):

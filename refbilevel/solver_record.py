@@ -46,11 +46,16 @@ class Assumption:
 
     ``text`` is what a refusal prints (``refused: <text>``); ``holds(problem)`` decides it
     from the problem's structure and stated constants (a constant the problem cannot state
-    counts as not holding: the theorem cannot be instantiated)."""
+    counts as not holding: the theorem cannot be instantiated). An assumption that is
+    ``for_parameters`` only asks for a constant that the "default" and "theory" parameters
+    are computed from; the "paper" mode (the authors' fixed values) needs none, so it runs
+    without it, and the user answers for the hypothesis (e.g. a problem whose ∇φ is
+    Lipschitz with no useful stated constant, like ``logistic-cleaning``)."""
 
     text: str
     holds: Callable[[Any], bool]
     label: str = ""  # a few words for the matrix's cells; default: text before "("
+    for_parameters: bool = False
 
     @property
     def short(self) -> str:
@@ -110,9 +115,11 @@ class SolverRecord:
     as_problem: Callable[[Any], Any] | None = None
     localize: Callable[[Any, np.ndarray, np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
 
-    def refusal(self, problem: Any) -> Assumption | None:
-        """The first assumption the problem does not satisfy, or None."""
+    def refusal(self, problem: Any, mode: str = "default") -> Assumption | None:
+        """The first assumption the problem does not satisfy in ``mode``, or None."""
         for a in self.assumptions:
+            if a.for_parameters and mode == "paper":
+                continue
             try:
                 ok = bool(a.holds(problem))
             except (AttributeError, KeyError, TypeError, ValueError):
@@ -121,9 +128,10 @@ class SolverRecord:
                 return a
         return None
 
-    def check(self, problem: Any) -> None:
-        """Raise :class:`AssumptionError` naming the first assumption that fails."""
-        why = self.refusal(problem)
+    def check(self, problem: Any, mode: str = "default") -> None:
+        """Raise :class:`AssumptionError` naming the first assumption that fails in
+        ``mode``."""
+        why = self.refusal(problem, mode)
         if why is not None:
             raise AssumptionError(f"{self.name} refuses {type(problem).__name__}: its "
                                   f"theory needs {why.text} ({self.reference})")
@@ -247,9 +255,10 @@ SMOOTH_LL = Assumption(
     lambda P: (_positive(P.constants.L_y) or _positive(P.constants.C)) is not None,
     "Lipschitz ∇_y g")
 LIPSCHITZ_HYPERGRADIENT = Assumption(
-    "a Lipschitz ∇φ (L_phi2, or the ingredients of L̄, stated; relaxed (L_0, L_1) upper "
-    "levels are outside)",
-    lambda P: StepConstants.of(P) is not None, "Lipschitz ∇φ")
+    "a Lipschitz ∇φ with its constant stated (L_phi2, or the ingredients of L̄; relaxed "
+    "(L_0, L_1) upper levels are outside), from which the step sizes are computed; "
+    "mode='paper' runs the authors' fixed values without it",
+    lambda P: StepConstants.of(P) is not None, "Lipschitz ∇φ", for_parameters=True)
 
 
 def _bounded_below(problem: Any) -> bool:

@@ -14,7 +14,7 @@ from refbilevel.algorithms.trace import DIVERGENCE_FACTOR, build_trace
 from refbilevel.cli import main
 from refbilevel.matrix import DIVERGED, OK, REFUSED, STALLED, Cell, format_matrix, run_cell
 from refbilevel.solver import solve
-from refbilevel.solver_record import solver_names, solver_record
+from refbilevel.solver_record import AssumptionError, solver_names, solver_record
 
 SMALL = {"d_x": 3, "d_y": 3, "mu": 0.5, "L": 1.0, "seed": 0}
 #: a finite sum with a strongly convex φ (the default instance's φ is unbounded below)
@@ -90,6 +90,15 @@ def test_refusal_names_the_assumption_before_running():
     assert cell.status == REFUSED and cell.text() == "refused: strongly convex LL"
     # the default finite-sum instance is convex by construction; the old Householder one is not
     assert run_cell("soba", "finite-sum-quadratic-householder").reason == "φ bounded below"
+
+
+def test_paper_mode_needs_no_stated_lipschitz_constant_of_grad_phi():
+    """logistic-cleaning states no L_φ: the default steps cannot be computed and the default
+    mode refuses, naming it; the authors' fixed values (mode="paper") need no constant."""
+    with pytest.raises(AssumptionError, match="Lipschitz ∇φ with its constant stated"):
+        solve("logistic-cleaning", "soba", T=3)
+    tr = solve("logistic-cleaning", "soba", mode="paper", T=3, noise=0.0)
+    assert tr.x.shape[0] == 4 and np.isfinite(tr.grad_phi_norm).all()
 
 
 def test_matrix_cell_converges_and_the_100x_step_control_diverges():
