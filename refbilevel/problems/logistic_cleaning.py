@@ -22,6 +22,16 @@ Constants (DERIVED here; docs/fdehbo.rst §5 names): mu = μ; L_y = ||A||²/(4N)
 |ℓ'''|_max = 1/(6√3) bounds the Lipschitz constant of ∇²_yy g in y; ``extra["L_gxy"]`` =
 (1/(16N)) (Σ_i ||a_i||⁴)^{1/2} bounds that of ∇²_xy g in y (σ' ≤ ¼, |d/dz σ(−z)| ≤ ¼).
 
+No Lipschitz constant of ∇φ is stated, on purpose. Rigorous ingredients of L̄
+(docs/unibio.rst §3.3) exist: l_g1 = ||A||/(4N), l_f1 = ρ, l_f2 = c_f||C||²/m, a joint
+L_H and l_g2 from the bounds above, and C_f = (c_f/m)||C||(||C|| R_y + ||e||) with
+R_y = ||A||/(2μ√N) ≥ ||y*(x)|| for every x. On the default instance they give L̄ ≈ 120,
+against ||∇²φ|| ≈ 0.012 measured by finite differences of the exact ∇φ along random
+directions (worst-case σ(x_i) ≈ 1 and ||y*|| ≈ R_y, ten times the actual, compound through
+the 1/μ² term); default step sizes computed from it would not move in any practical horizon.
+Methods whose defaults need L_φ therefore refuse this problem in the "default" and "theory"
+modes and run it in "paper" mode, with the authors' fixed values (docs/design.rst).
+
 Per-sample functions for row-weight oracles (:class:`refbilevel.oracles.row_weights.
 RowWeightOracle`): every method ``*_weighted(x, y, [v,] w)`` evaluates the same quantity with
 the lower-level rows weighted by w_i (g(·; w) = (1/N)Σ w_i σ(x_i) ℓ_i + (μ/2)||y||²) or the
