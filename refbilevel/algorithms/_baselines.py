@@ -201,6 +201,8 @@ def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],
 #: listed are 0. ``randomized_hvp``: Ghadimi-Wang's randomized Neumann estimate ("HIA",
 #: §1 PAPER) makes p_k HVPs in iteration k, p_k ~ Uniform{0..N−1} — the realized p_k is in
 #: ``trace.extra["hia_p"]`` (max over the replicas of a batched run, exactly p_k for R = 1).
+#: ``randomized_hvp`` may name a boolean ``params`` entry instead, for a method whose
+#: Neumann estimator is an option (ALSET: randomized or fixed-length).
 PAPER_COUNTS: dict[str, dict[str, Any]] = {
     "bsa": {"section": "docs/baselines.rst §1 (CODE steps 1-3, 5: n_inner_steps SGD, one outer "
                        "batch, HIA, one cross product)",
@@ -241,6 +243,18 @@ PAPER_COUNTS: dict[str, dict[str, Any]] = {
              "per_iteration": {"grad_y_g": (2, "n_inner_steps"), "grad_y_f": "n_inner_steps",
                                "grad_x_f": 1, "grad_x_g": 2},
              "randomized_hvp": False},
+    "alset": {"section": "docs/baselines.rst §17 (PAPER: T_ll SGD steps on y, one outer sample, "
+                         "the GW18 estimator: N' HVPs (randomized) or N − 1 (fixed length), one "
+                         "cross product)",
+              "per_iteration": {"grad_y_g": "n_inner_steps", "grad_y_f": 1, "grad_x_f": 1,
+                                "jvp": 1, "hvp": "fixed_neumann_hvps"},
+              "randomized_hvp": "randomized_neumann"},
+    "pzobo": {"section": "docs/baselines.rst §16 (PAPER = CODE: N lower-level steps on the main "
+                         "path and on each of the Q perturbed paths, one outer sample; no HVP, "
+                         "no JVP)",
+              "per_iteration": {"grad_y_g": "lower_level_gradients", "grad_y_f": 1,
+                                "grad_x_f": 1},
+              "randomized_hvp": False},
 }
 
 
@@ -277,7 +291,10 @@ def paper_cumulative_counts(name: str, params: dict[str, Any], iterations,
     its = np.asarray(iterations, dtype=np.int64)
     per = paper_counts_per_iteration(name, params)
     out = {k: per.get(k, 0) * its for k in ORACLE_KINDS}
-    if PAPER_COUNTS[name]["randomized_hvp"]:
+    randomized = PAPER_COUNTS[name]["randomized_hvp"]
+    if isinstance(randomized, str):  # a run's params entry says which estimator it used
+        randomized = bool(params.get(randomized))
+    if randomized:
         if hia_p is None:
             raise ValueError(f"{name} draws its HVP count at random: pass hia_p "
                              "(trace.extra['hia_p'])")

@@ -1,0 +1,153 @@
+"""PZOBO as one explicit Numba kernel (Sow, Ji, Liang, NeurIPS 2022; docs/baselines.rst §16;
+docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
+reference :func:`refbilevel.algorithms.pzobo.run_pzobo`: per iteration the Q directions
+(one ``standard_normal((Q, R, d_x))``), then per lower-level step one sample shared by the
+main path and the Q perturbed paths, then the outer sample(s) for ∇_y F, ∇_x F. Oracles and
+divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
+
+The shared lower-level sample: a minibatch is drawn once (``draw_idx``) and passed to every
+path's call; a Gaussian noise block is drawn once (``draw_block``, as
+``GaussianOracle.draw``) and added to each path's exact gradient, the calls themselves
+running with a zero ∇_y G noise level so that they draw nothing (``shared_noise``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from refbilevel.algorithms import _baselines as B
+from refbilevel.algorithms._baselines_numba import (
+    RunLength,
+    all_finite,
+    call_grad_y_g,
+    call_outer,
+    draw_idx,
+    finish_trace,
+    kernel_inputs,
+    start_records,
+    store_record,
+    store_sampler_state,
+)
+from refbilevel.algorithms.pzobo import outer_step, pzobo_params
+from refbilevel.algorithms.trace import Trace
+from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_problems import draw_block
+from refbilevel.backends.registry import register
+
+
+class PzoboSteps(NamedTuple):
+    """The lower-level step alpha, N steps per path, Q directions, the smoothing mu, the
+    outer steps betas (T,) and the ∇_y G noise std of the shared block (0 for a finite
+    sum)."""
+
+    alpha: float
+    n_inner_steps: int
+    n_directions: int
+    smoothing: float
+    betas: np.ndarray
+    lower_std: float
+
+
+@njit(cache=True, error_model="numpy")
+def pzobo_kernel(P, noise, quiet, rng, X, Y, run, steps):
+    """T PZOBO iterations in place on X (R, d_x), Y (R, d_y); ``quiet`` is ``noise`` with a
+    zero ∇_y G level (the shared block is added here). The main path and the Q perturbed
+    paths are stacked as (Q + 1) R rows (row j R + r: path j of replica r, j = 0 the main
+    path), so one oracle call per lower-level step serves all of them. Returns (X records,
+    Y records, diverged_at)."""
+    T, every = run.T, run.every
+    alpha, N, Q, mu = steps.alpha, steps.n_inner_steps, steps.n_directions, steps.smoothing
+    std = steps.lower_std
+    R, dx = X.shape
+    dy = Y.shape[1]
+    M = (Q + 1) * R
+    Xr, Yr, div = start_records(T, every, X, Y)
+    k = 1
+    act = np.ones(R, dtype=np.bool_)
+    actA = np.ones(M, dtype=np.bool_)
+    XA = np.empty((M, dx))
+    YA = np.empty((M, dy))
+    G = np.zeros((M, dy))
+    FY = np.zeros((R, dy))
+    FX = np.zeros((R, dx))
+    YM = np.empty((R, dy))
+    xn = np.empty(dx)
+    for t in range(1, T + 1):
+        U = rng.standard_normal((Q, R, dx))
+        for j in range(Q + 1):
+            for r in range(R):
+                actA[j * R + r] = act[r]
+                for i in range(dx):
+                    XA[j * R + r, i] = X[r, i] if j == 0 else X[r, i] + mu * U[j - 1, r, i]
+                for i in range(dy):
+                    YA[j * R + r, i] = Y[r, i]
+        for _ in range(N):
+            idx = draw_idx(rng, P, False, R)
+            Z = draw_block(rng, std, R, dy)
+            IA = np.empty((M, idx.shape[1]), dtype=idx.dtype)
+            for j in range(Q + 1):
+                IA[j * R:(j + 1) * R] = idx
+            call_grad_y_g(P, quiet, rng, IA, XA, YA, G, actA)
+            for m in range(M):
+                if actA[m]:
+                    r = m % R
+                    for i in range(dy):
+                        g = G[m, i] + std * Z[r, i] if std != 0.0 else G[m, i]
+                        YA[m, i] = YA[m, i] - alpha * g
+        YM[:] = YA[:R]
+        call_outer(P, noise, rng, X, YM, FY, FX, act)
+        beta = steps.betas[t - 1]
+        for r in range(R):
+            if not act[r]:
+                continue
+            ok = all_finite(YM[r])
+            for i in range(dx):
+                xn[i] = FX[r, i]
+            for j in range(1, Q + 1):
+                m = j * R + r
+                ok = ok and all_finite(YA[m])
+                c = 0.0
+                for i in range(dy):
+                    c += (YA[m, i] - YM[r, i]) / mu * FY[r, i]
+                for i in range(dx):
+                    xn[i] += c * U[j - 1, r, i] / Q
+            for i in range(dx):
+                xn[i] = X[r, i] - beta * xn[i]
+            if ok and all_finite(xn):
+                X[r] = xn
+                Y[r] = YM[r]
+            else:
+                act[r] = False
+                div[r] = t
+        k = store_record(t, T, every, k, Xr, Yr, X, Y)
+    return Xr, Yr, div
+
+
+@register("algorithm", "pzobo", "numba")
+def run_pzobo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
+                    outer_ratio: float = 1.0, n_inner_steps: int = 10, n_directions: int = 1,
+                    smoothing: float = 0.1, outer_exponent: float = 0.0,
+                    outer_decay_start: float = 1.0, record_every: int = 1,
+                    seed: int | None = None) -> Trace:
+    """Numba twin of :func:`refbilevel.algorithms.pzobo.run_pzobo` (same arguments, same
+    random numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
+    B.require_oracle(oracle)
+    T = B.iterations(T)
+    params = pzobo_params(mode, step_size, outer_ratio, n_inner_steps, n_directions,
+                          smoothing, outer_exponent, outer_decay_start)
+    x, y, R = B.start_points(oracle, x0, y0)
+    every = B.recorder(oracle, R, record_every).record_every
+    k = kernel_inputs(oracle, "pzobo", R, draws=T > 0)
+    quiet = k.noise._replace(grad_y_g=0.0)
+    betas = np.array([outer_step(params, t) for t in range(1, T + 1)], dtype=np.float64)
+    steps = PzoboSteps(params["step_size"], params["n_inner_steps"], params["n_directions"],
+                       params["smoothing"], betas, k.noise.grad_y_g)
+    Xr, Yr, div = pzobo_kernel(k.P, k.noise, quiet, oracle.rng, x, y, RunLength(T, every),
+                               steps)
+    store_sampler_state(oracle, k, R, T > 0)
+    N = params["n_inner_steps"]
+    per = {"grad_y_g": params["lower_level_gradients"], "grad_y_f": 1, "grad_x_f": 1,
+           "samples": N + (1 if k.finite_sum else 2)}
+    return finish_trace(oracle, "pzobo", params, seed, T, every, Xr, Yr, div, per)
