@@ -1,4 +1,4 @@
-"""PZOBO (docs/baselines.rst §16) and ALSET (§17): the checks of their sections on the
+"""PZOBO (docs/baselines.rst §16), ALSET (§17) and FSLA (§15): the checks of their sections on the
 quadratic (where the algebra is exact), the stated oracle counts (X3), NumPy ↔ Numba parity
 (X4), convergence of the "default" parameters and parameter validation.
 
@@ -13,7 +13,7 @@ import pytest
 
 import refbilevel
 from refbilevel.algorithms import _baselines as B
-from refbilevel.algorithms import alset, pzobo, ttsa
+from refbilevel.algorithms import alset, fsla, pzobo, ttsa
 from refbilevel.algorithms._baselines import paper_cumulative_counts
 from refbilevel.backends import implementation
 from refbilevel.oracles import GaussianOracle
@@ -188,12 +188,76 @@ def test_alset_theory_mode_uses_the_stated_orders():
         GaussianOracle(QUAD, 0.0, np.random.default_rng(0)), "L_y", "ALSET", "§17"))
 
 
+# ---- FSLA ---------------------------------------------------------------------------------------
+def test_fsla_with_x_frozen_tracks_the_lower_level_and_linear_system():
+    """§15 check (i): with x frozen (γ = 1e-300) and exact oracles, (y, v) → (y*(x),
+    [∇²_yy g]^{-1}∇_y f(x, y*)) with constant ρ = 1/L_y (contraction 1 − μ/L_y = 0.7 per
+    step: 300 steps leave 1e-46 of the start, so the tolerance 1e-10 is rounding)."""
+    x0, y0 = _start(2)
+    tr = fsla.run_fsla(GaussianOracle(QUAD, 0.0, np.random.default_rng(0)), x0, y0, T=300,
+                       step_size=0.1, outer_ratio=1e299, exponents=(0.0, 0.0))
+    for r in range(2):
+        ys = QUAD.y_star(x0[r])
+        H = _matrix_of(lambda e, r=r, ys=ys: QUAD.hvp_yy_g(x0[r], ys, e), QUAD.d_y)
+        z = np.linalg.solve(H, QUAD.grad_y_f(x0[r], ys))
+        assert tr.y_error[-1][r] <= 1e-10
+        assert _rel(tr.extra["v"][r], z) <= 1e-10
+
+
+def test_fsla_full_batch_momentum_is_exact_with_the_plain_start():
+    """§15 check (ii): at full batch ν'_t = ν_{t−1}, so the tracker error obeys
+    e_t = (1 − a_t) e_{t−1}; with ``init_memory="plain"`` e_1 = 0 and FSLA coincides with its
+    a ≡ 1 version for any momentum (to rounding: 1e-12). Negative controls: the benchmark's
+    start (d_0 = 0, x_p = 0) adds −(1 − s)∇_x F(0, y_1) and differs; with noise the momentum
+    changes the trajectory."""
+    x0, y0 = _start(2)
+
+    def run(noise, **kw):
+        return fsla.run_fsla(GaussianOracle(QUAD, noise, np.random.default_rng(3)), x0, y0,
+                             T=60, step_size=0.05, exponents=(0.0, 0.0), **kw)
+
+    plain = run(0.0, momentum=1.0)
+    assert _rel(run(0.0, momentum=0.3).x, plain.x) <= 1e-12
+    assert _rel(run(0.0, momentum=0.3, init_memory="zero").x, plain.x) > 1e-3
+    assert _rel(run(0.5, momentum=0.3).x, run(0.5, momentum=1.0).x) > 1e-3
+
+
+def test_fsla_counts():
+    """X3: per iteration ∇_y G 1, HVP 1, ∇_y F 1, ∇_x F 2, JVP 2 (§15 CODE), both oracles;
+    5 samples per iteration (the coupled pair shares its two)."""
+    for oracle in (GaussianOracle(QUAD, 0.2, np.random.default_rng(0)),
+                   FiniteSumOracle(FSQ, 16, np.random.default_rng(0))):
+        tr = fsla.run_fsla(oracle, *_start(2, oracle.problem), T=7)
+        want = paper_cumulative_counts("fsla", tr.params, tr.iterations)
+        for kind, c in want.items():
+            np.testing.assert_array_equal(tr.counts[kind], c)
+        np.testing.assert_array_equal(tr.counts["samples"], 5 * tr.iterations)
+
+
+def test_fsla_default_parameters_converge():
+    tr = refbilevel.solve("quadratic", "fsla", problem_params=QUAD_PARAMS, noise=0.0, x0=-2.0,
+                          record_every=100)
+    g = np.asarray(tr.grad_phi_norm)
+    assert g[-1].max() <= 1e-2 * g[0].min()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"momentum": 1.5}, "momentum"), ({"step_size": 2.0}, "momentum"),
+    ({"init_memory": "warm"}, "init_memory must be one of"), ({"mode": "theory"}, "NOT RECOVERED"),
+    ({"exponents": (0.5,)}, "exponents")])
+def test_fsla_bad_parameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        fsla.run_fsla(GaussianOracle(QUAD, 0.0, np.random.default_rng(0)), *_start(1), T=2, **kw)
+
+
 # ---- NumPy ↔ Numba ------------------------------------------------------------------------------
 PARITY_CASES = {
     "pzobo": {"n_inner_steps": 4, "n_directions": 3, "outer_exponent": 1.0,
               "outer_decay_start": 5.0},
     "alset": {"n_inner_steps": 2, "n_hia_steps": 6},
     "alset-fixed": {"n_inner_steps": 2, "n_hia_steps": 6, "neumann": "fixed"},
+    "fsla": {"momentum": 0.6},
+    "fsla-zero": {"init_memory": "zero", "exponents": (0.0, 0.3)},
 }
 
 

@@ -249,6 +249,12 @@ PAPER_COUNTS: dict[str, dict[str, Any]] = {
               "per_iteration": {"grad_y_g": "n_inner_steps", "grad_y_f": 1, "grad_x_f": 1,
                                 "jvp": 1, "hvp": "fixed_neumann_hvps"},
               "randomized_hvp": "randomized_neumann"},
+    "fsla": {"section": "docs/baselines.rst §15 (CODE steps 1-3: one SGD step on y, one linear-"
+                        "system step on v, ν and the coupled ν' on one outer and one inner "
+                        "sample)",
+             "per_iteration": {"grad_y_g": 1, "hvp": 1, "grad_y_f": 1, "grad_x_f": 2,
+                               "jvp": 2},
+             "randomized_hvp": False},
     "pzobo": {"section": "docs/baselines.rst §16 (PAPER = CODE: N lower-level steps on the main "
                          "path and on each of the Q perturbed paths, one outer sample; no HVP, "
                          "no JVP)",
