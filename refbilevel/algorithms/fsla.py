@@ -67,7 +67,8 @@ def fsla_params(mode, step_size, outer_ratio, exponents, momentum, init_memory):
 
 def schedule(params, t: int) -> tuple[float, float, float]:
     """(ρ_t, a_t, γ_t) of iteration t = 1, 2, ..."""
-    s, e_in, e_out = params["step_size"], *params["exponents"]
+    s = params["step_size"]
+    e_in, e_out = params["exponents"]
     return (B.decay(s, e_in, t), B.decay(params["momentum"], e_in, t),
             B.decay(s / params["outer_ratio"], e_out, t))
 
