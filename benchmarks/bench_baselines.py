@@ -1,9 +1,11 @@
-"""Per-iteration time and peak memory of SOBA, stocBiO and AmIGO, NumPy vs Numba, on the
-finite-sum quadratic of benchmark_bilevel (docs/baselines.rst §10.2) with a FiniteSumOracle
-(batch 64, sampler "uniform") and each algorithm's default step sizes (s = 0.1, r = 1;
-stocBiO and AmIGO with 10 inner / Neumann steps).
+"""Per-iteration time and peak memory of SOBA, stocBiO, AmIGO, FSLA, PZOBO and ALSET, NumPy vs
+Numba, on the finite-sum quadratic of benchmark_bilevel (docs/baselines.rst §10.2) with a
+FiniteSumOracle (batch 64, sampler "uniform") and each algorithm's default step sizes (s = 0.1,
+r = 1; stocBiO and AmIGO with 10 inner / Neumann steps; FSLA the benchmark's s/√t schedules; PZOBO
+N = 10 steps, Q = 1 direction; ALSET one lower step and N = 10 randomized Neumann terms).
 
     python benchmarks/bench_baselines.py [--dims 100 1000 10000] [--n 256] [--quick]
+                                         [--algorithms soba pzobo ...]
 
 Method (docs/design.rst: ratios measured in one run; compile time excluded but reported):
 - one process, one replica; for every (d, algorithm, backend) a warm-up run of 1 iteration
@@ -43,7 +45,7 @@ from refbilevel.backends import implementation
 from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 
-ALGS = ("soba", "stocbio", "amigo")
+ALGS = ("soba", "stocbio", "amigo", "fsla", "pzobo", "alset")
 #: iterations per timed run, chosen so the whole script takes about 2 minutes on 2 cores
 ITERATIONS = {100: 400, 1000: 100, 10000: 10}
 
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a tenth of the iterations")
+    ap.add_argument("--algorithms", nargs="+", default=list(ALGS), choices=ALGS)
     args = ap.parse_args(argv)
     rows = []
     for d in args.dims:
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
             T = max(2, T // 10)
         print(f"# d = {d}: problem built in {build:.1f} s; T = {T} iterations per timed run",
               file=sys.stderr, flush=True)
-        for name in ALGS:
+        for name in args.algorithms:
             res = {b: measure(P, name, b, T, args.repeat) for b in ("numpy", "numba")}
             rows.append((d, name, T, res))
             print(f"#   {name}: numpy {res['numpy']['per_iter_ms']:.3f} ms, numba "
