@@ -20,6 +20,9 @@ state, as the library encodes them:
   are the running sum of the realized p_k (``trace.extra["hia_p"]``, max over replicas),
   whose range 0 ≤ p_k < N is also checked; every oracle kind is compared (unstated kinds
   must be 0); sample counts are not part of those papers' tables and are not compared;
+- FSLA, PZOBO and ALSET likewise (docs/baselines.rst §15-§17): PZOBO's table states
+  gradients only, so its HVP and JVP counters must read 0 at every record (Hessian-free);
+  ALSET's HVPs are its realized N' (randomized estimate) or N − 1 (fixed length);
 - UniBiO: :func:`~refbilevel.algorithms.unibio.unibio_cumulative_counts` (docs/unibio.rst §4.2
   "Oracle cost", §5.6 eq. (63): per UL iteration 1 ∇_x F, 1 F_u, Q generalized HVPs,
   1 JVP; Epoch-SGD budgets on the lower level), samples included;
@@ -73,7 +76,8 @@ CLAIM = ClaimInfo(
     id="X3",
     claim="oracle-call counters equal the per-iteration counts each algorithm's paper "
           "states (every algorithm, every kind, every iteration; exact)",
-    source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8; docs/unibio.rst §4.2, §5.6; "
+    source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8, §15-§17; docs/unibio.rst §4.2, "
+           "§5.6; "
         "docs/borep.rst §4; "
            "docs/fdehbo.rst §3; docs/sid_bsgm.rst §4.2, §11",
     evidence=(Evidence("exact", "integer accounting of run counters"),),

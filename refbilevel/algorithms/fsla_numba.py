@@ -5,10 +5,9 @@ reference :func:`refbilevel.algorithms.fsla.run_fsla`: per iteration ∇_y G, HV
 points of the coupled pair (ν_t, ν'_t). Oracles and divergence handling: see
 :mod:`refbilevel.algorithms._baselines_numba`.
 
-The coupled pair: a minibatch is drawn once (``draw_idx``) and passed to both calls; a
-Gaussian noise block is drawn once (``draw_block``, as ``GaussianOracle.draw``) and added to
-both exact values, the calls running with zero ∇_x F and JVP noise levels (``quiet``) so that
-they draw nothing.
+The coupled pair: each of its two samples is drawn once (``draw_sample``: a minibatch or a
+noise block, as ``GaussianOracle.draw``) and evaluated at both points (``call_on_sample``,
+the machinery of the coupled pairs of docs/baselines.rst §11).
 """
 
 from __future__ import annotations
@@ -19,14 +18,16 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    JVP,
     RunLength,
     all_finite,
-    call_grad_x_f,
     call_grad_y_f,
     call_grad_y_g,
     call_hvp,
-    call_jvp,
+    call_on_sample,
     draw_idx,
+    draw_sample,
     finish_trace,
     kernel_inputs,
     start_records,
@@ -36,40 +37,34 @@ from refbilevel.algorithms._baselines_numba import (
 from refbilevel.algorithms.fsla import fsla_params, schedule
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import draw_block
 from refbilevel.backends.registry import register
 
 
 class FslaSteps(NamedTuple):
-    """Per-iteration steps ρ_t (y, v), momentum weights a_t, outer steps γ_t (each (T,)), the
-    start of the memory (True: "plain", d_1 = ν_1; False: the benchmark's d_0 = 0, x_p = 0)
-    and the ∇_x F and JVP noise stds of the coupled samples (0 for a finite sum)."""
+    """Per-iteration steps ρ_t (y, v), momentum weights a_t, outer steps γ_t (each (T,)) and
+    the start of the memory (True: "plain", d_1 = ν_1; False: the benchmark's d_0 = 0,
+    x_p = 0)."""
 
     rhos: np.ndarray
     momenta: np.ndarray
     gammas: np.ndarray
     plain_start: bool
-    std_fx: float
-    std_jvp: float
 
 
 @njit(cache=True, error_model="numpy")
-def _coupled_direction(P, quiet, rng, idx_o, idx_i, ZX, ZJ, sx, sj, X, Y, V, FX, CV, OUT,
-                       act):
-    """OUT = ∇_x F(X, Y; b'_2) − ∇²_xy G(X, Y; b_3) V on the given samples (the shared blocks
-    ZX, ZJ added with stds sx, sj)."""
-    call_grad_x_f(P, quiet, rng, idx_o, X, Y, FX, act)
-    call_jvp(P, quiet, rng, idx_i, X, Y, V, CV, act)
+def _coupled_direction(P, noise, idx_o, ZX, idx_i, ZJ, X, Y, V, FX, CV, OUT, act):
+    """OUT = ∇_x F(X, Y; b'_2) − ∇²_xy G(X, Y; b_3) V on the samples (idx_o, ZX), (idx_i, ZJ)
+    of ``draw_sample``."""
+    call_on_sample(GRAD_X_F, P, noise, idx_o, ZX, X, Y, Y, FX, act)
+    call_on_sample(JVP, P, noise, idx_i, ZJ, X, Y, V, CV, act)
     for r in range(X.shape[0]):
         if act[r]:
             for i in range(X.shape[1]):
-                fx = FX[r, i] + sx * ZX[r, i] if sx != 0.0 else FX[r, i]
-                cv = CV[r, i] + sj * ZJ[r, i] if sj != 0.0 else CV[r, i]
-                OUT[r, i] = fx - cv
+                OUT[r, i] = FX[r, i] - CV[r, i]
 
 
 @njit(cache=True, error_model="numpy")
-def fsla_kernel(P, noise, quiet, rng, X, Y, run, steps):
+def fsla_kernel(P, noise, rng, X, Y, run, steps):
     """T FSLA iterations in place on X (R, d_x), Y (R, d_y) (+z convention). Returns
     (X records, Y records, diverged_at, final V)."""
     T, every = run.T, run.every
@@ -106,14 +101,10 @@ def fsla_kernel(P, noise, quiet, rng, X, Y, run, steps):
         for r in range(R):
             for i in range(dy):
                 VN[r, i] = V[r, i] - rho * (HV[r, i] - FY[r, i])
-        idx_o = draw_idx(rng, P, True, R)
-        ZX = draw_block(rng, steps.std_fx, R, dx)
-        idx_i = draw_idx(rng, P, False, R)
-        ZJ = draw_block(rng, steps.std_jvp, R, dx)
-        _coupled_direction(P, quiet, rng, idx_o, idx_i, ZX, ZJ, steps.std_fx, steps.std_jvp,
-                           X, YN, VN, FX, CV, NU, act)
-        _coupled_direction(P, quiet, rng, idx_o, idx_i, ZX, ZJ, steps.std_fx, steps.std_jvp,
-                           XP, Y, V, FX, CV, NUP, act)
+        idx_o, ZX = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        idx_i, ZJ = draw_sample(JVP, P, noise, rng, R, dx)
+        _coupled_direction(P, noise, idx_o, ZX, idx_i, ZJ, X, YN, VN, FX, CV, NU, act)
+        _coupled_direction(P, noise, idx_o, ZX, idx_i, ZJ, XP, Y, V, FX, CV, NUP, act)
         for r in range(R):
             if not act[r]:
                 continue
@@ -147,14 +138,11 @@ def run_fsla_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "fsla", R, draws=T > 0)
-    quiet = k.noise._replace(grad_x_f=0.0, jvp=0.0)
     sch = np.array([schedule(params, t) for t in range(1, T + 1)],
                    dtype=np.float64).reshape(T, 3)
     steps = FslaSteps(np.ascontiguousarray(sch[:, 0]), np.ascontiguousarray(sch[:, 1]),
-                      np.ascontiguousarray(sch[:, 2]), init_memory == "plain",
-                      k.noise.grad_x_f, k.noise.jvp)
-    Xr, Yr, div, v = fsla_kernel(k.P, k.noise, quiet, oracle.rng, x, y, RunLength(T, every),
-                                 steps)
+                      np.ascontiguousarray(sch[:, 2]), init_memory == "plain")
+    Xr, Yr, div, v = fsla_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every), steps)
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "grad_y_f": 1, "grad_x_f": 2, "jvp": 2, "samples": 5}
     return finish_trace(oracle, "fsla", params, seed, T, every, Xr, Yr, div, per, v=v)

@@ -5,10 +5,9 @@ reference :func:`refbilevel.algorithms.pzobo.run_pzobo`: per iteration the Q dir
 main path and the Q perturbed paths, then the outer sample(s) for ∇_y F, ∇_x F. Oracles and
 divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 
-The shared lower-level sample: a minibatch is drawn once (``draw_idx``) and passed to every
-path's call; a Gaussian noise block is drawn once (``draw_block``, as
-``GaussianOracle.draw``) and added to each path's exact gradient, the calls themselves
-running with a zero ∇_y G noise level so that they draw nothing (``shared_noise``).
+The shared lower-level sample: drawn once per step (``draw_sample``: one minibatch or one noise
+block, as ``GaussianOracle.draw``) and evaluated on every path (``call_on_sample``, the
+machinery of the coupled pairs of docs/baselines.rst §11).
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
     RunLength,
     all_finite,
-    call_grad_y_g,
+    call_on_sample,
     call_outer,
-    draw_idx,
+    draw_sample,
     finish_trace,
     kernel_inputs,
     start_records,
@@ -33,33 +33,28 @@ from refbilevel.algorithms._baselines_numba import (
 from refbilevel.algorithms.pzobo import outer_step, pzobo_params
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import draw_block
 from refbilevel.backends.registry import register
 
 
 class PzoboSteps(NamedTuple):
-    """The lower-level step alpha, N steps per path, Q directions, the smoothing mu, the
-    outer steps betas (T,) and the ∇_y G noise std of the shared block (0 for a finite
-    sum)."""
+    """The lower-level step alpha, N steps per path, Q directions, the smoothing mu and the
+    outer steps betas (T,)."""
 
     alpha: float
     n_inner_steps: int
     n_directions: int
     smoothing: float
     betas: np.ndarray
-    lower_std: float
 
 
 @njit(cache=True, error_model="numpy")
-def pzobo_kernel(P, noise, quiet, rng, X, Y, run, steps):
-    """T PZOBO iterations in place on X (R, d_x), Y (R, d_y); ``quiet`` is ``noise`` with a
-    zero ∇_y G level (the shared block is added here). The main path and the Q perturbed
+def pzobo_kernel(P, noise, rng, X, Y, run, steps):
+    """T PZOBO iterations in place on X (R, d_x), Y (R, d_y). The main path and the Q perturbed
     paths are stacked as (Q + 1) R rows (row j R + r: path j of replica r, j = 0 the main
     path), so one oracle call per lower-level step serves all of them. Returns (X records,
     Y records, diverged_at)."""
     T, every = run.T, run.every
     alpha, N, Q, mu = steps.alpha, steps.n_inner_steps, steps.n_directions, steps.smoothing
-    std = steps.lower_std
     R, dx = X.shape
     dy = Y.shape[1]
     M = (Q + 1) * R
@@ -84,18 +79,17 @@ def pzobo_kernel(P, noise, quiet, rng, X, Y, run, steps):
                 for i in range(dy):
                     YA[j * R + r, i] = Y[r, i]
         for _ in range(N):
-            idx = draw_idx(rng, P, False, R)
-            Z = draw_block(rng, std, R, dy)
+            idx, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
             IA = np.empty((M, idx.shape[1]), dtype=idx.dtype)
+            ZA = np.empty((M, dy))
             for j in range(Q + 1):
                 IA[j * R:(j + 1) * R] = idx
-            call_grad_y_g(P, quiet, rng, IA, XA, YA, G, actA)
+                ZA[j * R:(j + 1) * R] = Z
+            call_on_sample(GRAD_Y_G, P, noise, IA, ZA, XA, YA, YA, G, actA)
             for m in range(M):
                 if actA[m]:
-                    r = m % R
                     for i in range(dy):
-                        g = G[m, i] + std * Z[r, i] if std != 0.0 else G[m, i]
-                        YA[m, i] = YA[m, i] - alpha * g
+                        YA[m, i] = YA[m, i] - alpha * G[m, i]
         YM[:] = YA[:R]
         call_outer(P, noise, rng, X, YM, FY, FX, act)
         beta = steps.betas[t - 1]
@@ -140,12 +134,10 @@ def run_pzobo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: f
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "pzobo", R, draws=T > 0)
-    quiet = k.noise._replace(grad_y_g=0.0)
     betas = np.array([outer_step(params, t) for t in range(1, T + 1)], dtype=np.float64)
     steps = PzoboSteps(params["step_size"], params["n_inner_steps"], params["n_directions"],
-                       params["smoothing"], betas, k.noise.grad_y_g)
-    Xr, Yr, div = pzobo_kernel(k.P, k.noise, quiet, oracle.rng, x, y, RunLength(T, every),
-                               steps)
+                       params["smoothing"], betas)
+    Xr, Yr, div = pzobo_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every), steps)
     store_sampler_state(oracle, k, R, T > 0)
     N = params["n_inner_steps"]
     per = {"grad_y_g": params["lower_level_gradients"], "grad_y_f": 1, "grad_x_f": 1,
