@@ -239,8 +239,8 @@ def _theory_options(problem, x0, y0, options: dict, oracle) -> dict:
     with no global bound C_f on ||f_u|| (the quadratic) gets it on a ball around the start,
     as BO-REP's ρ: C_f = 10 max(1, max_r ||f_u(x_0r, y*(x_0r))||). Options the user gives
     replace the schedule's fields; the schedule's T is the default horizon."""
+    import copy
     from dataclasses import replace as replace_fields
-    from types import SimpleNamespace
 
     from refbilevel.algorithms.unibio_schedule import theory_schedule
     from refbilevel.oracles.gaussian import NoiseConfig
@@ -268,13 +268,12 @@ def _theory_options(problem, x0, y0, options: dict, oracle) -> dict:
                          f"{type(problem).__name__} states neither phi_inf nor a positive "
                          "lambda_min_hessian_phi")
     G_0 = float(np.max(np.linalg.norm(problem.grad_y_g(x0, y0), axis=-1)))
-    constants = c
-    if c.C_f is None:
+    local = problem
+    if c.C_f is None:  # a shallow copy of the problem with the localized constant
         f_u = problem.f_u(x0, problem.y_star(x0))
-        constants = replace_fields(c, C_f=10.0 * max(1.0, float(np.max(
+        local = copy.copy(problem)
+        local.constants = replace_fields(c, C_f=10.0 * max(1.0, float(np.max(
             np.linalg.norm(f_u, axis=-1)))))
-    local = SimpleNamespace(constants=constants, p=problem.p, d_x=problem.d_x,
-                            d_y=problem.d_y)
     sched = theory_schedule(local, noise, eps, delta_phi=max(delta_phi, 0.0),
                             G_0=max(G_0, THEORY_G0_FLOOR),
                             grad_phi_0=float(np.max(grad_phi_0)), delta=delta)
