@@ -168,8 +168,7 @@ def _replicas(replicas: Any, *starts: Any) -> int:
 
 def prepare(problem: Any, method: str, *, mode: str = "default", problem_params=None,
             oracle: Any = None, noise: float | None = None, seed: int = 0,
-            options: Mapping[str, Any] | None = None,
-            check_assumptions: bool = True) -> tuple[SolverRecord, Any, Any, dict]:
+            options: Mapping[str, Any] | None = None) -> tuple[SolverRecord, Any, Any, dict]:
     """(record, problem it runs on, oracle, options) for a run: the assumption check and the
     parameters, without running (the matrix uses it to refuse a cell)."""
     record = solver_record(method)
@@ -178,8 +177,7 @@ def prepare(problem: Any, method: str, *, mode: str = "default", problem_params=
     options = dict(options or {})
     require_options(record, options)
     prob = resolve_problem(problem, problem_params)
-    if check_assumptions:
-        record.check(prob, mode)
+    record.check(prob, mode)
     if record.as_problem is not None:
         prob = record.as_problem(prob)
     if oracle is None or isinstance(oracle, Mapping):
@@ -205,25 +203,17 @@ def solve(problem: Any, method: str, *, backend: str = "numpy", T: int | None = 
           seed: int = 0, replicas: int = 1, x0: Any = None, y0: Any = None,
           noise: float | None = None, oracle: Any = None, mode: str = "default",
           record_every: int = 1, problem_params: Mapping[str, Any] | None = None,
-          check_assumptions: bool = True, **options: Any) -> Any:
+          **options: Any) -> Any:
     """Run ``method`` on ``problem`` and return its :class:`~refbilevel.algorithms.trace.Trace`
     (see the module docstring; ``options`` are the method's parameters, ``refbilevel list``
     and each record name them). ``Trace.x`` has shape (n_records, R, d_x), ``x[0]`` the
-    start; BSGM's λ is its x.
-
-    ``check_assumptions=False`` runs a problem the method's theory does not cover instead of
-    refusing it, for the checks that show what happens outside (claim B2: fixed-step methods
-    overflow on a relaxed-smooth upper level); the assumption that fails is recorded in
-    ``trace.extra["outside_assumptions"]`` (None where every one holds). The parameters are
-    then the caller's to give: a mode whose defaults need a constant the problem does not
-    state fails as it would anyway."""
+    start; BSGM's λ is its x."""
     run = implementation("algorithm", method, backend)  # unknown name/backend: clear error
     R = _replicas(replicas, x0, y0)
     record_every = require_int("record_every", record_every, low=1)
     record, prob, orc, params = prepare(problem, method, mode=mode,
                                         problem_params=problem_params, oracle=oracle,
-                                        noise=noise, seed=seed, options=options,
-                                        check_assumptions=check_assumptions)
+                                        noise=noise, seed=seed, options=options)
     d_x, d_y = _dims(prob)
     default_x0 = getattr(prob, "x0", None)
     x = _start("x0", x0, np.ones(d_x) if default_x0 is None else default_x0, d_x, R)
@@ -243,9 +233,6 @@ def solve(problem: Any, method: str, *, backend: str = "numpy", T: int | None = 
         # read once it returned its host arrays, i.e. after the work finished (on Numba it
         # includes the first call's compilation); NumPy traces time each record themselves
         trace.wall_time_s = time.perf_counter() - t0
-    if not check_assumptions:
-        why = record.refusal(prob, mode)
-        trace.extra["outside_assumptions"] = None if why is None else why.text
     return trace
 
 

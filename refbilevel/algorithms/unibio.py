@@ -333,12 +333,18 @@ def _solver_record():
             LOWER_LEVEL_GRADIENTS,
             Assumption("a (mu, p)-uniformly convex lower level (mu > 0, p >= 2)",
                        _uniformly_convex, "uniformly convex LL"),
+            # C and L_phi2 set the "default" and "theory" parameters (the Neumann step 1/C
+            # and length, the UL step); "paper" runs the Section 6 values without them (an
+            # explicit alpha where the problem states no C), the user answering for the
+            # hypotheses (claim U9's non-separable family, whose H is unbounded)
             Assumption("a bound C on the generalized Hessian (Neumann step 1/C)",
-                       lambda P: P.constants.C is not None and P.constants.C > 0, "bounded C"),
+                       lambda P: P.constants.C is not None and P.constants.C > 0, "bounded C",
+                       for_parameters=True),
             Assumption("a Lipschitz ∇_x f (l_f1 stated)",
                        lambda P: P.constants.l_f1 is not None, "Lipschitz ∇_x f"),
             Assumption("a Hölder-smooth hyperobjective (L_phi2 stated)",
-                       lambda P: P.constants.L_phi2 is not None, "Hölder-smooth φ"),
+                       lambda P: P.constants.L_phi2 is not None, "Hölder-smooth φ",
+                       for_parameters=True),
             PHI_BOUNDED_BELOW,
         ),
         options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T") + THEORY_OPTIONS,
