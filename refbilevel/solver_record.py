@@ -91,7 +91,7 @@ class SolverRecord:
     y0, options, oracle=..., mode=...)`` fills the parameters that need the start or the
     oracle: a constant the problem has no global value of (BO-REP's ρ = l_{f,0}/μ on the
     quadratic), on a ball around the start, or a theory schedule that depends on φ(x0), the
-    noise levels and the target ε (UniBiO's, FdeHBO's r_v).
+    noise levels and the target ε (UniBiO's).
     ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
     where they are a schedule (docs section in ``reference``). ``step_options`` name the
     options that are step sizes (X5's control multiplies them). ``paper_counts(trace,
