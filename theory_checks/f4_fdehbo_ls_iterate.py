@@ -33,8 +33,9 @@ left side is positive:
   (the check asserts they are exactly 0.0, and a power-of-two finite-difference δ keeps
   FdeHBO's H̃ exact too).
 
-One iteration of the project's FMBO and FdeHBO (:func:`refbilevel.algorithms.fdehbo.storm_bilevel`,
-λ_0 = 3e-4) gives ||v_1 − v*||² = (1 − λμ_g)² = 0.98804 > 0 > sup_{γ',δ'>0} RHS =
+One iteration of the project's FMBO and FdeHBO (``refbilevel.solve``, mode "paper" with the
+schedule given; their common loop is :func:`refbilevel.algorithms.fdehbo.storm_bilevel`),
+λ_0 = 3e-4, gives ||v_1 − v*||² = (1 − λμ_g)² = 0.98804 > 0 > sup_{γ',δ'>0} RHS =
 F_printed·||v_0 − v*||² = −1.406: the printed statement is false at this instance, for step
 caps of the form c/L_g or c/L_g². Evidence: **exact** (deterministic, no sampling; the
 comparison has a margin of 2.4 against rounding of order 1e-16).
