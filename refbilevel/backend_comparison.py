@@ -193,7 +193,8 @@ def estimator_cases(seed: int = 0, *, full: bool = False) -> list[EstimatorCase]
     Neumann and linear-system variant, CG and the four finite-difference estimators on
     Example 3 (p = 4, d = 1), a non-separable uniformly convex problem (p = 4, d_y = 3) and
     a strongly convex quadratic (d = 20; ``full``: also d = 100 and the Householder-
-    structured one, and unbatched inputs), with R = 5 replicas; SID and its two negative
+    structured one, and unbatched inputs) and the registered ``uniformly-convex-bump`` (its
+    default instance), with R = 5 replicas; SID and its two negative
     control variants on the golden instance and a random contraction (d = 3). Inputs are
     drawn from ``named_stream(seed, "estimator-inputs")``."""
     from refbilevel.problems.contraction import golden_instance
@@ -202,6 +203,7 @@ def estimator_cases(seed: int = 0, *, full: bool = False) -> list[EstimatorCase]
     from refbilevel.problems.uniformly_convex import NonSeparableUniformlyConvex
     from refbilevel.randomness import named_stream
     from refbilevel.sid_moments import StepSchedule, random_linear_contraction
+    from refbilevel.solver import default_instance
 
     rng = named_stream(seed, "estimator-inputs")
     problems = [("Example 3 p=4", UniBiOExample3(4)),
@@ -214,10 +216,14 @@ def estimator_cases(seed: int = 0, *, full: bool = False) -> list[EstimatorCase]
                                                                  L=1.0, seed=0)),
                      ("structured quadratic 30x20",
                       StronglyConvexQuadratic(d_x=30, d_y=20, seed=4, structured=True))]
+    # the uniformly convex bump (non-symmetric generalized Hessian, docs/unibio.rst §1.6),
+    # its inputs from a stream of their own so that the other cases' inputs stay as they were
+    bump_rng = named_stream(seed, "estimator-inputs/uniformly-convex-bump")
+    bump = ("uniformly-convex-bump", default_instance("uniformly-convex-bump"))
     cases = []
     for R in ((5, None) if full else (5,)):
-        for name, P in problems:
-            x, y, v = _estimator_inputs(P, R, rng)
+        for name, P in problems + [bump]:
+            x, y, v = _estimator_inputs(P, R, bump_rng if P is bump[1] else rng)
             tag = f"{name}, R={R}"
             for trunc, variant, start in NEUMANN_VARIANTS:
                 cases.append(EstimatorCase(

@@ -219,7 +219,7 @@ def solve(problem: Any, method: str, *, backend: str = "numpy", T: int | None = 
     x = _start("x0", x0, np.ones(d_x) if default_x0 is None else default_x0, d_x, R)
     y = _start("y0", y0, 0.0, d_y, R)
     if record.localize is not None:
-        params = record.localize(prob, x, y, params)
+        params = record.localize(prob, x, y, params, oracle=orc, mode=mode)
     if T is None:
         T = record.default_T(prob, mode, params)
     T = require_int("T", T, low=1)

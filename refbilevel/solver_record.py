@@ -88,8 +88,10 @@ class SolverRecord:
     (anything else is an error naming the allowed ones). ``as_problem`` maps a covered
     problem to the form the implementation runs on (BSGM: the gradient-descent map of a
     strongly convex quadratic lower level); None for the identity. ``localize(problem, x0,
-    y0, options)`` fills the parameters that need a constant the problem has no global
-    value of (BO-REP's ρ = l_{f,0}/μ on the quadratic), on a ball around the start.
+    y0, options, oracle=..., mode=...)`` fills the parameters that need the start or the
+    oracle: a constant the problem has no global value of (BO-REP's ρ = l_{f,0}/μ on the
+    quadratic), on a ball around the start, or a theory schedule that depends on φ(x0), the
+    noise levels and the target ε (UniBiO's).
     ``counts`` are the per-iteration oracle calls its paper states (claim X3), or None
     where they are a schedule (docs section in ``reference``). ``step_options`` name the
     options that are step sizes (X5's control multiplies them). ``paper_counts(trace,
@@ -113,7 +115,7 @@ class SolverRecord:
     parity: Callable[[], dict[str, Any]] | None = None
     parity_T_cap: int | None = None
     as_problem: Callable[[Any], Any] | None = None
-    localize: Callable[[Any, np.ndarray, np.ndarray, dict[str, Any]], dict[str, Any]] | None = None
+    localize: Callable[..., dict[str, Any]] | None = None
 
     def refusal(self, problem: Any, mode: str = "default") -> Assumption | None:
         """The first assumption the problem does not satisfy in ``mode``, or None."""

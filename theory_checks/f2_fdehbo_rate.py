@@ -31,13 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.algorithms.fdehbo import StormSchedule
-from refbilevel.backends.registry import implementation
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, LEVEL, mean_ci, pointwise_mean_band, t_quantile
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
 from refbilevel.problems.quadratic import StronglyConvexQuadratic
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="F2",
@@ -66,11 +66,12 @@ def rate_slope(variant: str, *, momentum: bool = True, R: int = 64, T: int = 200
     """Run ``variant`` for T iterations on R replicas; fit the slope of the prefix average
     of mean ||∇Φ||² against T (overall, and per group of R/8 replicas)."""
     P = problem()
-    sch = StormSchedule(**{**SCHEDULE.as_dict(), "momentum": momentum})
     o = GaussianOracle(P, NoiseConfig.uniform(SIGMA),
                        named_stream(seed, f"F2/{variant}/{momentum}"))
-    run = implementation("algorithm", variant, backend)
-    tr = run(o, np.full((R, P.d_x), X0), np.zeros(P.d_y), T=T, schedule=sch, r_v=R_V)
+    # every schedule field given: the mode's own values are all replaced
+    tr = solve(P, variant, backend=backend, mode="paper", oracle=o,
+               x0=np.full((R, P.d_x), X0), y0=0.0, T=T, r_v=R_V,
+               **{**SCHEDULE.as_dict(), "momentum": momentum})
     return {"variant": variant, "momentum": momentum,
             **prefix_average_rate(tr.grad_phi_norm[:-1] ** 2),
             "diverged": int(tr.diverged.sum())}

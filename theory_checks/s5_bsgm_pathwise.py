@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.algorithms.bsgm import Box, constrained_minimum
-from refbilevel.backends.registry import implementation
+from refbilevel.algorithms.bsgm import Box, constrained_minimum, corollary13
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, LEVEL, binomial_ci, brief, mean_ci
 from refbilevel.oracles.contraction import ContractionOracle
 from refbilevel.problems.contraction import golden_instance
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="S5",
@@ -55,10 +55,19 @@ EXP_TOL = 0.3
 
 
 def run_paths(constraint, schedule: str, T: int, R: int, seed: int, backend: str):
+    """BSGM's Trace (λ as x) with every outer step recorded: ``extra`` holds the pathwise
+    ||G_α(λ_s)||², ||Δ_s||² and f(λ_s); α = 1/L_f (the "paper" mode's, Corollary 13')."""
     g = golden_instance()
     o = ContractionOracle(g.problem, named_stream(seed, f"S5/{schedule}/{constraint}"))
-    run = implementation("algorithm", "bsgm", backend)
-    return run(o, np.array(LAM0), T, schedule=schedule, constraint=constraint, replicas=R)
+    return solve(g.problem, "bsgm", backend=backend, mode="paper", oracle=o,
+                 x0=np.array(LAM0), replicas=R, T=T, schedule=schedule, constraint=constraint)
+
+
+def pathwise(tr, f_star: float, scale: float = 1.0) -> dict:
+    """Corollary 13' on every path of the trace (docs/sid_bsgm.rst §10)."""
+    ex = tr.extra
+    return corollary13(ex["grad_map_sq"], ex["delta_sq"], ex["f"][0], tr.params["alpha"],
+                       f_star, scale=scale)
 
 
 def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measurement:
@@ -73,8 +82,8 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                                       note=lambda r: f"{r[0]} {r[2]}"):
         f_star = f_stars[label]
         tr = run_paths(box, schedule, T, R, seed, backend)
-        c = tr.corollary13(f_star)
-        cc = tr.corollary13(f_star, scale=CONTROL_SCALE)
+        c = pathwise(tr, f_star)
+        cc = pathwise(tr, f_star, scale=CONTROL_SCALE)
         rows.append({"constraint": label, "schedule": schedule, "f_star": f_star,
                      "lhs_range": [float(c["lhs"].min()), float(c["lhs"].max())],
                      "rhs_range": [float(c["rhs"].min()), float(c["rhs"].max())],
@@ -82,7 +91,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                      "max_lhs_over_rhs": float((c["lhs"] / c["rhs"]).max()),
                      "deterministic_part": float(np.max(c["deterministic_part"])),
                      "violations": int((c["margin"] < 0).sum()), "paths": R,
-                     "samples_per_path": int(tr.samples[-1]),
+                     "samples_per_path": int(tr.counts["samples"][-1]),
                      "lhs_mean_ci999": brief(mean_ci(c["lhs"], LEVEL, what="paths")),
                      "rhs_mean_ci999": brief(mean_ci(c["rhs"], LEVEL, what="paths")),
                      "violation_frequency": brief(binomial_ci(
@@ -98,10 +107,10 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     per_T = []
     for T_ in track(Ts, "S5 horizons", note=lambda T_: f"T={T_}"):
         tr = run_paths(box, "finite", T_, R, seed + 1, backend)
-        lhs = tr.grad_map_sq[:T_].mean(axis=0)  # (R,)
+        lhs = tr.extra["grad_map_sq"][:T_].mean(axis=0)  # (R,)
         per_T.append(lhs)
         eps_T.append(float(lhs.mean()))
-        N_T.append(int(tr.samples[-1]))
+        N_T.append(int(tr.counts["samples"][-1]))
     logN = np.log(np.array(N_T, dtype=float))
     expo = float(np.polyfit(np.log(1.0 / np.array(eps_T)), logN, 1)[0])
     for _ in range(2000):  # bootstrap over paths for a 99.9% interval

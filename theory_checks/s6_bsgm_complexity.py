@@ -82,6 +82,7 @@ from refbilevel.sid_moments import (
     sid_moments,
     step_sequence,
 )
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="S6",
@@ -127,6 +128,14 @@ def det_constant(problem: LinearContraction, lams: np.ndarray, w0=None) -> np.nd
     return c_w * D_w + L_Phi * L_E / (1.0 - q)
 
 
+def run_bsgm(oracle: ContractionOracle, T: int, *, R: int, **options):
+    """BSGM from λ_0 = LAM0 on the Numba backend (the SID kernel) with α = 1/L_f (the "paper"
+    mode's, Corollary 13'); its Trace records every outer step (λ as x, and in ``extra``
+    ||G_α(λ_s)||², ||Δ_s||², f(λ_s) and the schedule's (t_s, k_s, J_s))."""
+    return solve(oracle.problem, "bsgm", backend="numba", mode="paper", oracle=oracle,
+                 x0=np.array(LAM0), replicas=R, T=T, **options)
+
+
 def box_minimum(problem: LinearContraction, box: Box) -> float:
     """min_Λ f exactly (f is a convex quadratic here; projected GD to 1e-13)."""
     return constrained_minimum(problem, box, LAM0)[1]
@@ -136,6 +145,8 @@ def control_floor(problem: LinearContraction, box: Box, alpha: float) -> dict:
     """The exact limit of BSGM with t = k = J = 1, η = 1: ĝ(λ) = Mλ + m is affine (computed
     from SID at n + 1 points), and λ̃ = P_Λ(λ̃ − α(Mλ̃ + m)) is found by iterating the exact
     map to a fixed point; returns λ̃ and the floor ||G_α(λ̃)||²."""
+    # the SID estimator itself, not BSGM (so not through solve): the control's affine map
+    # ĝ(λ) is one SID call at t = k = J = 1 evaluated at n + 1 points
     sid = implementation("estimator", "sid", "numpy")
     o = ContractionOracle(problem, named_stream(0, "S6/control-map"))  # noiseless: no draws
     n = problem.n
@@ -160,22 +171,21 @@ def deterministic_part(label: str, box: Box, T_max: int, ladder: list[float]) ->
     P = noiseless(golden_instance().problem)
     ex = P.constants.extra
     L, q = ex["L_f"], ex["q"]
-    run = implementation("algorithm", "bsgm", "numba")
-    tr = run(ContractionOracle(P, named_stream(0, "S6/det")), np.array(LAM0), T_max,
-             schedule="deterministic", constraint=box, replicas=1, steps=1.0)
-    lams = tr.lam[:-1, 0]
+    tr = run_bsgm(ContractionOracle(P, named_stream(0, "S6/det")), T_max, R=1,
+                  schedule="deterministic", constraint=box, steps=1.0)
+    lams = tr.x[:-1, 0]
     tks = np.array([t for t, _, _ in tr.extra["schedule_tkJ"]])
     s = np.arange(T_max)
     C_s = det_constant(P, lams)
-    delta = np.sqrt(tr.delta_sq[:, 0])
+    delta = np.sqrt(tr.extra["delta_sq"][:, 0])
     step_ok = bool(np.all(delta <= C_s * q**tks * (1 + ROUNDING) + 1e-300))
     log_ok = bool(np.all(q**tks <= 1.0 / (s + 1) * (1 + ROUNDING)))
-    avg = np.cumsum(tr.grad_map_sq[:-1, 0]) / (s + 1)
+    avg = np.cumsum(tr.extra["grad_map_sq"][:-1, 0]) / (s + 1)
     f_star = box_minimum(P, box)
     C = float(C_s.max())
-    bound = (8 * L * (tr.f[0, 0] - f_star) + 10 * C**2 * math.pi**2 / 6) / (s + 1)
+    bound = (8 * L * (tr.extra["f"][0, 0] - f_star) + 10 * C**2 * math.pi**2 / 6) / (s + 1)
     avg_ok = bool(np.all(avg <= bound * (1 + ROUNDING)))
-    samples = tr.samples  # cumulative, samples[T] after T outer iterations
+    samples = tr.counts["samples"]  # cumulative, samples[T] after T outer iterations
     reach = []
     for eps in ladder:
         hit = np.nonzero(avg <= eps)[0]
@@ -186,9 +196,9 @@ def deterministic_part(label: str, box: Box, T_max: int, ladder: list[float]) ->
     expo = (float(np.polyfit(np.log([1 / r["eps"] for r in reached]),
                              np.log([r["samples"] for r in reached]), 1)[0])
             if len(reached) >= 3 else float("nan"))
-    ctrl_run = run(ContractionOracle(P, named_stream(0, "S6/det-control")), np.array(LAM0),
-                   T_max, schedule=lambda _s: (1, 1, 1), constraint=box, replicas=1, steps=1.0)
-    ctrl_avg = np.cumsum(ctrl_run.grad_map_sq[:-1, 0]) / (s + 1)
+    ctrl_run = run_bsgm(ContractionOracle(P, named_stream(0, "S6/det-control")), T_max, R=1,
+                        schedule=lambda _s: (1, 1, 1), constraint=box, steps=1.0)
+    ctrl_avg = np.cumsum(ctrl_run.extra["grad_map_sq"][:-1, 0]) / (s + 1)
     floor = control_floor(P, box, float(tr.params["alpha"]))
     return {"constraint": label, "T_max": T_max, "q": q, "L_f": L, "f_star": f_star,
             "C_det_max_on_path": C, "max_delta_over_step_bound":
@@ -206,13 +216,13 @@ def deterministic_part(label: str, box: Box, T_max: int, ladder: list[float]) ->
 def stochastic_part(T_max: int, R: int, seed: int) -> dict:
     P = golden_instance().problem
     box = CONSTRAINTS["[-1,1]^2"]
-    run = implementation("algorithm", "bsgm", "numba")
     out = {}
     for name, sched in (("increasing", "increasing"), ("constant", lambda _s: (1, 1, 1))):
-        tr = run(ContractionOracle(P, named_stream(seed, f"S6/stoch/{name}")), np.array(LAM0),
-                 T_max, schedule=sched, constraint=box, replicas=R)
-        avg = np.cumsum(tr.grad_map_sq[:-1], axis=0) / np.arange(1, T_max + 1)[:, None]
-        out[name] = {"avg": avg, "samples": tr.samples}
+        tr = run_bsgm(ContractionOracle(P, named_stream(seed, f"S6/stoch/{name}")), T_max,
+                      R=R, schedule=sched, constraint=box)
+        avg = (np.cumsum(tr.extra["grad_map_sq"][:-1], axis=0)
+               / np.arange(1, T_max + 1)[:, None])
+        out[name] = {"avg": avg, "samples": tr.counts["samples"]}
     Ts = np.unique(np.geomspace(T_max / 16, T_max, 5).astype(int))
     N = out["increasing"]["samples"][Ts].astype(float)
     per_T = out["increasing"]["avg"][Ts - 1]  # (5, R)

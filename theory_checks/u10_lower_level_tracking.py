@@ -61,7 +61,7 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.algorithms.epoch_sgd import epoch_schedule, epoch_sgd
-from refbilevel.algorithms.unibio import UniBiOParams, run_unibio
+from refbilevel.algorithms.unibio import UniBiOParams
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, EXACT_AT_PROBES, binomial_ci
 from refbilevel.oracles import GaussianOracle, NoiseConfig
@@ -69,6 +69,7 @@ from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import SeparableUniformlyConvex
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="U10",
@@ -122,7 +123,10 @@ def sequences(I: int, T: int, rng) -> dict[str, np.ndarray]:
 
 
 def track_sequence(problem, xs: np.ndarray, I: int, R: int, rng) -> np.ndarray:
-    """max_t ||y_t - y*(x̃_t)|| per path for the LL-only driver (Algorithm 2's lower level)."""
+    """max_t ||y_t - y*(x̃_t)|| per path for the LL-only driver (Algorithm 2's lower level).
+
+    Epoch-SGD directly, not through :func:`refbilevel.solve`: this drives UniBiO's lower-level
+    subroutine along a prescribed x-sequence, which no registered method does."""
     oracle = GaussianOracle(problem, NoiseConfig(grad_y_g=SIGMA_LL), rng)
     warm = epoch_schedule(K_WARM, EPOCH["T_1"], EPOCH["D_1"], EPOCH["gamma_1"], problem.p)
     periodic = epoch_schedule(K_CALL, EPOCH["T_1"], EPOCH["D_1"], EPOCH["gamma_1"], problem.p)
@@ -142,13 +146,16 @@ def unibio_iterates(problem, I: int, R: int, rng) -> dict:
     prm = UniBiOParams(T=T_STEPS, eta=ETA, beta=0.9, I=I, K=K_CALL, K_0=K_WARM, Q=2,
                        T_1=EPOCH["T_1"], D_1=EPOCH["D_1"], gamma_1=EPOCH["gamma_1"])
     noise = NoiseConfig(grad_y_g=SIGMA_LL, grad_x_f=0.1, f_u=0.1, gen_hvp=0.1, jvp=0.1)
-    tr = run_unibio(GaussianOracle(problem, noise, rng), np.full((R, 1), 0.003),
-                    np.zeros((R, 1)), prm, record_every=1)
-    steps = np.linalg.norm(np.diff(tr.x, axis=0), axis=-1)
-    # y_t is defined for t < T (the trace also records x_T, with no lower-level step there)
-    return {"worst": tr.y_error[tr.iterations < T_STEPS].max(axis=0),
+    tr = solve(problem, "unibio", mode="paper", oracle=GaussianOracle(problem, noise, rng),
+               x0=np.full((R, 1), 0.003), y0=0.0, T=prm.T, **prm.as_options())
+    # x_0..x_{T-1}, where y_t is defined (the trace also records x_T, with no lower-level
+    # step there)
+    keep = tr.iterations < T_STEPS
+    xs = tr.x[keep]
+    steps = np.linalg.norm(np.diff(xs, axis=0), axis=-1)
+    return {"worst": tr.y_error[keep].max(axis=0),
             "max_step_rel_error": float(np.abs(steps / ETA - 1).max()),
-            "crossed_zero": int(np.sum((tr.x[0, :, 0] > 0) & (tr.x[:, :, 0].min(axis=0) < 0)))}
+            "crossed_zero": int(np.sum((xs[0, :, 0] > 0) & (xs[:, :, 0].min(axis=0) < 0)))}
 
 
 def tracking_verdict(worst: np.ndarray) -> dict:
@@ -334,6 +341,7 @@ def lemma_c6(rng, R: int = 100) -> dict:
         x = np.full((R, 1), x0)
         ys = P.y_star(x)
         start = len(oracle.calls)
+        # the subroutine itself (Lemma C.6 is about one Epoch-SGD call), not a method
         epoch_sgd(oracle, x, ys + EPS_Y * rng.choice((-1.0, 1.0), (R, 1)), epochs)
         calls = oracle.calls[start:]
         k0 = 0

@@ -74,6 +74,9 @@ from refbilevel.progress import track
 from refbilevel.randomness import named_stream
 from theory_checks.u6_neumann_bias import sharp_instance
 
+# No algorithm runs here, so nothing goes through refbilevel.solve: the claim is about the
+# Neumann estimator's exact bias at a point (neumann_bias_exact), the estimator itself.
+
 RECONSTRUCTED = ("the reconstructed UniBiO Lemma B.5 bound (l_g1 C_f/mu)(1 - mu/C)^Q, "
                  "mu = lambda_min(H), C = ||H||, for non-symmetric generalized Hessians "
                  "(docs/unibio.rst §3.5)")

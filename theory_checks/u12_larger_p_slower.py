@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from refbilevel.algorithms.unibio import UniBiOParams, run_unibio
+from refbilevel.algorithms.unibio import UniBiOParams
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, mean_ci, pointwise_mean_band, t_quantile
 from refbilevel.oracles import GaussianOracle, NoiseConfig
 from refbilevel.problems.uniformly_convex import SharpHolderUniformlyConvex
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="U12",
@@ -136,9 +137,10 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
     runs: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
     for sigma, p in track(cases, "U12 runs (sigma, p)", note=lambda c: f"s={c[0]:g} p={c[1]:g}"):
         problem = SharpHolderUniformlyConvex(d=D, p=p)
-        tr = run_unibio(GaussianOracle(problem, NoiseConfig.uniform(sigma),
-                                       named_stream(seed, f"U12/sigma={sigma}/p={p}")),
-                        np.full((R, D), X0), np.zeros((R, D)), prm, record_every=1)
+        oracle = GaussianOracle(problem, NoiseConfig.uniform(sigma),
+                                named_stream(seed, f"U12/sigma={sigma}/p={p}"))
+        tr = solve(problem, "unibio", mode="paper", oracle=oracle, x0=np.full((R, D), X0),
+                   y0=0.0, T=prm.T, **prm.as_options())
         g = tr.grad_phi_norm[tr.iterations < T]  # x_0..x_{T-1} (the trace also holds x_T)
         A = g.mean(axis=0)
         run_avg = np.cumsum(g, axis=0) / np.arange(1, T + 1)[:, None]

@@ -36,9 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from refbilevel.algorithms.unibio import tuned_params, unibio_oracle_counts
-from refbilevel.algorithms.unibio_numba import run_unibio_numba
 from refbilevel.algorithms.unibio_schedule import theory_schedule
-from refbilevel.backends import implementation
 from refbilevel.checks import ClaimInfo, Evidence, Measurement
 from refbilevel.checks.intervals import EXACT, LEVEL, mean_ci, t_quantile
 from refbilevel.checks.verdict import ACCOUNTING_NOTE
@@ -47,6 +45,7 @@ from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.problems.uniformly_convex import SeparableUniformlyConvex
 from refbilevel.progress import track
 from refbilevel.randomness import named_stream
+from refbilevel.solver import solve
 
 CLAIM = ClaimInfo(
     id="U8",
@@ -113,12 +112,13 @@ def path_average_bracket(trace, problem, eta: float, T: int) -> tuple[np.ndarray
     the iterates recorded every k steps: ||x_{t+1} - x_t|| <= eta and eq. (28) bound the
     change of ||∇phi|| over r steps by L_phi1 (eta r)^{1/(p-1)} + L_phi2 eta r."""
     c, p = problem.constants, problem.p
-    starts = trace.iterations.astype(np.int64)
+    keep = trace.iterations < T  # A averages x_0..x_{T-1}; the trace also records x_T
+    starts = trace.iterations[keep].astype(np.int64)
     lengths = np.diff(np.append(starts, T))
     r = eta * np.arange(int(lengths.max()), dtype=float)  # eta × offset within a block
     drift = np.cumsum(c.L_phi1 * r ** (1.0 / (p - 1.0)) + c.L_phi2 * r)  # summed over block
     slack = drift[lengths - 1].sum() / T
-    centre = (lengths[:, None] * trace.grad_phi_norm).sum(axis=0) / T
+    centre = (lengths[:, None] * trace.grad_phi_norm[keep]).sum(axis=0) / T
     return np.maximum(centre - slack, 0.0), centre + slack
 
 
@@ -135,9 +135,9 @@ def _min_grad_norm_on_interval(problem, centre: float, radius: float) -> float:
 def _bracketed_run(problem, X0, prm, n: int, rng):
     """n seeds of the theory run (Numba kernel, every k-th iterate recorded): the per-seed
     bracket of A and how many seeds diverged."""
-    tr = run_unibio_numba(GaussianOracle(problem, EMPIRICAL_NOISE, rng), np.tile(X0, (n, 1)),
-                          np.zeros((n, problem.d_y)), prm,
-                          record_every=max(1, prm.T // N_RECORDS))
+    tr = solve(problem, "unibio", backend="numba", mode="paper",
+               oracle=GaussianOracle(problem, EMPIRICAL_NOISE, rng), x0=np.tile(X0, (n, 1)),
+               y0=0.0, T=prm.T, record_every=max(1, prm.T // N_RECORDS), **prm.as_options())
     lo, hi = path_average_bracket(tr, problem, prm.eta, prm.T)
     return lo, hi, int(tr.diverged.sum())
 
@@ -178,16 +178,17 @@ def empirical_budget(mode: str, seed) -> tuple[list[dict], dict]:
 
 
 def deterministic_slopes(backend: str, eta_override: float | None = None):
-    run = implementation("algorithm", "unibio", backend)
     out = []
     stage = "U8 deterministic runs" + ("" if eta_override is None else " (stalled control)")
     for p in track((2, 4, 6, 8), stage, note=lambda p: f"p={p}"):
         prob = UniBiOExample3(p)
         prm = tuned_params(p) if eta_override is None else tuned_params(p, eta=eta_override)
-        tr = run(GaussianOracle(prob, 0.0, np.random.default_rng(0)), np.ones((1, 1)),
-                 np.ones((1, 1)), prm)
-        avg = tr.avg_grad_phi_norm[:, 0]
-        t = tr.iterations + 1.0
+        tr = solve(prob, "unibio", backend=backend, mode="paper",
+                   oracle=GaussianOracle(prob, 0.0, np.random.default_rng(0)), x0=1.0, y0=1.0,
+                   T=prm.T, **prm.as_options())
+        keep = tr.iterations < prm.T  # the averages over x_0..x_{t-1}, t <= T (not x_T)
+        avg = tr.avg_grad_phi_norm[keep, 0]
+        t = tr.iterations[keep] + 1.0
         keep = t >= 10
         slope = float(np.polyfit(np.log(t[keep]), np.log(avg[keep]), 1)[0])
         out.append({"p": p, "slope": slope, "bound": -1.0 / (3 * p - 2),
@@ -239,7 +240,7 @@ def measure(mode: str = "quick", seed: int = 0, backend: str = "numpy") -> Measu
                "setting (docs/unibio.rst §7.3)"],
         figure_data={"rows": rows, "det": det, "stalled": stalled, "b_rows": b_rows,
                      "b_control": b_control},
-        backends_used=["numba"],  # (b) runs run_unibio_numba directly (module docstring)
+        backends_used=["numba"],  # (b) runs on the Numba backend whatever --backend says
     )
 
 

@@ -690,7 +690,7 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
     return out
 
 
-def _localize(problem, x0, y0, options: dict[str, Any]) -> dict[str, Any]:
+def _localize(problem, x0, y0, options: dict[str, Any], **_context: Any) -> dict[str, Any]:
     """ρ where the problem has no global l_{f,0} (the quadratic: ∇_y f is unbounded): ρ =
     10 max(1, max_r ||z*(x0_r)||), z* = [∇²_yy g]^{-1} ∇_y f at (x0, y*(x0)) — a ball around
     the start that the run is checked to stay in (a projection active at the solution shows

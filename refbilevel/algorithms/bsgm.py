@@ -54,6 +54,7 @@ __all__ = [
     "bsgm_schedule",
     "bsgm_total_samples",
     "constrained_minimum",
+    "corollary13",
     "proximal_gradient_mapping",
     "run_bsgm",
 ]
@@ -247,15 +248,30 @@ class BSGMTrace:
         the deterministic inequality of Theorem 12' applied to the realized errors. ``L``
         defaults to 1/α (the run must have used α = 1/L). ``scale`` multiplies the right
         side (the S5 NEGATIVE CONTROL uses 1/10, which must be violated somewhere)."""
-        a = float(self.params["alpha"])
-        L = 1.0 / a if L is None else float(L)
-        if not math.isclose(a * L, 1.0, rel_tol=1e-12):
-            raise ValueError(f"Corollary 13' needs alpha = 1/L; got alpha={a:g}, L={L:g}")
-        T = self.T
-        lhs = self.grad_map_sq[:T].mean(axis=0)
-        det = 8.0 * L * (self.f[0] - f_star) / T
-        rhs = scale * (det + 10.0 * self.delta_sq.mean(axis=0))
-        return {"lhs": lhs, "rhs": rhs, "margin": rhs - lhs, "deterministic_part": det}
+        return corollary13(self.grad_map_sq, self.delta_sq, self.f[0],
+                           float(self.params["alpha"]), f_star, L=L, scale=scale)
+
+
+def corollary13(grad_map_sq, delta_sq, f0, alpha: float, f_star: float,
+                L: float | None = None, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Corollary 13' on every path from a run's arrays (see :meth:`BSGMTrace.corollary13`):
+    ``grad_map_sq`` (≥ T, R) the ||G_α(λ_s)||² of s = 0, 1, ..., ``delta_sq`` (T, R) the
+    realized ||Δ_s||², ``f0`` (R,) f(λ_0). The Trace of :func:`refbilevel.solve` holds them
+    as ``extra["grad_map_sq"]`` (every record; record_every = 1 for the whole path),
+    ``extra["delta_sq"]``, ``extra["f"][0]``."""
+    a = float(alpha)
+    L = 1.0 / a if L is None else float(L)
+    if not math.isclose(a * L, 1.0, rel_tol=1e-12):
+        raise ValueError(f"Corollary 13' needs alpha = 1/L; got alpha={a:g}, L={L:g}")
+    delta_sq = np.asarray(delta_sq)
+    T = delta_sq.shape[0]
+    if np.asarray(grad_map_sq).shape[0] < T:
+        raise ValueError(f"grad_map_sq must hold the {T} steps of the path (a trace recorded "
+                         "with record_every = 1)")
+    lhs = np.asarray(grad_map_sq)[:T].mean(axis=0)
+    det = 8.0 * L * (np.asarray(f0) - f_star) / T
+    rhs = scale * (det + 10.0 * delta_sq.mean(axis=0))
+    return {"lhs": lhs, "rhs": rhs, "margin": rhs - lhs, "deterministic_part": det}
 
 
 # ---- the algorithm ------------------------------------------------------------------------------
@@ -434,10 +450,14 @@ def _invoke(run, inputs):
         g[alive] = np.linalg.norm(P.grad_f(lam[alive]), axis=-1)
     counts = {k: v[its] for k, v in bt.extra["cumulative_counts"].items()}
     counts["samples"] = np.asarray(bt.samples)[its]  # Definition 15's cumulative count
+    # the pathwise quantities of every outer step (claims S5, S6): the realized errors and
+    # the (t_s, k_s, J_s) of the schedule, whatever the records
     return Trace(algorithm="bsgm", backend=bt.backend, params=bt.params, seed=inputs.seed,
                  iterations=its, x=lam, grad_phi_norm=g, y_error=np.zeros_like(g),
                  counts=counts, diverged_at=bt.diverged_at,
-                 extra={"grad_map_sq": bt.grad_map_sq[its], "f": bt.f[its]})
+                 extra={"grad_map_sq": bt.grad_map_sq[its], "f": bt.f[its],
+                        "delta_sq": bt.delta_sq,
+                        "schedule_tkJ": bt.extra["schedule_tkJ"]})
 
 
 def _paper_counts(trace, problem) -> dict[str, np.ndarray]:

@@ -356,15 +356,16 @@ def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSche
 @register("algorithm", "fdehbo", "numpy")
 def fdehbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
            delta: float = 1e-3, r_v: float | None = None, v0=None, record_every: int = 1,
-           seed: int | None = None) -> Trace:
+           seed: int | None = None, diagnostics: bool = False) -> Trace:
     """FdeHBO (Algorithm 1; docs/fdehbo.rst §3): Hessian/Jacobian-free STORM bilevel method.
 
     ``schedule`` defaults to :meth:`StormSchedule.tuned` (docs/fdehbo.rst §10.1 values). See
-    :func:`storm_bilevel` for the arguments and the random-number order.
+    :func:`storm_bilevel` for the arguments (``diagnostics``: the estimators' exact errors,
+    claim F4) and the random-number order.
     """
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                          variant="fdehbo", delta=delta, r_v=r_v, v0=v0,
-                         record_every=record_every, seed=seed)
+                         record_every=record_every, seed=seed, diagnostics=diagnostics)
 
 
 # ---- solver records (FdeHBO here, FMBO in fmbo.py) ---------------------------------------------
@@ -393,6 +394,60 @@ def default_schedule(problem) -> StormSchedule:
                          c_eta_f=c_eta, c_eta_R=c_eta, c_eta_g=c_eta)
 
 
+#: time-scale separation factor of the theory schedule: c_β = c_λ ≥ THEORY_SEPARATION ×
+#: max(L_{y*}, L_{v*}) ("large compared with", docs/fdehbo.rst §7; our choice: the paper's
+#: constants of eqs. (33)/(67) are NOT RECOVERED)
+THEORY_SEPARATION = 10.0
+#: δ_ε of mode="theory" where Theorem 1's bound is +∞ (constant Hessians: the central
+#: differences are exact for any δ): the library's default perturbation
+THEORY_DELTA_IF_EXACT = 1e-3
+
+
+def theorem_schedule(problem) -> StormSchedule:
+    """mode="theory": the schedule of Theorems 1/2 (docs/fdehbo.rst §7), α_t = (w+t)^{-1/3},
+    β_t = c_β α_t, λ_t = c_λ α_t, η_t = c_η α_t². The paper's constants (eqs. (33)/(67))
+    are NOT RECOVERED; these satisfy the DERIVED admissibility conditions of §7 with the
+    problem's constants (L_g = L_y, μ_g = μ, L_{y*} = L_g/μ_g, L_{v*} = L_{f_y}/μ_g +
+    C_{f_y} L_{g_yy}/μ_g² with L_{f_y} = l_f2, L_{g_yy} = L_H, C_{f_y} = C_f — the second
+    term where C_f and L_H are stated —, L_φ as in :class:`StepConstants`):
+
+    * time-scale separation, c_β = c_λ ≥ 10 max(L_{y*}, L_{v*}) (the factor 10 is our
+      reading of "large compared with": :data:`THEORY_SEPARATION`);
+    * stable y and v steps with equality, c_β = c_λ = w^{1/3}/L_g (β_0 = λ_0 = 1/L_g);
+    * a descent step on φ, α_0 = w^{-1/3} ≤ 1/(4L_φ);
+    * momentum weights in [0, 1] with equality, c_η = w^{2/3} (η_0 = 1, w = c_η^{3/2}).
+
+    Hence w = max(10 max(L_{y*}, L_{v*}) L_g, 4 L_φ)³. r_v is Theorem 1's C_{f_y}/μ_g
+    (:func:`default_radius`) and FdeHBO's δ_ε Theorem 1's bound at the run's T
+    (``delta="theorem1"``, resolved when T is known)."""
+    from refbilevel.solver_record import StepConstants
+
+    sc = StepConstants.of(problem)
+    c = problem.constants
+    L_ystar = sc.L_y / sc.mu
+    L_vstar = float(c.l_f2 or 0.0) / sc.mu
+    if c.C_f is not None and c.L_H is not None:
+        L_vstar += float(c.C_f) * float(c.L_H) / sc.mu**2
+    w = max(THEORY_SEPARATION * max(L_ystar, L_vstar) * sc.L_y, 4.0 * sc.L_phi) ** 3
+    c_step = w ** (1.0 / 3.0) / sc.L_y
+    c_eta = w ** (2.0 / 3.0)
+    return StormSchedule(w=w, c_beta=c_step, c_lambda=c_step, c_eta_f=c_eta, c_eta_R=c_eta,
+                         c_eta_g=c_eta)
+
+
+def theorem1_delta(problem, schedule: StormSchedule, r_v: float, T: int) -> float:
+    """δ_ε of mode="theory": Theorem 1's bound with L = max(L_gxy, L_gyy) = max(l_g2, L_H)
+    (the DERIVED safe choice, docs/fdehbo.rst §7), or :data:`THEORY_DELTA_IF_EXACT` where
+    that bound is +∞ (both 0)."""
+    c = problem.constants
+    missing = [n for n in ("l_g2", "L_H") if getattr(c, n) is None]
+    if missing:
+        raise ValueError(f"delta='theorem1' needs the Hessian Lipschitz constants "
+                         f"{', '.join(missing)}; {type(problem).__name__} does not state them")
+    bound = theorem1_delta_bound(schedule, max(float(c.l_g2), float(c.L_H)), r_v, T)
+    return THEORY_DELTA_IF_EXACT if math.isinf(bound) else bound
+
+
 def _parity() -> dict[str, Any]:
     """FdeHBO/FMBO's comparison run: the well-conditioned §10.1 quadratic and schedule of
     claim F2 (theory_checks/f2_fdehbo_rate.py). Not the stiff quadratic of the baselines:
@@ -418,8 +473,12 @@ def _storm_paper_counts(variant: str, trace) -> dict[str, np.ndarray]:
 def storm_record(name: str, run, reference: str):
     """The SolverRecord of FdeHBO or FMBO: options are the entry function's (delta, r_v, v0)
     and the :class:`StormSchedule` fields; "paper" is :meth:`StormSchedule.tuned` (the
-    docs/fdehbo.rst §10.1 values); there is no "theory" ε-schedule (the constants of eqs.
-    (33)/(67) are NOT RECOVERED)."""
+    docs/fdehbo.rst §10.1 values), "theory" :func:`theorem_schedule` (Theorems 1/2's
+    schedule; the constants of eqs. (33)/(67) are NOT RECOVERED, ours satisfy §7's
+    admissibility conditions) with FdeHBO's ``delta="theorem1"`` (Theorem 1's bound at the
+    run's T; also accepted in the other modes). Theorems 1/2 have no ε in the schedule
+    (Corollary 1's T = Õ(ε^{-1.5}) hides a NOT RECOVERED constant): T defaults to the
+    default mode's horizon ln(1e3)/(α_0 m_φ)."""
     from refbilevel.algorithms._baselines import baseline_options
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
@@ -434,15 +493,14 @@ def storm_record(name: str, run, reference: str):
     )
 
     def defaults(problem, mode):
-        if mode == "theory":
-            raise ValueError(f"{name} has no mode='theory': the constants of its ε-schedule "
-                             f"(eqs. (33)/(67)) are NOT RECOVERED ({reference} §7); use "
-                             "mode='default' or 'paper'")
+        if mode == "theory":  # Theorems 1/2's schedule, constants chosen (NOT RECOVERED)
+            fd = {"delta": "theorem1"} if "delta" in options else {}
+            return {**theorem_schedule(problem).as_dict(), **fd}
         s = default_schedule(problem) if mode == "default" else StormSchedule.tuned()
         return dict(s.as_dict())
 
     def default_T(problem, mode, options):
-        if mode != "default":
+        if mode == "paper":
             return 1000
         sc = StepConstants.of(problem)
         return horizon(float(options["w"]) ** (-1.0 / 3.0) * sc.m_phi)
@@ -450,6 +508,10 @@ def storm_record(name: str, run, reference: str):
     def invoke(run, inputs):
         opts = dict(inputs.options)
         sched = StormSchedule(**{k: opts.pop(k) for k in _SCHEDULE_FIELDS if k in opts})
+        if opts.get("delta") == "theorem1":  # Theorem 1's δ_ε at this run's T and r_v
+            P = inputs.oracle.problem
+            r_v = opts.get("r_v") or default_radius(P, inputs.x0, inputs.y0)
+            opts["delta"] = theorem1_delta(P, sched, r_v, inputs.T)
         return run(inputs.oracle, inputs.x0, inputs.y0, T=inputs.T, schedule=sched,
                    record_every=inputs.record_every, seed=inputs.seed, **opts)
 

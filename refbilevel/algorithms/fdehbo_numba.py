@@ -230,13 +230,17 @@ def record_iterations(T: int, record_every: int) -> np.ndarray:
 def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule,
                         variant: str = "fdehbo", delta: float = 1e-3,
                         r_v: float | None = None, v0=None, record_every: int = 1,
-                        seed: int | None = None) -> Trace:
+                        seed: int | None = None, diagnostics: bool = False) -> Trace:
     """Numba twin of :func:`refbilevel.algorithms.fdehbo.storm_bilevel` (same arguments,
     same random numbers, same Trace; ``trace.backend == "numba"``).
 
     A :class:`~refbilevel.oracles.matrix_noise.MatrixNoiseOracle` is refused with
     NotImplementedOnBackendError: the kernel draws additive per-kind Gaussian noise itself,
     and the matrix noise of docs/fdehbo.rst §10.1 runs on the NumPy backend only."""
+    if diagnostics:
+        raise NotImplementedOnBackendError(
+            f"{variant} diagnostics (the estimators' exact errors at every step) run on the "
+            "NumPy backend only")
     if isinstance(oracle, MatrixNoiseOracle):
         raise NotImplementedOnBackendError(
             f"{variant} on the numba backend draws additive Gaussian noise inside the kernel; "
@@ -281,9 +285,9 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
 def fdehbo_numba(oracle: GaussianOracle, x0, y0, *, T: int,
                  schedule: StormSchedule | None = None, delta: float = 1e-3,
                  r_v: float | None = None, v0=None, record_every: int = 1,
-                 seed: int | None = None) -> Trace:
+                 seed: int | None = None, diagnostics: bool = False) -> Trace:
     """FdeHBO, Numba backend (see :func:`storm_bilevel_numba`)."""
     return storm_bilevel_numba(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                                variant="fdehbo", delta=delta, r_v=r_v, v0=v0,
-                               record_every=record_every, seed=seed)
+                               record_every=record_every, seed=seed, diagnostics=diagnostics)
 

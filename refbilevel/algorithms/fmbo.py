@@ -28,12 +28,13 @@ __all__ = ["fmbo"]
 @register("algorithm", "fmbo", "numpy")
 def fmbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
          r_v: float | None = None, v0=None, record_every: int = 1,
-         seed: int | None = None) -> Trace:
+         seed: int | None = None, diagnostics: bool = False) -> Trace:
     """FMBO (Algorithm 2; docs/fdehbo.rst §4). ``schedule`` defaults to
-    :meth:`StormSchedule.tuned`; see :func:`~refbilevel.algorithms.fdehbo.storm_bilevel`."""
+    :meth:`StormSchedule.tuned`; see :func:`~refbilevel.algorithms.fdehbo.storm_bilevel`
+    (``diagnostics``: the estimators' exact errors, claim F4)."""
     return storm_bilevel(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                          variant="fmbo", r_v=r_v, v0=v0, record_every=record_every,
-                         seed=seed)
+                         seed=seed, diagnostics=diagnostics)
 
 
 SOLVER = storm_record("fmbo", fmbo, "docs/fdehbo.rst §4")

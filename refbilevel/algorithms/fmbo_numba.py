@@ -16,8 +16,9 @@ __all__ = ["fmbo_numba"]
 @register("algorithm", "fmbo", "numba")
 def fmbo_numba(oracle: GaussianOracle, x0, y0, *, T: int,
                schedule: StormSchedule | None = None, r_v: float | None = None, v0=None,
-               record_every: int = 1, seed: int | None = None) -> Trace:
+               record_every: int = 1, seed: int | None = None,
+               diagnostics: bool = False) -> Trace:
     """FMBO, Numba backend (see :func:`~refbilevel.algorithms.fdehbo_numba.storm_bilevel_numba`)."""
     return storm_bilevel_numba(oracle, x0, y0, T=T, schedule=schedule or StormSchedule.tuned(),
                                variant="fmbo", r_v=r_v, v0=v0, record_every=record_every,
-                               seed=seed)
+                               seed=seed, diagnostics=diagnostics)

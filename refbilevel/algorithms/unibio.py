@@ -13,7 +13,7 @@
 
 Parameter modes: :func:`tuned_params` (the Section 6 values of the authors' code, docs/unibio.rst
 §7.1)
-and :func:`refbilevel.algorithms.unibio_schedule.theory_params` (the DERIVED Theorem 5.1
+and :func:`refbilevel.algorithms.unibio_schedule.theory_schedule` (the DERIVED Theorem 5.1
 instantiation of docs/unibio.rst §5.5).
 
 Code-compatibility options (docs/unibio.rst §8): ``restart="random"`` restarts every Epoch-SGD call
@@ -86,6 +86,13 @@ class UniBiOParams:
             if getattr(self, name) is not None:
                 require_range(name, getattr(self, name), low=0.0, low_inclusive=False)
         return self
+
+    def as_options(self) -> dict:
+        """The fields as :func:`refbilevel.solve` options (T is solve's own argument):
+        ``solve(problem, "unibio", T=params.T, **params.as_options())`` runs these params."""
+        out = asdict(self)
+        out.pop("T")
+        return out
 
     def epochs(self, warm: bool, p: float):
         if warm:
@@ -194,11 +201,9 @@ def _default_params(problem, mode: str) -> dict:
     α = 1/C and Q = ⌈(C/μ) ln 1e4⌉ terms (bias (1 − μ/C)^Q ≤ 1e-4, docs/unibio.rst §3.5;
     the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). "theory": the
     Theorem 5.1 instantiation needs a target ε
-    (:func:`refbilevel.algorithms.unibio_schedule.theory_params`): its fields are options."""
+    (:func:`_theory_options`)."""
     if mode == "theory":
-        raise ValueError("unibio mode='theory' needs a target eps: build the params with "
-                         "refbilevel.algorithms.unibio_schedule.theory_params "
-                         "(docs/unibio.rst §5.5) and pass its fields as options")
+        return {}  # the schedule needs the start, the oracle and eps: _localize builds it
     base = asdict(tuned_params(problem.p))
     base.pop("T")
     if mode == "default":
@@ -213,11 +218,87 @@ def _default_params(problem, mode: str) -> dict:
     return base
 
 
+#: the options of mode="theory" that are not UniBiOParams fields (the target and the LL
+#: failure probability of Theorem 5.1)
+THEORY_OPTIONS = ("eps", "delta")
+#: the floor of G_0 = ||∇_y g(x_0, y_0)|| in the warm-start budget: at G_0 = 0 (a start at
+#: y*(x_0)) Lemma C.2's V_1 = G_0 dist vanishes and eq. (49)'s T_1 ∝ 1/V_1² is undefined
+THEORY_G0_FLOOR = 1e-3
+
+
+def _theory_options(problem, x0, y0, options: dict, oracle) -> dict:
+    """mode="theory": Theorem 5.1's ε-schedule (docs/unibio.rst §5.5; the DERIVED sufficient
+    instantiation of :func:`refbilevel.algorithms.unibio_schedule.theory_schedule` — the
+    paper's exact constants of (49), (51)-(54), (59)-(62) are NOT RECOVERED) for the target
+    ``eps`` (required: there is no problem-free default, since the schedule's cost grows as
+    ε^{-(5p-6)}; a one-line error names it) and the LL failure probability ``delta``
+    (default 0.1). Its inputs from the start and the oracle, worst case over the replicas:
+    Δ_φ = φ(x_0) − inf φ (``phi_inf`` where the problem states it; else the bound
+    ||∇φ(x_0)||²/(2λ_min(∇²φ)) of a strongly convex φ), G_0 = ||∇_y g(x_0, y_0)|| (at least
+    :data:`THEORY_G0_FLOOR`), ||∇φ(x_0)|| and the Gaussian oracle's noise levels. A problem
+    with no global bound C_f on ||f_u|| (the quadratic) gets it on a ball around the start,
+    as BO-REP's ρ: C_f = 10 max(1, max_r ||f_u(x_0r, y*(x_0r))||). Options the user gives
+    replace the schedule's fields; the schedule's T is the default horizon."""
+    import copy
+    from dataclasses import replace as replace_fields
+
+    from refbilevel.algorithms.unibio_schedule import theory_schedule
+    from refbilevel.oracles.gaussian import NoiseConfig
+
+    eps = options.get("eps")
+    if eps is None:
+        raise ValueError("eps must be given for unibio mode='theory': the target accuracy "
+                         "E[(1/T) Σ ||∇φ(x_t)||] <= eps, a number > 0 (docs/unibio.rst §5.5)")
+    eps = require_range("eps", eps, low=0.0, low_inclusive=False)
+    delta = require_range("delta", options.get("delta", 0.1), low=0.0, high=1.0,
+                          low_inclusive=False, high_inclusive=False)
+    noise = getattr(oracle, "noise", None)
+    if not isinstance(noise, NoiseConfig):
+        raise ValueError(f"unibio mode='theory' needs a Gaussian oracle (its noise levels "
+                         f"enter the schedule, docs/unibio.rst §5.5), got "
+                         f"{type(oracle).__name__}")
+    c = problem.constants
+    grad_phi_0 = np.linalg.norm(problem.grad_phi(x0), axis=-1)
+    if c.extra.get("phi_inf") is not None:
+        delta_phi = float(np.max(problem.phi(x0) - float(c.extra["phi_inf"])))
+    elif (c.extra.get("lambda_min_hessian_phi") or 0.0) > 0.0:
+        delta_phi = float(np.max(grad_phi_0**2) / (2.0 * c.extra["lambda_min_hessian_phi"]))
+    else:
+        raise ValueError(f"unibio mode='theory' needs phi(x_0) - inf phi: "
+                         f"{type(problem).__name__} states neither phi_inf nor a positive "
+                         "lambda_min_hessian_phi")
+    G_0 = float(np.max(np.linalg.norm(problem.grad_y_g(x0, y0), axis=-1)))
+    local = problem
+    if c.C_f is None:  # a shallow copy of the problem with the localized constant
+        f_u = problem.f_u(x0, problem.y_star(x0))
+        local = copy.copy(problem)
+        local.constants = replace_fields(c, C_f=10.0 * max(1.0, float(np.max(
+            np.linalg.norm(f_u, axis=-1)))))
+    sched = theory_schedule(local, noise, eps, delta_phi=max(delta_phi, 0.0),
+                            G_0=max(G_0, THEORY_G0_FLOOR),
+                            grad_phi_0=float(np.max(grad_phi_0)), delta=delta)
+    user = {k: v for k, v in options.items() if k not in THEORY_OPTIONS}
+    return {**sched.params().as_options(), **user, "eps": eps, "delta": delta,
+            "theory_T": sched.T}
+
+
+def _localize(problem, x0, y0, options: dict, *, oracle, mode: str) -> dict:
+    if mode == "theory":
+        return _theory_options(problem, x0, y0, options, oracle)
+    given = [k for k in THEORY_OPTIONS if k in options]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to unibio mode='theory' only (got mode="
+                         f"{mode!r})")
+    return options
+
+
 def _default_T(problem, mode, options) -> int:
-    """"paper": 500 (§7.1). "default": 2 D/η UL steps, D = 15 (the normalized step moves x by
-    η per step; D bounds the distance to a stationary point from the default starts — about
-    20 on the default quadratic, reached within 2D/η with the momentum's detours), at most
-    MAX_DEFAULT_T."""
+    """"paper": 500 (§7.1). "theory": the ε-schedule's T. "default": 2 D/η UL steps, D = 15
+    (the normalized step moves x by η per step; D bounds the distance to a stationary point
+    from the default starts — about 20 on the default quadratic, reached within 2D/η with
+    the momentum's detours), at most MAX_DEFAULT_T."""
+    if mode == "theory":
+        return int(options["theory_T"])
     if mode != "default":
         return 500
     from refbilevel.solver_record import MAX_DEFAULT_T
@@ -226,9 +307,14 @@ def _default_T(problem, mode, options) -> int:
 
 
 def _invoke(run, inputs):
-    params = UniBiOParams(T=inputs.T, **inputs.options)
-    return run(inputs.oracle, inputs.x0, inputs.y0, params, record_every=inputs.record_every,
-               seed=inputs.seed, restart_rng=inputs.restart_rng, record_final=True)
+    opts = dict(inputs.options)
+    theory = {k: opts.pop(k) for k in (*THEORY_OPTIONS, "theory_T") if k in opts}
+    params = UniBiOParams(T=inputs.T, **opts)
+    trace = run(inputs.oracle, inputs.x0, inputs.y0, params, record_every=inputs.record_every,
+                seed=inputs.seed, restart_rng=inputs.restart_rng, record_final=True)
+    if theory:  # the target the schedule was built for (its own T: theory_T)
+        trace.extra["theory_schedule"] = theory
+    return trace
 
 
 def _solver_record():
@@ -247,16 +333,22 @@ def _solver_record():
             LOWER_LEVEL_GRADIENTS,
             Assumption("a (mu, p)-uniformly convex lower level (mu > 0, p >= 2)",
                        _uniformly_convex, "uniformly convex LL"),
+            # C and L_phi2 set the "default" and "theory" parameters (the Neumann step 1/C
+            # and length, the UL step); "paper" runs the Section 6 values without them (an
+            # explicit alpha where the problem states no C), the user answering for the
+            # hypotheses (claim U9's non-separable family, whose H is unbounded)
             Assumption("a bound C on the generalized Hessian (Neumann step 1/C)",
-                       lambda P: P.constants.C is not None and P.constants.C > 0, "bounded C"),
+                       lambda P: P.constants.C is not None and P.constants.C > 0, "bounded C",
+                       for_parameters=True),
             Assumption("a Lipschitz ∇_x f (l_f1 stated)",
                        lambda P: P.constants.l_f1 is not None, "Lipschitz ∇_x f"),
             Assumption("a Hölder-smooth hyperobjective (L_phi2 stated)",
-                       lambda P: P.constants.L_phi2 is not None, "Hölder-smooth φ"),
+                       lambda P: P.constants.L_phi2 is not None, "Hölder-smooth φ",
+                       for_parameters=True),
             PHI_BOUNDED_BELOW,
         ),
-        options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T"),
-        defaults=_default_params, default_T=_default_T, invoke=_invoke,
+        options=tuple(f.name for f in fields(UniBiOParams) if f.name != "T") + THEORY_OPTIONS,
+        defaults=_default_params, default_T=_default_T, invoke=_invoke, localize=_localize,
         step_options=("eta",),
         parity=lambda: {"problem": "unibio-example3", "problem_params": {"p": 4}, "x0": 1.0},
         parity_T_cap=500,
