@@ -1,30 +1,42 @@
 """Cost per oracle call of the Numba kernels, per problem family, kernel and dimension, against
-the random-number floor (O(d) families) and NumPy's BLAS on one thread (dense families).
+the random-number floor (O(d) families) and BLAS on one thread (dense families).
 
-    python benchmarks/bench_oracles.py [--quick]      (or: refbilevel bench oracles)
+    python benchmarks/bench_oracles.py [--full]      (or: refbilevel bench oracles)
 
 Targets (issue #14, item 5): an O(d) family (UniBiO Example 3, separable, Householder-
 structured quadratic, BO-REP's P1/P2 at their sizes) costs at most 3x the floor per call; a
 family with dense d x d matrices at most 2x the same matrix-vector products done by BLAS.
 
-Method (docs/design.rst: ratios from one run; the machine is shared, so absolute times move
-between runs, the ratios of one run are what counts):
+Method (docs/design.rst: ratios from one run; the machine may be shared, so absolute times
+move between runs, the ratios of one run are what counts):
+
 - one Numba thread and one BLAS thread (OPENBLAS_NUM_THREADS=1 etc. are set, re-executing the
   script if it was started without them): per-core costs;
-- kernels: ``neumann`` (the Neumann estimator, fixed truncation, Q = 10: ∇_x F, ∇_y F, 10 HVPs,
-  JVP per replica), ``soba`` (SOBA on a GaussianOracle: ∇_y G, HVP, JVP, ∇_y F, ∇_x F per
-  iteration), ``borep`` for P1/P2. All noise stds are 0.1, so every call draws its normals;
-- per kernel, family and d: R replicas, a warm-up call (cache load), then the best of 3 timed
-  calls (the algorithm traces' closed-form metrics are switched off on the instances, as in
-  bench_baselines.py); ns/call = time / (R x oracle calls); ns/normal = time / normals drawn;
-- floor: the fastest way to draw the same count of normals (random_floor.normal_floor);
-  ``x floor`` = kernel time / floor time;
-- BLAS (dense families): the kernel's d x d matrix-vector products (``GEMV``: per primitive,
-  ``CALLS``: per kernel run) timed as NumPy gemv calls one vector at a time (``M @ v``; the
-  loop's Python overhead, timed on 1 x 1 matrices, subtracted), and the ratio kernel
-  arithmetic / BLAS, where kernel arithmetic = kernel time - floor time (the normals are
-  drawn either way). Batched GEMM (all replicas at once) is faster still, but it is not the
-  products the kernels do: each replica's vector depends on its own previous call.
+- kernels: ``neumann`` (the Neumann estimator, fixed truncation: ∇_x F, ∇_y F, Q HVPs, JVP
+  per replica), ``soba`` (SOBA on a GaussianOracle: ∇_y G, HVP, JVP, ∇_y F, ∇_x F per
+  iteration), ``borep`` for P1/P2. All noise stds are 0.1, so every call draws its normals,
+  and every call does the oracle's whole arithmetic (nothing is reused between calls);
+- **marginal cost per call**: each kernel runs at a short and a long length (Q or T), R
+  replicas, best of REPEATS timed runs each after a warm-up (cache load); ns/call =
+  (t_long - t_short) / (R x extra oracle calls). This removes the per-run cost of the Python
+  wrapper (input checks, the trace; printed as ``run us``), which is not a per-call cost. The
+  algorithm traces' closed-form metrics are switched off on the instances, as in
+  bench_baselines.py;
+- floor: the fastest way to draw the extra calls' normals (random_floor.normal_floor);
+  ``x floor`` = (t_long - t_short) / floor;
+- BLAS (dense families): the d x d matrix-vector products of the extra calls (``GEMV`` per
+  primitive) timed as BLAS dgemv calls, one vector at a time, from a compiled loop (Numba's
+  ``np.dot``, which calls SciPy's BLAS: no Python overhead to subtract), and the ratio kernel
+  arithmetic / BLAS, where kernel arithmetic = kernel time - floor time (the normals are drawn
+  either way). Batched GEMM (all replicas at once) is faster still, but it is not the
+  products the kernels do: each replica's vector depends on its own previous call;
+- the curve: the separable family's Neumann kernel over d, fitted as ns/call = a + b d
+  (least squares): a is the fixed cost of a call, b its cost per coordinate, against the
+  floor's f per normal. The 3x target needs a + b d <= 3 f d, i.e. d >= a / (3 f - b): at
+  smaller d no call can meet it, since drawing d normals takes only f d ns.
+
+The default run (the quick one) takes ~1 minute on an idle machine with a warm Numba cache;
+``--full`` adds larger dimensions.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _SINGLE.ite
                             env={**os.environ, **_SINGLE}, check=False).returncode)
 
 import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
 from random_floor import normal_floor  # noqa: E402
 
 from refbilevel.algorithms.borep import borep_params  # noqa: E402
@@ -59,14 +72,17 @@ from refbilevel.problems.uniformly_convex import (  # noqa: E402
 )
 
 STD = 0.1
-Q = 10
-T_SOBA = 20
+R = 32
+REPEATS = 5
+#: (short, long) lengths: Neumann terms Q, SOBA and BO-REP iterations T
+Q_RUNS = (10, 40)
+T_RUNS = (10, 40)
 
 
-def _problems(quick: bool):
+def _problems(full: bool):
     """(problem, dense?) per (family, d)."""
-    small = (10, 100) if quick else (10, 100, 1000)
-    dense = (30, 100) if quick else (30, 100, 300)
+    small = (10, 100, 1000) if full else (10, 100)
+    dense = (30, 100, 300) if full else (30, 100)
     out = [(UniBiOExample3(4), False)]
     out += [(SeparableUniformlyConvex(d=d, p=4.0), False) for d in small]
     out += [(StronglyConvexQuadratic(d_x=d, d_y=d, mu=0.2, L=1.0, seed=0, structured=True),
@@ -79,37 +95,45 @@ def _problems(quick: bool):
     return out
 
 
-def _start(P, R, seed=3):
+def _start(P, seed=3):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (R, P.d_x))
     y = rng.uniform(0.2, 1.0, (R, P.d_y)) * rng.choice([-1, 1], (R, P.d_y))
     return x, y
 
 
-def _kernels(P):
-    """name -> (run(oracle, x, y), oracle calls per replica, normals per replica)."""
-    dx, dy = P.d_x, P.d_y
-    neumann = implementation("estimator", "neumann", "numba")
-    soba = implementation("algorithm", "soba", "numba")
-    out = {
-        "neumann": (lambda o, x, y: neumann(o, x, y, Q, alpha=0.1), Q + 3,
-                    2 * dx + (Q + 1) * dy),
-    }
-    T = T_SOBA
-    out["soba"] = (lambda o, x, y: soba(o, x, y, T=T, record_every=T), 5 * T,
-                   T * (3 * dy + 2 * dx))
-    if isinstance(P, (RelaxedSmoothP1, RelaxedSmoothP2)):
-        borep = implementation("algorithm", "borep", "numba")
-        p = borep_params(P, mode="tuned", T=T)
-        calls = borep_calls(p)
-        out["borep"] = (lambda o, x, y: borep(o, x, y, params=p), calls[0], calls[1](dx, dy))
-    return out
-
-
 def borep_calls(p):
     """(oracle calls, normals(dx, dy)) per replica of one BO-REP run with params p."""
     ll = p.epoch_T1 * (2**p.epoch_k - 1) + (max(p.T - 1, 0) // p.I) * p.N
     return 4 * p.T + ll, lambda dx, dy: ll * dy + p.T * (2 * dx + 2 * dy)
+
+
+def _kernels(P):
+    """name -> [(run(oracle, x, y), oracle calls, normals per replica, GEMV products per
+    replica: {primitive: calls}) for the short and the long length]."""
+    dx, dy = P.d_x, P.d_y
+    neumann = implementation("estimator", "neumann", "numba")
+    soba = implementation("algorithm", "soba", "numba")
+
+    def neumann_run(Q):
+        return (lambda o, x, y: neumann(o, x, y, Q, alpha=0.1), Q + 3, 2 * dx + (Q + 1) * dy,
+                {"grad_x_f": 1, "grad_y_f": 1, "hvp": Q, "jvp": 1})
+
+    def soba_run(T):
+        return (lambda o, x, y: soba(o, x, y, T=T, record_every=T), 5 * T,
+                T * (3 * dy + 2 * dx),
+                {"grad_y_g": T, "hvp": T, "jvp": T, "grad_y_f": T, "grad_x_f": T})
+
+    out = {"neumann": [neumann_run(Q) for Q in Q_RUNS], "soba": [soba_run(T) for T in T_RUNS]}
+    if isinstance(P, (RelaxedSmoothP1, RelaxedSmoothP2)):
+        borep = implementation("algorithm", "borep", "numba")
+
+        def borep_run(T):
+            p = borep_params(P, mode="tuned", T=T)
+            calls, normals = borep_calls(p)
+            return (lambda o, x, y: borep(o, x, y, params=p), calls, normals(dx, dy), None)
+        out["borep"] = [borep_run(T) for T in T_RUNS]
+    return out
 
 
 #: matrix-vector products (d x d) per primitive call, per dense family
@@ -119,81 +143,128 @@ GEMV = {
                                       "jvp": 1},
     "relaxed-smooth-p1": {"grad_x_f": 0, "grad_y_f": 0, "grad_y_g": 2, "hvp": 1, "jvp": 1},
 }
-#: primitive calls per replica of one kernel run
-CALLS = {"neumann": {"grad_x_f": 1, "grad_y_f": 1, "hvp": Q, "jvp": 1},
-         "soba": {"grad_y_g": T_SOBA, "hvp": T_SOBA, "jvp": T_SOBA, "grad_y_f": T_SOBA,
-                  "grad_x_f": T_SOBA}}
 
 
-def _gemv_seconds(d: int, R: int, repeat=3) -> float:
-    """Seconds of one d x d matrix-vector product by NumPy (gemv), from a loop over R vectors,
-    minus the same loop's Python overhead (timed on a 1 x 1 matrix)."""
+@njit(cache=True)
+def _gemv_loop(M, V, out):
+    for r in range(V.shape[0]):
+        np.dot(M, V[r], out[r])
+
+
+def gemv_seconds(d: int, n: int = 256, repeat: int = 20) -> float:
+    """Seconds of one d x d BLAS matrix-vector product (dgemv), best of ``repeat`` loops over
+    n vectors in compiled code."""
     rng = np.random.default_rng(0)
-    M = rng.standard_normal((d, d))
-    V = rng.standard_normal((R, d))
-
-    def loop(M, V):
+    M, V, out = rng.standard_normal((d, d)), rng.standard_normal((n, d)), np.empty((n, d))
+    _gemv_loop(M, V, out)
+    best = float("inf")
+    for _ in range(repeat):
         t0 = time.perf_counter()
-        for r in range(V.shape[0]):
-            M @ V[r]
+        _gemv_loop(M, V, out)
+        best = min(best, time.perf_counter() - t0)
+    return best / n
+
+
+def _best_time(run, P, x, y) -> float:
+    def once():
+        o = GaussianOracle(P, NoiseConfig.uniform(STD), np.random.default_rng(1))
+        t0 = time.perf_counter()
+        run(o, x.copy(), y.copy())
         return time.perf_counter() - t0
 
-    best = min(loop(M, V) for _ in range(repeat))
-    over = min(loop(np.ones((1, 1)), np.ones((R, 1))) for _ in range(repeat))
-    return max(best - over, 0.0) / R
+    once()  # compile or load from the cache
+    return min(once() for _ in range(REPEATS))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller dimensions")
-    ap.add_argument("--replicas", type=int, default=32)
-    args = ap.parse_args(argv)
-    R = args.replicas
-    rows = []
-    for P, dense in _problems(args.quick):
-        fam = family_of(P).name
-        # the algorithm traces' closed-form metrics (∇φ, y* at the recorded points: a Newton
-        # or linear solve per replica) are not the kernels' time: switched off on the instance
-        P._grad_phi = np.zeros_like
-        P._y_star = lambda x, P=P: np.zeros(np.shape(x)[:-1] + (P.d_y,))
-        gemv = _gemv_seconds(P.d_y, R) if dense else None
-        for kname, (run, calls, normals) in _kernels(P).items():
-            x, y = _start(P, R)
+def _quiet_metrics(P) -> None:
+    """The algorithm traces' closed-form metrics (∇φ, y* at the recorded points: a Newton or
+    linear solve per replica) are not the kernels' time: switched off on the instance."""
+    P._grad_phi = np.zeros_like
+    P._y_star = lambda x, P=P: np.zeros(np.shape(x)[:-1] + (P.d_y,))
 
-            def once(run=run, x=x, y=y, P=P):
-                o = GaussianOracle(P, NoiseConfig.uniform(STD), np.random.default_rng(1))
-                t0 = time.perf_counter()
-                run(o, x.copy(), y.copy())
-                return time.perf_counter() - t0
 
-            once()  # compile or load from the cache
-            t = min(once() for _ in range(3))
-            n_normals = R * normals
-            floor, how = normal_floor(np.random.default_rng(2), n_normals)
-            per_call = t / (R * calls)
-            row = {"family": fam, "d": P.d_y, "kernel": kname, "ns/call": 1e9 * per_call,
-                   "ns/normal": 1e9 * t / n_normals, "floor ns/call": 1e9 * floor / (R * calls),
-                   "x floor": t / floor, "floor by": how}
-            if gemv is not None and kname in CALLS:
-                n_gemv = sum(GEMV[fam][k] * n for k, n in CALLS[kname].items())
-                blas = n_gemv * gemv / calls  # per oracle call
-                arith = max(t - floor, 0.0) / (R * calls)  # the normals are drawn either way
-                row["BLAS ns/call"] = 1e9 * blas
-                row["x BLAS"] = arith / blas if blas > 0 else float("nan")
-            rows.append(row)
-            print(_fmt(row), flush=True)
-    _verdict(rows)
-    return 0
+def measure(P, kname, runs, gemv=None) -> dict:
+    """One row: the marginal cost per call of kernel ``kname`` on problem P (module
+    docstring)."""
+    x, y = _start(P)
+    (run_s, calls_s, normals_s, gemv_s), (run_l, calls_l, normals_l, gemv_l) = runs
+    t_s = _best_time(run_s, P, x, y)
+    t_l = _best_time(run_l, P, x, y)
+    dt = max(t_l - t_s, 1e-12)
+    dcalls = R * (calls_l - calls_s)
+    dnormals = R * (normals_l - normals_s)
+    floor, how = normal_floor(np.random.default_rng(2), dnormals, repeats=REPEATS)
+    per_call = dt / dcalls
+    row = {"family": family_of(P).name, "d": P.d_y, "kernel": kname,
+           "ns/call": 1e9 * per_call, "ns/normal": 1e9 * dt / dnormals,
+           "floor ns/call": 1e9 * floor / dcalls, "x floor": dt / floor, "floor by": how,
+           "run us": 1e6 * max(t_s - per_call * R * calls_s, 0.0)}
+    if gemv is not None and gemv_s is not None:
+        fam = GEMV[row["family"]]
+        n_gemv = R * sum(fam[k] * (gemv_l[k] - gemv_s[k]) for k in gemv_l)
+        blas = n_gemv * gemv
+        row["BLAS ns/call"] = 1e9 * blas / dcalls
+        row["x BLAS"] = max(dt - floor, 0.0) / blas if blas > 0 else float("nan")
+    return row
 
 
 def _fmt(row) -> str:
     s = (f"{row['family']:<30} d={row['d']:<5} {row['kernel']:<8} "
-         f"{row['ns/call']:9.0f} ns/call {row['ns/normal']:7.1f} ns/normal "
-         f"floor {row['floor ns/call']:8.0f} ns/call ({row['floor by']})  "
-         f"{row['x floor']:5.2f}x floor")
+         f"{row['ns/call']:8.0f} ns/call {row['ns/normal']:6.1f} ns/normal "
+         f"floor {row['floor ns/call']:7.0f} ns/call ({row['floor by']:<7}) "
+         f"{row['x floor']:5.2f}x floor  run {row['run us']:6.0f} us")
     if "x BLAS" in row:
-        s += f"  BLAS {row['BLAS ns/call']:9.0f} ns/call  {row['x BLAS']:5.2f}x BLAS"
+        s += f"  BLAS {row['BLAS ns/call']:8.0f} ns/call {row['x BLAS']:5.2f}x BLAS"
     return s
+
+
+def curve(full: bool) -> None:
+    """Neumann on the separable family over d: the fixed cost per call and the d from which
+    the 3x target can hold (module docstring)."""
+    ds = (1, 3, 10, 30, 100, 300, 1000) if full else (1, 3, 10, 30, 100)
+    pts = []
+    print("\nseparable-uniformly-convex, neumann, over d (fit: ns/call = a + b d):")
+    for d in ds:
+        P = SeparableUniformlyConvex(d=d, p=4.0)
+        dx = P.d_x
+        neumann = implementation("estimator", "neumann", "numba")
+        runs = [(lambda o, x, y, Q=Q: neumann(o, x, y, Q, alpha=0.1), Q + 3,
+                 2 * dx + (Q + 1) * d, None) for Q in Q_RUNS]
+        row = measure(P, "neumann", runs)
+        f = row["floor ns/call"] / d  # the floor per normal: each HVP call draws d normals
+        pts.append((d, row["ns/call"], f))
+        print(f"  d={d:<5} {row['ns/call']:8.1f} ns/call  floor {row['floor ns/call']:7.1f} "
+              f"ns/call  {row['x floor']:5.2f}x floor")
+    d = np.array([p[0] for p in pts], dtype=float)
+    ns = np.array([p[1] for p in pts])
+    b, a = np.polyfit(d, ns, 1, w=1.0 / ns)  # relative residuals: small d weigh as much
+    f = float(np.median([p[2] for p in pts]))
+    print(f"  fixed cost a = {a:.1f} ns per call, b = {b:.2f} ns per coordinate; floor "
+          f"f = {f:.2f} ns per normal")
+    if 3 * f > b:
+        print(f"  3x target: a + b d <= 3 f d from d >= a / (3f - b) = {a / (3 * f - b):.1f}")
+    else:
+        print("  3x target: b >= 3 f, not met at any d")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="larger dimensions too")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = []
+    for P, dense in _problems(args.full):
+        _quiet_metrics(P)
+        gemv = gemv_seconds(P.d_y) if dense else None
+        for kname, runs in _kernels(P).items():
+            row = measure(P, kname, runs, gemv)
+            rows.append(row)
+            print(_fmt(row), flush=True)
+    _verdict(rows)
+    curve(args.full)
+    print(f"\n(R = {R} replicas, one thread; one run on a possibly shared machine: compare the "
+          f"ratios, not the absolute times; {time.perf_counter() - t0:.0f} s)")
+    return 0
 
 
 def _verdict(rows) -> None:
@@ -208,7 +279,6 @@ def _verdict(rows) -> None:
         print(f"dense families: worst {worst['x BLAS']:.2f}x one-thread BLAS "
               f"({worst['family']}, d={worst['d']}, {worst['kernel']}); target <= 2x: "
               f"{'met' if worst['x BLAS'] <= 2 else 'NOT met'}")
-    print("(one run on a shared machine: compare the ratios, not the absolute times)")
 
 
 if __name__ == "__main__":

@@ -372,7 +372,12 @@ def test_fixed_type_entry_point_equals_the_dispatcher():
     (refbilevel.backends.numba_entry): repeated calls, with and without replicas and with a
     warm start, give bit-for-bit what the ordinary dispatcher gives on the same stream."""
     from refbilevel.estimators.sid import prepare_sid_inputs
-    from refbilevel.estimators.sid_numba import _SID_KERNEL, sid_numba
+    from refbilevel.estimators.sid_numba import (
+        _SID_KERNEL,
+        SidRun,
+        contraction_record,
+        sid_numba,
+    )
 
     for kwargs in ({}, {"replicas": 3}, {"w0": np.ones(3)}, {}):
         o1 = ContractionOracle(PROB, np.random.default_rng(5))
@@ -381,8 +386,8 @@ def test_fixed_type_entry_point_equals_the_dispatcher():
         inp = prepare_sid_inputs(o2, LAM, 7, 8, 3, ETA, kwargs.get("w0"),
                                  kwargs.get("replicas"))
         b = np.empty((inp.R, 2))
-        _SID_KERNEL.via_dispatcher(o2.rng, *o2.kernel_data, inp.lam, inp.w0, inp.t, inp.k,
-                                   inp.J, inp.eta, 0, b)
+        _SID_KERNEL.via_dispatcher(o2.rng, contraction_record(o2),
+                                   SidRun(inp.lam, inp.w0, inp.t, inp.k, inp.J, inp.eta, 0), b)
         np.testing.assert_array_equal(a.reshape(b.shape), b)
         assert o1.rng.standard_normal() == o2.rng.standard_normal()
     # the fast path is in use, and it was resolved for the one signature the dispatcher has

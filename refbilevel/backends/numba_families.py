@@ -6,9 +6,15 @@ Each primitive mirrors the NumPy method of its problem class operation by operat
 formulas, same order of the element-wise operations, the same factored products), so kernels
 agree with the reference to rounding (claim X4, docs/checks.rst X4).
 
-Leaf helpers are ``inline="always"``: Numba compiles every njit function into its own
-library, and a call that passes arrays costs ~100 ns (measured) - more than a length-10
-product. Inlining costs compile time only, once per cache.
+Every primitive and helper of the O(d) families is ``inline="always"``
+(:data:`PRIMITIVE_JIT`): Numba compiles each njit function into its own library, and a call
+that is not inlined costs ~50 ns per replica and call (measured on the 2-core development
+machine: ~60 ns against ~10 ns per Neumann step at d = 1) - ten times the draw of the normal
+the call adds. Inlining costs compile time, once per cache; the dense d x d families do not
+pay it (``_DENSE``: their products take microseconds, the call is noise).
+
+Integer powers are products (:func:`_abs_pow`): ``|y|**e`` through ``pow()`` costs ~13 ns per
+element, the product < 1 ns, and the library's exponents (p = 3, 4) are small integers.
 """
 
 from __future__ import annotations
@@ -20,20 +26,44 @@ import numpy as np
 from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import JIT, NumbaFamily, readonly
 
-_LEAF = {**JIT, "inline": "always"}
+#: the options of every primitive and helper of this module (see the module docstring)
+PRIMITIVE_JIT: dict = {**JIT, "inline": "always"}
+_LEAF = PRIMITIVE_JIT
+#: the primitives of the dense d x d families are not inlined: a call's ~50 ns is < 5 % of
+#: their work from d = 30 (two products of ~1 µs), and inlining their unrolled products at
+#: every call site of every kernel made the cold compilation several times longer (the
+#: Neumann kernel on quadratic-dense: 18 s -> 94 s, measured on the 2-core machine)
+_DENSE = JIT
 
 
 # ---- element-wise helpers (the formulas of refbilevel/power_map.py) -------------------------
 @njit(**_LEAF)
+def _abs_pow(a, e):
+    """a**e for a = |y| >= 0, as products for the exponents 0-3 (p = 2, 3, 4 give them).
+    NumPy computes ``|y| ** 2.0`` as a square (bit-identical here) and ``|y| ** 3.0`` with
+    pow(), which the two products match to 1 ulp (parity is to 1e-12 relative, claim X4);
+    0 ** 0 = 1 as in NumPy."""
+    if e == 2.0:
+        return a * a
+    if e == 1.0:
+        return a
+    if e == 3.0:
+        return a * a * a
+    if e == 0.0:
+        return 1.0
+    return a**e
+
+
+@njit(**_LEAF)
 def _jac(yi, p):
     """(p-1)|y|^{p-2}: the diagonal of D(y) (docs/unibio.rst §1.5)."""
-    return (p - 1.0) * np.abs(yi) ** (p - 2.0)
+    return (p - 1.0) * _abs_pow(np.abs(yi), p - 2.0)
 
 
 @njit(**_LEAF)
 def _spow(yi, a):
     """[y]^{a} = sign(y)|y|^a (docs/unibio.rst §1.2)."""
-    return np.sign(yi) * np.abs(yi) ** a
+    return np.sign(yi) * _abs_pow(np.abs(yi), a)
 
 
 @njit(**_LEAF)
@@ -47,13 +77,35 @@ def _ex3_fu(yi, p):
 
 # ---- dense linear algebra ------------------------------------------------------------------
 @njit(**_LEAF)
+def _row_dot(M, i, v):
+    """Σ_j M[i, j] v[j] with four partial sums: one running sum is bound by the latency of
+    the addition (~4 cycles per element), four independent ones let the core overlap them
+    (measured 2-3x on d = 100 rows). The order of the sum differs from one running sum, as
+    BLAS's does: agreement with NumPy is to rounding either way (claim X4)."""
+    n = v.shape[0]
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        a0 += M[i, j] * v[j]
+        a1 += M[i, j + 1] * v[j + 1]
+        a2 += M[i, j + 2] * v[j + 2]
+        a3 += M[i, j + 3] * v[j + 3]
+        j += 4
+    acc = (a0 + a1) + (a2 + a3)
+    while j < n:
+        acc += M[i, j] * v[j]
+        j += 1
+    return acc
+
+
+@njit(**_LEAF)
 def _matvec(M, v, out):
     """out = M v (= v @ M.T in NumPy)."""
     for i in range(M.shape[0]):
-        acc = 0.0
-        for j in range(M.shape[1]):
-            acc += M[i, j] * v[j]
-        out[i] = acc
+        out[i] = _row_dot(M, i, v)
 
 
 @njit(**_LEAF)
@@ -83,21 +135,21 @@ class SeparableRecord(NamedTuple):
     c: np.ndarray
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _zero_x(P, x, y, out):
     """∇_x f = 0 (f does not depend on x)."""
     for i in range(out.shape[0]):
         out[i] = 0.0
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _sin_grad_x_g(P, x, y, out):
     """∇_x g = -y cos x."""
     for i in range(out.shape[0]):
         out[i] = -y[i] * np.cos(x[i])
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _sin_grad_y_g(P, x, y, out):
     """∇_y g = [y]^{p-1} - sin x."""
     p = P.p
@@ -105,7 +157,7 @@ def _sin_grad_y_g(P, x, y, out):
         out[i] = _spow(y[i], p - 1.0) - np.sin(x[i])
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _sin_hvp(P, x, y, v, out):
     """∇²_yy g v = D(y) v."""
     p = P.p
@@ -113,31 +165,31 @@ def _sin_hvp(P, x, y, v, out):
         out[i] = _jac(y[i], p) * v[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _sin_jvp(P, x, y, v, out):
     """∇²_xy g v = -cos(x) v."""
     for i in range(out.shape[0]):
         out[i] = -np.cos(x[i]) * v[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _identity_gen_hvp(P, x, y, v, out):
     """H = I exactly (docs/unibio.rst §1.5)."""
     for i in range(out.shape[0]):
         out[i] = v[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _ex3_grad_y_f(P, x, y, out):
     out[0] = _ex3_fu(y[0], P.p) * _jac(y[0], P.p)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _ex3_f_u(P, x, y, out):
     out[0] = _ex3_fu(y[0], P.p)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _c_grad_y_f(P, x, y, out):
     """∇_y f = c D(y) (f = <c, [y]^{p-1}>)."""
     p = P.p
@@ -146,7 +198,7 @@ def _c_grad_y_f(P, x, y, out):
         out[i] = c[i] * _jac(y[i], p)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _c_f_u(P, x, y, out):
     c = P.c
     for i in range(out.shape[0]):
@@ -175,13 +227,13 @@ class NonSeparableRecord(NamedTuple):
     B: np.ndarray
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_grad_x_f(P, x, y, out):
     for i in range(out.shape[0]):
         out[i] = P.rho * x[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_grad_x_g(P, x, y, out):
     """-B y."""
     _matvec(P.B, y, out)
@@ -189,7 +241,7 @@ def _ns_grad_x_g(P, x, y, out):
         out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_jvp(P, x, y, v, out):
     """-B v."""
     _matvec(P.B, v, out)
@@ -197,7 +249,7 @@ def _ns_jvp(P, x, y, v, out):
         out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_grad_y_g(P, x, y, out):
     """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y)."""
     p = P.p
@@ -210,7 +262,7 @@ def _ns_grad_y_g(P, x, y, out):
         out[i] = _spow(y[i], p - 1.0) + ya[i] - xb[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_hvp(P, x, y, v, out):
     p = P.p
     va = np.empty(out.shape[0])
@@ -219,7 +271,7 @@ def _ns_hvp(P, x, y, v, out):
         out[i] = _jac(y[i], p) * v[i] + va[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_gen_hvp(P, x, y, v, out):
     """The base-class chain rule: hvp(v / D)."""
     p = P.p
@@ -229,7 +281,7 @@ def _ns_gen_hvp(P, x, y, v, out):
     _ns_hvp(P, x, y, w, out)
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _ns_gen_hvp_T(P, x, y, v, out):
     """D(y)^{-1} ∇²_yy g v (inf/nan at y_i = 0 as in NumPy, docs/unibio.rst §1.5)."""
     p = P.p
@@ -280,7 +332,7 @@ class QuadraticHouseholderRecord(NamedTuple):
     u_F: np.ndarray
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _quad_grad_x_f(P, x, y, out):
     """rho x + r."""
     r = P.r
@@ -310,7 +362,7 @@ def _dense_rect(QL, sv, QR, x, out):
     _matvec(QL, z, out)
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _qd_grad_y_f(P, x, y, out):
     """F (y - y_ref)."""
     y_ref = P.y_ref
@@ -320,7 +372,7 @@ def _qd_grad_y_f(P, x, y, out):
     _dense_sym(P.Q_F, P.eig_F, dy, out)
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _qd_grad_x_g(P, x, y, out):
     """-Kᵀ y (RectangularSpectral.rmatvec: roles of Q_L, Q_R swapped)."""
     _dense_rect(P.Q_R, P.sv_K, P.Q_L, y, out)
@@ -328,7 +380,7 @@ def _qd_grad_x_g(P, x, y, out):
         out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _qd_grad_y_g(P, x, y, out):
     """H y - K x - h."""
     d = out.shape[0]
@@ -341,12 +393,12 @@ def _qd_grad_y_g(P, x, y, out):
         out[i] = hy[i] - kx[i] - h[i]
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _qd_hvp(P, x, y, v, out):
     _dense_sym(P.Q_H, P.eig_H, v, out)
 
 
-@njit(**JIT)
+@njit(**_DENSE)
 def _qd_jvp(P, x, y, v, out):
     """-Kᵀ v."""
     _dense_rect(P.Q_R, P.sv_K, P.Q_L, v, out)
@@ -393,13 +445,13 @@ def _hh_rect(uL, sv, uR, x, out, subtract):
             out[i] = zi - 2.0 * b * uL[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _qh_grad_y_f(P, x, y, out):
     """F (y - y_ref)."""
     _hh_sym(P.u_F, P.eig_F, y, P.y_ref, True, out)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _qh_grad_x_g(P, x, y, out):
     """-Kᵀ y."""
     _hh_rect(P.u_R, P.sv_K, P.u_L, y, out, False)
@@ -407,7 +459,7 @@ def _qh_grad_x_g(P, x, y, out):
         out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _qh_grad_y_g(P, x, y, out):
     """H y - K x - h."""
     _hh_sym(P.u_H, P.eig_H, y, y, False, out)
@@ -417,12 +469,12 @@ def _qh_grad_y_g(P, x, y, out):
         out[i] = out[i] - h[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _qh_hvp(P, x, y, v, out):
     _hh_sym(P.u_H, P.eig_H, v, v, False, out)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _qh_jvp(P, x, y, v, out):
     """-Kᵀ v."""
     _hh_rect(P.u_R, P.sv_K, P.u_L, v, out, False)
@@ -493,7 +545,7 @@ def _vecmat(v, M, out):
             out[i] += vj * M[j, i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p1_grad_x_f(P, x, y, out):
     """sinh x + a."""
     a = P.a
@@ -501,7 +553,7 @@ def _p1_grad_x_f(P, x, y, out):
         out[i] = np.sinh(x[i]) + a[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p1_grad_y_f(P, x, y, out):
     """c_ψ y/sqrt(1+y²) (pseudo-Huber) or c_ψ cos y (sine)."""
     c_psi = P.c_psi
@@ -513,20 +565,17 @@ def _p1_grad_y_f(P, x, y, out):
             out[i] = c_psi * np.cos(y[i])
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p1_grad_y_g(P, x, y, out):
     """y @ H − x @ Cᵀ − c."""
     _vecmat(y, P.H, out)
     C = P.C
     c = P.c
     for i in range(y.shape[0]):
-        acc = 0.0
-        for j in range(x.shape[0]):
-            acc += x[j] * C[i, j]
-        out[i] = out[i] - acc - c[i]
+        out[i] = out[i] - _row_dot(C, i, x) - c[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p1_grad_x_g(P, x, y, out):
     """−y @ C."""
     _vecmat(y, P.C, out)
@@ -534,22 +583,21 @@ def _p1_grad_x_g(P, x, y, out):
         out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _rs_hvp(P, x, y, v, out):
     """v @ H."""
     _vecmat(v, P.H, out)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p1_jvp(P, x, y, v, out):
-    """−v @ C."""
-    tmp = np.empty(v.shape[0])
-    for i in range(v.shape[0]):
-        tmp[i] = -v[i]
-    _vecmat(tmp, P.C, out)
+    """−v @ C = −(v @ C) exactly (negation is exact in IEEE arithmetic: no temporary)."""
+    _vecmat(v, P.C, out)
+    for i in range(out.shape[0]):
+        out[i] = -out[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p2_grad_x_f(P, x, y, out):
     """||x||² x."""
     s = 0.0
@@ -559,7 +607,7 @@ def _p2_grad_x_f(P, x, y, out):
         out[i] = s * x[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p2_grad_y_f(P, x, y, out):
     """tanh(y − t)."""
     t = P.t
@@ -567,21 +615,25 @@ def _p2_grad_y_f(P, x, y, out):
         out[i] = np.tanh(y[i] - t[i])
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p2_grad_y_g(P, x, y, out):
-    """(y − Bx − b) @ H."""
+    """(y − Bx − b) @ H, the row (y − Bx − b)_j formed as _vecmat consumes it (the same
+    operations in the same order, without a temporary vector)."""
     B = P.B
     b = P.b
-    tmp = np.empty(y.shape[0])
-    for i in range(y.shape[0]):
+    H = P.H
+    for i in range(H.shape[1]):
+        out[i] = 0.0
+    for j in range(y.shape[0]):
         acc = 0.0
-        for j in range(x.shape[0]):
-            acc += x[j] * B[i, j]
-        tmp[i] = y[i] - acc - b[i]
-    _vecmat(tmp, P.H, out)
+        for k in range(x.shape[0]):
+            acc += x[k] * B[j, k]
+        tj = y[j] - acc - b[j]
+        for i in range(H.shape[1]):
+            out[i] += tj * H[j, i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p2_grad_x_g(P, x, y, out):
     """−((y − Bx − b) @ H) @ B."""
     tmp = np.empty(y.shape[0])
@@ -591,7 +643,7 @@ def _p2_grad_x_g(P, x, y, out):
     _vecmat(tmp, P.B, out)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _p2_jvp(P, x, y, v, out):
     """−(v @ H) @ B."""
     tmp = np.empty(v.shape[0])
@@ -678,47 +730,47 @@ def _build_closed_form(problem) -> ClosedFormRecord:
     return ClosedFormRecord(**fns)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_grad_x_f(P, x, y, out):
     out[:] = P.grad_x_f(x, y)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_grad_y_f(P, x, y, out):
     out[:] = P.grad_y_f(x, y)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_grad_x_g(P, x, y, out):
     out[:] = P.grad_x_g(x, y)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_grad_y_g(P, x, y, out):
     out[:] = P.grad_y_g(x, y)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_hvp(P, x, y, v, out):
     out[:] = P.hvp_yy_g(x, y, v)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_jvp(P, x, y, v, out):
     out[:] = P.jvp_xy_g(x, y, v)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_f_u(P, x, y, out):
     out[:] = P.f_u(x, y)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_gen_hvp(P, x, y, v, out):
     out[:] = P.gen_hvp(x, y, v)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _cf_gen_hvp_T(P, x, y, v, out):
     out[:] = P.gen_hvp_T(x, y, v)
 
@@ -777,39 +829,39 @@ def _bump_safe(z):
     return 1.0 if z == 0.0 else z
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_grad_x_f(P, x, y, out):
     for i in range(out.shape[0]):
         out[i] = P.rho * x[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_grad_y_f(P, x, y, out):
     for i in range(out.shape[0]):
         out[i] = P.a[i] * _jac(y[i], P.p)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_f_u(P, x, y, out):
     for i in range(out.shape[0]):
         out[i] = P.a[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_minus(P, x, y, out):
     """∇_x g = −y."""
     for i in range(out.shape[0]):
         out[i] = -y[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_jvp(P, x, y, v, out):
     """∇²_xy g v = −v."""
     for i in range(out.shape[0]):
         out[i] = -v[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_grad_y_g(P, x, y, out):
     """u − x + eps D ∇β(u)."""
     d = y.shape[0]
@@ -823,7 +875,7 @@ def _bump_grad_y_g(P, x, y, out):
         out[i] = u[i] - x[i] + P.eps * _jac(y[i], P.p) * beta * w[i]
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_hvp(P, x, y, v, out):
     """D v + eps (D ∇²β (D v) + P''(y) ∇β v)."""
     p = P.p
@@ -876,12 +928,12 @@ def _bump_H_apply(P, y, v, transpose, out):
         out[i] = v[i] + P.eps * (bend + diag)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_gen_hvp(P, x, y, v, out):
     _bump_H_apply(P, y, v, False, out)
 
 
-@njit(**JIT)
+@njit(**_LEAF)
 def _bump_gen_hvp_T(P, x, y, v, out):
     _bump_H_apply(P, y, v, True, out)
 

@@ -46,7 +46,8 @@ How to add a library family (e.g. ``uniformly-convex-bump``):
 
 1. in :mod:`refbilevel.backends.numba_families` (or a module of its own), define the record
    ``class BumpRecord(NamedTuple): p: float; c: np.ndarray; ...``, the primitives
-   ``@njit(**JIT) def _bump_grad_y_g(P, x, y, out): ...`` (same operation order as the
+   ``@njit(**PRIMITIVE_JIT) def _bump_grad_y_g(P, x, y, out): ...`` (``inline="always"``:
+   see "Speed" below; same operation order as the
    NumPy methods, for parity ≤ 1e-12, claim X4) and ``build(problem) -> BumpRecord``;
 2. add one ``NumbaFamily(name="uniformly-convex-bump", problem_class=..., record=BumpRecord,
    build=..., primitives={...})`` to the tuple returned by ``_library_families()`` (which
@@ -90,6 +91,15 @@ Why NamedTuples (measured with Numba 0.68 on the 2-core development machine):
   primitive from being inlined, so every call reference-counted its array arguments).
   Specializing by type costs one compilation per (kernel, family) actually used, once
   per cache.
+
+Speed. The generic primitives below are inlined into the kernel (``@overload(...,
+inline="always")``), and so are the library's primitives (``PRIMITIVE_JIT`` of
+:mod:`refbilevel.backends.numba_families`, ``inline="always"``): a Numba-to-Numba call that
+is not inlined costs ~50 ns per call (measured: ~60 ns against ~10 ns per Neumann step at
+d = 1, where the step's normal costs ~5 ns), so at small d it, not the arithmetic, set the
+cost of an oracle call. A user family whose primitives use a plain ``@njit`` is correct but
+pays that call; ``refbilevel bench oracles`` prints the cost per call against the
+random-number floor.
 
 Arithmetic mirrors the NumPy methods operation by operation (same formulas, same order of
 the element-wise operations, the same factored matrix products), so kernels agree with the

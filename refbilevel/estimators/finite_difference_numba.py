@@ -5,9 +5,14 @@ docs/fdehbo.rst §2).
 One kernel, four modes (HVP, JVP, hypergradient, LS gradient). The shared sample of the two
 gradient calls is one (R, dim) block drawn once and added to both evaluations, exactly as
 ``GaussianOracle.draw`` + ``sample=`` does in the reference.
+
+The kernel takes the parameter record :class:`FdSettings` (a NamedTuple, cached on disk like
+any argument type); the per-replica helpers are inlined (``inline="always"``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,12 +39,28 @@ from refbilevel.oracles.counters import OracleCounts
 
 MODE_HVP, MODE_JVP, MODE_HYPERGRADIENT, MODE_LS_GRADIENT = 0, 1, 2, 3
 
+_HELPER = {"cache": True, "error_model": "numpy", "inline": "always"}
 
-@njit(cache=True, error_model="numpy")
-def _fd_one(P, mode, x, y, v, delta, s_g, zg, s_f, zf, out, yp, ym, gp, gm):
-    """One replica: the central difference (same noise zg in both calls), then the mode's
-    combination with ∇_x F or ∇_y F (noise zf). yp, ym, gp, gm are scratch rows (gm also
-    holds ∇_y F in the LS-gradient mode, after the difference is taken)."""
+
+class FdSettings(NamedTuple):
+    """One finite-difference estimate: the mode (``MODE_*``), the step ``delta``, the noise
+    std of the differenced gradient (``s_diff``, one shared sample for both evaluations) and
+    of the combined gradient (``s_combined``: ∇_x F for the hypergradient, ∇_y F for the LS
+    gradient)."""
+
+    mode: int
+    delta: float
+    s_diff: float
+    s_combined: float
+
+
+@njit(**_HELPER)
+def _fd_one(P, fd, x, y, v, zg, zf, out, yp, ym, gp, gm):
+    """One replica of :class:`FdSettings` ``fd``: the central difference (same noise zg in
+    both calls), then the mode's combination with ∇_x F or ∇_y F (noise zf). yp, ym, gp, gm
+    are scratch rows (gm also holds ∇_y F in the LS-gradient mode, after the difference is
+    taken)."""
+    mode, delta, s_g, s_f = fd.mode, fd.delta, fd.s_diff, fd.s_combined
     d = y.shape[0]
     for i in range(d):
         yp[i] = y[i] + delta * v[i]
@@ -73,7 +94,7 @@ def _fd_one(P, mode, x, y, v, delta, s_g, zg, s_f, zf, out, yp, ym, gp, gm):
             out[i] = out[i] - gm[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _grad_x_f_noisy(P, x, y, out, s, z):
     grad_x_f(P, x, y, out)
     if s != 0.0:
@@ -81,9 +102,9 @@ def _grad_x_f_noisy(P, x, y, out, s, z):
             out[i] = out[i] + s * z[i]
 
 
-def _fd_kernel(P, rng, X, Y, V, delta, mode, s_g, s_f):
-    """Finite-difference estimates for R replicas; s_g: std of the differenced gradient,
-    s_f: std of ∇_x F (hypergradient) or ∇_y F (LS gradient)."""
+def _fd_kernel(P, rng, X, Y, V, fd):
+    """Finite-difference estimates for R replicas (:class:`FdSettings` ``fd``)."""
+    mode, s_g, s_f = fd.mode, fd.s_diff, fd.s_combined
     R, dx = X.shape
     dy = Y.shape[1]
     m = dy if (mode == MODE_HVP or mode == MODE_LS_GRADIENT) else dx
@@ -101,8 +122,7 @@ def _fd_kernel(P, rng, X, Y, V, delta, mode, s_g, s_f):
     GP = np.empty((R, m))
     GM = np.empty((R, m))
     for r in prange(R):
-        _fd_one(P, mode, X[r], Y[r], V[r], delta, s_g, zg[r], s_f, zf[r], out[r], YP[r],
-                YM[r], GP[r], GM[r])
+        _fd_one(P, fd, X[r], Y[r], V[r], zg[r], zf[r], out[r], YP[r], YM[r], GP[r], GM[r])
     return out
 
 
@@ -126,9 +146,9 @@ def _run(name, oracle, x, y, v, delta) -> Estimate:
     X, Y, Vv = as_2d(x, batch), as_2d(y, batch), as_2d(v, batch)
     nz = oracle.noise
     par = parallel_worth_it(X.shape[0], max(X.shape[1], Y.shape[1]))
-    out = (fd_kernel_parallel if par else fd_kernel)(
-        P, oracle.rng, X, Y, Vv, delta, mode, getattr(nz, g_kind),
-        0.0 if f_kind is None else getattr(nz, f_kind))
+    fd = FdSettings(mode, float(delta), float(getattr(nz, g_kind)),
+                    0.0 if f_kind is None else float(getattr(nz, f_kind)))
+    out = (fd_kernel_parallel if par else fd_kernel)(P, oracle.rng, X, Y, Vv, fd)
     c = OracleCounts()
     c.add(g_kind, 2)
     c.add("samples")

@@ -6,9 +6,16 @@ reference's order (∇_x F, b once or per step, HVP per step, JVP), then replica
 arithmetic (``prange``; the parallel variant of :func:`jit_pair` for large batches). CG:
 deterministic, one replica per ``prange`` iteration, each with its own stopping rule (the
 reference freezes stopped replicas).
+
+The SGD kernel takes the parameter records :class:`SgdSettings` and :class:`SgdNoise`
+(NamedTuples, cached on disk like any argument type); its per-replica helpers are inlined
+(``inline="always"``: a call that is not costs ~50 ns per replica and step,
+benchmarks/bench_oracles.py).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,15 +49,39 @@ from refbilevel.estimators.linear_system import (
     z_to_soba,
 )
 
+_HELPER = {"cache": True, "error_model": "numpy", "inline": "always"}
 
-@njit(cache=True, error_model="numpy")
+
+class SgdSettings(NamedTuple):
+    """The SGD run on the LS quadratic: ``steps`` steps of size ``beta``, projection on the
+    ball of ``radius`` (<= 0: none), the variant (``generalized``: F_u and H^T) and
+    ``fresh_rhs`` (a new ∇_y F sample per step)."""
+
+    steps: int
+    beta: float
+    radius: float
+    generalized: bool
+    fresh_rhs: bool
+
+
+class SgdNoise(NamedTuple):
+    """The oracle's noise std for each call: ∇_x F, the right-hand side (∇_y F or F_u), the
+    Hessian product (HVP or H^T v) and the JVP."""
+
+    grad_x_f: float
+    rhs: float
+    product: float
+    jvp: float
+
+
+@njit(**_HELPER)
 def _noisy(out, s, z):
     if s != 0.0:
         for i in range(out.shape[0]):
             out[i] = out[i] + s * z[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _rhs(P, gen, x, y, b, s_b, zb):
     if gen:
         f_u(P, x, y, b)
@@ -59,7 +90,7 @@ def _rhs(P, gen, x, y, b, s_b, zb):
     _noisy(b, s_b, zb)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _sgd_step(P, gen, x, y, z, b, t, beta, s_h, zh, radius):
     """z <- Π(z - beta ((Ĥ z) - b)); Ĥ z = exact + s_h noise."""
     if gen:
@@ -80,13 +111,13 @@ def _sgd_step(P, gen, x, y, z, b, t, beta, s_h, zh, radius):
                 z[i] = z[i] * scale
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _first(P, x, y, g, s, zx):
     grad_x_f(P, x, y, g)
     _noisy(g, s, zx)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _last(P, x, y, z, g, t, s_j, zj):
     jvp(P, x, y, z, t)
     _noisy(t, s_j, zj)
@@ -94,9 +125,12 @@ def _last(P, x, y, z, g, t, s_j, zj):
         g[i] = g[i] - t[i]
 
 
-def _ls_sgd_kernel(P, rng, X, Y, Z, steps, beta, radius, gen, fresh, s_fx, s_b, s_h, s_j):
-    """SGD on the LS quadratic for R replicas; Z (R, d_y) is updated in place (+z).
-    radius <= 0 means no projection. Returns the hypergradients (R, d_x)."""
+def _ls_sgd_kernel(P, rng, X, Y, Z, settings, noise):
+    """SGD on the LS quadratic for R replicas (:class:`SgdSettings`, :class:`SgdNoise`); Z
+    (R, d_y) is updated in place (+z). Returns the hypergradients (R, d_x)."""
+    steps, beta, radius = settings.steps, settings.beta, settings.radius
+    gen, fresh = settings.generalized, settings.fresh_rhs
+    s_fx, s_b, s_h, s_j = noise.grad_x_f, noise.rhs, noise.product, noise.jvp
     R, dx = X.shape
     dy = Y.shape[1]
     G = np.empty((R, dx))                                    # of arrays into prange bodies
@@ -208,9 +242,12 @@ def linear_system_sgd_numba(oracle, x, y, steps: int, step_size: float, *, z0=No
     fresh = bool(fresh_rhs)
     nz = oracle.noise
     par = parallel_worth_it(X.shape[0], max(X.shape[1], Y.shape[1]))
-    G = (ls_sgd_kernel_parallel if par else ls_sgd_kernel)(
-        P, oracle.rng, X, Y, Z, steps, beta, -1.0 if radius is None else radius, gen, fresh,
-        nz.grad_x_f, nz.f_u if gen else nz.grad_y_f, nz.gen_hvp if gen else nz.hvp, nz.jvp)
+    settings = SgdSettings(int(steps), float(beta), -1.0 if radius is None else float(radius),
+                           gen, fresh)
+    noise = SgdNoise(float(nz.grad_x_f), float(nz.f_u if gen else nz.grad_y_f),
+                     float(nz.gen_hvp if gen else nz.hvp), float(nz.jvp))
+    G = (ls_sgd_kernel_parallel if par else ls_sgd_kernel)(P, oracle.rng, X, Y, Z, settings,
+                                                           noise)
     c = sgd_counts(steps, variant, fresh)
     add_counts(oracle.counts, c)  # the oracle's counters, as the reference's oracle
     z = Z.reshape(batch + (problem.d_y,))

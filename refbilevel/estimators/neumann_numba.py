@@ -7,9 +7,17 @@ call the kernel draws one (R, dim) standard-normal block from the caller's Gener
 reference's order ([q̂], ∇_x F, v_0, HVPs, JVP), then does the arithmetic replica by replica
 (``prange`` when the batch is large enough), so it reproduces the NumPy reference to
 rounding on the same Generator (claim X4).
+
+The kernel takes two parameter records, :class:`NeumannSettings` and :class:`NeumannNoise`
+(NamedTuples: cached on disk like any argument type; their unboxing costs the same as the
+scalars they hold). Its helpers are inlined (``inline="always"``): a call that is not costs
+~50 ns per replica and step, more than the step's own work at small d
+(benchmarks/bench_oracles.py).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,8 +43,33 @@ from refbilevel.estimators._common import (
 from refbilevel.estimators.neumann import check_neumann_args, neumann_counts
 from refbilevel.estimators.result import Estimate
 
+_HELPER = {"cache": True, "error_model": "numpy", "inline": "always"}
 
-@njit(cache=True, error_model="numpy")
+
+class NeumannSettings(NamedTuple):
+    """One estimate's schedule: Q terms (the truncation level), step alpha, the truncation
+    (``randomized``: q̂ ~ U{0..Q-1} per replica), the variant (``generalized``: F_u and H^T,
+    docs/unibio.rst §3.5) and the first summed term ``start``."""
+
+    Q: int
+    alpha: float
+    randomized: bool
+    generalized: bool
+    start: int
+
+
+class NeumannNoise(NamedTuple):
+    """The oracle's noise std for each call the estimator makes: ∇_x F, the start vector
+    v_0 (∇_y F, or F_u in the generalized variant), the Hessian product (HVP or H^T v) and
+    the JVP."""
+
+    grad_x_f: float
+    v0: float
+    product: float
+    jvp: float
+
+
+@njit(**_HELPER)
 def _first(P, gen, x, y, gx, v, s_fx, zx, s_v, zv):
     """∇_x F and v_0 (∇_y F or F_u) of one replica, noise added as GaussianOracle does."""
     grad_x_f(P, x, y, gx)
@@ -52,7 +85,7 @@ def _first(P, gen, x, y, gx, v, s_fx, zx, s_v, zv):
             v[i] = v[i] + s_v * zv[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _hvp_step(P, gen, x, y, v, t, alpha, s_h, zh):
     """v <- v - alpha (Ĥ v) with Ĥ v = exact product + s_h z (t is scratch)."""
     if gen:
@@ -67,7 +100,7 @@ def _hvp_step(P, gen, x, y, v, t, alpha, s_h, zh):
             v[i] = v[i] - alpha * t[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_HELPER)
 def _last(P, x, y, z, gx, t, s_j, zj):
     """gx <- gx - (∇²_xy G z) with the JVP's noise."""
     jvp(P, x, y, z, t)
@@ -79,10 +112,14 @@ def _last(P, x, y, z, gx, t, s_j, zj):
             gx[i] = gx[i] - t[i]
 
 
-def _neumann_kernel(P, rng, X, Y, Q, alpha, randomized, gen, start, s_fx, s_v, s_h, s_j):
-    """Neumann estimate for R replicas (rows of X, Y). Returns (values (R, d_x), HVP steps
-    evaluated on the batch). Each oracle call: one noise block for all replicas (serial, the
-    reference's order), then the arithmetic replica by replica (prange)."""
+def _neumann_kernel(P, rng, X, Y, settings, noise):
+    """Neumann estimate for R replicas (rows of X, Y) with :class:`NeumannSettings` and
+    :class:`NeumannNoise`. Returns (values (R, d_x), HVP steps evaluated on the batch). Each
+    oracle call: one noise block for all replicas (serial, the reference's order), then the
+    arithmetic replica by replica (prange)."""
+    Q, alpha, randomized = settings.Q, settings.alpha, settings.randomized
+    gen, start = settings.generalized, settings.start
+    s_fx, s_v, s_h, s_j = noise.grad_x_f, noise.v0, noise.product, noise.jvp
     R, dx = X.shape
     dy = Y.shape[1]
     fixed = not randomized
@@ -142,9 +179,12 @@ def neumann_hypergradient_numba(oracle, x, y, Q: int, *, alpha: float | None = N
     gen = variant == "generalized"
     nz = oracle.noise
     par = parallel_worth_it(X.shape[0], max(X.shape[1], Y.shape[1]))
+    settings = NeumannSettings(int(Q), float(alpha), truncation == "randomized", gen,
+                               int(start))
+    noise = NeumannNoise(float(nz.grad_x_f), float(nz.f_u if gen else nz.grad_y_f),
+                         float(nz.gen_hvp if gen else nz.hvp), float(nz.jvp))
     G, n_steps = (neumann_kernel_parallel if par else neumann_kernel)(
-        P, oracle.rng, X, Y, int(Q), float(alpha), truncation == "randomized", gen, int(start),
-        nz.grad_x_f, nz.f_u if gen else nz.grad_y_f, nz.gen_hvp if gen else nz.hvp, nz.jvp)
+        P, oracle.rng, X, Y, settings, noise)
     # the oracle's counters record the calls the kernel made, as the reference's oracle would
     c = oracle.counts
     c.add("grad_x_f")

@@ -24,7 +24,8 @@ the small deterministic part.
 
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,15 +39,65 @@ from refbilevel.oracles.contraction import ContractionCounts, ContractionOracle
 _REUSE_CODE = {None: 0, "pairs": 1, "ll": 2}
 
 
-@njit(cache=True)
-def _sid_kernel(rng, A, B, c, P, Q, S, p, s, sZ, sY, seps, xi_mode, xi_f, lam, w0, t, k,
-                J, eta, reuse, out):  # pragma: no cover - compiled
-    """Fill ``out`` (R, n) with SID estimates; draws in the order of the NumPy reference.
+class ContractionRecord(NamedTuple):
+    """A linear-contraction problem as the kernel reads it (docs/sid_bsgm.rst §14.1): the
+    matrices and vectors of Φ and E, the noise levels of Z, Y, ε, and the ξ noise as
+    ``xi_mode`` (0 none, 1 diagonal: ``xi_factor`` is a column of stds, 2 full: ξ = F u with
+    F = ``xi_factor``)."""
 
-    reuse: 0 = SID; 1 = control, LS reuses each sample for two steps; 2 = control, LS
-    reuses the LL samples. xi_mode: 0 no ξ noise, 1 diagonal (xi_f = std vector),
-    2 full (xi_f = factor F, ξ = F u).
-    """
+    A: np.ndarray
+    B: np.ndarray
+    c: np.ndarray
+    P: np.ndarray
+    Q: np.ndarray
+    S: np.ndarray
+    p: np.ndarray
+    s: np.ndarray
+    s_Z: float
+    s_Y: float
+    s_eps: float
+    xi_mode: int
+    xi_factor: np.ndarray
+
+
+class SidRun(NamedTuple):
+    """One batch of SID estimates: λ and w_0 per replica (R, n), (R, d); t LL steps, k LS
+    steps, J samples of the outer gradient, the step sizes eta, and ``reuse`` (0 SID; the
+    negative controls: 1 the LS reuses each sample for two steps, 2 it reuses the LL
+    samples)."""
+
+    lam: np.ndarray
+    w0: np.ndarray
+    t: int
+    k: int
+    J: int
+    eta: np.ndarray
+    reuse: int
+
+
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def contraction_record(oracle: ContractionOracle) -> ContractionRecord:
+    """The oracle's problem as a :class:`ContractionRecord`, built once per oracle (at one
+    replica the kernel's run time is comparable to the Python attribute lookups)."""
+    rec = _RECORDS.get(oracle)
+    if rec is None:
+        D = oracle.data
+        rec = _RECORDS[oracle] = ContractionRecord(
+            A=D.A, B=D.B, c=D.c, P=D.P, Q=D.Q, S=D.S, p=D.p, s=D.s, s_Z=float(D.s_Z),
+            s_Y=float(D.s_Y), s_eps=float(D.s_eps), xi_mode=int(oracle.xi_mode),
+            xi_factor=oracle.xi_factor_2d)
+    return rec
+
+
+@njit(cache=True)
+def _sid_kernel(rng, D, run, out):  # pragma: no cover - compiled
+    """Fill ``out`` (R, n) with SID estimates of :class:`SidRun` ``run`` on the problem
+    :class:`ContractionRecord` ``D``; draws in the order of the NumPy reference."""
+    A, B, c, P, Q, S, p, s = D.A, D.B, D.c, D.P, D.Q, D.S, D.p, D.s
+    sZ, sY, seps, xi_mode, xi_f = D.s_Z, D.s_Y, D.s_eps, D.xi_mode, D.xi_factor
+    lam, w0, t, k, J, eta, reuse = run.lam, run.w0, run.t, run.k, run.J, run.eta, run.reuse
     R, d = w0.shape
     n = B.shape[1]
     dd = d * d
@@ -219,7 +270,7 @@ def _sid_kernel(rng, A, B, c, P, Q, S, p, s, sZ, sY, seps, xi_mode, xi_f, lam, w
 
 
 #: every argument is built with a fixed type (C-contiguous float64 arrays, Python ints and
-#: floats) by prepare_sid_inputs and ContractionOracle, so the overload is resolved once
+#: floats) by prepare_sid_inputs and contraction_record, so the overload is resolved once
 _SID_KERNEL = FixedTypeKernel(_sid_kernel)
 
 
@@ -228,8 +279,8 @@ def _run(oracle, lam, t, k, J, steps, w0, replicas, reuse) -> Estimate:
     if reuse == "ll" and inp.k > 0 and inp.t == 0:
         raise ValueError("reuse='ll' needs t >= 1 (the LS reuses the LL samples)")
     out = np.empty((inp.R, oracle.n))
-    _SID_KERNEL(oracle.rng, *oracle.kernel_data, inp.lam, inp.w0, inp.t, inp.k, inp.J,
-                inp.eta, _REUSE_CODE[reuse], out)
+    _SID_KERNEL(oracle.rng, contraction_record(oracle),
+                SidRun(inp.lam, inp.w0, inp.t, inp.k, inp.J, inp.eta, _REUSE_CODE[reuse]), out)
     ls_draws = inp.k if reuse is None else (inp.k - inp.k // 2 if reuse == "pairs" else 0)
     # per replica: t + k + J ζ samples and J ξ samples (docs/sid_bsgm.rst §4.2), as sid_counts says
     made = ContractionCounts(zeta=inp.t + ls_draws + inp.J, xi=inp.J, phi=inp.t,
