@@ -44,14 +44,16 @@ def _abs_pow(a, e):
     pow(), which the two products match to 1 ulp (parity is to 1e-12 relative, claim X4);
     0 ** 0 = 1 as in NumPy."""
     if e == 2.0:
-        return a * a
-    if e == 1.0:
-        return a
-    if e == 3.0:
-        return a * a * a
-    if e == 0.0:
-        return 1.0
-    return a**e
+        r = a * a
+    elif e == 1.0:
+        r = a
+    elif e == 3.0:
+        r = a * a * a
+    elif e == 0.0:
+        r = 1.0
+    else:
+        r = a**e
+    return r
 
 
 @njit(**_LEAF)
