@@ -16,8 +16,9 @@ move between runs, the ratios of one run are what counts):
   per replica), ``soba`` (SOBA on a GaussianOracle: ∇_y G, HVP, JVP, ∇_y F, ∇_x F per
   iteration), ``borep`` for P1/P2. All noise stds are 0.1, so every call draws its normals,
   and every call does the oracle's whole arithmetic (nothing is reused between calls);
-- **marginal cost per call**: each kernel runs at a short and a long length (Q or T), R
-  replicas, best of REPEATS timed runs each after a warm-up (cache load); ns/call =
+- **marginal cost per call**: each kernel runs at a short and a long length (Q or T; the long
+  one adds ~EXTRA_NORMALS normals), R replicas, best of REPEATS timed runs each after a
+  warm-up (cache load); ns/call =
   (t_long - t_short) / (R x extra oracle calls). This removes the per-run cost of the Python
   wrapper (input checks, the trace; printed as ``run us``), which is not a per-call cost. The
   algorithm traces' closed-form metrics are switched off on the instances, as in
@@ -73,12 +74,19 @@ from refbilevel.problems.uniformly_convex import (  # noqa: E402
 
 STD = 0.1
 R = 32
-REPEATS = 7
-#: (short, long) lengths: Neumann terms Q, SOBA and BO-REP iterations T. The long run adds
-#: >= 3200 oracle calls (R x 100 or more), so that its extra time (>= 30 µs at d = 1) stands
-#: well above the run-to-run jitter of the Python wrapper (a few µs)
-Q_RUNS = (10, 210)
-T_RUNS = (10, 110)
+REPEATS = 15
+#: normals drawn by the extra calls of the long run (R x extra calls x d): ~0.3-2 ms of work,
+#: well above the run-to-run jitter of the Python wrapper (a few µs) and short enough to fit
+#: in one time slice of the scheduler on a busy machine (runs of several ms were preempted:
+#: the best of 15 then still overstated d = 100 by 3-10x on the shared 2-core machine)
+EXTRA_NORMALS = 50_000
+SHORT = 10  # Q or T of the short run
+
+
+def _lengths(d: int, calls_per_step: int) -> tuple[int, int]:
+    """(short, long) Q or T for a kernel whose step makes ``calls_per_step`` oracle calls of
+    ~d normals each."""
+    return SHORT, SHORT + max(4, EXTRA_NORMALS // (R * d * calls_per_step))
 
 
 def _problems(full: bool):
@@ -126,7 +134,8 @@ def _kernels(P):
                 T * (3 * dy + 2 * dx),
                 {"grad_y_g": T, "hvp": T, "jvp": T, "grad_y_f": T, "grad_x_f": T})
 
-    out = {"neumann": [neumann_run(Q) for Q in Q_RUNS], "soba": [soba_run(T) for T in T_RUNS]}
+    out = {"neumann": [neumann_run(Q) for Q in _lengths(dy, 1)],
+           "soba": [soba_run(T) for T in _lengths(max(dx, dy), 5)]}
     if isinstance(P, (RelaxedSmoothP1, RelaxedSmoothP2)):
         borep = implementation("algorithm", "borep", "numba")
 
@@ -134,7 +143,7 @@ def _kernels(P):
             p = borep_params(P, mode="tuned", T=T)
             calls, normals = borep_calls(p)
             return (lambda o, x, y: borep(o, x, y, params=p), calls, normals(dx, dy), None)
-        out["borep"] = [borep_run(T) for T in T_RUNS]
+        out["borep"] = [borep_run(T) for T in _lengths(max(dx, dy), 4)]
     return out
 
 
@@ -226,12 +235,12 @@ def curve(full: bool) -> None:
     ds = (1, 3, 10, 30, 100, 300, 1000) if full else (1, 3, 10, 30, 100)
     pts = []
     print("\nseparable-uniformly-convex, neumann, over d (fit: ns/call = a + b d):")
+    neumann = implementation("estimator", "neumann", "numba")
     for d in ds:
         P = SeparableUniformlyConvex(d=d, p=4.0)
         dx = P.d_x
-        neumann = implementation("estimator", "neumann", "numba")
         runs = [(lambda o, x, y, Q=Q: neumann(o, x, y, Q, alpha=0.1), Q + 3,
-                 2 * dx + (Q + 1) * d, None) for Q in Q_RUNS]
+                 2 * dx + (Q + 1) * d, None) for Q in _lengths(d, 1)]
         row = measure(P, "neumann", runs)
         f = row["floor ns/call"] / d  # the floor per normal: each HVP call draws d normals
         pts.append((d, row["ns/call"], f))

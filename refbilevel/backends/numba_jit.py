@@ -44,9 +44,10 @@ from numba.core.errors import NumbaIRAssumptionWarning
 # when a helper inlined with inline="always" (numba_families.PRIMITIVE_JIT, the estimators'
 # per-replica helpers) ends up in one branch of its caller: a remark on Numba's own IR, not
 # on the compiled code (the parity tests compare every such kernel with NumPy to 1e-12).
-# Users would see it on every cold compilation, asking them to report it: silenced for
-# that module only.
-warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r"numba\.core\.ssa")
+# Users would see it on every cold compilation, asking them to report it: that one message
+# is silenced (pytest resets filters per test and still shows it there).
+warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope",
+                        category=NumbaIRAssumptionWarning)
 
 __all__ = ["njit", "prange", "numba_sources_digest", "LibraryTypesCache"]
 
