@@ -209,7 +209,10 @@ def measure(P, kname, runs, gemv=None) -> dict:
     row = {"family": family_of(P).name, "d": P.d_y, "kernel": kname,
            "ns/call": 1e9 * per_call, "ns/normal": 1e9 * dt / dnormals,
            "floor ns/call": 1e9 * floor / dcalls, "x floor": dt / floor, "floor by": how,
-           "run us": 1e6 * max(t_s - per_call * R * calls_s, 0.0)}
+           "run us": 1e6 * max(t_s - per_call * R * calls_s, 0.0),
+           # the short run costs less than its calls at the marginal rate: the long run was
+           # slowed by something else (preempted on a busy machine), the row overstates
+           "disturbed": t_s < per_call * R * calls_s}
     if gemv is not None and gemv_s is not None:
         fam = GEMV[row["family"]]
         n_gemv = R * sum(fam[k] * (gemv_l[k] - gemv_s[k]) for k in gemv_l)
@@ -226,6 +229,8 @@ def _fmt(row) -> str:
          f"{row['x floor']:5.2f}x floor  run {row['run us']:6.0f} us")
     if "x BLAS" in row:
         s += f"  BLAS {row['BLAS ns/call']:8.0f} ns/call {row['x BLAS']:5.2f}x BLAS"
+    if row["disturbed"]:
+        s += "  [disturbed: rerun]"
     return s
 
 
@@ -279,6 +284,10 @@ def main(argv=None) -> int:
 
 
 def _verdict(rows) -> None:
+    bad = [r for r in rows if r["disturbed"]]
+    if bad:
+        print(f"\n{len(bad)} row(s) disturbed (the long run was slowed by other load): the "
+              "verdict below counts them; rerun on an idle machine")
     od = [r for r in rows if "x BLAS" not in r]
     dense = [r for r in rows if "x BLAS" in r]
     worst_od = max(od, key=lambda r: r["x floor"])
