@@ -12,7 +12,7 @@ from refbilevel.algorithms.coupled_hypergradient import (
     NeumannSeries,
     coupled_hypergradients,
 )
-from refbilevel.algorithms.mrbo import recursive_momentum_counts, run_mrbo
+from refbilevel.algorithms.mrbo import recursive_momentum_counts
 from refbilevel.backends import implementation
 from refbilevel.oracles import GaussianOracle
 from refbilevel.oracles.finite_sum import FiniteSumOracle

@@ -187,9 +187,9 @@ def momentum_defaults(sc) -> dict[str, float]:
 
 def momentum_record(name: str, run, reference: str, series_defaults, paper_counts,
                     counts_reference: str, horizon_scale: float = 1.0):
-    """The SolverRecord of MRBO or SUSTAIN: "default" = :func:`momentum_defaults` plus
-    ``series_defaults(sc)`` (the Neumann length), "paper" = the implementation's
-    (benchmark_bilevel) defaults, no "theory" (constants NOT RECOVERED)."""
+    """The SolverRecord of MRBO or SUSTAIN: "default" = :func:`momentum_defaults` updated by
+    ``series_defaults(sc)`` (the Neumann length, and what the method sets otherwise),
+    "paper" = the implementation's (benchmark_bilevel) defaults, no "theory" (constants NOT RECOVERED)."""
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,

@@ -71,12 +71,13 @@ def recursive_momentum_kernel(P, noise, rng, X, Y, run, steps):
     yn = np.empty(dy)
     un = np.empty(dy)
     vn = np.empty(dx)
+    no_idx = np.zeros((R, 1), dtype=np.int64)
     for t in range(1, T + 1):
         two = t > 1
-        coupled_lower_gradients(P, noise, rng, X, Y, XP, YP, two, G0, G1, act)
+        coupled_lower_gradients(P, noise, rng, X, Y, XP, YP, two, G0, G1, act, False, no_idx)
         hvps[t - 1] = coupled_hypergradients(P, noise, rng, X, Y, XP, YP, two,
                                              steps.randomized, steps.length, steps.eta,
-                                             H0, H1, ps[t - 1], act)
+                                             H0, H1, ps[t - 1], act, False, no_idx, no_idx)
         ly, lx = steps.lr_y[t - 1], steps.lr_x[t - 1]
         by, bx = 1.0 - steps.a_y[t - 1], 1.0 - steps.a_x[t - 1]
         for r in range(R):
