@@ -189,7 +189,8 @@ def momentum_record(name: str, run, reference: str, series_defaults, paper_count
                     counts_reference: str, horizon_scale: float = 1.0):
     """The SolverRecord of MRBO or SUSTAIN: "default" = :func:`momentum_defaults` updated by
     ``series_defaults(sc)`` (the Neumann length, and what the method sets otherwise),
-    "paper" = the implementation's (benchmark_bilevel) defaults, no "theory" (constants NOT RECOVERED)."""
+    "paper" = the implementation's (benchmark_bilevel) defaults, no "theory" (constants NOT
+    RECOVERED)."""
     from refbilevel.solver_record import (
         LIPSCHITZ_HYPERGRADIENT,
         LOWER_LEVEL_GRADIENTS,

@@ -110,8 +110,9 @@ def run_recursive_momentum_numba(oracle, x0, y0, *, T: int, series: NeumannSerie
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, name, R, draws=T > 0)
-    steps = MomentumSteps(*(np.ascontiguousarray(a, dtype=np.float64) for a in sched),
-                          series.randomized, series.length, float(series.eta))
+    lr_y, lr_x, a_x, a_y = (np.ascontiguousarray(a, dtype=np.float64) for a in sched)
+    steps = MomentumSteps(lr_y, lr_x, a_x, a_y, series.randomized, series.length,
+                          float(series.eta))
     Xr, Yr, div, ps, hvps = recursive_momentum_kernel(k.P, k.noise, oracle.rng, x, y,
                                                       RunLength(T, every), steps)
     store_sampler_state(oracle, k, R, T > 0)
