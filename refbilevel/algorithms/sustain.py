@@ -79,7 +79,7 @@ def _sustain_defaults(sc) -> dict:
 
     * N = ⌈κ ln 1e2⌉: E_p RN_N = η Σ_{q<N} (I − ηH)^q has bias (1 − 1/κ)^N ≤ 1e-2 at
       η = 1/L_y (§14 "Checks"; K = Θ(κ log 1/ε)); the estimator's variance grows like N, so
-      N stays at the 1e-2 level (the ln 1e4 of MRBO's Q measured no better, see below);
+      N stays at the 1e-2 level (N = 70 and 93 measured no better, see below);
     * momentum weights c = γ m_φ (γ the x step): the tracker averages the randomized
       truncation over 1/a ≈ the x relaxation time 1/(γ m_φ); unlike MRBO, SUSTAIN's estimate is
       random even with exact oracles (through p), so the weight sets its noise floor;

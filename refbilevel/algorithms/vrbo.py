@@ -143,24 +143,25 @@ def _vrbo_paper_counts(trace, problem) -> dict[str, np.ndarray]:
 def _default_options(sc) -> dict[str, Any]:
     """VRBO "default" (docs/baselines.rst §13 "Reference choices"), from μ, L_y, L_φ (global):
     the y step β = 1/L_y and m + 1 = ⌈κ⌉ y-steps per x-step (each contracts the LL error by
-    1 − 1/κ, as stocBiO's D = ⌈κ⌉ warm-started steps, §2); the x step α = 1/(2 L_φ) (a
-    double-loop method: gradient descent on φ with a margin for the inexact y and the
-    Neumann bias); Q = ⌈κ ln 1e4⌉ (NS_Q's bias (1 − 1/κ)^{Q+1} ≤ 1e-4); q = ⌈√K⌉ for the
+    1 − 1/κ, as stocBiO's D = ⌈κ⌉ warm-started steps, §2); the x step α = 1/L_φ (a
+    double-loop method: gradient descent on φ, as stocBiO's default β = 1/L_Φ); Q = ⌈κ ln 1e3⌉
+    (NS_Q's bias (1 − 1/κ)^{Q+1} ≤ 1e-3: each inner step evaluates two NS_Q, so Q sets the
+    cost); q = ⌈√K⌉ for the
     default horizon K (the theorem's q = Θ(ε^{-1/2}) with K = Θ(ε^{-1})); the lag-free
     indexing (with exact oracles the trackers are then exact)."""
     k = sc.kappa
     T = _horizon(sc, None)
-    return {"step_size": 1.0 / sc.L_y, "outer_ratio": 2.0 * sc.L_phi / sc.L_y,
+    return {"step_size": 1.0 / sc.L_y, "outer_ratio": sc.L_phi / sc.L_y,
             "period": int(math.ceil(math.sqrt(T))), "n_inner_steps": max(0, math.ceil(k) - 1),
-            "neumann_step": 1.0 / sc.L_y, "n_neumann_steps": int(math.ceil(k * math.log(1e4))),
+            "neumann_step": 1.0 / sc.L_y, "n_neumann_steps": int(math.ceil(k * math.log(1e3))),
             "lag_free": True}
 
 
 def _horizon(sc, options) -> int:
-    """ln(1e3) · 2 L_φ/m_φ: gradient descent with step 1/(2 L_φ)."""
+    """ln(1e3) L_φ/m_φ: gradient descent with step 1/L_φ."""
     from refbilevel.solver_record import horizon
 
-    return horizon(sc.m_phi / (2.0 * sc.L_phi))
+    return horizon(sc.m_phi / sc.L_phi)
 
 
 def _record():
