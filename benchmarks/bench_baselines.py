@@ -1,10 +1,10 @@
 """Per-iteration time and peak memory of SOBA, stocBiO, AmIGO, FSLA, PZOBO, ALSET, MRBO, VRBO
 and SUSTAIN, NumPy vs Numba, on the finite-sum quadratic of benchmark_bilevel
 (docs/baselines.rst §10.2) with a FiniteSumOracle (batch 64, sampler "uniform") and each
-algorithm's default step sizes (s = 0.1, r = 1; stocBiO and AmIGO with 10 inner / Neumann steps; FSLA the benchmark's s/√t schedules; PZOBO
-N = 10 steps, Q = 1 direction; ALSET one lower step and N = 10 randomized Neumann terms; MRBO
-Q = 10, SUSTAIN N = 10, VRBO m = 10 inner steps, Q = 10 and a full-data refresh every 5 outer
-iterations: docs/baselines.rst §12-§14).
+algorithm's default step sizes (s = 0.1, r = 1; stocBiO and AmIGO with 10 inner / Neumann
+steps; FSLA the benchmark's s/√t schedules; PZOBO N = 10 steps, Q = 1 direction; ALSET one
+lower step and N = 10 randomized Neumann terms; MRBO Q = 10, SUSTAIN N = 10, VRBO m = 10 inner
+steps, Q = 10 and a full-data refresh every 5 outer iterations: docs/baselines.rst §12-§14).
 
     python benchmarks/bench_baselines.py [--dims 100 1000 10000] [--n 256] [--quick]
                                          [--algorithms soba pzobo ...]
