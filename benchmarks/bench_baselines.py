@@ -1,8 +1,10 @@
-"""Per-iteration time and peak memory of SOBA, stocBiO, AmIGO, FSLA, PZOBO and ALSET, NumPy vs
-Numba, on the finite-sum quadratic of benchmark_bilevel (docs/baselines.rst §10.2) with a
-FiniteSumOracle (batch 64, sampler "uniform") and each algorithm's default step sizes (s = 0.1,
-r = 1; stocBiO and AmIGO with 10 inner / Neumann steps; FSLA the benchmark's s/√t schedules; PZOBO
-N = 10 steps, Q = 1 direction; ALSET one lower step and N = 10 randomized Neumann terms).
+"""Per-iteration time and peak memory of SOBA, stocBiO, AmIGO, FSLA, PZOBO, ALSET, MRBO, VRBO
+and SUSTAIN, NumPy vs Numba, on the finite-sum quadratic of benchmark_bilevel
+(docs/baselines.rst §10.2) with a FiniteSumOracle (batch 64, sampler "uniform") and each
+algorithm's default step sizes (s = 0.1, r = 1; stocBiO and AmIGO with 10 inner / Neumann
+steps; FSLA the benchmark's s/√t schedules; PZOBO N = 10 steps, Q = 1 direction; ALSET one
+lower step and N = 10 randomized Neumann terms; MRBO Q = 10, SUSTAIN N = 10, VRBO m = 10 inner
+steps, Q = 10 and a full-data refresh every 5 outer iterations: docs/baselines.rst §12-§14).
 
     python benchmarks/bench_baselines.py [--dims 100 1000 10000] [--n 256] [--quick]
                                          [--algorithms soba pzobo ...]
@@ -45,13 +47,17 @@ from refbilevel.backends import implementation
 from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
 
-ALGS = ("soba", "stocbio", "amigo", "fsla", "pzobo", "alset")
+ALGS = ("soba", "stocbio", "amigo", "fsla", "pzobo", "alset", "mrbo", "vrbo", "sustain")
 #: options other than the implementation's defaults: PZOBO runs N = 10 lower-level steps per
 #: path and iteration, and at d = 10^4 the instance has L_y = 21.8 (a batch of 64 of its 256
 #: rank-one terms up to 4x that; s = 0.1 > 2/L_y: the paths blow up within the timed run) and
 #: L_φ = 5.9e4 (the outer step must stay below 3.4e-5); α = 0.01 and β = 1e-5 are stable at
 #: every d. The per-iteration work does not depend on them
-OPTIONS = {"pzobo": {"step_size": 0.01, "outer_ratio": 1e3}}
+#: MRBO, VRBO and SUSTAIN: their Neumann step s = 0.1 > 2/L_y diverges at d = 10^4 as well;
+#: s = 0.01 for the y and Neumann steps (the x step s/r with r = 1) is stable at every d
+_STORM_STABLE = {"step_size": 0.01, "neumann_step": 0.01}
+OPTIONS = {"pzobo": {"step_size": 0.01, "outer_ratio": 1e3}, "mrbo": _STORM_STABLE,
+           "vrbo": _STORM_STABLE, "sustain": _STORM_STABLE}
 #: iterations per timed run, chosen so the whole script takes about 2 minutes on 2 cores
 ITERATIONS = {100: 400, 1000: 100, 10000: 10}
 

@@ -128,9 +128,10 @@ def test_numba_parity(kind, sampler, series):
     G0, G1 = np.empty((R, P.d_y)), np.empty((R, P.d_y))
     p = np.zeros(R, dtype=np.int64)
     act = np.ones(R, dtype=np.bool_)
+    no_idx = np.zeros((R, 1), dtype=np.int64)
     steps = nb_pair(k.P, k.noise, o_nb.rng, x, y, x2, y2, True, series.randomized,
-                    series.length, series.eta, H0, H1, p, act)
-    nb_lower(k.P, k.noise, o_nb.rng, x, y, x2, y2, True, G0, G1, act)
+                    series.length, series.eta, H0, H1, p, act, False, no_idx, no_idx)
+    nb_lower(k.P, k.noise, o_nb.rng, x, y, x2, y2, True, G0, G1, act, False, no_idx)
     assert steps == ref.hvp_steps
     if series.randomized:
         np.testing.assert_array_equal(p, ref.p)

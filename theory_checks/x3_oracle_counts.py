@@ -23,6 +23,11 @@ state, as the library encodes them:
 - FSLA, PZOBO and ALSET likewise (docs/baselines.rst §15-§17): PZOBO's table states
   gradients only, so its HVP and JVP counters must read 0 at every record (Hessian-free);
   ALSET's HVPs are its realized N' (randomized estimate) or N − 1 (fixed length);
+- MRBO and SUSTAIN: :func:`~refbilevel.algorithms.mrbo.recursive_momentum_counts`
+  (docs/baselines.rst §12, §14: per point ∇_y G, ∇_y F, ∇_x F, JVP 1 and Q HVPs — SUSTAIN: the
+  realized p_t, whose range is checked as for BSA — with one point at t = 1 and two after);
+  VRBO: :func:`~refbilevel.algorithms.vrbo.vrbo_counts` (§13: (m + 1) coupled pairs per outer
+  iteration plus one full-batch estimate per refresh);
 - UniBiO: :func:`~refbilevel.algorithms.unibio.unibio_cumulative_counts` (docs/unibio.rst §4.2
   "Oracle cost", §5.6 eq. (63): per UL iteration 1 ∇_x F, 1 F_u, Q generalized HVPs,
   1 JVP; Epoch-SGD budgets on the lower level), samples included;
@@ -76,7 +81,7 @@ CLAIM = ClaimInfo(
     id="X3",
     claim="oracle-call counters equal the per-iteration counts each algorithm's paper "
           "states (every algorithm, every kind, every iteration; exact)",
-    source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8, §15-§17; docs/unibio.rst §4.2, "
+    source="docs/checks.rst X3; docs/baselines.rst §0.2, §1-§8, §12-§17; docs/unibio.rst §4.2, "
            "§5.6; "
         "docs/borep.rst §4; "
            "docs/fdehbo.rst §3; docs/sid_bsgm.rst §4.2, §11",

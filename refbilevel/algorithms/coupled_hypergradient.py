@@ -33,6 +33,11 @@ Sample bundle and its draw order (the parity contract with the Numba twin), for 
 Counting: every draw is one sample, every evaluation one call of its kind at each point
 (``sample=`` passed), so a pair costs per point ∇_y F 1, ∇_x F 1, HVP Q (or max p), JVP 1,
 and one bundle of samples.
+
+Full batch (``full_batch=True``, VRBO's checkpoint refresh on S_1 = the whole data set,
+docs/baselines.rst §13): on a finite-sum oracle every sample of the bundle is the whole data
+set of its level (indices 0..n−1, passed as ``sample=``: calls are counted, no sample is
+drawn or counted); an oracle without a data set (Gaussian) draws as usual.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refbilevel.algorithms import _baselines as B
+from refbilevel.oracles.finite_sum import KIND_LEVEL
 from refbilevel.validation import require_int
 
 NEUMANN_KINDS = ("truncated", "randomized")
@@ -83,8 +89,19 @@ class CoupledEstimate(NamedTuple):
     hvp_steps: int
 
 
+def _sampler(oracle, R: int, full_batch: bool):
+    """kind -> the sample of one evaluation of kind: a fresh draw, or the whole data set."""
+    if full_batch and getattr(oracle, "shares_samples", False):
+        P = oracle.problem
+        full = {level: np.broadcast_to(np.arange(n), (R, n))
+                for level, n in (("inner", int(P.n_inner)), ("outer", int(P.n_outer)))}
+        return lambda kind: full[KIND_LEVEL[kind]]
+    return lambda kind: oracle.draw(kind, (R,))
+
+
 def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray]],
-                           series: NeumannSeries, bad: np.ndarray) -> CoupledEstimate:
+                           series: NeumannSeries, bad: np.ndarray,
+                           full_batch: bool = False) -> CoupledEstimate:
     """ĥ(z_i; B) for every point z_i = (x_i, y_i) (one or two, each (R, d)) on one sample
     bundle B drawn here (module docstring: draw order and counts). ``bad`` (R,) marks the
     replicas whose Neumann terms went non-finite (:func:`~refbilevel.algorithms._baselines.
@@ -92,8 +109,9 @@ def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray
     if len(points) not in (1, 2):
         raise ValueError(f"points must hold one or two (x, y) points; got {len(points)}")
     R = points[0][0].shape[0]
-    s_fy = oracle.draw("grad_y_f", (R,))
-    s_fx = s_fy if getattr(oracle, "shares_samples", False) else oracle.draw("grad_x_f", (R,))
+    draw = _sampler(oracle, R, full_batch)
+    s_fy = draw("grad_y_f")
+    s_fx = s_fy if getattr(oracle, "shares_samples", False) else draw("grad_x_f")
     fx = [oracle.grad_x_f(x, y, sample=s_fx) for x, y in points]
     u = [B.guard(oracle.grad_y_f(x, y, sample=s_fy), bad) for x, y in points]
     eta = series.eta
@@ -102,7 +120,7 @@ def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray
         p = oracle.rng.integers(0, series.length, size=R)
         steps = int(p.max())
         for j in range(1, steps + 1):
-            s = oracle.draw("hvp", (R,))
+            s = draw("hvp")
             on = (p >= j)[:, None]
             u = [B.guard(np.where(on, ui - eta * oracle.hvp_yy_g(x, y, ui, sample=s), ui), bad)
                  for ui, (x, y) in zip(u, points, strict=True)]
@@ -111,21 +129,22 @@ def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray
         steps = series.length
         acc = list(u)
         for _ in range(steps):
-            s = oracle.draw("hvp", (R,))
+            s = draw("hvp")
             u = [B.guard(ui - eta * oracle.hvp_yy_g(x, y, ui, sample=s), bad)
                  for ui, (x, y) in zip(u, points, strict=True)]
             acc = [a + ui for a, ui in zip(acc, u, strict=True)]
         w = [eta * a for a in acc]
-    s_c = oracle.draw("jvp", (R,))
+    s_c = draw("jvp")
     h = tuple(f - oracle.jvp_xy_g(x, y, B.guard(wi, bad), sample=s_c)
               for f, wi, (x, y) in zip(fx, w, points, strict=True))
     return CoupledEstimate(h, p, steps)
 
 
-def coupled_lower_gradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray]]
-                            ) -> tuple[np.ndarray, ...]:
+def coupled_lower_gradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray]],
+                            full_batch: bool = False) -> tuple[np.ndarray, ...]:
     """∇_y G(z_i; b) at one or two points on one fresh inner sample b (the LL tracker's
-    coupled pair, docs/baselines.rst §12-§14): one sample, one call per point."""
+    coupled pair, docs/baselines.rst §12-§14): one sample, one call per point
+    (``full_batch``: as in :func:`coupled_hypergradients`)."""
     R = points[0][0].shape[0]
-    s = oracle.draw("grad_y_g", (R,))
+    s = _sampler(oracle, R, full_batch)("grad_y_g")
     return tuple(oracle.grad_y_g(x, y, sample=s) for x, y in points)

@@ -6,7 +6,10 @@ estimates agree to rounding (claim X4).
 
 Each sample is drawn once with :func:`~refbilevel.algorithms._baselines_numba.draw_sample`
 and evaluated at both points with :func:`~refbilevel.algorithms._baselines_numba.
-call_on_sample`; a caller counts one call per point and one sample per draw.
+call_on_sample`; a caller counts one call per point and one sample per draw. ``full`` (a
+finite-sum record only) evaluates on the whole data set instead (``full_inner``/``full_outer``:
+(R, n) index arrays 0..n−1; nothing drawn), VRBO's checkpoint refresh (docs/baselines.rst
+§13); callers without it pass False and dummy index arrays.
 """
 
 from __future__ import annotations
@@ -29,10 +32,19 @@ _JIT = {"cache": True, "error_model": "numpy"}
 
 
 @njit(**_JIT)
-def coupled_lower_gradients(P, noise, rng, X0, Y0, X1, Y1, two, G0, G1, act):
+def _sample(kind, P, noise, rng, R, dim, full, full_idx):
+    """A fresh sample of kind, or the whole data set (``full``: the level's index array)."""
+    if full:
+        return full_idx, np.zeros((R, dim))
+    return draw_sample(kind, P, noise, rng, R, dim)
+
+
+@njit(**_JIT)
+def coupled_lower_gradients(P, noise, rng, X0, Y0, X1, Y1, two, G0, G1, act, full,
+                            full_inner):
     """∇_y G at (X0, Y0) into G0 and, when ``two``, at (X1, Y1) into G1, on one fresh inner
     sample (:func:`refbilevel.algorithms.coupled_hypergradient.coupled_lower_gradients`)."""
-    idx, Z = draw_sample(GRAD_Y_G, P, noise, rng, X0.shape[0], Y0.shape[1])
+    idx, Z = _sample(GRAD_Y_G, P, noise, rng, X0.shape[0], Y0.shape[1], full, full_inner)
     call_on_sample(GRAD_Y_G, P, noise, idx, Z, X0, Y0, Y0, G0, act)
     if two:
         call_on_sample(GRAD_Y_G, P, noise, idx, Z, X1, Y1, Y1, G1, act)
@@ -49,17 +61,17 @@ def _neumann_step(P, noise, idx, Z, X, Y, U, HU, eta, mask):
 
 @njit(**_JIT)
 def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, length, eta,
-                           H0, H1, p, act):
+                           H0, H1, p, act, full, full_inner, full_outer):
     """ĥ at (X0, Y0) into H0 and, when ``two``, at (X1, Y1) into H1 on one sample bundle;
     Neumann series truncated (NS_Q, Q = ``length``) or ``randomized`` (RN_N, N = ``length``,
     p written into ``p``). Returns the HVP calls made at each point (Q, or max_r p_r)."""
     R, dx = X0.shape
     dy = Y0.shape[1]
-    idx_f, Z_fy = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+    idx_f, Z_fy = _sample(GRAD_Y_F, P, noise, rng, R, dy, full, full_outer)
     if is_finite_sum(P):
         Z_fx = np.zeros((R, 0))
     else:
-        Z_fx = draw_sample(GRAD_X_F, P, noise, rng, R, dx)[1]
+        Z_fx = _sample(GRAD_X_F, P, noise, rng, R, dx, full, full_outer)[1]
     npts = 2 if two else 1
     U = np.empty((npts, R, dy))
     S = np.empty((npts, R, dy))
@@ -82,7 +94,7 @@ def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, lengt
         for j in range(1, steps + 1):
             for r in range(R):
                 mask[r] = act[r] and pr[r] >= j
-            idx, Z = draw_sample(HVP, P, noise, rng, R, dy)
+            idx, Z = _sample(HVP, P, noise, rng, R, dy, full, full_inner)
             for k in range(npts):
                 Xk = X1 if k == 1 else X0
                 Yk = Y1 if k == 1 else Y0
@@ -97,7 +109,7 @@ def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, lengt
         for r in range(R):
             mask[r] = act[r]
         for _ in range(steps):
-            idx, Z = draw_sample(HVP, P, noise, rng, R, dy)
+            idx, Z = _sample(HVP, P, noise, rng, R, dy, full, full_inner)
             for k in range(npts):
                 Xk = X1 if k == 1 else X0
                 Yk = Y1 if k == 1 else Y0
@@ -109,7 +121,7 @@ def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, lengt
             for r in range(R):
                 for i in range(dy):
                     S[k, r, i] = eta * S[k, r, i]
-    idx_c, Z_c = draw_sample(JVP, P, noise, rng, R, dx)
+    idx_c, Z_c = _sample(JVP, P, noise, rng, R, dx, full, full_inner)
     CZ = np.empty((R, dx))
     for k in range(npts):
         Xk = X1 if k == 1 else X0
