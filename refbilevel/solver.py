@@ -18,7 +18,8 @@ Oracle (unless ``oracle`` is an instance): chosen by the problem's type —
   exact (the problem's noise levels set to 0), ``noise=None`` keeps the problem's own;
 * a finite-sum problem (``n_inner``/``n_outer`` samples) →
   :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle` with minibatch ``batch`` (default
-  64) and ``sampler``; ``noise=0`` means full batch (batch = the larger sample count);
+  64) and ``sampler`` (default "uniform"); ``noise=0`` without ``batch``/``sampler`` means
+  the deterministic full batch (:func:`full_batch_oracle`);
 * every other problem → :class:`~refbilevel.oracles.gaussian.GaussianOracle` with standard
   deviation ``noise`` (default 0.1) on every oracle kind.
 
@@ -123,16 +124,32 @@ def make_oracle(problem: Any, settings: Mapping[str, Any], seed: int) -> tuple[A
     if hasattr(problem, "n_inner") and hasattr(problem, "n_outer"):
         from refbilevel.oracles.finite_sum import FiniteSumOracle
 
-        full = max(int(problem.n_inner), int(problem.n_outer))
-        batch = settings.get("batch")
-        if batch is None:
-            batch = full if noise == 0.0 else DEFAULT_BATCH
-        batch = require_int("batch", batch, low=1)
+        batch, sampler = settings.get("batch"), settings.get("sampler")
+        if noise == 0.0 and batch is None and sampler is None:
+            return full_batch_oracle(problem, rng), problem
+        batch = require_int("batch", DEFAULT_BATCH if batch is None else batch, low=1)
         return FiniteSumOracle(problem, batch, rng,
-                               sampler=settings.get("sampler", "uniform")), problem
+                               sampler="uniform" if sampler is None else sampler), problem
     from refbilevel.oracles.gaussian import GaussianOracle
 
     return GaussianOracle(problem, DEFAULT_NOISE if noise is None else noise, rng), problem
+
+
+def full_batch_oracle(problem: Any, rng: np.random.Generator) -> Any:
+    """The deterministic full-batch oracle of a finite-sum problem (``noise=0``): the
+    "shuffled" sampler with one batch of all n samples, so every call evaluates the exact
+    mean over the data (a pass of one batch; the Generator is still consumed, the indices do
+    not depend on it). The "uniform" sampler with B = n would draw n indices *with
+    replacement*, a bootstrap sample whose relative error O(1/√n) leaves a noise floor.
+    One batch size serves both levels, so n_inner must equal n_outer."""
+    from refbilevel.oracles.finite_sum import FiniteSumOracle
+
+    n_inner, n_outer = int(problem.n_inner), int(problem.n_outer)
+    if n_inner != n_outer:
+        raise ValueError(f"noise=0 (the full batch) needs n_inner == n_outer (one batch "
+                         f"size for both levels); got {n_inner} and {n_outer}: give "
+                         "oracle={'batch': B, 'sampler': ...} instead")
+    return FiniteSumOracle(problem, n_inner, rng, sampler="shuffled")
 
 
 def _start(name: str, value: Any, default: Any, dim: int, replicas: int) -> np.ndarray:
