@@ -111,6 +111,26 @@ def test_stated_L_H_bounds_the_variation_of_H(bump):
     assert np.max(lhs / np.linalg.norm(y1 - y2, axis=-1)) > 1e-3 * bump.constants.L_H
 
 
+def test_stated_L_phi2_bounds_the_surrogate_error_and_the_hypergradient_variation(bump):
+    """L_phi2 = L̄ with ||H^{-1}|| <= 1/(1 − eps M_E) (module docstring; 14.7, not the 3137
+    of the 1/mu form): ||∇̄f(x, y) − ∇phi(x)|| <= L_phi2 ||y − y*(x)|| (Lemma B.4) and
+    eq. (8) with (L_phi1, L_phi2), at pairs in and around the support; exact up to rounding
+    (1e-12 of the sides' scale). U4 and U5 test the same with more probes."""
+    c = bump.constants
+    s = 1.0 / c.extra["sigma_min_H_lower_bound"]
+    assert c.L_phi2 == pytest.approx(c.l_f1 + s**2 * c.C_f * c.L_H, rel=1e-14)
+    assert c.L_phi2 < 0.01 * (c.l_f1 + c.C_f * c.L_H / c.mu**2)
+    rng = np.random.default_rng(8)
+    x, ys = bump.structured_points(rng, 300)
+    y = ys + rng.standard_normal(ys.shape) * 10.0 ** rng.uniform(-6, -0.5, (300, 1))
+    lhs = np.linalg.norm(generalized_hypergradient(bump, x, y) - bump.grad_phi(x), axis=-1)
+    assert np.all(lhs <= c.L_phi2 * np.linalg.norm(y - ys, axis=-1) + 1e-12)
+    x2 = x + rng.standard_normal(x.shape) * 10.0 ** rng.uniform(-6, 0, (300, 1))
+    dx = np.linalg.norm(x2 - x, axis=-1)
+    dg = np.linalg.norm(bump.grad_phi(x2) - bump.grad_phi(x), axis=-1)
+    assert np.all(dg <= c.L_phi1 * dx ** (1.0 / (c.p - 1.0)) + c.L_phi2 * dx + 1e-12)
+
+
 @pytest.mark.numba
 def test_numba_record_reproduces_numpy_for_every_estimator_and_unibio(bump):
     """X4 for the bump family: the Numba record (refbilevel/backends/numba_families.py) runs

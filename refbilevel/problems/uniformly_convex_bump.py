@@ -53,8 +53,17 @@ d_i in [d_lo, d_hi] = (p-1)[u_lo, u_hi]^{(p-2)/(p-1)}, |d'_i| <= (p-2) u_lo^{-1/
   max|d''| B1/r with K_3 = sqrt(d B3² + 3d(d-1) B2² B1² + d(d-1)(d-2) B1⁶)/r³ (Frobenius
   bound of ∇³β; B3 = max|b^{(3)}| = 43.670, found from the roots of b^{(4)} as B1, B2 are)
   and |d''_i| <= ((p-2)/(p-1)) u_lo^{-p/(p-1)}; du/dy = D <= d_hi, so L_H = ε M_3 d_hi.
-  Then L_phi1, L_phi2 from the formulas of docs/unibio.rst §3.3 (||H^{-1}|| <= 1/mu holds:
-  every singular value of H is >= 1/2 >= mu).
+- L_phi2 = L̄ and L_phi1 = l_p L̄ by the derivation of docs/unibio.rst §3.3 with the sharper
+  bound ||H^{-1}|| <= s := 1/σ_lo, σ_lo = 1 − ε M_E (Weyl: σ_min(H) >= 1 − ||H − I||, at
+  every y, on and off the support), in place of the 1/mu that §3.3 uses (σ_lo >= 1/2 >= mu,
+  so 1/mu is a valid but loose bound: s = 1.21 against 1/mu = 18 at the defaults). 1/mu
+  enters §3.3 only through ||H^{-1}|| (in ||H_1^{-1} − H_2^{-1}|| <= ||H_1^{-1}|| ||H_1 −
+  H_2|| ||H_2^{-1}|| and in ||H^{-T} f_u||), so the same steps give
+  L̄ = l_f1 + s l_g1 l_f2 + s C_f l_g2 + s² l_g1 C_f L_H, a bound on the joint Lipschitz
+  constant of the surrogate ∇̄f (hence also the constant of Lemma B.4, §3.4) and of eq. (8):
+  14.7 at the defaults, where the 1/mu form gives 3137 (and a UniBiO default step of
+  1e-6, docs/unibio.rst §7). Checks U4 (eq. (8) with these constants) and U5 (Lemma B.4,
+  which recomputes the 1/mu form from the ingredients) test it.
 - (L_0, L_1)-smoothness is not stated: with −<x, y> and x unbounded, ∇_y g vanishes at
   every y for some x while ||∇²_yy g|| = ||D(y)|| grows (as for the non-separable family).
 """
@@ -129,8 +138,13 @@ class UniformlyConvexBump(BilevelProblem):
                      + d * (d - 1) * (d - 2) * B1**6) / r**3
         d2prime = (p - 2.0) / (p - 1.0) * u_lo ** (-p / (p - 1.0))
         L_H = float(eps * (2.0 * dprime * K + d_hi * K3 + d2prime * B1 / r) * d_hi)
-        l_p, L_phi1, L_phi2 = lipschitz_hypergradient_constants(
+        l_p, _, _ = lipschitz_hypergradient_constants(
             mu=mu, p=p, l_g1=1.0, l_g2=0.0, L_H=L_H, l_f1=self.rho, l_f2=0.0, C_f=C_f)
+        # §3.3's L̄ with ||H^{-1}|| <= 1/σ_lo instead of 1/mu (module docstring); l_g1 = 1,
+        # l_g2 = l_f2 = 0
+        sigma_lo = 1.0 - eps * M_E
+        L_phi2 = self.rho + C_f * L_H / sigma_lo**2
+        L_phi1 = l_p * L_phi2
         return float(eps), Constants(
             mu=mu, p=p, l_g1=1.0, l_g2=0.0, L_H=L_H, C=float(1.0 + eps * M_E),
             l_f1=self.rho, l_f2=0.0, C_f=C_f, l_p=float(l_p), L_phi1=float(L_phi1),
@@ -143,7 +157,9 @@ class UniformlyConvexBump(BilevelProblem):
                       "(module docstring; docs/unibio.rst §2.1(i), DERIVED)",
                 "C": "1 + eps M_E, ||H - I|| <= eps M_E (module docstring, DERIVED)",
                 "l_g1,l_g2,l_f1,l_f2,C_f": "∇²_xy g = -I, f_u = a, ∇_x f = rho x (DERIVED)",
-                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas)",
+                "l_p,L_phi1,L_phi2": "docs/unibio.rst §3.1, §3.3 (DERIVED formulas; §3.3 with "
+                                     "||H^{-1}|| <= 1/(1 - eps M_E) instead of 1/mu, module "
+                                     "docstring)",
                 "L_H": "eps M_3 d_hi: derivative bound of H on the support (module docstring)",
             })
 
