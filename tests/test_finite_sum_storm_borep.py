@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refbilevel.algorithms.borep import BOREPParams, borep_cumulative_counts
 from refbilevel.algorithms.fdehbo import StormSchedule, storm_total_counts
 from refbilevel.backends.registry import implementation
 from refbilevel.oracles.finite_sum import FiniteSumOracle
@@ -74,11 +75,58 @@ def test_storm_finite_sum_numba_parity(variant, sampler, B):
         assert np.array_equal(s1[0], s2[0]) and s1[1] == s2[1]
 
 
-@pytest.mark.parametrize("method", ["fdehbo", "fmbo"])
+#: BO-REP on the small finite sum: the §8 loop with steps for its constants (μ = 1, L = 2);
+#: the code variant's accumulating LL steps (docs/borep.rst §7) need a smaller γ
+BOREP = {"paper": {"T": 300, "rho": 50.0, "eta": 0.01, "gamma": 0.3, "nu": 0.3},
+         "code": {"T": 300, "rho": 50.0, "eta": 0.01, "gamma": 0.05, "nu": 0.3, "N": 3, "I": 3,
+                  "variant": "code"}}
+
+
+def _borep(variant, backend, oracle):
+    x0 = np.tile([1.0, -1.0, 0.5], (3, 1))
+    return implementation("algorithm", "borep", backend)(
+        oracle, x0, np.zeros(FSQ.d_y), record_every=7, **BOREP[variant])
+
+
+@pytest.mark.parametrize("sampler,B", SAMPLERS)
+def test_borep_finite_sum_shares_the_samples_of_lines_4_5_and_counts(sampler, B):
+    """The paper variant draws one outer minibatch ξ_t for ∇_x F, ∇_y F and one inner ζ_t for
+    the HVP and the JVP (docs/borep.rst §4): two samples fewer than calls per outer
+    iteration, recorded as ``shared_samples`` and counted so by borep_cumulative_counts
+    (X3); the code variant draws one sample per kind. Exact integer accounting."""
+    for variant in ("paper", "code"):
+        o = _oracle(sampler, B)
+        tr = _borep(variant, "numpy", o)
+        shared = variant == "paper"
+        assert tr.extra["shared_samples"] is shared
+        want = borep_cumulative_counts(BOREPParams(**tr.params), tr.iterations, shared)
+        assert all(np.array_equal(tr.counts[k], want[k]) for k in want)
+        calls = sum(int(want[k][-1]) for k in want if k != "samples")
+        assert int(want["samples"][-1]) == calls - (2 * 300 if shared else 0)
+        assert tr.grad_phi_norm[-1].max() < 0.2 * tr.grad_phi_norm[0].min()  # it descends
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("sampler,B", SAMPLERS)
+@pytest.mark.parametrize("variant", ["paper", "code"])
+def test_borep_finite_sum_numba_parity(variant, sampler, B):
+    """Same seed, 300 outer iterations (after Epoch-SGD for the paper variant): ≤ 1e-12
+    relative (measured ≤ 2.3e-16), the same counts and random numbers consumed."""
+    o1, o2 = _oracle(sampler, B), _oracle(sampler, B)
+    a, b = _borep(variant, "numpy", o1), _borep(variant, "numba", o2)
+    assert np.max(np.abs(a.x - b.x)) <= 1e-12 * np.abs(a.x).max()
+    assert all(np.array_equal(a.counts[k], b.counts[k]) for k in a.counts)
+    assert a.extra["shared_samples"] == b.extra["shared_samples"]
+    assert o1.counts.as_dict() == o2.counts.as_dict()
+    assert o1.rng.random() == o2.rng.random()
+
+
+@pytest.mark.parametrize("method", ["fdehbo", "fmbo", "borep"])
 def test_default_parameters_converge_on_a_small_finite_sum(method):
     """The defaults from the problem's constants on the exact full batch (the shuffled
     sampler with B = n visits the one batch every iteration, so every oracle is the exact
-    sum): ||∇φ|| falls below 1e-2 of its start at the default T (measured 1.1e-4)."""
+    sum): ||∇φ|| falls below 1e-2 of its start at the default T (measured 1.1e-4 for
+    FdeHBO/FMBO)."""
     from refbilevel.problems import make_problem
     from refbilevel.solver import solve
 

@@ -35,8 +35,9 @@ consume no random numbers. With a :class:`~refbilevel.oracles.finite_sum.FiniteS
 the five samples are minibatches (ζ_t, the second of ψ_t and of ξ̄_t of the inner data, the
 first of ψ_t and of ξ̄_t of the outer data), each evaluated at every point that uses it
 (both finite-difference points, the current and the previous iterate), as the paper's
-sample ξ is; at full batch (noise 0) every estimator is the exact sum. When only the upper-level oracles are noisy both variants
-consume identical streams, which is what docs/fdehbo.rst §10.3 test 1 compares.
+sample ξ is; at full batch (noise 0) every estimator is the exact sum. When only the
+upper-level oracles are noisy both variants consume identical streams, which is what
+docs/fdehbo.rst §10.3 test 1 compares.
 
 Oracle calls per iteration (docs/fdehbo.rst §3, DERIVED; :func:`storm_counts_per_iteration`):
 FdeHBO t ≥ 1: 6 ∇_y G, 4 ∇_x G, 2 ∇_y F, 2 ∇_x F (half at t = 0); FMBO t ≥ 1: 2 ∇_y G,
