@@ -8,9 +8,10 @@ Not an algorithm: the leading underscore keeps it out of the auto-import of
 
 The batched ``call_*`` functions of :mod:`refbilevel.algorithms._baselines_numba` draw a
 Gaussian noise block inside each call, which suits methods that evaluate each sample once.
-These kernels instead draw every sample of an iteration first and then evaluate it at
-several points, as the NumPy references do with ``oracle.draw`` and ``sample=``. A sample is
-the pair (Z row, idx row):
+These kernels instead draw every sample of an iteration first (``draw_sample`` of that
+module, as the NumPy references do with ``oracle.draw``) and then evaluate it at several
+points replica by replica (``sample=``), with the functions here. A sample is the pair
+(idx row, Z row):
 
 - a family record P (GaussianOracle): the family's primitive, to which the kernel adds
   ``std * z`` (``idx`` is the dummy of :func:`~refbilevel.algorithms._baselines_numba.
@@ -20,9 +21,8 @@ the pair (Z row, idx row):
   (inner level for the g-kinds, outer for the f-kinds; the regulariser on ∇_y G and the HVP);
   its noise stds are 0, so nothing is added.
 
-:func:`draw_sample` draws one sample of a kind for all replicas in the reference's order:
-the GaussianOracle block (nothing for std 0, and always nothing for a finite sum) and the
-minibatch (nothing for a family record). Dispatch is by the type of P at compile time.
+Dispatch is by the type of P at compile time. (The batched twin, all replicas at once on a
+drawn sample, is ``call_on_sample`` of :mod:`refbilevel.algorithms._baselines_numba`.)
 """
 
 from __future__ import annotations
@@ -31,15 +31,14 @@ from numba.extending import overload
 
 from refbilevel.algorithms._baselines_numba import (
     _is_finite_sum_type,
-    draw_idx,
     fs_grad_x,
     fs_grad_y,
     fs_hvp,
     fs_jvp,
 )
-from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import (
-    draw_block,
+    f_u,
+    gen_hvp_T,
     grad_x_f,
     grad_x_g,
     grad_y_f,
@@ -48,21 +47,9 @@ from refbilevel.backends.numba_problems import (
     jvp,
 )
 
-__all__ = ["draw_sample", "row_grad_x_f", "row_grad_x_g", "row_grad_y_f", "row_grad_y_g",
-           "row_hvp", "row_jvp"]
+__all__ = ["row_f_u", "row_gen_hvp_T", "row_grad_x_f", "row_grad_x_g", "row_grad_y_f",
+           "row_grad_y_g", "row_hvp", "row_jvp"]
 
-_JIT = {"cache": True, "error_model": "numpy"}
-
-
-@njit(**_JIT)
-def draw_sample(rng, P, std, outer, R, d):
-    """(Z, idx): one sample of an oracle kind for R replicas — the (R, d) standard-normal
-    block GaussianOracle.draw returns (zeros, no random numbers, for std 0) and the (R, B)
-    minibatch FiniteSumOracle.draw returns for the ``outer`` or inner level (a dummy for a
-    family record). Exactly one of the two consumes random numbers."""
-    Z = draw_block(rng, std, R, d)
-    idx = draw_idx(rng, P, outer, R)
-    return Z, idx
 
 
 def row_grad_y_g(P, idx, x, y, out):
@@ -93,6 +80,42 @@ def row_hvp(P, idx, x, y, v, out):
 def row_jvp(P, idx, x, y, v, out):
     """out = ∇²_xy G(x, y) v ∈ R^{d_x} on the sample."""
     raise NotImplementedError("compiled code only")
+
+
+def row_f_u(P, idx, x, y, out):
+    """out = F_u(x, y) (docs/unibio.rst §1.5) on the sample; for the finite sum (p = 2) the
+    outer minibatch's ∇_y F, as FiniteSumOracle.f_u."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_gen_hvp_T(P, idx, x, y, v, out):
+    """out = H^T v (docs/unibio.rst §1.6) on the sample; for the finite sum (p = 2) the inner
+    minibatch's ∇²_yy G v, as FiniteSumOracle.gen_hvp_T."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_f_u, jit_options={"error_model": "numpy"}, inline="always")
+def _row_f_u(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(P.outer, 0.0, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        f_u(P, x, y, out)
+    return closed
+
+
+@overload(row_gen_hvp_T, jit_options={"error_model": "numpy"}, inline="always")
+def _row_gen_hvp_T(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_hvp(P.inner, P.reg, idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        gen_hvp_T(P, x, y, v, out)
+    return closed
 
 
 @overload(row_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")

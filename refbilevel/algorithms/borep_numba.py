@@ -38,14 +38,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    GRAD_Y_F,
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
+    draw_sample,
     is_finite_sum,
     kernel_inputs,
     record_iterations,
     store_sampler_state,
 )
 from refbilevel.algorithms._sample_rows_numba import (
-    draw_sample,
     row_grad_x_f,
     row_grad_y_f,
     row_grad_y_g,
@@ -140,11 +145,12 @@ class EpochSchedule(NamedTuple):
 
 
 @njit(**_JIT)
-def _ll_sgd_step(P, rng, s_gyg, x, u, c, step, radius, project, g):
+def _ll_sgd_step(P, noise, rng, x, u, c, step, radius, project, g):
     """One projected SGD step u ← Π_{B(c, radius)}(u − step ∇_y G(x, u; fresh sample)) on
     every row (Algorithms 2 and 3)."""
     R, dy = u.shape
-    Z, IZ = draw_sample(rng, P, s_gyg, False, R, dy)
+    s_gyg = noise.grad_y_g
+    IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
     for r in range(R):
         row_grad_y_g(P, IZ[r], x[r], u[r], g)
         _noise(g, s_gyg, Z[r])
@@ -165,7 +171,7 @@ def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
     R, dx = x.shape
     dy = y.shape[1]
     shared = is_finite_sum(P)
-    s_gyg, s_gxf, s_gyf = noise.grad_y_g, noise.grad_x_f, noise.grad_y_f
+    s_gxf, s_gyf = noise.grad_x_f, noise.grad_y_f
     s_h, s_j = noise.hvp, noise.jvp
     eta, beta, gamma, nu = steps.eta, steps.beta, steps.gamma, steps.nu
     project, normalize = steps.project, steps.normalize
@@ -190,7 +196,7 @@ def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
                 u[r, i] = y[r, i]
                 acc[r, i] = 0.0
         for _ in range(Tk):
-            _ll_sgd_step(P, rng, s_gyg, x, u, y, th, Dk, project, g)
+            _ll_sgd_step(P, noise, rng, x, u, y, th, Dk, project, g)
             for r in range(R):
                 for i in range(dy):
                     acc[r, i] += u[r, i]
@@ -209,21 +215,21 @@ def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
                 for i in range(dy):
                     u[r, i] = y[r, i]
             for _ in range(steps.N):
-                _ll_sgd_step(P, rng, s_gyg, x, u, y, gamma, steps.R_ball, project, g)
+                _ll_sgd_step(P, noise, rng, x, u, y, gamma, steps.R_ball, project, g)
             for r in range(R):
                 if div[r] < 0:
                     for i in range(dy):
                         y[r, i] = u[r, i]
-        SX, IX = draw_sample(rng, P, s_gxf, True, R, dx)
+        IX, SX = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
         if shared:  # one outer sample ξ_t (a finite sum has no noise block to draw)
-            SY, IY = np.zeros((R, dy)), IX
+            IY, SY = IX, np.zeros((R, dy))
         else:
-            SY, IY = draw_sample(rng, P, s_gyf, True, R, dy)
-        SH, IH = draw_sample(rng, P, s_h, False, R, dy)
+            IY, SY = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
         if shared:  # one inner sample ζ_t
-            SJ, IJ = np.zeros((R, dx)), IH
+            IJ, SJ = IH, np.zeros((R, dx))
         else:
-            SJ, IJ = draw_sample(rng, P, s_j, False, R, dx)
+            IJ, SJ = draw_sample(JVP, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue
@@ -286,7 +292,7 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
     n_upd = 0
     for t in range(1, run.T + 1):
         # item 1: HVP at the current y, before the update
-        SH, IH = draw_sample(rng, P, s_h, False, R, dy)
+        IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
         for r in range(R):
             row_hvp(P, IH[r], x[r], y[r], z[r], hz[r])
             _noise(hz[r], s_h, SH[r])
@@ -298,7 +304,7 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
                     u[r, i] = y[r, i]
                     acc[r, i] = 0.0
             for _ in range(1 + steps.N):
-                Z, IZ = draw_sample(rng, P, s_gyg, False, R, dy)
+                IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
                 for r in range(R):
                     row_grad_y_g(P, IZ[r], x[r], u[r], g)
                     _noise(g, s_gyg, Z[r])
@@ -309,9 +315,9 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
                 if div[r] < 0:
                     for i in range(dy):
                         y[r, i] = u[r, i]
-        SY, IY = draw_sample(rng, P, s_gyf, True, R, dy)
-        SX, IX = draw_sample(rng, P, s_gxf, True, R, dx)
-        SJ, IJ = draw_sample(rng, P, s_j, False, R, dx)
+        IY, SY = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IX, SX = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        IJ, SJ = draw_sample(JVP, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue

@@ -36,12 +36,18 @@ from typing import NamedTuple
 import numpy as np
 
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    GRAD_X_G,
+    GRAD_Y_F,
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
+    draw_sample,
     kernel_inputs,
     store_sampler_state,
 )
 from refbilevel.algorithms._sample_rows_numba import (
-    draw_sample,
     row_grad_x_f,
     row_grad_x_g,
     row_grad_y_f,
@@ -155,6 +161,8 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
     r_v = cfg.r_v
     # the five samples' kinds: ζ (∇_y G), ψ = (∇_y F, ∇_y G | HVP), ξ̄ = (∇_x F, ∇_x G | JVP)
     s_gyg, s_gyf, s_gxf = noise.grad_y_g, noise.grad_y_f, noise.grad_x_f
+    k_lsg = GRAD_Y_G if cfg.fd else HVP
+    k_ulg = GRAD_X_G if cfg.fd else JVP
     s_lsg = noise.grad_y_g if cfg.fd else noise.hvp
     s_ulg = noise.grad_x_g if cfg.fd else noise.jvp
     hg = np.zeros((R, dy))
@@ -190,11 +198,11 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
     Y_rec[0] = y
     k = 1
     for t in range(T):
-        Z, IZ = draw_sample(rng, P, s_gyg, False, R, dy)
-        PF, IPF = draw_sample(rng, P, s_gyf, True, R, dy)
-        PG, IPG = draw_sample(rng, P, s_lsg, False, R, dy)
-        XF, IXF = draw_sample(rng, P, s_gxf, True, R, dx)
-        XG, IXG = draw_sample(rng, P, s_ulg, False, R, dx)
+        IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
+        IPF, PF = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IPG, PG = draw_sample(k_lsg, P, noise, rng, R, dy)
+        IXF, XF = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        IXG, XG = draw_sample(k_ulg, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue
