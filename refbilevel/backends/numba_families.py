@@ -1004,14 +1004,6 @@ def _softplus(z):
     return np.log1p(np.exp(z))
 
 
-@njit(**_LEAF)
-def _row_dot(M, i, v):
-    acc = 0.0
-    for k in range(v.shape[0]):
-        acc += M[i, k] * v[k]
-    return acc
-
-
 @njit(**JIT)
 def _lc_grad_x_f(P, x, y, out):
     """∇_x f = ρ x."""
