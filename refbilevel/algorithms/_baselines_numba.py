@@ -648,7 +648,8 @@ def finish_trace(oracle, algorithm: str, params: dict, seed, T: int, record_ever
 # or a noise block) and ``call_on_sample`` evaluates an oracle kind on it, so a caller draws
 # once and evaluates at both points (each evaluation is one call of its kind, the draw one
 # sample, as ``oracle.f(..., sample=s)`` counts in the NumPy reference).
-GRAD_Y_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = _GRAD_Y_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP
+GRAD_Y_G, GRAD_X_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = (_GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F,
+                                                 _HVP, _JVP)
 
 
 @njit(**_JIT)

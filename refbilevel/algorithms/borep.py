@@ -26,8 +26,12 @@ Two parameter modes (:func:`borep_params`):
 
 Random-number order: Epoch-SGD draws one ∇_y G block per step; each outer iteration draws,
 on an update iteration, N ∇_y G blocks (one per LL step), then ∇_x F, ∇_y F, HVP, JVP
-blocks (the (ξ_t, ζ_t) pair shared by lines 4 and 5). Oracle calls per outer iteration
-(docs/borep.rst §4, DERIVED): 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, plus N ∇_y G on update iterations;
+blocks (the (ξ_t, ζ_t) pair shared by lines 4 and 5; with a
+:class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`, whose samples serve several kinds,
+one outer minibatch ξ_t for ∇_x F and ∇_y F and one inner minibatch ζ_t for the HVP and the
+JVP, drawn in that order; at full batch every oracle is the exact sum). Oracle calls per
+outer iteration (docs/borep.rst §4, DERIVED): 1 ∇_x F, 1 ∇_y F, 1 HVP, 1 JVP, plus N ∇_y G on
+update iterations;
 Epoch-SGD costs Σ_k T_1 2^{k-1} ∇_y G (:func:`borep_oracle_counts`).
 
 Negative controls (claim B2): ``normalize=False`` replaces line 6 by x ← x − η m (momentum
@@ -74,9 +78,10 @@ paper"), orthogonal to the parameter mode:
   §7) were tuned for its RNN tasks; :func:`borep_params` gives the code variant the same
   ``mode`` values as the paper variant (override I, N, ν to use the code's).
 
-  Random-number order of the code variant, per iteration t: the HVP block; on an update
-  iteration 1 + N ∇_y G blocks (one per SGD step, drawn just before it); then ∇_y F, ∇_x F,
-  JVP. No Epoch-SGD draws. Oracle calls per iteration: 1 HVP, 1 ∇_y F, 1 ∇_x F, 1 JVP,
+  Random-number order of the code variant, per iteration t (one sample per oracle kind, a
+  minibatch for a finite sum too: the code's batches are not reproduced): the HVP block; on
+  an update iteration 1 + N ∇_y G blocks (one per SGD step, drawn just before it); then
+  ∇_y F, ∇_x F, JVP. No Epoch-SGD draws. Oracle calls per iteration: 1 HVP, 1 ∇_y F, 1 ∇_x F, 1 JVP,
   plus 1 + N ∇_y G on update iterations; over T iterations there are ⌈T/I⌉ update
   iterations (t = 1, 1 + I, 1 + 2I, ... ≤ T), so T × (HVP, ∇_y F, ∇_x F, JVP) and
   ⌈T/I⌉(1 + N) ∇_y G (:func:`borep_oracle_counts`).
@@ -92,6 +97,7 @@ import numpy as np
 
 from refbilevel.algorithms.trace import Trace, TraceRecorder
 from refbilevel.backends import register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
 from refbilevel.projection import project_ball
 from refbilevel.validation import as_vector_batch, require_int, require_range
@@ -417,7 +423,9 @@ def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
 
     Outer loop: T × (∇_x F, ∇_y F, HVP, JVP); periodic updates at t = 1 + kI ≤ T, k ≥ 1:
     ⌊(T−1)/I⌋ × N ∇_y G; Epoch-SGD: Σ_{k=1}^{k†} T_1 2^{k−1} = T_1(2^{k†} − 1) ∇_y G.
-    Samples: one per call (every call draws fresh noise).
+    Samples: one per call (every call draws fresh noise); with an oracle that shares samples
+    (a finite sum) lines 4-5 draw one outer and one inner minibatch, two samples fewer per
+    outer iteration (:func:`borep_cumulative_counts` with ``shared=True``).
 
     ``variant="code"`` (docs/borep.rst §7; module docstring): T × (∇_x F, ∇_y F, HVP, JVP);
     update iterations t = 1 + kI ≤ T, k ≥ 0 (the first included), i.e. ⌈T/I⌉ of them, each
@@ -426,9 +434,11 @@ def borep_oracle_counts(params: BOREPParams) -> dict[str, int]:
     return _counts_through(params, params.T)
 
 
-def _counts_through(params: BOREPParams, t: int) -> dict[str, int]:
+def _counts_through(params: BOREPParams, t: int, shared: bool = False) -> dict[str, int]:
     """Calls made by the end of outer iteration t (0 ≤ t ≤ T; t = 0: after Epoch-SGD), in
-    Python ints (the theory schedule's counts exceed int64)."""
+    Python ints (the theory schedule's counts exceed int64). ``shared``: lines 4-5 drew one
+    outer and one inner sample per iteration (:func:`shares_samples`), two fewer samples
+    than calls."""
     if params.variant == "code":
         n_code = -(-t // params.I)  # ⌈t/I⌉ update iterations among 1..t
         out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t,
@@ -439,18 +449,20 @@ def _counts_through(params: BOREPParams, t: int) -> dict[str, int]:
     ll = n_upd * params.N + params.epoch_T1 * (2**params.epoch_k - 1)
     out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t, "grad_y_g": ll,
            "grad_x_g": 0}
-    out["samples"] = sum(out.values())
+    out["samples"] = sum(out.values()) - (2 * t if shared else 0)
     return out
 
 
-def borep_cumulative_counts(params: BOREPParams, iterations) -> dict[str, np.ndarray]:
+def borep_cumulative_counts(params: BOREPParams, iterations,
+                            shared: bool = False) -> dict[str, np.ndarray]:
     """Per-replica calls made by the end of each outer iteration t in ``iterations`` (the
     records of a trace; t = 0 is the record after Epoch-SGD), by kind: the per-iteration
-    counts of :func:`borep_oracle_counts` summed up to t (X3)."""
+    counts of :func:`borep_oracle_counts` summed up to t (X3); ``shared`` as in the trace's
+    ``extra["shared_samples"]`` (one sample for two calls in lines 4-5)."""
     its = [int(t) for t in np.asarray(iterations).ravel()]
     if any(t < 0 or t > params.T for t in its):
         raise ValueError(f"iterations must lie in [0, T = {params.T}], got {its}")
-    rows = [_counts_through(params, t) for t in its]
+    rows = [_counts_through(params, t, shared) for t in its]
     return {k: np.array([r[k] for r in rows], dtype=np.int64) for k in rows[0]} if rows else {}
 
 
@@ -466,8 +478,8 @@ def borep_oracle_budget(eps: float, constants: BOREPTheoryConstants, *,
 
 
 # ---- building blocks --------------------------------------------------------------------------
-def epoch_sgd(oracle: GaussianOracle, x: np.ndarray, y0: np.ndarray, *, k_dagger: int,
-              T1: int, theta1: float, D1: float, project: bool = True) -> np.ndarray:
+def epoch_sgd(oracle: GaussianOracle | FiniteSumOracle, x: np.ndarray, y0: np.ndarray, *,
+              k_dagger: int, T1: int, theta1: float, D1: float, project: bool = True) -> np.ndarray:
     """Algorithm 3 (Epoch-SGD with shrinking balls; docs/borep.rst §4): for k = 1..k†,
     T_k = T_1 2^{k−1}, θ_k = θ_1 2^{−(k−1)}, D_k = D_1 2^{−(k−1)/2}; projected SGD on
     g(x, ·) in B(ŷ^k, D_k) from ŷ^k; ŷ^{k+1} = the average of the epoch's post-step iterates.
@@ -506,6 +518,21 @@ def xavier_uniform_z0(rng: np.random.Generator, d_y: int, replicas: int | None =
     return rng.uniform(-a, a, shape)
 
 
+def require_borep_oracle(oracle) -> None:
+    """ValueError unless ``oracle`` is a GaussianOracle or a FiniteSumOracle."""
+    if not isinstance(oracle, (GaussianOracle, FiniteSumOracle)):
+        raise ValueError("oracle must be a GaussianOracle or a FiniteSumOracle, got "
+                         f"{type(oracle).__name__}")
+
+
+def shares_samples(oracle) -> bool:
+    """Whether lines 4-5 evaluate one outer sample ξ_t (∇_x F, ∇_y F) and one inner sample
+    ζ_t (HVP, JVP) — an oracle whose samples may serve several kinds (a minibatch,
+    ``shares_samples``) — or draw one noise block per kind (a GaussianOracle, whose
+    per-kind noise is independent by construction)."""
+    return bool(getattr(oracle, "shares_samples", False))
+
+
 def _batch(problem, x0, y0):
     x = np.array(as_vector_batch("x0", x0, problem.d_x), dtype=np.float64, ndmin=2)
     y = np.array(as_vector_batch("y0", y0, problem.d_y), dtype=np.float64, ndmin=2)
@@ -530,7 +557,7 @@ def _accept_step(rec: TraceRecorder, t: int, T: int, oracle, y, old, new):
 
 
 @register("algorithm", "borep", "numpy")
-def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
+def borep(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, params: BOREPParams | None = None,
           mode: str = "tuned", T: int | None = None, eps: float | None = None,
           theory: BOREPTheoryConstants | None = None, z0=None, record_every: int = 1,
           seed: int | None = None, **overrides: Any) -> Trace:
@@ -550,8 +577,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
     ``variant="code"`` (no Epoch-SGD) record 0 holds x_1 and y_0, and ``y_init_error`` is
     ||y_0 − y*(x_1)||.
     """
-    if not isinstance(oracle, GaussianOracle):
-        raise ValueError(f"oracle must be a GaussianOracle, got {type(oracle).__name__}")
+    require_borep_oracle(oracle)
     problem = oracle.problem
     if params is None:
         params = borep_params(problem, mode=mode, T=T, eps=eps, theory=theory, **overrides)
@@ -569,6 +595,7 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
     rec = TraceRecorder(problem, R, record_every)
     if p.variant == "code":
         return _borep_code(oracle, p, x, y, z, m, rec, seed)
+    shared = shares_samples(oracle)
     n_upd = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # line 1: initialization refinement at x_1
@@ -589,11 +616,13 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                         u = project_ball(u, p.R_ball, c)
                 act = rec.active[:, None]
                 y = np.where(act, u, y)
-            # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (docs/borep.rst §4 details)
+            # lines 4-5 share the samples (ξ_t, ζ_t) and use z_t (docs/borep.rst §4 details):
+            # one outer and one inner minibatch where the oracle shares samples across kinds
+            # (a finite sum), one noise block per kind for a GaussianOracle
             s_xf = oracle.draw("grad_x_f", (R,))
-            s_yf = oracle.draw("grad_y_f", (R,))
+            s_yf = s_xf if shared else oracle.draw("grad_y_f", (R,))
             s_h = oracle.draw("hvp", (R,))
-            s_j = oracle.draw("jvp", (R,))
+            s_j = s_h if shared else oracle.draw("jvp", (R,))
             gxf = oracle.grad_x_f(x, y, sample=s_xf)
             gyf = oracle.grad_y_f(x, y, sample=s_yf)
             hz = oracle.hvp_yy_g(x, y, z, sample=s_h)
@@ -609,11 +638,12 @@ def borep(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
                 x_n = x - p.eta * m_n
             x, z, m = _accept_step(rec, t, p.T, oracle, y, (x, z, m), (x_n, z_n, m_n))
     return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
-                      n_lower_updates=n_upd, y=y, z=z)
+                      n_lower_updates=n_upd, y=y, z=z, shared_samples=shared)
 
 
-def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.ndarray,
-                z: np.ndarray, m: np.ndarray, rec: TraceRecorder, seed: int | None) -> Trace:
+def _borep_code(oracle: GaussianOracle | FiniteSumOracle, p: BOREPParams, x: np.ndarray,
+                y: np.ndarray, z: np.ndarray, m: np.ndarray, rec: TraceRecorder,
+                seed: int | None) -> Trace:
     """The ``variant="code"`` iteration (docs/borep.rst §7 items 1-5; module docstring): no
     Epoch-SGD, no projections, update at (t − 1) mod I == 0 with 1 + N *accumulating* SGD
     steps, z from the post-update y, the hypergradient with z_{t+1} and a third batch,
@@ -655,7 +685,7 @@ def _borep_code(oracle: GaussianOracle, p: BOREPParams, x: np.ndarray, y: np.nda
                 x_n = x - p.eta * m_n
             x, z, m = _accept_step(rec, t, p.T, oracle, y, (x, z, m), (x_n, z_n, m_n))
     return rec.finish("borep", "numpy", p.as_dict(), seed, y_init_error=y_init_err,
-                      n_lower_updates=n_upd, y=y, z=z)
+                      n_lower_updates=n_upd, y=y, z=z, shared_samples=False)
 
 
 # ---- solver record ------------------------------------------------------------------------------
@@ -749,7 +779,8 @@ def _register() -> None:
         # x0 = 9·1 of claim B2, where fixed-step methods overflow
         parity=lambda: {"problem": "borep-p1", "x0": 9.0},
         paper_counts=lambda trace, problem: borep_cumulative_counts(
-            BOREPParams(**trace.params), np.asarray(trace.iterations)),
+            BOREPParams(**trace.params), np.asarray(trace.iterations),
+            bool(trace.extra.get("shared_samples", False))),
         counts_reference="docs/borep.rst §4 (borep_cumulative_counts / borep_oracle_counts)"))
 
 

@@ -5,14 +5,22 @@ Same algorithm, parameters and random-number order as the NumPy reference
 :func:`refbilevel.algorithms.borep.borep`: Epoch-SGD draws one (R, d_y) ∇_y G block per step;
 each outer iteration draws, on an update iteration, N ∇_y G blocks, then the ∇_x F, ∇_y F,
 HVP and JVP blocks, each as :class:`~refbilevel.oracles.gaussian.GaussianOracle` draws them
-(nothing for an exact kind). On the same Generator the iterates agree with the reference to
-rounding (claim X4; the matrix products are sequential loops here and BLAS there).
+(nothing for an exact kind). With a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`
+(either sampler) every block is a minibatch instead, and lines 4-5 share one outer and one
+inner minibatch, as the reference does with an oracle that ``shares_samples``
+(:mod:`refbilevel.algorithms._sample_rows_numba` evaluates a drawn sample per replica). On
+the same Generator the iterates agree with the reference to rounding (claim X4; the matrix
+products are sequential loops here and BLAS there).
 
 Problems: any family of :mod:`refbilevel.backends.numba_problems` that provides ∇_y G,
 ∇_x F, ∇_y F, HVP and JVP, among them BO-REP's own test problems P1 (both variants) and P2 of
 docs/borep.rst §8 (their records and primitives are in
-:mod:`refbilevel.backends.numba_families`); a problem without a family raises
-NotImplementedOnBackendError naming the class.
+:mod:`refbilevel.backends.numba_families`), and the finite-sum quadratic; a problem without a
+family raises NotImplementedOnBackendError naming the class.
+
+The kernels take records, not positional lists (issue #14): the noise stds
+(``OracleNoise``) and run length of :mod:`refbilevel.algorithms._baselines_numba`,
+:class:`BorepSteps` and :class:`EpochSchedule`.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract).
 
@@ -20,35 +28,48 @@ No ``prange``: one Generator feeds all replicas in a fixed order (the parity con
 :mod:`refbilevel.algorithms.borep`) runs its own kernel, :func:`_borep_code_kernel`, with the
 reference's random-number order for that variant: per iteration the HVP block, on an update
 iteration ((t − 1) mod I == 0, the first included) 1 + N ∇_y G blocks, then ∇_y F, ∇_x F,
-JVP; no Epoch-SGD. The paper variant's kernel is untouched.
+JVP; no Epoch-SGD.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    GRAD_Y_F,
+    GRAD_Y_G,
+    HVP,
+    JVP,
+    RunLength,
+    draw_sample,
+    is_finite_sum,
+    kernel_inputs,
+    record_iterations,
+    store_sampler_state,
+)
+from refbilevel.algorithms._sample_rows_numba import (
+    row_grad_x_f,
+    row_grad_y_f,
+    row_grad_y_g,
+    row_hvp,
+    row_jvp,
+)
 from refbilevel.algorithms.borep import (
     CODE_EPS,
     BOREPParams,
     BOREPTheoryConstants,
     _batch,
+    _counts_through,
     borep_params,
+    require_borep_oracle,
 )
-from refbilevel.algorithms.fdehbo_numba import record_iterations
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import (
-    draw_block,
-    grad_x_f,
-    grad_y_f,
-    grad_y_g,
-    hvp,
-    jvp,
-    numba_problem,
-)
 from refbilevel.backends.registry import register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
 from refbilevel.validation import as_vector_batch, require_int
 
@@ -97,13 +118,63 @@ def _commit(r, t, x, y, z, m, xn, zn, mn, div):  # pragma: no cover - compiled
         z[r, i] = zn[i]
 
 
+class BorepSteps(NamedTuple):
+    """Algorithms 1-2's step parameters (:class:`~refbilevel.algorithms.borep.BOREPParams`
+    names; ``eps`` is the code variant's ε in the normalization, unused by the paper's)."""
+
+    eta: float
+    beta: float
+    I: int
+    N: int
+    gamma: float
+    nu: float
+    R_ball: float
+    rho: float
+    normalize: bool
+    project: bool
+    eps: float
+
+
+class EpochSchedule(NamedTuple):
+    """Algorithm 3's Epoch-SGD: k† epochs, T_1, θ_1, D_1 (docs/borep.rst §4)."""
+
+    k: int
+    T1: int
+    theta1: float
+    D1: float
+
+
 @njit(**_JIT)
-def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
-                  R_ball, rho, k_dag, T1, theta1, D1, normalize, project, stds, rec_every,
-                  X_rec, Y_rec, div):  # pragma: no cover - compiled
+def _ll_sgd_step(P, noise, rng, x, u, c, step, radius, project, g):
+    """One projected SGD step u ← Π_{B(c, radius)}(u − step ∇_y G(x, u; fresh sample)) on
+    every row (Algorithms 2 and 3)."""
+    R, dy = u.shape
+    s_gyg = noise.grad_y_g
+    IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
+    for r in range(R):
+        row_grad_y_g(P, IZ[r], x[r], u[r], g)
+        _noise(g, s_gyg, Z[r])
+        for i in range(dy):
+            u[r, i] = u[r, i] - step * g[i]
+        if project:
+            _project(u[r], c[r], radius)
+
+
+@njit(**_JIT)
+def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
+                  div):  # pragma: no cover - compiled
+    """The paper variant: Epoch-SGD at x_1, then ``run.T`` outer iterations in place on
+    (x, y, z); fills the records and div, returns the number of lower-level updates.
+    Lines 4-5 draw one outer and one inner minibatch for a FiniteSumRecord (a shared
+    sample, as the reference with an oracle that ``shares_samples``), one block per kind
+    otherwise."""
     R, dx = x.shape
     dy = y.shape[1]
-    s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]
+    shared = is_finite_sum(P)
+    s_gxf, s_gyf = noise.grad_x_f, noise.grad_y_f
+    s_h, s_j = noise.hvp, noise.jvp
+    eta, beta, gamma, nu = steps.eta, steps.beta, steps.gamma, steps.nu
+    project, normalize = steps.project, steps.normalize
     g = np.empty(dy)
     gxf = np.empty(dx)
     gyf = np.empty(dy)
@@ -116,23 +187,17 @@ def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
     # ---- Algorithm 3: Epoch-SGD at x_1
     u = np.empty((R, dy))
     acc = np.empty((R, dy))
-    for k in range(1, k_dag + 1):
-        Tk = T1 * 2 ** (k - 1)
-        th = theta1 * 2.0 ** (-(k - 1))
-        Dk = D1 * 2.0 ** (-(k - 1) / 2.0)
+    for k in range(1, epoch.k + 1):
+        Tk = epoch.T1 * 2 ** (k - 1)
+        th = epoch.theta1 * 2.0 ** (-(k - 1))
+        Dk = epoch.D1 * 2.0 ** (-(k - 1) / 2.0)
         for r in range(R):
             for i in range(dy):
                 u[r, i] = y[r, i]
                 acc[r, i] = 0.0
         for _ in range(Tk):
-            Z = draw_block(rng, s_gyg, R, dy)
+            _ll_sgd_step(P, noise, rng, x, u, y, th, Dk, project, g)
             for r in range(R):
-                grad_y_g(P, x[r], u[r], g)
-                _noise(g, s_gyg, Z[r])
-                for i in range(dy):
-                    u[r, i] = u[r, i] - th * g[i]
-                if project:
-                    _project(u[r], y[r], Dk)
                 for i in range(dy):
                     acc[r, i] += u[r, i]
         for r in range(R):
@@ -143,44 +208,43 @@ def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
     Y_rec[0] = y
     kr = 1
     n_upd = 0
-    for t in range(1, T + 1):
-        if t >= 2 and (t - 1) % I == 0:  # Algorithm 2, periodic projected SGD
+    for t in range(1, run.T + 1):
+        if t >= 2 and (t - 1) % steps.I == 0:  # Algorithm 2, periodic projected SGD
             n_upd += 1
             for r in range(R):
                 for i in range(dy):
                     u[r, i] = y[r, i]
-            for _ in range(N):
-                Z = draw_block(rng, s_gyg, R, dy)
-                for r in range(R):
-                    grad_y_g(P, x[r], u[r], g)
-                    _noise(g, s_gyg, Z[r])
-                    for i in range(dy):
-                        u[r, i] = u[r, i] - gamma * g[i]
-                    if project:
-                        _project(u[r], y[r], R_ball)
+            for _ in range(steps.N):
+                _ll_sgd_step(P, noise, rng, x, u, y, gamma, steps.R_ball, project, g)
             for r in range(R):
                 if div[r] < 0:
                     for i in range(dy):
                         y[r, i] = u[r, i]
-        SX = draw_block(rng, s_gxf, R, dx)
-        SY = draw_block(rng, s_gyf, R, dy)
-        SH = draw_block(rng, s_h, R, dy)
-        SJ = draw_block(rng, s_j, R, dx)
+        IX, SX = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        if shared:  # one outer sample ξ_t (a finite sum has no noise block to draw)
+            IY, SY = IX, np.zeros((R, dy))
+        else:
+            IY, SY = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
+        if shared:  # one inner sample ζ_t
+            IJ, SJ = IH, np.zeros((R, dx))
+        else:
+            IJ, SJ = draw_sample(JVP, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue
-            grad_x_f(P, x[r], y[r], gxf)
+            row_grad_x_f(P, IX[r], x[r], y[r], gxf)
             _noise(gxf, s_gxf, SX[r])
-            grad_y_f(P, x[r], y[r], gyf)
+            row_grad_y_f(P, IY[r], x[r], y[r], gyf)
             _noise(gyf, s_gyf, SY[r])
-            hvp(P, x[r], y[r], z[r], hz)
+            row_hvp(P, IH[r], x[r], y[r], z[r], hz)
             _noise(hz, s_h, SH[r])
-            jvp(P, x[r], y[r], z[r], jz)
+            row_jvp(P, IJ[r], x[r], y[r], z[r], jz)
             _noise(jz, s_j, SJ[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[i] - gyf[i])
             if project:
-                _project(zn, zero, rho)
+                _project(zn, zero, steps.rho)
             s = 0.0
             for i in range(dx):
                 mn[i] = beta * m[r, i] + (1.0 - beta) * (gxf[i] - jz[i])
@@ -194,7 +258,7 @@ def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                 else:
                     xn[i] = x[r, i]
             _commit(r, t, x, y, z, m, xn, zn, mn, div)
-        if t % rec_every == 0 or t == T:
+        if t % run.every == 0 or t == run.T:
             X_rec[kr] = x
             Y_rec[kr] = y
             kr += 1
@@ -202,13 +266,15 @@ def _borep_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
 
 
 @njit(**_JIT)
-def _borep_code_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
-                       normalize, eps, stds, rec_every, X_rec, Y_rec,
+def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
                        div):  # pragma: no cover - compiled
-    """variant="code" (docs/borep.rst §7 items 1-5), the operations of borep._borep_code."""
+    """variant="code" (docs/borep.rst §7 items 1-5), the operations of borep._borep_code
+    (one sample per oracle kind, a minibatch for a FiniteSumRecord)."""
     R, dx = x.shape
     dy = y.shape[1]
-    s_gyg, s_gxf, s_gyf, s_h, s_j = stds[0], stds[1], stds[2], stds[3], stds[4]
+    s_gyg, s_gxf, s_gyf = noise.grad_y_g, noise.grad_x_f, noise.grad_y_f
+    s_h, s_j = noise.hvp, noise.jvp
+    eta, beta, gamma, nu = steps.eta, steps.beta, steps.gamma, steps.nu
     g = np.empty(dy)
     gxf = np.empty(dx)
     gyf = np.empty(dy)
@@ -224,23 +290,23 @@ def _borep_code_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
     Y_rec[0] = y
     kr = 1
     n_upd = 0
-    for t in range(1, T + 1):
+    for t in range(1, run.T + 1):
         # item 1: HVP at the current y, before the update
-        SH = draw_block(rng, s_h, R, dy)
+        IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
         for r in range(R):
-            hvp(P, x[r], y[r], z[r], hz[r])
+            row_hvp(P, IH[r], x[r], y[r], z[r], hz[r])
             _noise(hz[r], s_h, SH[r])
         # item 2: 1 + N SGD steps with accumulated gradients, no projection
-        if (t - 1) % I == 0:
+        if (t - 1) % steps.I == 0:
             n_upd += 1
             for r in range(R):
                 for i in range(dy):
                     u[r, i] = y[r, i]
                     acc[r, i] = 0.0
-            for _ in range(1 + N):
-                Z = draw_block(rng, s_gyg, R, dy)
+            for _ in range(1 + steps.N):
+                IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
                 for r in range(R):
-                    grad_y_g(P, x[r], u[r], g)
+                    row_grad_y_g(P, IZ[r], x[r], u[r], g)
                     _noise(g, s_gyg, Z[r])
                     for i in range(dy):
                         acc[r, i] = acc[r, i] + g[i]
@@ -249,21 +315,21 @@ def _borep_code_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                 if div[r] < 0:
                     for i in range(dy):
                         y[r, i] = u[r, i]
-        SY = draw_block(rng, s_gyf, R, dy)
-        SX = draw_block(rng, s_gxf, R, dx)
-        SJ = draw_block(rng, s_j, R, dx)
+        IY, SY = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IX, SX = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        IJ, SJ = draw_sample(JVP, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue
             # item 3: z from ∇_y F at the updated y
-            grad_y_f(P, x[r], y[r], gyf)
+            row_grad_y_f(P, IY[r], x[r], y[r], gyf)
             _noise(gyf, s_gyf, SY[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[r, i] - gyf[i])
             # item 4: hypergradient with z_{t+1} and a third batch
-            grad_x_f(P, x[r], y[r], gxf)
+            row_grad_x_f(P, IX[r], x[r], y[r], gxf)
             _noise(gxf, s_gxf, SX[r])
-            jvp(P, x[r], y[r], zn, jz)
+            row_jvp(P, IJ[r], x[r], y[r], zn, jz)
             _noise(jz, s_j, SJ[r])
             # item 5: momentum and the ε-normalized step
             s = 0.0
@@ -272,43 +338,27 @@ def _borep_code_kernel(P, rng, x, y, z, T, eta, beta, I, N, gamma, nu,
                 s += mn[i] * mn[i]
             nm = np.sqrt(s)
             for i in range(dx):
-                if normalize:
-                    xn[i] = x[r, i] - eta * mn[i] / (nm + eps)
+                if steps.normalize:
+                    xn[i] = x[r, i] - eta * mn[i] / (nm + steps.eps)
                 else:
                     xn[i] = x[r, i] - eta * mn[i]
             _commit(r, t, x, y, z, m, xn, zn, mn, div)
-        if t % rec_every == 0 or t == T:
+        if t % run.every == 0 or t == run.T:
             X_rec[kr] = x
             Y_rec[kr] = y
             kr += 1
     return n_upd
 
 
-def _counts_until(p: BOREPParams, t: int) -> dict[str, int]:
-    """Cumulative calls after Epoch-SGD and t outer iterations (borep_oracle_counts at T=t);
-    for variant="code" no Epoch-SGD and ⌈t/I⌉ updates of 1 + N ∇_y G each."""
-    if p.variant == "code":
-        out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t,
-               "grad_y_g": (-(-t // p.I)) * (1 + p.N)}
-        out["samples"] = sum(out.values())
-        return out
-    ll = p.epoch_T1 * (2**p.epoch_k - 1) + (max(t - 1, 0) // p.I) * p.N
-    out = {"grad_x_f": t, "grad_y_f": t, "hvp": t, "jvp": t, "grad_y_g": ll}
-    out["samples"] = sum(out.values())
-    return out
-
-
 @register("algorithm", "borep", "numba")
-def borep_numba(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = None,
-                mode: str = "tuned", T: int | None = None, eps: float | None = None,
-                theory: BOREPTheoryConstants | None = None, z0=None, record_every: int = 1,
-                seed: int | None = None, **overrides: Any) -> Trace:
+def borep_numba(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *,
+                params: BOREPParams | None = None, mode: str = "tuned", T: int | None = None,
+                eps: float | None = None, theory: BOREPTheoryConstants | None = None, z0=None,
+                record_every: int = 1, seed: int | None = None, **overrides: Any) -> Trace:
     """BO-REP, Numba backend; same arguments and Trace as
     :func:`refbilevel.algorithms.borep.borep` (same ``extra`` keys)."""
-    if not isinstance(oracle, GaussianOracle):
-        raise ValueError(f"oracle must be a GaussianOracle, got {type(oracle).__name__}")
+    require_borep_oracle(oracle)
     problem = oracle.problem
-    P = numba_problem(problem)
     if params is None:
         params = borep_params(problem, mode=mode, T=T, eps=eps, theory=theory, **overrides)
     elif overrides or T is not None or eps is not None or theory is not None:
@@ -318,37 +368,41 @@ def borep_numba(oracle: GaussianOracle, x0, y0, *, params: BOREPParams | None = 
     require_int("record_every", record_every, low=1)
     p = params
     x, y, R = _batch(problem, x0, y0)
+    k_in = kernel_inputs(oracle, "borep", R)
     z = np.zeros((R, problem.d_y)) if z0 is None else np.array(
         np.broadcast_to(np.atleast_2d(as_vector_batch("z0", z0, problem.d_y)),
                         (R, problem.d_y)), order="C")
-    nz = oracle.noise
-    stds = np.array([nz.grad_y_g, nz.grad_x_f, nz.grad_y_f, nz.hvp, nz.jvp])
     its = record_iterations(p.T, record_every)
     X_rec = np.empty((its.size, R, problem.d_x))
     Y_rec = np.empty((its.size, R, problem.d_y))
     div = np.full(R, -1, dtype=np.int64)
+    run = RunLength(p.T, record_every)
+    steps = BorepSteps(p.eta, p.beta, p.I, p.N, p.gamma, p.nu, p.R_ball, p.rho, p.normalize,
+                       p.project, CODE_EPS)
     base = oracle.counts.copy()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if p.variant == "code":
-            n_upd = _borep_code_kernel(P, oracle.rng, x, y, z, p.T,
-                                       p.eta, p.beta, p.I, p.N, p.gamma, p.nu, p.normalize,
-                                       CODE_EPS, stds, record_every, X_rec, Y_rec, div)
+            shared = False
+            n_upd = _borep_code_kernel(k_in.P, k_in.noise, oracle.rng, x, y, z, run, steps,
+                                       X_rec, Y_rec, div)
         else:
-            n_upd = _borep_kernel(P, oracle.rng, x, y, z, p.T, p.eta,
-                                  p.beta, p.I, p.N, p.gamma, p.nu, p.R_ball, p.rho, p.epoch_k,
-                                  p.epoch_T1, p.epoch_theta1, p.epoch_D1, p.normalize,
-                                  p.project, stds, record_every, X_rec, Y_rec, div)
+            shared = k_in.finite_sum  # the kernel shares ξ_t, ζ_t for a FiniteSumRecord
+            epoch = EpochSchedule(p.epoch_k, p.epoch_T1, p.epoch_theta1, p.epoch_D1)
+            n_upd = _borep_kernel(k_in.P, k_in.noise, oracle.rng, x, y, z, run, steps, epoch,
+                                  X_rec, Y_rec, div)
         y_init_err = np.linalg.norm(Y_rec[0] - problem.y_star(X_rec[0]), axis=-1)
+    store_sampler_state(oracle, k_in, R, True)
     counts: dict[str, list[int]] = {k: [] for k in base.as_dict()}
     for t in its:
         cc = base.copy()
-        for kind_, n in _counts_until(p, int(t)).items():
+        for kind_, n in _counts_through(p, int(t), shared).items():
             cc.add(kind_, n)
         for k, n in cc.as_dict().items():
             counts[k].append(n)
-    for kind_, n in _counts_until(p, p.T).items():
+    for kind_, n in _counts_through(p, p.T, shared).items():
         oracle.counts.add(kind_, n)
     with np.errstate(over="ignore", invalid="ignore"):
         return build_trace(problem, "borep", "numba", p.as_dict(), seed, its, X_rec, Y_rec,
                            {k: np.array(v) for k, v in counts.items()}, div,
-                           y_init_error=y_init_err, n_lower_updates=int(n_upd), y=y, z=z)
+                           y_init_error=y_init_err, n_lower_updates=int(n_upd), y=y, z=z,
+                           shared_samples=shared)

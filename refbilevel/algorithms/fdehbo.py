@@ -31,8 +31,13 @@ per iteration exactly five ``oracle.draw`` calls, for all replicas at once, in t
     ξ̄_t = (draw("grad_x_f"), draw("grad_x_g" | "jvp"))
 
 (FdeHBO | FMBO). Every oracle evaluation passes its sample explicitly, so evaluations
-consume no random numbers. When only the upper-level oracles are noisy both variants
-consume identical streams, which is what docs/fdehbo.rst §10.3 test 1 compares.
+consume no random numbers. With a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`
+the five samples are minibatches (ζ_t, the second of ψ_t and of ξ̄_t of the inner data, the
+first of ψ_t and of ξ̄_t of the outer data), each evaluated at every point that uses it
+(both finite-difference points, the current and the previous iterate), as the paper's
+sample ξ is; at full batch (noise 0) every estimator is the exact sum. When only the
+upper-level oracles are noisy both variants consume identical streams, which is what
+docs/fdehbo.rst §10.3 test 1 compares.
 
 Oracle calls per iteration (docs/fdehbo.rst §3, DERIVED; :func:`storm_counts_per_iteration`):
 FdeHBO t ≥ 1: 6 ∇_y G, 4 ∇_x G, 2 ∇_y F, 2 ∇_x F (half at t = 0); FMBO t ≥ 1: 2 ∇_y G,
@@ -54,6 +59,7 @@ import numpy as np
 
 from refbilevel.algorithms.trace import Trace, TraceRecorder
 from refbilevel.backends import register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
 from refbilevel.projection import project_ball
 from refbilevel.validation import as_vector_batch, require_int, require_range
@@ -242,8 +248,8 @@ def _batch(problem, x0, y0, v0):
 
 def check_storm_args(oracle, x0, y0, v0, T, schedule, delta, r_v, variant, record_every):
     """Validate the arguments shared by every backend; returns (x, y, v, R, r_v, arrays)."""
-    if not isinstance(oracle, GaussianOracle):
-        raise ValueError("oracle must be a refbilevel GaussianOracle, got "
+    if not isinstance(oracle, (GaussianOracle, FiniteSumOracle)):
+        raise ValueError("oracle must be a refbilevel GaussianOracle or FiniteSumOracle, got "
                          f"{type(oracle).__name__}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
@@ -262,7 +268,8 @@ def check_storm_args(oracle, x0, y0, v0, T, schedule, delta, r_v, variant, recor
     return x, y, v, R, T, delta, r_v, schedule.arrays(T)
 
 
-def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule,
+def storm_bilevel(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
+                  schedule: StormSchedule,
                   variant: str = "fdehbo", delta: float = 1e-3, r_v: float | None = None,
                   v0=None, record_every: int = 1, seed: int | None = None,
                   diagnostics: bool = False) -> Trace:
@@ -354,7 +361,8 @@ def storm_bilevel(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSche
 
 
 @register("algorithm", "fdehbo", "numpy")
-def fdehbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
+def fdehbo(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
+           schedule: StormSchedule | None = None,
            delta: float = 1e-3, r_v: float | None = None, v0=None, record_every: int = 1,
            seed: int | None = None, diagnostics: bool = False) -> Trace:
     """FdeHBO (Algorithm 1; docs/fdehbo.rst §3): Hessian/Jacobian-free STORM bilevel method.

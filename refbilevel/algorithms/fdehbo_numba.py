@@ -1,15 +1,23 @@
 """FdeHBO and FMBO as one explicit Numba kernel (docs/fdehbo.rst §3, §4; docs/design.rst §Backends).
 
 Same algorithm, conventions and random-number order as the NumPy reference
-:func:`refbilevel.algorithms.fdehbo.storm_bilevel`: per iteration five (R, dim) standard-normal
-blocks drawn from the oracle's Generator in the order ζ_t, ψ_f, ψ_g, ξ_f, ξ_g (nothing for an
-exact kind, as :class:`~refbilevel.oracles.gaussian.GaussianOracle` does), then the STORM
-arithmetic replica by replica, operation by operation as in the reference. On the same
-Generator state the iterates agree with the reference to rounding (claim X4: ≤ 1e-12
-relative; the dot products are sequential loops here and BLAS/pairwise sums there).
+:func:`refbilevel.algorithms.fdehbo.storm_bilevel`: per iteration five samples drawn from the
+oracle's Generator in the order ζ_t, ψ_f, ψ_g, ξ_f, ξ_g — with a
+:class:`~refbilevel.oracles.gaussian.GaussianOracle` five (R, dim) standard-normal blocks
+(nothing for an exact kind), with a :class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`
+five minibatches (inner, outer, inner, outer, inner; either sampler) — then the STORM
+arithmetic replica by replica, operation by operation as in the reference, every sample
+evaluated at both points (x_t, y_t ± δv_t and x_{t-1}, ...) of the iteration
+(:mod:`refbilevel.algorithms._sample_rows_numba`). On the same Generator state the iterates
+agree with the reference to rounding (claim X4: ≤ 1e-12 relative; the dot products are
+sequential loops here and BLAS/pairwise sums there).
 
 The problem enters as its Numba record (:mod:`refbilevel.backends.numba_problems`: every
-registered family); other problems raise NotImplementedOnBackendError naming the class.
+registered family) or as the finite-sum record of
+:func:`~refbilevel.algorithms._baselines_numba.kernel_inputs`; other problems raise
+NotImplementedOnBackendError naming the class. The kernel takes records, not positional
+lists (issue #14): the schedule (:class:`StormSteps`), the variant (:class:`StormConfig`),
+the noise stds and the run length of :mod:`refbilevel.algorithms._baselines_numba`.
 
 No ``prange``: one Generator feeds all replicas in a fixed order (the parity contract), and
 the per-replica work at the test dimensions is a few dozen flops, so the kernel is bound by
@@ -23,8 +31,30 @@ the Trace is assembled by :func:`~refbilevel.algorithms.trace.build_trace`, as t
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    GRAD_X_G,
+    GRAD_Y_F,
+    GRAD_Y_G,
+    HVP,
+    JVP,
+    RunLength,
+    draw_sample,
+    kernel_inputs,
+    store_sampler_state,
+)
+from refbilevel.algorithms._sample_rows_numba import (
+    row_grad_x_f,
+    row_grad_x_g,
+    row_grad_y_f,
+    row_grad_y_g,
+    row_hvp,
+    row_jvp,
+)
 from refbilevel.algorithms.fdehbo import (
     StormSchedule,
     check_storm_args,
@@ -32,21 +62,31 @@ from refbilevel.algorithms.fdehbo import (
 )
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import (
-    draw_block,
-    grad_x_f,
-    grad_x_g,
-    grad_y_f,
-    grad_y_g,
-    hvp,
-    jvp,
-    numba_problem,
-)
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
 from refbilevel.oracles.matrix_noise import MatrixNoiseOracle
 
 __all__ = ["fdehbo_numba", "record_iterations", "storm_bilevel_numba"]
+
+
+class StormSteps(NamedTuple):
+    """The schedule arrays of :meth:`StormSchedule.arrays`, t = 0..T-1."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    lam: np.ndarray
+    eta_f: np.ndarray
+    eta_R: np.ndarray
+    eta_g: np.ndarray
+
+
+class StormConfig(NamedTuple):
+    """FdeHBO (``fd``: finite differences of step ``delta``) or FMBO; the v-ball radius."""
+
+    fd: bool
+    delta: float
+    r_v: float
 
 
 @njit(cache=True, error_model="numpy")
@@ -57,62 +97,74 @@ def _add_noise(out, std, z):
 
 
 @njit(cache=True, error_model="numpy")
-def _ls_grad(P, fd, x, y, v, delta, s_f, zf, s_g, zg, out, t1, t2, yy):
-    """∇̃_v R = H̃ v − ∇_y F (FdeHBO, eq. (8)) or H v − ∇_y F (FMBO, eq. (5)) into out."""
+def _ls_grad(P, cfg, x, y, v, s_f, zf, If, s_g, zg, Ig, out, t1, t2, yy):
+    """∇̃_v R = H̃ v − ∇_y F (FdeHBO, eq. (8)) or H v − ∇_y F (FMBO, eq. (5)) into out, on
+    the samples (zf, If) of ∇_y F and (zg, Ig) of the lower level."""
     d = y.shape[0]
-    if fd:
+    delta = cfg.delta
+    if cfg.fd:
         for i in range(d):
             yy[i] = y[i] + delta * v[i]
-        grad_y_g(P, x, yy, t1)
+        row_grad_y_g(P, Ig, x, yy, t1)
         _add_noise(t1, s_g, zg)
         for i in range(d):
             yy[i] = y[i] - delta * v[i]
-        grad_y_g(P, x, yy, t2)
+        row_grad_y_g(P, Ig, x, yy, t2)
         _add_noise(t2, s_g, zg)
         for i in range(d):
             t1[i] = (t1[i] - t2[i]) / (2.0 * delta)
     else:
-        hvp(P, x, y, v, t1)
+        row_hvp(P, Ig, x, y, v, t1)
         _add_noise(t1, s_g, zg)
-    grad_y_f(P, x, y, t2)
+    row_grad_y_f(P, If, x, y, t2)
     _add_noise(t2, s_f, zf)
     for i in range(d):
         out[i] = t1[i] - t2[i]
 
 
 @njit(cache=True, error_model="numpy")
-def _ul_grad(P, fd, x, y, v, delta, s_f, zf, s_g, zg, out, t1, t2, yy):
+def _ul_grad(P, cfg, x, y, v, s_f, zf, If, s_g, zg, Ig, out, t1, t2, yy):
     """∇̃ f = ∇_x F − J̃ (FdeHBO, eq. (11)) or ∇_x F − ∇²_xy G v (FMBO, eq. (3)) into out."""
     d = y.shape[0]
-    if fd:
+    delta = cfg.delta
+    if cfg.fd:
         for i in range(d):
             yy[i] = y[i] + delta * v[i]
-        grad_x_g(P, x, yy, t1)
+        row_grad_x_g(P, Ig, x, yy, t1)
         _add_noise(t1, s_g, zg)
         for i in range(d):
             yy[i] = y[i] - delta * v[i]
-        grad_x_g(P, x, yy, t2)
+        row_grad_x_g(P, Ig, x, yy, t2)
         _add_noise(t2, s_g, zg)
         for i in range(out.shape[0]):
             t1[i] = (t1[i] - t2[i]) / (2.0 * delta)
     else:
-        jvp(P, x, y, v, t1)
+        row_jvp(P, Ig, x, y, v, t1)
         _add_noise(t1, s_g, zg)
-    grad_x_f(P, x, y, t2)
+    row_grad_x_f(P, If, x, y, t2)
     _add_noise(t2, s_f, zf)
     for i in range(out.shape[0]):
         out[i] = t2[i] - t1[i]
 
 
 @njit(cache=True, error_model="numpy")
-def _storm_kernel(P, rng, x, y, v, a, b, lam, ef, eR, eg, delta, r_v, fd, stds, rec_every,
-                  X_rec, Y_rec, div):  # pragma: no cover - compiled
-    """Run T = len(a) iterations in place on (x, y, v) (R rows); fill the records and the
-    divergence array; return max ||v_t|| over the run."""
+def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
+                  div):  # pragma: no cover - compiled
+    """Run ``run.T`` iterations in place on (x, y, v) (R rows); fill the records and the
+    divergence array; return max ||v_t|| over the run. P: a family record (GaussianOracle,
+    stds in ``noise``) or a FiniteSumRecord (minibatches; stds 0)."""
     R, dx = x.shape
     dy = y.shape[1]
-    T = a.shape[0]
-    s_gyg, s_gyf, s_lsg, s_gxf, s_ulg = stds[0], stds[1], stds[2], stds[3], stds[4]
+    T = run.T
+    a, b, lam = steps.alpha, steps.beta, steps.lam
+    ef, eR, eg = steps.eta_f, steps.eta_R, steps.eta_g
+    r_v = cfg.r_v
+    # the five samples' kinds: ζ (∇_y G), ψ = (∇_y F, ∇_y G | HVP), ξ̄ = (∇_x F, ∇_x G | JVP)
+    s_gyg, s_gyf, s_gxf = noise.grad_y_g, noise.grad_y_f, noise.grad_x_f
+    k_lsg = GRAD_Y_G if cfg.fd else HVP
+    k_ulg = GRAD_X_G if cfg.fd else JVP
+    s_lsg = noise.grad_y_g if cfg.fd else noise.hvp
+    s_ulg = noise.grad_x_g if cfg.fd else noise.jvp
     hg = np.zeros((R, dy))
     hR = np.zeros((R, dy))
     hF = np.zeros((R, dx))
@@ -146,20 +198,20 @@ def _storm_kernel(P, rng, x, y, v, a, b, lam, ef, eR, eg, delta, r_v, fd, stds, 
     Y_rec[0] = y
     k = 1
     for t in range(T):
-        Z = draw_block(rng, s_gyg, R, dy)
-        PF = draw_block(rng, s_gyf, R, dy)
-        PG = draw_block(rng, s_lsg, R, dy)
-        XF = draw_block(rng, s_gxf, R, dx)
-        XG = draw_block(rng, s_ulg, R, dx)
+        IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
+        IPF, PF = draw_sample(GRAD_Y_F, P, noise, rng, R, dy)
+        IPG, PG = draw_sample(k_lsg, P, noise, rng, R, dy)
+        IXF, XF = draw_sample(GRAD_X_F, P, noise, rng, R, dx)
+        IXG, XG = draw_sample(k_ulg, P, noise, rng, R, dx)
         for r in range(R):
             if div[r] >= 0:
                 continue
-            grad_y_g(P, x[r], y[r], gg)
+            row_grad_y_g(P, IZ[r], x[r], y[r], gg)
             _add_noise(gg, s_gyg, Z[r])
-            _ls_grad(P, fd, x[r], y[r], v[r], delta, s_gyf, PF[r], s_lsg, PG[r], gR, ty1,
-                     ty2, yy)
-            _ul_grad(P, fd, x[r], y[r], v[r], delta, s_gxf, XF[r], s_ulg, XG[r], gF, tx1,
-                     tx2, yy)
+            _ls_grad(P, cfg, x[r], y[r], v[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r], IPG[r],
+                     gR, ty1, ty2, yy)
+            _ul_grad(P, cfg, x[r], y[r], v[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r], IXG[r],
+                     gF, tx1, tx2, yy)
             if t == 0:
                 for i in range(dy):
                     nhg[i] = gg[i]
@@ -167,12 +219,12 @@ def _storm_kernel(P, rng, x, y, v, a, b, lam, ef, eR, eg, delta, r_v, fd, stds, 
                 for i in range(dx):
                     nhF[i] = gF[i]
             else:
-                grad_y_g(P, xp[r], yp[r], ggp)
+                row_grad_y_g(P, IZ[r], xp[r], yp[r], ggp)
                 _add_noise(ggp, s_gyg, Z[r])
-                _ls_grad(P, fd, xp[r], yp[r], vp[r], delta, s_gyf, PF[r], s_lsg, PG[r], gRp,
-                         ty1, ty2, yy)
-                _ul_grad(P, fd, xp[r], yp[r], vp[r], delta, s_gxf, XF[r], s_ulg, XG[r], gFp,
-                         tx1, tx2, yy)
+                _ls_grad(P, cfg, xp[r], yp[r], vp[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r],
+                         IPG[r], gRp, ty1, ty2, yy)
+                _ul_grad(P, cfg, xp[r], yp[r], vp[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r],
+                         IXG[r], gFp, tx1, tx2, yy)
                 e1, e2, e3 = eg[t], eR[t], ef[t]
                 for i in range(dy):
                     nhg[i] = e1 * gg[i] + (1.0 - e1) * (hg[r, i] + gg[i] - ggp[i])
@@ -214,7 +266,7 @@ def _storm_kernel(P, rng, x, y, v, a, b, lam, ef, eR, eg, delta, r_v, fd, stds, 
                 hR[r, i] = nhR[i]
                 s += nv[i] * nv[i]
             vmax = max(vmax, np.sqrt(s))
-        if (t + 1) % rec_every == 0 or t + 1 == T:
+        if (t + 1) % run.every == 0 or t + 1 == T:
             X_rec[k] = x
             Y_rec[k] = y
             k += 1
@@ -227,7 +279,8 @@ def record_iterations(T: int, record_every: int) -> np.ndarray:
     return np.array(its, dtype=np.int64)
 
 
-def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule,
+def storm_bilevel_numba(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
+                        schedule: StormSchedule,
                         variant: str = "fdehbo", delta: float = 1e-3,
                         r_v: float | None = None, v0=None, record_every: int = 1,
                         seed: int | None = None, diagnostics: bool = False) -> Trace:
@@ -249,20 +302,21 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
     x, y, v, R, T, delta, r_v, sch = check_storm_args(
         oracle, x0, y0, v0, T, schedule, delta, r_v, variant, record_every)
     problem = oracle.problem
-    P = numba_problem(problem)
+    k_in = kernel_inputs(oracle, variant, R)
     fd = variant == "fdehbo"
-    nz = oracle.noise
-    stds = np.array([nz.grad_y_g, nz.grad_y_f, nz.grad_y_g if fd else nz.hvp, nz.grad_x_f,
-                     nz.grad_x_g if fd else nz.jvp], dtype=np.float64)
     its = record_iterations(T, record_every)
     X_rec = np.empty((its.size, R, problem.d_x))
     Y_rec = np.empty((its.size, R, problem.d_y))
     div = np.full(R, -1, dtype=np.int64)
     base = oracle.counts.copy()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        vmax = _storm_kernel(P, oracle.rng, x, y, v, sch["alpha"], sch["beta"], sch["lambda"],
-                             sch["eta_f"], sch["eta_R"], sch["eta_g"], float(delta),
-                             float(r_v), fd, stds, int(record_every), X_rec, Y_rec, div)
+        vmax = _storm_kernel(
+            k_in.P, k_in.noise, oracle.rng, x, y, v,
+            StormSteps(sch["alpha"], sch["beta"], sch["lambda"], sch["eta_f"], sch["eta_R"],
+                       sch["eta_g"]),
+            StormConfig(fd, float(delta), float(r_v)), RunLength(T, int(record_every)),
+            X_rec, Y_rec, div)
+    store_sampler_state(oracle, k_in, R, T > 0)
     counts: dict[str, list[int]] = {k: [] for k in base.as_dict()}
     for t in its:
         c = base.copy()
@@ -282,7 +336,7 @@ def storm_bilevel_numba(oracle: GaussianOracle, x0, y0, *, T: int, schedule: Sto
 
 
 @register("algorithm", "fdehbo", "numba")
-def fdehbo_numba(oracle: GaussianOracle, x0, y0, *, T: int,
+def fdehbo_numba(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
                  schedule: StormSchedule | None = None, delta: float = 1e-3,
                  r_v: float | None = None, v0=None, record_every: int = 1,
                  seed: int | None = None, diagnostics: bool = False) -> Trace:

@@ -20,13 +20,15 @@ from __future__ import annotations
 from refbilevel.algorithms.fdehbo import StormSchedule, storm_bilevel, storm_record
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends import register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
 
 __all__ = ["fmbo"]
 
 
 @register("algorithm", "fmbo", "numpy")
-def fmbo(oracle: GaussianOracle, x0, y0, *, T: int, schedule: StormSchedule | None = None,
+def fmbo(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
+         schedule: StormSchedule | None = None,
          r_v: float | None = None, v0=None, record_every: int = 1,
          seed: int | None = None, diagnostics: bool = False) -> Trace:
     """FMBO (Algorithm 2; docs/fdehbo.rst §4). ``schedule`` defaults to

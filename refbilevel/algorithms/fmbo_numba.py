@@ -8,13 +8,14 @@ from refbilevel.algorithms.fdehbo import StormSchedule
 from refbilevel.algorithms.fdehbo_numba import storm_bilevel_numba
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.registry import register
+from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
 
 __all__ = ["fmbo_numba"]
 
 
 @register("algorithm", "fmbo", "numba")
-def fmbo_numba(oracle: GaussianOracle, x0, y0, *, T: int,
+def fmbo_numba(oracle: GaussianOracle | FiniteSumOracle, x0, y0, *, T: int,
                schedule: StormSchedule | None = None, r_v: float | None = None, v0=None,
                record_every: int = 1, seed: int | None = None,
                diagnostics: bool = False) -> Trace:

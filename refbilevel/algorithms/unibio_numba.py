@@ -2,11 +2,16 @@
 :mod:`refbilevel.algorithms.unibio`; docs/unibio.rst §4.1-4.2).
 
 The problem enters as its Numba record (:mod:`refbilevel.backends.numba_problems`; the
-kernel is compiled per family, cached on disk). Per oracle call
-the kernel draws one (R, dim) standard-normal block from the caller's Generator, exactly
-where the NumPy reference's GaussianOracle draws it, then updates the replicas one by one;
-so both backends give the same trajectory on the same seed (claim X4). Diverged replicas are
-frozen and their iteration recorded, as in the reference.
+kernel is compiled per family, cached on disk), or, with a
+:class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`, as the finite-sum record of
+:func:`~refbilevel.algorithms._baselines_numba.kernel_inputs` (either sampler). Per oracle
+call the kernel draws one (R, dim) standard-normal block (or one minibatch) from the
+caller's Generator, exactly where the NumPy reference's oracle draws it, then updates the
+replicas one by one through :mod:`refbilevel.algorithms._sample_rows_numba`; so both
+backends give the same trajectory on the same seed (claim X4). Diverged replicas are frozen
+and their iteration recorded, as in the reference. The kernels take records, not long
+positional lists (issue #14): :class:`UniBiOSteps`, :class:`UniBiONoise`,
+:class:`EpochArrays`.
 
 Two kernels: :func:`unibio_kernel` works for every registered family;
 :func:`unibio_example3_kernel` is a scalar specialization for UniBiO Example 3 (the Section
@@ -18,33 +23,81 @@ multiplication instead of pow(), so it matches the reference to rounding, not bi
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import NamedTuple
 
 import numpy as np
 
+from refbilevel.algorithms._baselines_numba import (
+    draw_idx,
+    kernel_inputs,
+    store_sampler_state,
+)
+from refbilevel.algorithms._sample_rows_numba import (
+    row_f_u,
+    row_gen_hvp_T,
+    row_grad_x_f,
+    row_grad_y_g,
+    row_jvp,
+)
 from refbilevel.algorithms.epoch_sgd_numba import ipow, scalar_power_epoch_sgd
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
 from refbilevel.backends.numba_jit import njit
-from refbilevel.backends.numba_problems import draw_block, grad_y_g, numba_problem
+from refbilevel.backends.numba_problems import draw_block
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
-from refbilevel.estimators.neumann_numba import _first, _hvp_step, _last
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.validation import as_vector_batch
 
 
+class UniBiOSteps(NamedTuple):
+    """The UL loop of :class:`~refbilevel.algorithms.unibio.UniBiOParams` (T iterations,
+    restarts every I, step η, momentum β, Q Neumann terms of step α, pre-averaging, the
+    normalisation's ε) and the record interval."""
+
+    T: int
+    I: int
+    eta: float
+    beta: float
+    Q: int
+    alpha: float
+    pre_avg: bool
+    norm_eps: float
+    record_every: int
+
+
+class UniBiONoise(NamedTuple):
+    """The Gaussian oracle's std per kind UniBiO calls (all 0 for a finite sum)."""
+
+    grad_y_g: float
+    grad_x_f: float
+    f_u: float
+    gen_hvp: float
+    jvp: float
+
+
+class EpochArrays(NamedTuple):
+    """Epoch-SGD's epochs (docs/unibio.rst §4.1): lengths, ball radii, steps."""
+
+    lengths: np.ndarray
+    radii: np.ndarray
+    steps: np.ndarray
+
+
 @njit(cache=True, error_model="numpy")
-def _epoch_sgd(P, rng, X, W, active, lengths, radii, steps, pre_avg, s_gy):
-    """Epoch-SGD with shrinking balls on every active replica (in place on W)."""
+def _epoch_sgd(P, rng, X, W, active, epochs, pre_avg, s_gy):
+    """Epoch-SGD with shrinking balls on every active replica (in place on W); one ∇_y G
+    sample per step (a noise block, or an inner minibatch for a FiniteSumRecord)."""
     R, dy = W.shape
     C = np.empty(dy)
     A = np.empty((R, dy))
     G = np.empty(dy)
-    for k in range(lengths.shape[0]):
-        L, rad, gam = lengths[k], radii[k], steps[k]
+    for k in range(epochs.lengths.shape[0]):
+        L, rad, gam = epochs.lengths[k], epochs.radii[k], epochs.steps[k]
         Cs = W.copy()
         A[:] = 0.0
         for _ in range(L):
             Z = draw_block(rng, s_gy, R, dy)
+            IZ = draw_idx(rng, P, False, R)
             for r in range(R):
                 if not active[r]:
                     continue
@@ -52,7 +105,7 @@ def _epoch_sgd(P, rng, X, W, active, lengths, radii, steps, pre_avg, s_gy):
                 if pre_avg:
                     for i in range(dy):
                         A[r, i] += w[i]
-                grad_y_g(P, X[r], w, G)
+                row_grad_y_g(P, IZ[r], X[r], w, G)
                 nrm = 0.0
                 for i in range(dy):
                     gi = G[i] + s_gy * Z[r, i] if s_gy != 0.0 else G[i]
@@ -71,11 +124,24 @@ def _epoch_sgd(P, rng, X, W, active, lengths, radii, steps, pre_avg, s_gy):
 
 
 @njit(cache=True, error_model="numpy")
-def unibio_kernel(P, rng, X, Y, warm, periodic, T, I, eta, beta, Q, alpha, pre_avg, norm_eps,
-                  s_gy, s_fx, s_fu, s_h, s_j, record_every):
+def _noisy(out, std, z):
+    if std != 0.0:
+        for i in range(out.shape[0]):
+            out[i] = out[i] + std * z[i]
+
+
+@njit(cache=True, error_model="numpy")
+def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise):
+    """UniBiO (docs/unibio.rst §4.1-4.2) on every registered family (GaussianOracle noise)
+    or a FiniteSumRecord (minibatches): per UL iteration ∇_x F, F_u, Q H^T-products, the
+    JVP, each on a fresh sample, in the reference's order."""
     R, dx = X.shape
     dy = Y.shape[1]
-    n_rec = (T - 1) // record_every + 1
+    T, I, every = steps.T, steps.I, steps.record_every
+    eta, beta, Q, alpha = steps.eta, steps.beta, steps.Q, steps.alpha
+    s_gy, s_fx, s_fu, s_h, s_j = (noise.grad_y_g, noise.grad_x_f, noise.f_u, noise.gen_hvp,
+                                  noise.jvp)
+    n_rec = (T - 1) // every + 1
     XR = np.empty((n_rec, R, dx))
     YR = np.empty((n_rec, R, dy))
     div = np.full(R, -1, dtype=np.int64)
@@ -85,43 +151,61 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, T, I, eta, beta, Q, alpha, pre_a
     s = np.empty(dy)
     tmp = np.empty(dy)
     tx = np.empty(dx)
-    _epoch_sgd(P, rng, X, Y, active, warm[0].astype(np.int64), warm[1], warm[2], pre_avg, s_gy)
-    lens = periodic[0].astype(np.int64)
+    _epoch_sgd(P, rng, X, Y, active, warm, steps.pre_avg, s_gy)
     for t in range(T):
         if t > 0 and t % I == 0:
-            _epoch_sgd(P, rng, X, Y, active, lens, periodic[1], periodic[2], pre_avg, s_gy)
-        if t % record_every == 0:
-            XR[t // record_every] = X
-            YR[t // record_every] = Y
+            _epoch_sgd(P, rng, X, Y, active, periodic, steps.pre_avg, s_gy)
+        if t % every == 0:
+            XR[t // every] = X
+            YR[t // every] = Y
         zx = draw_block(rng, s_fx, R, dx)
+        ix = draw_idx(rng, P, True, R)
         zv = draw_block(rng, s_fu, R, dy)
+        iv = draw_idx(rng, P, True, R)
         G = np.empty((R, dx))
         V = np.empty((R, dy))
         S = np.empty((R, dy))
         for r in range(R):
-            _first(P, True, X[r], Y[r], G[r], V[r], s_fx, zx[r], s_fu, zv[r])
+            row_grad_x_f(P, ix[r], X[r], Y[r], G[r])
+            _noisy(G[r], s_fx, zx[r])
+            row_f_u(P, iv[r], X[r], Y[r], V[r])
+            _noisy(V[r], s_fu, zv[r])
             S[r] = V[r]
         for _ in range(Q):
             zh = draw_block(rng, s_h, R, dy)
-            for r in range(R):
-                _hvp_step(P, True, X[r], Y[r], V[r], tmp, alpha, s_h, zh[r])
+            ih = draw_idx(rng, P, False, R)
+            for r in range(R):  # v <- v - α (Ĥ^T v), Ĥ^T v = exact product + noise
+                row_gen_hvp_T(P, ih[r], X[r], Y[r], V[r], tmp)
+                if s_h != 0.0:
+                    for i in range(dy):
+                        V[r, i] = V[r, i] - alpha * (tmp[i] + s_h * zh[r, i])
+                else:
+                    for i in range(dy):
+                        V[r, i] = V[r, i] - alpha * tmp[i]
                 for i in range(dy):
                     S[r, i] = S[r, i] + V[r, i]
         zj = draw_block(rng, s_j, R, dx)
+        ij = draw_idx(rng, P, False, R)
         for r in range(R):
             if not active[r]:
                 continue
             for i in range(dy):
                 s[i] = alpha * S[r, i]
             g[:] = G[r]
-            _last(P, X[r], Y[r], s, g, tx, s_j, zj[r])
+            row_jvp(P, ij[r], X[r], Y[r], s, tx)  # g <- g - (∇²_xy G s + noise)
+            if s_j != 0.0:
+                for i in range(dx):
+                    g[i] = g[i] - (tx[i] + s_j * zj[r, i])
+            else:
+                for i in range(dx):
+                    g[i] = g[i] - tx[i]
             nrm = 0.0
             ok = True
             for i in range(dx):
                 mi = beta * M[r, i] + (1.0 - beta) * g[i]
                 tx[i] = mi
                 nrm += mi * mi
-            nrm = np.sqrt(nrm) + norm_eps
+            nrm = np.sqrt(nrm) + steps.norm_eps
             for i in range(dx):
                 xi = X[r, i] - eta * tx[i] / nrm
                 if not (np.isfinite(xi) and np.isfinite(tx[i])):
@@ -140,11 +224,15 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, T, I, eta, beta, Q, alpha, pre_a
 
 
 @njit(cache=True, error_model="numpy")
-def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alpha, pre_avg,
-                           norm_eps, s_gy, s_fx, s_fu, s_h, s_j, record_every):
+def unibio_example3_kernel(rng, X, Y, p, warm, periodic, steps, noise):
     """UniBiO on UniBiO Example 3 with scalar state (H = 1, ∇_x f = 0, ∇²_xy g = -cos x;
     docs/unibio.rst §6.1): the Section 6 benchmark path. Same oracle calls and draw order as
     the NumPy reference."""
+    T, I, eta, beta, Q, alpha = (steps.T, steps.I, steps.eta, steps.beta, steps.Q,
+                                 steps.alpha)
+    pre_avg, norm_eps, record_every = steps.pre_avg, steps.norm_eps, steps.record_every
+    s_gy, s_fx, s_fu, s_h, s_j = (noise.grad_y_g, noise.grad_x_f, noise.f_u, noise.gen_hvp,
+                                  noise.jvp)
     R = X.shape[0]
     q = p - 1.0  # Example 3: p is an even integer
     qi = int(q)
@@ -161,15 +249,14 @@ def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alp
     V = np.empty(R)
     S = np.empty(R)
     half_pi = 0.5 * np.pi
-    scalar_power_epoch_sgd(rng, sinx, y, active, warm[0].astype(np.int64), warm[1], warm[2],
+    scalar_power_epoch_sgd(rng, sinx, y, active, warm.lengths, warm.radii, warm.steps,
                            pre_avg, s_gy, q)
-    lens = periodic[0].astype(np.int64)
     for t in range(T):
         if t > 0 and t % I == 0:
             for r in range(R):
                 sinx[r] = np.sin(x[r])
-            scalar_power_epoch_sgd(rng, sinx, y, active, lens, periodic[1], periodic[2],
-                                   pre_avg, s_gy, q)
+            scalar_power_epoch_sgd(rng, sinx, y, active, periodic.lengths, periodic.radii,
+                                   periodic.steps, pre_avg, s_gy, q)
         if t % record_every == 0:
             XR[t // record_every, :, 0] = x
             YR[t // record_every, :, 0] = y
@@ -204,9 +291,10 @@ def unibio_example3_kernel(rng, X, Y, p, warm, periodic, T, I, eta, beta, Q, alp
     return XR, YR, div, x.reshape(R, 1), y.reshape(R, 1)
 
 
-def _epochs_array(epochs) -> np.ndarray:
-    return np.array([[e.length for e in epochs], [e.radius for e in epochs],
-                     [e.step for e in epochs]], dtype=np.float64).reshape(3, len(epochs))
+def _epochs_array(epochs) -> EpochArrays:
+    return EpochArrays(np.array([e.length for e in epochs], dtype=np.int64),
+                       np.array([e.radius for e in epochs], dtype=np.float64),
+                       np.array([e.step for e in epochs], dtype=np.float64))
 
 
 @register("algorithm", "unibio", "numba")
@@ -223,23 +311,33 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
             "the numpy backend for the code-compatibility restarts or randomized truncation")
     if record_every < 1:
         raise ValueError(f"record_every must be an integer >= 1, got {record_every}")
-    P = numba_problem(problem)
     X = as_vector_batch("x0", x0, problem.d_x).reshape(-1, problem.d_x).copy()
     Y = np.array(np.broadcast_to(as_vector_batch("y0", y0, problem.d_y),
                                  X.shape[:1] + (problem.d_y,)), dtype=np.float64)
+    R = X.shape[0]
     C = problem.constants.C
     alpha = params.alpha if params.alpha is not None else (1.0 / C if C else None)
     if alpha is None:
         raise ValueError("alpha must be given when the problem has no bound C on ||H||")
-    nz = oracle.noise
-    common = (_epochs_array(params.epochs(True, problem.p)),
-              _epochs_array(params.epochs(False, problem.p)), params.T, params.I, params.eta,
-              params.beta, params.Q, float(alpha), params.average == "pre", params.norm_eps,
-              nz.grad_y_g, nz.grad_x_f, nz.f_u, nz.gen_hvp, nz.jvp, record_every)
-    if type(problem) is UniBiOExample3:
-        XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, *common)
+    k_in = kernel_inputs(oracle, "unibio", R)
+    if k_in.finite_sum:
+        noise = UniBiONoise(0.0, 0.0, 0.0, 0.0, 0.0)
     else:
-        XR, YR, div, Xf, Yf = unibio_kernel(P, oracle.rng, X, Y, *common)
+        nz = oracle.noise
+        noise = UniBiONoise(float(nz.grad_y_g), float(nz.grad_x_f), float(nz.f_u),
+                            float(nz.gen_hvp), float(nz.jvp))
+    warm = _epochs_array(params.epochs(True, problem.p))
+    periodic = _epochs_array(params.epochs(False, problem.p))
+    steps = UniBiOSteps(int(params.T), int(params.I), float(params.eta), float(params.beta),
+                        int(params.Q), float(alpha), params.average == "pre",
+                        float(params.norm_eps), int(record_every))
+    if type(problem) is UniBiOExample3 and not k_in.finite_sum:
+        XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, warm,
+                                                     periodic, steps, noise)
+    else:
+        XR, YR, div, Xf, Yf = unibio_kernel(k_in.P, oracle.rng, X, Y, warm, periodic, steps,
+                                            noise)
+    store_sampler_state(oracle, k_in, R, True)
     its = np.arange(0, params.T, record_every)
     if record_final:  # the kernel's returned final state is x_T (as the NumPy reference)
         its = np.append(its, params.T)

@@ -947,16 +947,156 @@ def _build_bump(problem) -> BumpRecord:
 
 
 # ============================================================================================
+# The sharp-Hölder separable family (refbilevel/problems/uniformly_convex.py)
+# ============================================================================================
+class SharpHolderRecord(NamedTuple):
+    """SharpHolderUniformlyConvex: the exponent p (g as the separable family's, f_u =
+    clip(y, −1, 1))."""
+
+    p: float
+
+
+@njit(**JIT)
+def _clip_grad_y_f(P, x, y, out):
+    """∇_y f = clip(y, −1, 1) D(y)."""
+    p = P.p
+    for i in range(out.shape[0]):
+        out[i] = min(max(y[i], -1.0), 1.0) * _jac(y[i], p)
+
+
+@njit(**JIT)
+def _clip_f_u(P, x, y, out):
+    """f_u = clip(y, −1, 1)."""
+    for i in range(out.shape[0]):
+        out[i] = min(max(y[i], -1.0), 1.0)
+
+
+def _build_sharp_holder(problem) -> SharpHolderRecord:
+    return SharpHolderRecord(p=float(problem.p))
+
+
+# ============================================================================================
+# Logistic data hyper-cleaning (refbilevel/problems/logistic_cleaning.py; docs/fdehbo.rst §10.2)
+# ============================================================================================
+class LogisticCleaningRecord(NamedTuple):
+    """LogisticCleaning: the rows b_i a_i (``Ab``, N × q), the validation data C (m × q) and
+    targets e, μ, ρ and the upper-level weight c_f (``upper_scale``)."""
+
+    Ab: np.ndarray
+    C: np.ndarray
+    e: np.ndarray
+    mu: float
+    rho: float
+    upper_scale: float
+
+
+@njit(**_LEAF)
+def _sigmoid(z):
+    """0.5 (1 + tanh(z/2)), the overflow-free form of the NumPy class."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+@njit(**_LEAF)
+def _softplus(z):
+    """log(1 + e^z) as NumPy's logaddexp(0, z) computes it."""
+    if z > 0.0:
+        return z + np.log1p(np.exp(-z))
+    return np.log1p(np.exp(z))
+
+
+@njit(**JIT)
+def _lc_grad_x_f(P, x, y, out):
+    """∇_x f = ρ x."""
+    for i in range(out.shape[0]):
+        out[i] = P.rho * x[i]
+
+
+@njit(**JIT)
+def _lc_grad_y_f(P, x, y, out):
+    """∇_y f = c_f Cᵀ(C y − e)/m."""
+    C = P.C
+    m = C.shape[0]
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for j in range(m):
+        r = _row_dot(C, j, y) - P.e[j]
+        for k in range(out.shape[0]):
+            out[k] += r * C[j, k]
+    for k in range(out.shape[0]):
+        out[k] = P.upper_scale * out[k] / m
+
+
+@njit(**JIT)
+def _lc_grad_x_g(P, x, y, out):
+    """∇_x g = σ(x) ⊙ (1 − σ(x)) ⊙ ℓ(z)/N, z_i = b_i a_iᵀ y."""
+    N = out.shape[0]
+    for i in range(N):
+        s = _sigmoid(x[i])
+        out[i] = s * (1.0 - s) * _softplus(-_row_dot(P.Ab, i, y)) / N
+
+
+@njit(**JIT)
+def _lc_grad_y_g(P, x, y, out):
+    """∇_y g = Σ_i (−σ(x_i) σ(−z_i)/N) b_i a_i + μ y."""
+    Ab = P.Ab
+    N = Ab.shape[0]
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for i in range(N):
+        coef = -1.0 * _sigmoid(x[i]) * _sigmoid(-_row_dot(Ab, i, y)) / N
+        for k in range(out.shape[0]):
+            out[k] += coef * Ab[i, k]
+    for k in range(out.shape[0]):
+        out[k] = out[k] + P.mu * y[k]
+
+
+@njit(**JIT)
+def _lc_hvp(P, x, y, v, out):
+    """∇²_yy g v = Σ_i σ(x_i) σ(z_i) σ(−z_i)/N (b_i a_iᵀ v) b_i a_i + μ v."""
+    Ab = P.Ab
+    N = Ab.shape[0]
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for i in range(N):
+        z = _row_dot(Ab, i, y)
+        curv = 1.0 * _sigmoid(x[i]) * _sigmoid(z) * _sigmoid(-z) / N
+        c = curv * _row_dot(Ab, i, v)
+        for k in range(out.shape[0]):
+            out[k] += c * Ab[i, k]
+    for k in range(out.shape[0]):
+        out[k] = out[k] + P.mu * v[k]
+
+
+@njit(**JIT)
+def _lc_jvp(P, x, y, v, out):
+    """∇²_xy g v: (−σ(x_i)(1 − σ(x_i)) σ(−z_i)/N) (b_i a_iᵀ v) ∈ R^N."""
+    N = out.shape[0]
+    for i in range(N):
+        s = _sigmoid(x[i])
+        cross = -1.0 * s * (1.0 - s) * _sigmoid(-_row_dot(P.Ab, i, y)) / N
+        out[i] = cross * _row_dot(P.Ab, i, v)
+
+
+def _build_logistic_cleaning(problem) -> LogisticCleaningRecord:
+    return LogisticCleaningRecord(Ab=readonly(problem.Ab), C=readonly(problem.C),
+                                  e=readonly(problem.e), mu=float(problem.mu),
+                                  rho=float(problem.rho),
+                                  upper_scale=float(problem.upper_scale))
+
+
+# ============================================================================================
 # The one registration list
 # ============================================================================================
 def _library_families() -> tuple[NumbaFamily, ...]:
     from refbilevel.problems.custom import ClosedFormProblem
+    from refbilevel.problems.logistic_cleaning import LogisticCleaning
     from refbilevel.problems.quadratic import StronglyConvexQuadratic
     from refbilevel.problems.relaxed_smooth import RelaxedSmoothP1, RelaxedSmoothP2
     from refbilevel.problems.unibio_example3 import UniBiOExample3
     from refbilevel.problems.uniformly_convex import (
         NonSeparableUniformlyConvex,
         SeparableUniformlyConvex,
+        SharpHolderUniformlyConvex,
     )
     from refbilevel.problems.uniformly_convex_bump import UniformlyConvexBump
 
@@ -1001,6 +1141,16 @@ def _library_families() -> tuple[NumbaFamily, ...]:
                     {"grad_x_f": _p2_grad_x_f, "grad_y_f": _p2_grad_y_f,
                      "grad_x_g": _p2_grad_x_g, "grad_y_g": _p2_grad_y_g, "hvp": _rs_hvp,
                      "jvp": _p2_jvp}),
+        NumbaFamily("uniformly-convex-sharp-holder", SharpHolderUniformlyConvex,
+                    SharpHolderRecord, _build_sharp_holder,
+                    {**sin_level, "grad_x_f": _zero_x, "grad_y_f": _clip_grad_y_f,
+                     "f_u": _clip_f_u}),
+        NumbaFamily("logistic-cleaning", LogisticCleaning, LogisticCleaningRecord,
+                    _build_logistic_cleaning,
+                    {"grad_x_f": _lc_grad_x_f, "grad_y_f": _lc_grad_y_f,
+                     "grad_x_g": _lc_grad_x_g, "grad_y_g": _lc_grad_y_g, "hvp": _lc_hvp,
+                     "jvp": _lc_jvp, "f_u": _lc_grad_y_f, "gen_hvp": _lc_hvp,
+                     "gen_hvp_T": _lc_hvp}),
         NumbaFamily("closed-form", ClosedFormProblem, ClosedFormRecord, _build_closed_form,
                     {"grad_x_f": _cf_grad_x_f, "grad_y_f": _cf_grad_y_f,
                      "grad_x_g": _cf_grad_x_g, "grad_y_g": _cf_grad_y_g, "hvp": _cf_hvp,

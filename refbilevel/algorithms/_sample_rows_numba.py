@@ -1,0 +1,190 @@
+"""One replica's oracle evaluation on a sample drawn beforehand, for the Numba kernels that
+evaluate several points on ONE sample (FdeHBO/FMBO's STORM corrections and finite
+differences, docs/fdehbo.rst §3; BO-REP's shared (ξ_t, ζ_t) of lines 4-5, docs/borep.rst §4;
+docs/design.rst §Backends).
+
+Not an algorithm: the leading underscore keeps it out of the auto-import of
+``refbilevel/algorithms/__init__.py``.
+
+The batched ``call_*`` functions of :mod:`refbilevel.algorithms._baselines_numba` draw a
+Gaussian noise block inside each call, which suits methods that evaluate each sample once.
+These kernels instead draw every sample of an iteration first (``draw_sample`` of that
+module, as the NumPy references do with ``oracle.draw``) and then evaluate it at several
+points replica by replica (``sample=``), with the functions here. A sample is the pair
+(idx row, Z row):
+
+- a family record P (GaussianOracle): the family's primitive, to which the kernel adds
+  ``std * z`` (``idx`` is the dummy of :func:`~refbilevel.algorithms._baselines_numba.
+  draw_idx`);
+- a :class:`~refbilevel.algorithms._baselines_numba.FiniteSumRecord` (FiniteSumOracle): the
+  per-sample factor arithmetic of ``SampleQuadratics`` on the replica's minibatch ``idx``
+  (inner level for the g-kinds, outer for the f-kinds; the regulariser on ∇_y G and the HVP);
+  its noise stds are 0, so nothing is added.
+
+Dispatch is by the type of P at compile time. (The batched twin, all replicas at once on a
+drawn sample, is ``call_on_sample`` of :mod:`refbilevel.algorithms._baselines_numba`.)
+"""
+
+from __future__ import annotations
+
+from numba.extending import overload
+
+from refbilevel.algorithms._baselines_numba import (
+    _is_finite_sum_type,
+    fs_grad_x,
+    fs_grad_y,
+    fs_hvp,
+    fs_jvp,
+)
+from refbilevel.backends.numba_problems import (
+    f_u,
+    gen_hvp_T,
+    grad_x_f,
+    grad_x_g,
+    grad_y_f,
+    grad_y_g,
+    hvp,
+    jvp,
+)
+
+__all__ = ["row_f_u", "row_gen_hvp_T", "row_grad_x_f", "row_grad_x_g", "row_grad_y_f",
+           "row_grad_y_g", "row_hvp", "row_jvp"]
+
+
+
+def row_grad_y_g(P, idx, x, y, out):
+    """out = ∇_y G(x, y) on the sample (minibatch idx, or the closed form)."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_grad_x_g(P, idx, x, y, out):
+    """out = ∇_x G(x, y) on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_grad_y_f(P, idx, x, y, out):
+    """out = ∇_y F(x, y) on the sample (an outer minibatch)."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_grad_x_f(P, idx, x, y, out):
+    """out = ∇_x F(x, y) on the sample (an outer minibatch)."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_hvp(P, idx, x, y, v, out):
+    """out = ∇²_yy G(x, y) v on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_jvp(P, idx, x, y, v, out):
+    """out = ∇²_xy G(x, y) v ∈ R^{d_x} on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_f_u(P, idx, x, y, out):
+    """out = F_u(x, y) (docs/unibio.rst §1.5) on the sample; for the finite sum (p = 2) the
+    outer minibatch's ∇_y F, as FiniteSumOracle.f_u."""
+    raise NotImplementedError("compiled code only")
+
+
+def row_gen_hvp_T(P, idx, x, y, v, out):
+    """out = H^T v (docs/unibio.rst §1.6) on the sample; for the finite sum (p = 2) the inner
+    minibatch's ∇²_yy G v, as FiniteSumOracle.gen_hvp_T."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_f_u, jit_options={"error_model": "numpy"}, inline="always")
+def _row_f_u(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(P.outer, 0.0, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        f_u(P, x, y, out)
+    return closed
+
+
+@overload(row_gen_hvp_T, jit_options={"error_model": "numpy"}, inline="always")
+def _row_gen_hvp_T(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_hvp(P.inner, P.reg, idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        gen_hvp_T(P, x, y, v, out)
+    return closed
+
+
+@overload(row_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_y_g(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(P.inner, P.reg, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_y_g(P, x, y, out)
+    return closed
+
+
+@overload(row_grad_x_g, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_x_g(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_x(P.inner, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_x_g(P, x, y, out)
+    return closed
+
+
+@overload(row_grad_y_f, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_y_f(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(P.outer, 0.0, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_y_f(P, x, y, out)
+    return closed
+
+
+@overload(row_grad_x_f, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_x_f(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_x(P.outer, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_x_f(P, x, y, out)
+    return closed
+
+
+@overload(row_hvp, jit_options={"error_model": "numpy"}, inline="always")
+def _row_hvp(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_hvp(P.inner, P.reg, idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        hvp(P, x, y, v, out)
+    return closed
+
+
+@overload(row_jvp, jit_options={"error_model": "numpy"}, inline="always")
+def _row_jvp(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_jvp(P.inner, idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        jvp(P, x, y, v, out)
+    return closed
