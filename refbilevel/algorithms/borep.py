@@ -704,20 +704,27 @@ def _record_defaults(problem, mode: str) -> dict[str, Any]:
         return {"mode": "theory"}
     out: dict[str, Any] = {"mode": "tuned"}
     if mode == "default":
-        from refbilevel.solver_record import StepConstants
-
-        try:
-            L_phi = StepConstants.hypergradient_lipschitz(problem)
-        except ValueError:  # a relaxed-smooth upper level: its (L_0, L_1) constant L_0
-            L_phi = problem.constants.extra.get("L0_phi_hessian")
-        if L_phi is not None:
-            out["eta"] = (1.0 - 0.9) / (30.0 * float(L_phi))
+        out["eta"] = (1.0 - 0.9) / (30.0 * float(_stated_smoothness(problem)))
         c = problem.constants
         L_y = c.L_y or c.C
         if L_y:  # the LL SGD and the z recursion at step 1/L_y contract by 1 − μ/L_y
             out["gamma"] = 1.0 / L_y
             out["nu"] = 1.0 / L_y
     return out
+
+
+def _stated_smoothness(problem) -> float:
+    """L_φ where the problem states a Lipschitz ∇φ, else the L_0 of its stated (L_0, L_1)
+    relaxed smoothness (docs/borep.rst §2); ValueError if it states neither."""
+    from refbilevel.solver_record import StepConstants
+
+    try:
+        return StepConstants.hypergradient_lipschitz(problem)
+    except ValueError:  # a relaxed-smooth upper level: its (L_0, L_1) constant L_0
+        L0 = problem.constants.extra.get("L0_phi_hessian")
+        if L0 is None or not float(L0) > 0:
+            raise
+        return float(L0)
 
 
 def _localize(problem, x0, y0, options: dict[str, Any], **_context: Any) -> dict[str, Any]:
@@ -765,13 +772,20 @@ def _register() -> None:
         PHI_BOUNDED_BELOW,
         SMOOTH_LL,
         STRONGLY_CONVEX_LL,
+        Assumption,
         SolverRecord,
         register_solver,
     )
 
+    stated_smoothness = Assumption(
+        "an (L_0, L_1)-smooth φ with L_0 stated (or a Lipschitz ∇φ with its constant), from "
+        "which the default η is computed; mode='paper' runs §8's fixed values without it",
+        lambda P: _stated_smoothness(P) > 0, "(L_0, L_1)-smooth φ", for_parameters=True)
+
     register_solver(SolverRecord(
         name="borep", reference="docs/borep.rst §4",
-        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL, PHI_BOUNDED_BELOW),
+        assumptions=(LOWER_LEVEL_GRADIENTS, STRONGLY_CONVEX_LL, SMOOTH_LL, PHI_BOUNDED_BELOW,
+                     stated_smoothness),
         options=("eps", "theory", "z0", "params")
         + tuple(f.name for f in fields(BOREPParams) if f.name != "T"),
         defaults=_record_defaults, default_T=_default_T, invoke=_invoke,
