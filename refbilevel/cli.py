@@ -226,7 +226,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
             raise ValueError(f"backend {args.backend!r} is unavailable: {reason}")
         cells = run_matrix(args.backend, methods=args.methods or None,
                            problems=args.problems or None, replicas=args.replicas,
-                           seed=args.seed,
+                           seed=args.seed, cell_seconds=args.cell_seconds,
                            progress=lambda c: print(f"{c.method} x {c.problem}: {c.text()} "
                                                     f"({c.seconds:.1f}s)", file=sys.stderr,
                                                     flush=True))
@@ -383,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_mat.add_argument("--problems", nargs="*", default=[], help="default: all")
     p_mat.add_argument("--replicas", type=int, default=1)
     p_mat.add_argument("--seed", type=int, default=0)
+    p_mat.add_argument("--cell-seconds", type=float, default=None,
+                       help="run each cell in a child process killed after this many "
+                            "seconds (reported as FAILED: over the budget); default: no "
+                            "budget, in this process")
     p_mat.set_defaults(func=_cmd_matrix)
     p_sweep = sub.add_parser("sweep", help="run a parameter grid; resumes where it stopped")
     p_sweep.add_argument("spec", type=Path,

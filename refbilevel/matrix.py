@@ -13,7 +13,11 @@ see each method's record), and reports the median over the replicas of
 * ``DIVERGED`` (a replica diverged: non-finite, or past the growth bound of
   :func:`~refbilevel.algorithms.trace.build_trace`) or ``STALLED`` (ratio above the target):
   failures; these words appear in failing cells only;
-* ``FAILED: <error>`` when a covered pair cannot run (e.g. no kernel on the backend).
+* ``FAILED: <error>`` when a covered pair cannot run (e.g. no kernel on the backend), or
+  ``FAILED: over the N s budget`` when the matrix runs with a per-cell time budget
+  (``cell_seconds``; issue #10 asks each cell to take at most a minute on Numba) and the
+  cell's run outlasts it: the run is then made in a child process that is killed at the
+  budget, so one slow cell cannot hold the whole table.
 """
 
 from __future__ import annotations
@@ -70,8 +74,8 @@ def run_cell(method: str, problem: str, *, backend: str = "numpy", replicas: int
 
     t0 = time.perf_counter()
     try:
-        record, _, _, params = prepare(problem, method, problem_params=problem_params,
-                                       noise=0.0, seed=seed)
+        record, prob, _, params = prepare(problem, method, problem_params=problem_params,
+                                          noise=0.0, seed=seed)
     except AssumptionError:
         from refbilevel.solver import resolve_problem
         from refbilevel.solver_record import solver_record
@@ -81,7 +85,9 @@ def run_cell(method: str, problem: str, *, backend: str = "numpy", replicas: int
     options = {k: params[k] * step_factor for k in record.step_options if k in params}
     try:
         tr = solve(problem, method, backend=backend, noise=0.0, replicas=replicas, seed=seed,
-                   T=T, problem_params=problem_params, record_every=_every(T), **options)
+                   T=T, problem_params=problem_params, **options,
+                   record_every=_every(record.default_T(prob, "default", params)
+                                       if T is None else T))
     except (ValueError, LookupError, BackendUnavailableError) as exc:
         return Cell(method, problem, FAILED, reason=str(exc).splitlines()[0].split(";")[0][:80],
                     seconds=time.perf_counter() - t0, options=options)
@@ -96,6 +102,44 @@ def run_cell(method: str, problem: str, *, backend: str = "numpy", replicas: int
     return Cell(method, problem, status, ratio=ratio, T=T_run, seconds=secs, options=options)
 
 
+def _cell_in_child(connection, method: str, problem: str, kwargs: dict) -> None:
+    connection.send(run_cell(method, problem, **kwargs))
+    connection.close()
+
+
+def run_cell_within(method: str, problem: str, seconds: float, **kwargs: Any) -> Cell:
+    """:func:`run_cell` in a child process (spawned: a fork of a process whose Numba threads
+    are running is unsafe) that is killed after ``seconds``; the child loads the compiled
+    kernels from the on-disk cache. A refusal is decided here, without a child."""
+    import multiprocessing
+
+    from refbilevel.solver import resolve_problem
+    from refbilevel.solver_record import solver_record
+
+    why = solver_record(method).refusal(resolve_problem(problem, kwargs.get("problem_params")))
+    if why is not None:
+        return Cell(method, problem, REFUSED, reason=why.short)
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_cell_in_child, args=(send, method, problem, kwargs),
+                        daemon=True)
+    t0 = time.perf_counter()
+    child.start()
+    send.close()
+    try:
+        if receive.poll(seconds):
+            return receive.recv()
+        return Cell(method, problem, FAILED, reason=f"over the {seconds:g} s budget",
+                    seconds=time.perf_counter() - t0)
+    except EOFError:  # the child died without an answer (e.g. killed, out of memory)
+        return Cell(method, problem, FAILED, reason=f"child exited with {child.exitcode}",
+                    seconds=time.perf_counter() - t0)
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+
 def _every(T: int | None) -> int:
     """Record sparsely: the matrix needs the first and the last record only (both are
     always recorded); a few hundred records keep the trace small at any T."""
@@ -104,14 +148,22 @@ def _every(T: int | None) -> int:
 
 def run_matrix(backend: str = "numpy", *, methods: Sequence[str] | None = None,
                problems: Sequence[str] | None = None, replicas: int = 1, seed: int = 0,
-               progress=None) -> list[Cell]:
+               cell_seconds: float | None = None, progress=None) -> list[Cell]:
+    """Every (method, problem) cell; with ``cell_seconds``, each run in a child process
+    killed at that budget (:func:`run_cell_within`)."""
     from refbilevel.problems import problem_names
     from refbilevel.solver_record import solver_names
+    from refbilevel.validation import require_range
 
+    if cell_seconds is not None:
+        cell_seconds = require_range("cell_seconds", cell_seconds, low=0.0,
+                                     low_inclusive=False)
     cells = []
     for m in methods or solver_names():
         for p in problems or problem_names():
-            cell = run_cell(m, p, backend=backend, replicas=replicas, seed=seed)
+            kw = {"backend": backend, "replicas": replicas, "seed": seed}
+            cell = (run_cell(m, p, **kw) if cell_seconds is None
+                    else run_cell_within(m, p, cell_seconds, **kw))
             if progress is not None:
                 progress(cell)
             cells.append(cell)

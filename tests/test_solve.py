@@ -132,6 +132,17 @@ def test_matrix_cell_converges_and_the_100x_step_control_diverges():
     assert stalled.status == STALLED and stalled.text().startswith("STALLED")
 
 
+def test_matrix_cell_budget_kills_a_slow_cell_and_refuses_without_a_child():
+    from refbilevel.matrix import run_cell_within
+
+    slow = run_cell_within("soba", "quadratic", 0.05)  # a spawned interpreter alone takes longer
+    assert slow.failed and slow.text() == "FAILED: over the 0.05 s budget"
+    refused = run_cell_within("soba", "uniformly-convex-separable", 0.05)
+    assert refused.text() == "refused: strongly convex LL"
+    with pytest.raises(ValueError, match="cell_seconds"):
+        refbilevel.matrix.run_matrix(methods=["soba"], problems=["quadratic"], cell_seconds=0)
+
+
 def test_matrix_words_appear_in_failing_cells_only():
     cells = [Cell("a", "p", OK, ratio=1e-5), Cell("a", "q", REFUSED, reason="x"),
              Cell("b", "p", STALLED, ratio=0.5), Cell("b", "q", DIVERGED, diverged_at=7)]
