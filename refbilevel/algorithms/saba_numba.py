@@ -130,6 +130,15 @@ class SABARows(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
+def saba_draws(rng, P, R):
+    """The inner then the outer batch of every replica, drawn as the oracle draws them."""
+    ui = next_units(rng, P, False, R)
+    uo = next_units(rng, P, True, R)
+    bsz = P.batch_size
+    return SABADraws(ui, uo, unit_idx(ui, bsz), unit_idx(uo, bsz), np.empty((R, 0)))
+
+
+@njit(cache=True, error_model="numpy")
 def saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out):
     """Replica r's SABA iteration t: its five fresh oracle rows, the SAGA directions, the
     update and the table commits (or the freeze)."""
@@ -244,9 +253,7 @@ def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
                  mcr, mfy, mfx)
     threads = use_threads(P, R, 3 * dy + 2 * dx)
     for t in range(1, T + 1):
-        ui = next_units(rng, P, False, R)
-        uo = next_units(rng, P, True, R)
-        d = SABADraws(ui, uo, unit_idx(ui, bsz), unit_idx(uo, bsz), np.empty((R, 0)))
+        d = saba_draws(rng, P, R)
         if threads:
             saba_rows_parallel(P, noise, d, s, t, rho, gamma, w_in, w_out)
         else:
