@@ -32,13 +32,14 @@ minibatches or noise blocks of every oracle call, HIA's lengths p): :func:`draw_
 the iterates (a frozen replica's numbers are still drawn), so drawing them ahead changes
 nothing. Then ONE ``prange`` region over replicas runs each replica's whole iteration, its
 oracle arithmetic (:func:`oracle_row`, one replica's row of one call) fused with its update
-(e.g. ``soba_numba.soba_row``). Each kernel has a serial and a parallel variant of that
-region (:func:`~refbilevel.backends.numba_problems.jit_pair`), the parallel one used when the
-iteration has enough work (:func:`use_threads`: ``PARALLEL_MIN_ROWS`` and
-``PARALLEL_MIN_ENTRIES``). Random numbers are therefore bit-identical to the serial kernels
-and to NumPy; the speed-up is bounded by the share of time spent drawing (``refbilevel bench
-algorithms`` prints it). The whole-batch calls :func:`call_grad_y_g` etc. (one region per
-oracle call) remain for kernels that are not fused.
+(e.g. ``soba_numba.soba_row``). Each kernel has a serial and a parallel variant
+(:func:`~refbilevel.backends.numba_problems.jit_pair`), the parallel one chosen in Python
+when the iteration has enough work (:func:`use_threads`: ``PARALLEL_MIN_ROWS`` and
+``PARALLEL_MIN_ENTRIES``), so a process compiles only the variant it runs. Random numbers
+are therefore bit-identical to the serial kernels and to NumPy; the speed-up is bounded by
+the share of time spent drawing (``refbilevel bench algorithms`` prints it). The
+whole-batch calls :func:`call_grad_y_g` etc. (one region per oracle call) remain for kernels
+that are not fused.
 
 Divergence follows :class:`~refbilevel.algorithms.trace.TraceRecorder` as the NumPy
 reference uses it: a replica whose iterate t (t = 1..T) is non-finite gets
@@ -702,17 +703,6 @@ def hia_row(P, noise, p, idx, z, r, x, y, v, hv, N, eta):
 
 
 @njit(**_JIT)
-def use_threads(P, R, row_entries):
-    """Whether one iteration's region over R replicas is worth running on all threads: from
-    PARALLEL_MIN_ROWS replicas and PARALLEL_MIN_ENTRIES entries of work (R times the
-    iteration's oracle output entries per replica, ``row_entries``, times the batch size for
-    a finite sum). One region now covers a whole iteration, so the thresholds of a single
-    oracle call are met sooner."""
-    return (R >= PARALLEL_MIN_ROWS
-            and R * row_entries * batch_width(P) >= PARALLEL_MIN_ENTRIES)
-
-
-@njit(**_JIT)
 def unit_idx(units, bsz):
     """(R, B) sample indices of the contiguous batches {u B, ..., u B + B − 1}
     (FiniteSumOracle's Minibatch.idx)."""
@@ -837,13 +827,25 @@ def kernel_inputs(oracle, algorithm: str, R: int, draws: bool = True) -> KernelI
         else:
             perm_in = perm_out = np.zeros((R, 0), dtype=np.int64)
             pos_in = pos_out = 0
-        P = FiniteSumRecord(*_level(prob.inner), *_level(prob.outer), float(prob.inner.reg),
-                            int(prob.n_inner), int(prob.n_outer), int(oracle.batch_size),
-                            shuffled, perm_in, perm_out, np.array([pos_in, pos_out]))
+        P = FiniteSumRecord._make((*_level(prob.inner), *_level(prob.outer),
+                                   float(prob.inner.reg), int(prob.n_inner), int(prob.n_outer),
+                                   int(oracle.batch_size), shuffled, perm_in, perm_out,
+                                   np.array([pos_in, pos_out])))
         return KernelInputs(P, OracleNoise(0.0, 0.0, 0.0, 0.0, 0.0, 0.0), True)
     raise NotImplementedOnBackendError(
         f"{algorithm} on the numba backend needs a GaussianOracle or a FiniteSumOracle, got "
         f"{type(oracle).__name__}")
+
+
+def use_threads(k: KernelInputs, R: int, dx: int, dy: int) -> bool:
+    """Whether a fused kernel should run its parallel variant (one region per iteration over
+    R replicas): from PARALLEL_MIN_ROWS replicas and PARALLEL_MIN_ENTRIES entries of work per
+    region, counted as R times SOBA's five oracle outputs per replica (3 d_y + 2 d_x, a lower
+    bound for every baseline's iteration) times the batch size for a finite sum. Chosen here,
+    in Python, so that a process compiles only the variant it runs (a parallel kernel
+    compiles several times slower)."""
+    batch = k.P.batch_size if k.finite_sum else 1
+    return R >= PARALLEL_MIN_ROWS and R * (3 * dy + 2 * dx) * batch >= PARALLEL_MIN_ENTRIES
 
 
 # The shuffled sampler keeps its pass state in the oracle (``FiniteSumOracle.shuffle_state``,

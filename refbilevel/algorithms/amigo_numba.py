@@ -115,17 +115,7 @@ def amigo_row(P, noise, d, s, r, t, alphas, beta, gamma):
         s.div[r] = t
 
 
-def _amigo_rows(P, noise, d, s, t, alphas, beta, gamma):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            amigo_row(P, noise, d, s, r, t, alphas, beta, gamma)
-
-
-amigo_rows, amigo_rows_parallel = jit_pair(_amigo_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
+def _amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T AmIGO iterations in place on X (R, d_x), Y, Z (R, d_y): per iteration the draws,
     then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
@@ -139,15 +129,16 @@ def amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
                   np.empty((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dx)),
                   np.zeros((R, dy)), np.zeros((R, dx)), np.empty((R, dx)))
     alphas = np.full(n, alpha)
-    threads = use_threads(P, R, (n + m + 1) * dy + 2 * dx)
     for t in range(1, T + 1):
         d = amigo_draws(rng, P, noise, R, dx, dy, n, m)
-        if threads:
-            amigo_rows_parallel(P, noise, d, s, t, alphas, beta, gamma)
-        else:
-            amigo_rows(P, noise, d, s, t, alphas, beta, gamma)
+        for r in prange(R):
+            if s.act[r]:
+                amigo_row(P, noise, d, s, r, t, alphas, beta, gamma)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+amigo_kernel, amigo_kernel_parallel = jit_pair(_amigo_kernel)
 
 
 @register("algorithm", "amigo", "numba")
@@ -165,8 +156,10 @@ def run_amigo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: f
     z = np.zeros((R, oracle.problem.d_y))
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "amigo", R, draws=T > 0)
-    Xr, Yr, div = amigo_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                               AmIGOSteps(float(alpha), float(beta), float(gamma), n, m))
+    kernel = (amigo_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else amigo_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         AmIGOSteps(float(alpha), float(beta), float(gamma), n, m))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": n, "hvp": m, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": n + m + 2 if k.finite_sum else n + m + 3}

@@ -112,17 +112,7 @@ def bsa_row(P, noise, d, s, r, t, betas, alpha, N, eta):
         s.div[r] = t
 
 
-def _bsa_rows(P, noise, d, s, t, betas, alpha, N, eta):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            bsa_row(P, noise, d, s, r, t, betas, alpha, N, eta)
-
-
-bsa_rows, bsa_rows_parallel = jit_pair(_bsa_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def bsa_kernel(P, noise, rng, X, Y, run, steps):
+def _bsa_kernel(P, noise, rng, X, Y, run, steps):
     """T BSA iterations in place on X (R, d_x), Y (R, d_y); iteration t runs nk[t-1] LL
     steps with the next entries of ``betas`` and the outer step alphas[t-1]. Per iteration
     the draws, then one region over replicas (docs: _baselines_numba).
@@ -146,13 +136,14 @@ def bsa_kernel(P, noise, rng, X, Y, run, steps):
         n_hvp[t - 1] = d.hia_idx.shape[0]
         b = betas[off:off + n_sgd]
         off += n_sgd
-        # work of the iteration: n_k SGD steps, the outer pair, the JVP, about N/2 HVP steps
-        if use_threads(P, R, (n_sgd + N // 2) * dy + 3 * dx):
-            bsa_rows_parallel(P, noise, d, s, t, b, alphas[t - 1], N, eta)
-        else:
-            bsa_rows(P, noise, d, s, t, b, alphas[t - 1], N, eta)
+        for r in prange(R):
+            if s.act[r]:
+                bsa_row(P, noise, d, s, r, t, b, alphas[t - 1], N, eta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div, ps, n_hvp
+
+
+bsa_kernel, bsa_kernel_parallel = jit_pair(_bsa_kernel)
 
 
 @register("algorithm", "bsa", "numba")
@@ -174,8 +165,10 @@ def run_bsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: flo
     betas = np.array([b for s in sch for b in s[1]], dtype=np.float64)
     alphas = np.array([s[2] for s in sch], dtype=np.float64)
     k = kernel_inputs(oracle, "bsa", R, draws=T > 0)
-    Xr, Yr, div, ps, steps = bsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                        BSASteps(nk, betas, alphas, float(eta), int(N)))
+    kernel = (bsa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else bsa_kernel)
+    Xr, Yr, div, ps, steps = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                    BSASteps(nk, betas, alphas, float(eta), int(N)))
     store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": nk, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,

@@ -140,17 +140,7 @@ def f2sa_row(P, noise, d, s, r, t, a, c, xs, lam):
         s.div[r] = t
 
 
-def _f2sa_rows(P, noise, d, s, t, a, c, xs, lam):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            f2sa_row(P, noise, d, s, r, t, a, c, xs, lam)
-
-
-f2sa_rows, f2sa_rows_parallel = jit_pair(_f2sa_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
+def _f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T F2SA iterations in place on X (R, d_x), Y, Z (R, d_y); sched (T, 4) holds
     (a_k, c_k, ξ_k, λ_k). Per iteration the draws, then one region over replicas (docs:
     _baselines_numba). Returns (X records, Z records, diverged_at)."""
@@ -163,22 +153,23 @@ def f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
     s = F2SARows(X, Y, Z, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)),
                  np.empty((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)),
                  np.zeros((R, dx)), np.zeros((R, dx)), np.zeros((R, dx)), np.empty((R, dx)))
-    threads = use_threads(P, R, 3 * n * dy + 3 * dx)
     for t in range(1, T + 1):
         a = sched[t - 1, 0]
         c = sched[t - 1, 1]
         xs = sched[t - 1, 2]
         lam = sched[t - 1, 3]
         d = f2sa_draws(rng, P, noise, R, dx, dy, n, share_x)
-        if threads:
-            f2sa_rows_parallel(P, noise, d, s, t, a, c, xs, lam)
-        else:
-            f2sa_rows(P, noise, d, s, t, a, c, xs, lam)
+        for r in prange(R):
+            if s.act[r]:
+                f2sa_row(P, noise, d, s, r, t, a, c, xs, lam)
         if is_record(t, T, every):
             Xr[k] = X
             Zr[k] = Z
             k += 1
     return Xr, Zr, div
+
+
+f2sa_kernel, f2sa_kernel_parallel = jit_pair(_f2sa_kernel)
 
 
 @register("algorithm", "f2sa", "numba")
@@ -197,8 +188,10 @@ def run_f2sa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     every = B.recorder(oracle, R, record_every).record_every
     sched = np.array([schedule(t) for t in range(1, T + 1)], dtype=np.float64).reshape(T, 4)
     k = kernel_inputs(oracle, "f2sa", R, draws=T > 0)
-    Xr, Zr, div = f2sa_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              F2SASteps(sched, n, mode == "theory"))
+    kernel = (f2sa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else f2sa_kernel)
+    Xr, Zr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         F2SASteps(sched, n, mode == "theory"))
     store_sampler_state(oracle, k, R, T > 0)
     share = mode == "theory" and k.finite_sum
     per = {"grad_y_g": 2 * n, "grad_y_f": n, "grad_x_f": 1, "grad_x_g": 2,

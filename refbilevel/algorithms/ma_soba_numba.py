@@ -128,17 +128,7 @@ def ma_soba_row(P, noise, d, s, r, t, steps):
         s.div[r] = t
 
 
-def _ma_soba_rows(P, noise, d, s, t, steps):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            ma_soba_row(P, noise, d, s, r, t, steps)
-
-
-ma_soba_rows, ma_soba_rows_parallel = jit_pair(_ma_soba_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
+def _ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
     """T MA-SOBA iterations in place on X, H (R, d_x), Y, Z (R, d_y); radius < 0 means no
     projection. Per iteration the draws, then one region over replicas (docs:
     _baselines_numba). Returns (X records, Y records, diverged_at)."""
@@ -150,15 +140,16 @@ def ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
     s = MASobaRows(X, Y, Z, H, np.ones(R, dtype=np.bool_), div, np.zeros((R, dy)),
                    np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
                    np.empty((R, dx)), np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
-    threads = use_threads(P, R, 3 * dy + 2 * dx)
     for t in range(1, T + 1):
         d = ma_soba_draws(rng, P, noise, R, dx, dy)
-        if threads:
-            ma_soba_rows_parallel(P, noise, d, s, t, steps)
-        else:
-            ma_soba_rows(P, noise, d, s, t, steps)
+        for r in prange(R):
+            if s.act[r]:
+                ma_soba_row(P, noise, d, s, r, t, steps)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+ma_soba_kernel, ma_soba_kernel_parallel = jit_pair(_ma_soba_kernel)
 
 
 @register("algorithm", "ma_soba", "numba")
@@ -181,8 +172,10 @@ def run_ma_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: fl
     k = kernel_inputs(oracle, "ma_soba", R, draws=T > 0)
     steps = MASobaSteps(float(beta), float(gamma), float(alpha), float(th),
                         -1.0 if rad is None else float(rad), bool(use_updated_h))
-    Xr, Yr, div = ma_soba_kernel(k.P, k.noise, oracle.rng, x, y, z, h, RunLength(T, every),
-                                 steps)
+    kernel = (ma_soba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else ma_soba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, h, RunLength(T, every),
+                         steps)
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": 2 if k.finite_sum else 5}

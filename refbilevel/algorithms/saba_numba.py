@@ -181,15 +181,6 @@ def saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out):
         s.div[r] = t
 
 
-def _saba_rows(P, noise, d, s, t, rho, gamma, w_in, w_out):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out)
-
-
-saba_rows, saba_rows_parallel = jit_pair(_saba_rows)
-
-
 class SABASteps(NamedTuple):
     """SABA's steps rho (y, z) and gamma (x), and whether the SAGA tables start full."""
 
@@ -198,8 +189,7 @@ class SABASteps(NamedTuple):
     full_memory: bool
 
 
-@njit(cache=True, error_model="numpy")
-def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
+def _saba_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T SABA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention); P is a
     FiniteSumRecord (SABA is finite-sum only: no noise blocks), whose shuffled-sampler pass
     state is advanced in place. Returns (X records, Y records, diverged_at)."""
@@ -251,15 +241,16 @@ def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
     k = 1
     s = SABARows(X, Y, Z, act, div, GY, HV, CR, FY, FX, Mgy, Mhv, Mcr, Mfy, Mfx, mgy, mhv,
                  mcr, mfy, mfx)
-    threads = use_threads(P, R, 3 * dy + 2 * dx)
     for t in range(1, T + 1):
         d = saba_draws(rng, P, R)
-        if threads:
-            saba_rows_parallel(P, noise, d, s, t, rho, gamma, w_in, w_out)
-        else:
-            saba_rows(P, noise, d, s, t, rho, gamma, w_in, w_out)
+        for r in prange(R):
+            if s.act[r]:
+                saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+saba_kernel, saba_kernel_parallel = jit_pair(_saba_kernel)
 
 
 @register("algorithm", "saba", "numba")
@@ -283,8 +274,10 @@ def run_saba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
         oracle.require_batches_divide()
     k = kernel_inputs(oracle, "saba", R, draws=T > 0 or full)
     nu_in, nu_out = oracle.n_units("inner"), oracle.n_units("outer")
-    Xr, Yr, div = saba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              SABASteps(float(rho), float(gamma), full))
+    kernel = (saba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else saba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         SABASteps(float(rho), float(gamma), full))
     store_sampler_state(oracle, k, R, T > 0)
     if full:  # the memory pass, counted before the record at t = 0 as in the reference
         for kind in INNER_KINDS:

@@ -112,17 +112,7 @@ def soba_row(P, noise, d, s, r, t, rho, gamma):
         s.div[r] = t
 
 
-def _soba_rows(P, noise, d, s, t, rho, gamma):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            soba_row(P, noise, d, s, r, t, rho, gamma)
-
-
-soba_rows, soba_rows_parallel = jit_pair(_soba_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def soba_kernel(P, noise, rng, X, Y, Z, run, steps):
+def _soba_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T SOBA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention): per
     iteration the draws, then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
@@ -135,17 +125,18 @@ def soba_kernel(P, noise, rng, X, Y, Z, run, steps):
     s = SobaRows(X, Y, Z, np.ones(R, dtype=np.bool_), div, np.zeros((R, dy)),
                  np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
                  np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
-    threads = use_threads(P, R, 3 * dy + 2 * dx)
     for t in range(1, T + 1):
         rho = rc if re == 0.0 else rc / t**re
         gamma = gc if ge == 0.0 else gc / t**ge
         d = soba_draws(rng, P, noise, R, dx, dy)
-        if threads:
-            soba_rows_parallel(P, noise, d, s, t, rho, gamma)
-        else:
-            soba_rows(P, noise, d, s, t, rho, gamma)
+        for r in prange(R):
+            if s.act[r]:
+                soba_row(P, noise, d, s, r, t, rho, gamma)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+soba_kernel, soba_kernel_parallel = jit_pair(_soba_kernel)
 
 
 @register("algorithm", "soba", "numba")
@@ -163,8 +154,10 @@ def run_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     z = initial_z(oracle, v0, R)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "soba", R, draws=T > 0)
-    Xr, Yr, div = soba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              SobaSteps(float(rc), float(re), float(gc), float(ge)))
+    kernel = (soba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else soba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         SobaSteps(float(rc), float(re), float(gc), float(ge)))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": 2 if k.finite_sum else 5}

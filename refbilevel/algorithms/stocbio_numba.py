@@ -118,17 +118,7 @@ def stocbio_row(P, noise, d, s, r, t, alphas, eta, beta):
         s.div[r] = t
 
 
-def _stocbio_rows(P, noise, d, s, t, alphas, eta, beta):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            stocbio_row(P, noise, d, s, r, t, alphas, eta, beta)
-
-
-stocbio_rows, stocbio_rows_parallel = jit_pair(_stocbio_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def stocbio_kernel(P, noise, rng, X, Y, run, steps):
+def _stocbio_kernel(P, noise, rng, X, Y, run, steps):
     """T stocBiO iterations in place on X (R, d_x), Y (R, d_y): per iteration the draws,
     then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
@@ -143,15 +133,16 @@ def stocbio_kernel(P, noise, rng, X, Y, run, steps):
                     np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)),
                     np.zeros((R, dx)), np.empty((R, dx)))
     alphas = np.full(D, alpha)
-    threads = use_threads(P, R, (D + Q + 1) * dy + 2 * dx)
     for t in range(1, T + 1):
         d = stocbio_draws(rng, P, noise, R, dx, dy, D, Q)
-        if threads:
-            stocbio_rows_parallel(P, noise, d, s, t, alphas, eta, beta)
-        else:
-            stocbio_rows(P, noise, d, s, t, alphas, eta, beta)
+        for r in prange(R):
+            if s.act[r]:
+                stocbio_row(P, noise, d, s, r, t, alphas, eta, beta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+stocbio_kernel, stocbio_kernel_parallel = jit_pair(_stocbio_kernel)
 
 
 @register("algorithm", "stocbio", "numba")
@@ -168,8 +159,10 @@ def run_stocbio_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size:
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "stocbio", R, draws=T > 0)
-    Xr, Yr, div = stocbio_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                 StocBiOSteps(float(alpha), float(eta), float(beta), D, Q))
+    kernel = (stocbio_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else stocbio_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                         StocBiOSteps(float(alpha), float(eta), float(beta), D, Q))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": D, "hvp": Q, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": D + Q + 2 if k.finite_sum else D + Q + 3}

@@ -113,17 +113,7 @@ def ttsa_row(P, noise, d, s, r, t, beta, alpha, N, eta):
         s.div[r] = t
 
 
-def _ttsa_rows(P, noise, d, s, t, beta, alpha, N, eta):
-    for r in prange(s.X.shape[0]):
-        if s.act[r]:
-            ttsa_row(P, noise, d, s, r, t, beta, alpha, N, eta)
-
-
-ttsa_rows, ttsa_rows_parallel = jit_pair(_ttsa_rows)
-
-
-@njit(cache=True, error_model="numpy")
-def ttsa_kernel(P, noise, rng, X, Y, run, steps):
+def _ttsa_kernel(P, noise, rng, X, Y, run, steps):
     """T TTSA iterations in place on X (R, d_x), Y (R, d_y): per iteration the draws, then
     one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
@@ -143,13 +133,14 @@ def ttsa_kernel(P, noise, rng, X, Y, run, steps):
         d = ttsa_draws(rng, P, noise, R, dx, dy, N)
         ps[t - 1] = d.hia_p
         n_hvp[t - 1] = d.hia_idx.shape[0]
-        # work of the iteration: ∇_y G, the outer pair, the JVP and about N/2 HVP steps
-        if use_threads(P, R, (2 + N // 2) * dy + 2 * dx):
-            ttsa_rows_parallel(P, noise, d, s, t, betas[t - 1], alphas[t - 1], N, eta)
-        else:
-            ttsa_rows(P, noise, d, s, t, betas[t - 1], alphas[t - 1], N, eta)
+        for r in prange(R):
+            if s.act[r]:
+                ttsa_row(P, noise, d, s, r, t, betas[t - 1], alphas[t - 1], N, eta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div, ps, n_hvp
+
+
+ttsa_kernel, ttsa_kernel_parallel = jit_pair(_ttsa_kernel)
 
 
 @register("algorithm", "ttsa", "numba")
@@ -170,8 +161,10 @@ def run_ttsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     alphas = np.array([s[1] for s in sch], dtype=np.float64)
     Ns = np.array([s[2] for s in sch], dtype=np.int64)
     k = kernel_inputs(oracle, "ttsa", R, draws=T > 0)
-    Xr, Yr, div, ps, steps = ttsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                         TTSASteps(betas, alphas, Ns, float(eta)))
+    kernel = (ttsa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else ttsa_kernel)
+    Xr, Yr, div, ps, steps = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                    TTSASteps(betas, alphas, Ns, float(eta)))
     store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": ones, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
