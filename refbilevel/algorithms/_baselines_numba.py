@@ -37,7 +37,10 @@ oracle arithmetic (:func:`oracle_row`, one replica's row of one call) fused with
 when the iteration has enough work (:func:`use_threads`: ``PARALLEL_MIN_ROWS`` and
 ``PARALLEL_MIN_ENTRIES``), so a process compiles only the variant it runs. Random numbers
 are therefore bit-identical to the serial kernels and to NumPy; the speed-up is bounded by
-the share of time spent drawing (``refbilevel bench algorithms`` prints it). The
+the share of time spent drawing (``refbilevel bench algorithms`` prints it). A kernel's
+draws function (e.g. ``soba_draws``) is inlined (``inline="always"``): the parallel region
+takes the draws record by its fields and rebuilds it by the record class, which Numba's
+parfor lowering finds only when the record is built in the kernel's own code. The
 whole-batch calls :func:`call_grad_y_g` etc. (one region per oracle call) remain for kernels
 that are not fused.
 

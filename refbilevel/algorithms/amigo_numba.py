@@ -80,7 +80,7 @@ class AmIGORows(NamedTuple):
     XN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def amigo_draws(rng, P, noise, R, dx, dy, n, m):
     sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)

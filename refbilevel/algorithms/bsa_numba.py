@@ -82,7 +82,7 @@ class BSARows(NamedTuple):
     XN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def bsa_draws(rng, P, noise, R, dx, dy, n_sgd, N):
     sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n_sgd, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)

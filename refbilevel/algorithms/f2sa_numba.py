@@ -89,7 +89,7 @@ class F2SARows(NamedTuple):
     XN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def f2sa_draws(rng, P, noise, R, dx, dy, n, share_x):
     gy = empty_calls(P, n, R, dy)
     fy = empty_calls(P, n, R, dy)

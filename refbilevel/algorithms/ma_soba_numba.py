@@ -82,7 +82,7 @@ class MASobaRows(NamedTuple):
     ZN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def ma_soba_draws(rng, P, noise, R, dx, dy):
     inner = draw_idx(rng, P, False, R)
     z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)

@@ -129,7 +129,7 @@ class SABARows(NamedTuple):
     mfx: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def saba_draws(rng, P, R):
     """The inner then the outer batch of every replica, drawn as the oracle draws them."""
     ui = next_units(rng, P, False, R)

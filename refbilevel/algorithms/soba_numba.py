@@ -78,7 +78,7 @@ class SobaRows(NamedTuple):
     ZN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def soba_draws(rng, P, noise, R, dx, dy):
     inner = draw_idx(rng, P, False, R)
     z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)

@@ -80,7 +80,7 @@ class StocBiORows(NamedTuple):
     XN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def stocbio_draws(rng, P, noise, R, dx, dy, D, Q):
     sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, D, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)

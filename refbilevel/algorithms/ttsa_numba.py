@@ -81,7 +81,7 @@ class TTSARows(NamedTuple):
     XN: np.ndarray
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def ttsa_draws(rng, P, noise, R, dx, dy, N):
     inner = draw_idx(rng, P, False, R)  # shared with the cross product (finite sum)
     z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
