@@ -7,23 +7,23 @@ Target (issue #14, item 6): SOBA, stocBiO, AmIGO and SABA on the finite-sum quad
 d = 100, R = 256 (FiniteSumOracle, batch 64, sampler "uniform") at least 1.7x faster per
 seed-iteration on 2 threads than on 1. The other kernels are reported with their ratio.
 
-Method (ratios from one run; the machine is shared, so compare the ratios):
-- the kernels draw every oracle call's random numbers first, serially in the reference's
-  order, then run the R replica rows with ``prange`` (docs: algorithms/_baselines_numba.py);
-  ``numba.set_num_threads(k)`` selects 1 or 2 threads in the same process;
-- per algorithm: a warm-up run (cache load), then runs of T and of 0 iterations on 1 and on 2
-  threads, interleaved (the load of a shared machine moves within seconds), 7 rounds; per
-  seed-iteration = (best of T - best of 0) / (T R).
+Method (ratios from one run, one process):
+- each kernel iteration draws all of its random numbers first, serially in the reference's
+  order, then runs every replica's whole iteration (oracle rows and update) in one ``prange``
+  region (docs: algorithms/_baselines_numba.py); ``numba.set_num_threads(k)`` selects 1 or 2
+  threads in the same process;
+- per algorithm: a warm-up run (compilation or cache load, timed and printed apart), then
+  runs of T and of 0 iterations on 1 and on 2 threads, interleaved (the load of a shared
+  machine moves within seconds); per seed-iteration = (best of T - best of 0) / (T R).
   The trace's closed-form metrics (∇φ, y* at the recorded points) are switched off on the
   instances, as in bench_baselines.py;
-- drawing share: the time of the same draws alone (the iteration's minibatch index draws,
-  ``rng.integers(0, n, (R, B))``, or normal blocks for a GaussianOracle, timed in NumPy) over
-  the 1-thread iteration time; with a serial share s, 2 threads give at most
+- drawing share: the time of one iteration's draws alone, by the kernel's own draw function
+  (e.g. ``soba_numba.soba_draws``, default settings: 10 inner/Neumann/HIA steps), over the
+  1-thread iteration time; with a serial share s, 2 threads give at most
   1 / (s + (1 - s) / 2) (Amdahl);
 - the load average is printed: with more runnable processes than cores, a parallel region
   waits for its slowest thread and, with the OpenMP layer, idle workers spin and slow the
-  serial parts too (measured on the shared development machine at load ~10 on 2 cores:
-  the same serial row loop took 3.5 ms with 1 thread set and 23 ms after set_num_threads(2)).
+  serial parts too; on a shared machine only the ratios of an idle moment mean anything.
 """
 
 from __future__ import annotations
@@ -50,22 +50,47 @@ from refbilevel.problems.quadratic import StronglyConvexQuadratic  # noqa: E402
 
 TARGET = ("soba", "stocbio", "amigo", "saba")
 OTHERS = ("bsa", "ttsa", "ma_soba", "f2sa")
-#: minibatches (finite sum) or oracle calls (Gaussian) per iteration with default settings
-DRAWS = {"soba": 2, "saba": 2, "ma_soba": 2, "stocbio": 10 + 10 + 2, "amigo": 10 + 10 + 2,
-         "f2sa": 3 * 10 + 3, "bsa": None, "ttsa": None}  # BSA/TTSA: random HIA lengths
+STEPS = 10  # the default inner, Neumann and HIA steps of every baseline
 
 
-def _times(run, make_oracle, x0, y0, T, repeat) -> dict[int, float]:
-    """Seconds of T iterations on 1 and 2 threads: the best of ``repeat`` runs of T minus the
-    best of ``repeat`` runs of 0 iterations, the thread counts interleaved run by run so that
-    both see the same machine load."""
+def _draws(name: str):
+    """One iteration's draws by the kernel's own draw function, with the default settings:
+    f(rng, P, noise, R, d) (d = d_x = d_y)."""
+    from refbilevel.algorithms import (
+        amigo_numba,
+        bsa_numba,
+        f2sa_numba,
+        ma_soba_numba,
+        saba_numba,
+        soba_numba,
+        stocbio_numba,
+        ttsa_numba,
+    )
+    n = STEPS
+    return {
+        "soba": lambda rng, P, nz, R, d: soba_numba.soba_draws(rng, P, nz, R, d, d),
+        "ma_soba": lambda rng, P, nz, R, d: ma_soba_numba.ma_soba_draws(rng, P, nz, R, d, d),
+        "stocbio": lambda rng, P, nz, R, d: stocbio_numba.stocbio_draws(rng, P, nz, R, d, d,
+                                                                         n, n),
+        "amigo": lambda rng, P, nz, R, d: amigo_numba.amigo_draws(rng, P, nz, R, d, d, n, n),
+        "saba": lambda rng, P, nz, R, d: saba_numba.saba_draws(rng, P, R),
+        "bsa": lambda rng, P, nz, R, d: bsa_numba.bsa_draws(rng, P, nz, R, d, d, n, n),
+        "ttsa": lambda rng, P, nz, R, d: ttsa_numba.ttsa_draws(rng, P, nz, R, d, d, n),
+        "f2sa": lambda rng, P, nz, R, d: f2sa_numba.f2sa_draws(rng, P, nz, R, d, d, n, False),
+    }[name]
+
+
+def _times(run, make_oracle, x0, y0, T, repeat) -> tuple[dict[int, float], float]:
+    """(seconds of T iterations on 1 and 2 threads, seconds of the warm-up run): the best of
+    ``repeat`` runs of T minus the best of ``repeat`` runs of 0 iterations, the thread counts
+    interleaved run by run so that both see the same machine load."""
     def once(T):
         o = make_oracle()
         t0 = time.perf_counter()
         run(o, x0.copy(), y0.copy(), T=T, record_every=max(T, 1))
         return time.perf_counter() - t0
 
-    once(1)  # compile or load from the cache
+    warm = once(1)  # compile or load from the cache
     best = {(k, n): float("inf") for k in (1, 2) for n in (0, T)}
     for _ in range(repeat):
         for k in (1, 2):
@@ -73,22 +98,24 @@ def _times(run, make_oracle, x0, y0, T, repeat) -> dict[int, float]:
             for n in (0, T):
                 best[k, n] = min(best[k, n], once(n))
     numba.set_num_threads(2)
-    return {k: best[k, T] - best[k, 0] for k in (1, 2)}
+    return {k: best[k, T] - best[k, 0] for k in (1, 2)}, warm
 
 
-def _draw_seconds(make_oracle, R: int, per_iteration: int, B: int, repeat=3) -> float:
-    """Seconds of one iteration's random draws alone (NumPy, the same counts)."""
+def _draw_seconds(name, make_oracle, R: int, d: int, repeat: int, T: int) -> float:
+    """Seconds of one iteration's random draws alone (the kernel's draw function, compiled;
+    best of ``repeat`` runs of T iterations' draws)."""
+    from refbilevel.algorithms._baselines_numba import kernel_inputs
+
     o = make_oracle()
-    rng = np.random.default_rng(0)
+    k = kernel_inputs(o, name, R)
+    draw = _draws(name)
+    draw(o.rng, k.P, k.noise, R, d)  # compile or load
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        for _ in range(per_iteration):
-            if isinstance(o, FiniteSumOracle):
-                rng.integers(0, o.problem.n_inner, (R, B))
-            else:
-                rng.standard_normal((R, o.problem.d_y))
-        best = min(best, time.perf_counter() - t0)
+        for _ in range(T):
+            draw(o.rng, k.P, k.noise, R, d)
+        best = min(best, (time.perf_counter() - t0) / T)
     return best
 
 
@@ -110,26 +137,31 @@ def main(argv=None) -> int:
              for name in TARGET + OTHERS]
     cases.append(("soba", "gaussian-householder", quad,
                   lambda: GaussianOracle(quad, NoiseConfig.uniform(0.1), np.random.default_rng(0))))
-    print(f"d = {d}, R = {R}, batch {B}, T = {T}; per seed-iteration, 1 and 2 Numba threads")
+    print(f"d = {d}, R = {R}, batch {B}, T = {T}, best of {repeat}; ms per seed-iteration "
+          f"on 1 and 2 Numba threads (numba.set_num_threads, one process); load average at "
+          f"start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    head = (f"{'algorithm':<9} {'oracle':<21} {'1 thread':>9} {'2 threads':>9} {'ratio':>6} "
+            f"{'drawing':>8} {'Amdahl':>7}  target 1.7x  (warm-up s)")
+    print(head)
+    print("-" * len(head))
     ok = True
     for name, kind, P, make in cases:
         run = implementation("algorithm", name, "numba")
         x0 = np.tile(getattr(P, "x0", np.zeros(P.d_x)), (R, 1))
         y0 = np.tile(getattr(P, "y0", np.zeros(P.d_y)), (R, 1))
-        times = {k: t / (T * R) for k, t in _times(run, make, x0, y0, T, repeat).items()}
+        secs, warm = _times(run, make, x0, y0, T, repeat)
+        times = {k: t / (T * R) for k, t in secs.items()}
         ratio = times[1] / times[2]
-        n_draws = DRAWS[name] if kind == "finite-sum" else 5
-        line = (f"{name:<8} {kind:<21} 1 thread {1e6 * times[1]:8.2f} µs  2 threads "
-                f"{1e6 * times[2]:8.2f} µs  speed-up {ratio:4.2f}x")
-        if n_draws is not None:
-            share = min(_draw_seconds(make, R, n_draws, B) / (times[1] * R), 1.0)
-            bound = 1.0 / (share + (1.0 - share) / 2.0)
-            line += f"  drawing {100 * share:4.1f}% (Amdahl bound {bound:4.2f}x)"
+        share = min(_draw_seconds(name, make, R, d, repeat, T) / (times[1] * R), 1.0)
+        bound = 1.0 / (share + (1.0 - share) / 2.0)
+        target = ""
         if name in TARGET and kind == "finite-sum":
             met = ratio >= 1.7
             ok &= met
-            line += "  target >= 1.7x: " + ("met" if met else "NOT met")
-        print(line, flush=True)
+            target = "met" if met else "NOT met"
+        print(f"{name:<9} {kind:<21} {1e3 * times[1]:9.4f} {1e3 * times[2]:9.4f} "
+              f"{ratio:5.2f}x {100 * share:7.2f}% {bound:6.2f}x  {target:<11}  ({warm:.1f})",
+              flush=True)
     print(f"threading layer {numba.threading_layer()}, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores: a 2-thread speed-up needs 2 idle cores (one run on a shared "
           "machine: compare the ratios, not the absolute times)")

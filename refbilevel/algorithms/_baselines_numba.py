@@ -25,13 +25,24 @@ Kernels take records, not long argument lists: P, the noise stds (:class:`Oracle
 run length (:class:`RunLength`) and one steps record per algorithm (e.g.
 ``soba_numba.SobaSteps``).
 
-Replicas on every core. Every oracle call draws its random numbers first, serially and in
-the reference's order (one noise block or one minibatch for all R replicas), then runs the
-R rows of arithmetic with ``prange`` (the parallel variant of :func:`jit_pair` when the call
-has enough work, ``PARALLEL_MIN_ROWS``/``PARALLEL_MIN_ENTRIES``). The
-per-replica updates between oracle calls (O(d) each) stay serial. Random numbers are
-therefore bit-identical to the serial kernels and to NumPy; the speed-up is bounded by the
-share of time spent drawing (``refbilevel bench algorithms`` prints it).
+Replicas on every core. A kernel's iteration has two phases. First it draws all of the
+iteration's random numbers for all R replicas, serially and in the reference's order (the
+minibatches or noise blocks of every oracle call, HIA's lengths p): :func:`draw_idx`,
+:func:`draw_noise`, :func:`draw_calls`, :func:`draw_outer`. The random numbers never depend on
+the iterates (a frozen replica's numbers are still drawn), so drawing them ahead changes
+nothing. Then ONE ``prange`` region over replicas runs each replica's whole iteration, its
+oracle arithmetic (:func:`oracle_row`, one replica's row of one call) fused with its update
+(e.g. ``soba_numba.soba_row``). Each kernel has a serial and a parallel variant
+(:func:`~refbilevel.backends.numba_problems.jit_pair`), the parallel one chosen in Python
+when the iteration has enough work (:func:`use_threads`: ``PARALLEL_MIN_ROWS`` and
+``PARALLEL_MIN_ENTRIES``), so a process compiles only the variant it runs. Random numbers
+are therefore bit-identical to the serial kernels and to NumPy; the speed-up is bounded by
+the share of time spent drawing (``refbilevel bench algorithms`` prints it). A kernel's
+draws function (e.g. ``soba_draws``) is inlined (``inline="always"``): the parallel region
+takes the draws record by its fields and rebuilds it by the record class, which Numba's
+parfor lowering finds only when the record is built in the kernel's own code. The
+whole-batch calls :func:`call_grad_y_g` etc. (one region per oracle call) remain for kernels
+that are not fused.
 
 Divergence follows :class:`~refbilevel.algorithms.trace.TraceRecorder` as the NumPy
 reference uses it: a replica whose iterate t (t = 1..T) is non-finite gets
@@ -161,12 +172,28 @@ class FiniteSumLevel(NamedTuple):
 
 
 class FiniteSumRecord(NamedTuple):
-    """A FiniteSumOracle over a FiniteSumQuadratic as a kernel sees it: the two levels, the
-    sample counts and batch size, and the sampler. ``perm_inner``/``perm_outer`` (R, n_units)
-    and ``pos`` (2,) are the shuffled sampler's pass state per level (written in place)."""
+    """A FiniteSumOracle over a FiniteSumQuadratic as a kernel sees it: the two levels'
+    factors (those of :class:`FiniteSumLevel`, prefixed ``inner_``/``outer_``; read them as
+    levels with :func:`inner_level`/:func:`outer_level`), the sample counts and batch size,
+    and the sampler. ``perm_inner``/``perm_outer`` (R, n_units) and ``pos`` (2,) are the
+    shuffled sampler's pass state per level (written in place).
 
-    inner: FiniteSumLevel
-    outer: FiniteSumLevel
+    Flat, not a record of two level records: a ``prange`` region takes a record argument by
+    its fields, one level deep (Numba's parfor lowering), so a record nested in P could not
+    enter the one region per iteration of the fused kernels."""
+
+    inner_Pyy: np.ndarray
+    inner_Pxx: np.ndarray
+    inner_Cx: np.ndarray
+    inner_Cy: np.ndarray
+    inner_ly: np.ndarray
+    inner_lx: np.ndarray
+    outer_Pyy: np.ndarray
+    outer_Pxx: np.ndarray
+    outer_Cx: np.ndarray
+    outer_Cy: np.ndarray
+    outer_ly: np.ndarray
+    outer_lx: np.ndarray
     reg: float
     n_inner: int
     n_outer: int
@@ -175,6 +202,20 @@ class FiniteSumRecord(NamedTuple):
     perm_inner: np.ndarray
     perm_outer: np.ndarray
     pos: np.ndarray
+
+
+@njit(**_JIT)
+def inner_level(P):
+    """The inner level of the FiniteSumRecord P as a :class:`FiniteSumLevel` (no copies)."""
+    return FiniteSumLevel(P.inner_Pyy, P.inner_Pxx, P.inner_Cx, P.inner_Cy, P.inner_ly,
+                          P.inner_lx)
+
+
+@njit(**_JIT)
+def outer_level(P):
+    """The outer level of the FiniteSumRecord P as a :class:`FiniteSumLevel`."""
+    return FiniteSumLevel(P.outer_Pyy, P.outer_Pxx, P.outer_Cx, P.outer_Cy, P.outer_ly,
+                          P.outer_lx)
 
 
 class OracleNoise(NamedTuple):
@@ -204,6 +245,7 @@ PARALLEL_MIN_ROWS = 16
 PARALLEL_MIN_ENTRIES = 32768
 
 # Oracle kinds: runtime integers, so that one compiled body serves all six.
+GRAD_Y_G, GRAD_X_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = range(6)
 _GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = range(6)
 
 
@@ -261,7 +303,7 @@ def _call(kind, P, noise, rng, idx, X, Y, V, OUT, act):
 @njit(**_JIT)
 def _call_finite_sum(kind, P, noise, rng, idx, X, Y, V, OUT, act):
     inner = kind == _GRAD_Y_G or kind == _GRAD_X_G or kind == _HVP or kind == _JVP
-    L = P.inner if inner else P.outer
+    L = inner_level(P) if inner else outer_level(P)
     reg = P.reg if (kind == _GRAD_Y_G or kind == _HVP) else 0.0
     R = X.shape[0]
     if R >= PARALLEL_MIN_ROWS and R * idx.shape[1] * OUT.shape[1] >= PARALLEL_MIN_ENTRIES:
@@ -457,6 +499,212 @@ def hia_kernel(P, noise, rng, X, Y, V, HV, N, eta, act, p):
     return steps
 
 
+# ---- fused iterations: the iteration's random numbers first, then one region over replicas ----
+class Calls(NamedTuple):
+    """The random numbers of n oracle calls of one kind for all R replicas, each call on a
+    fresh sample, in the order drawn: ``idx`` (n, R, B) minibatch indices (finite sum; zeros
+    of shape (n, R, 1) otherwise) and ``z`` (n, R, dim) noise (Gaussian; (n, R, 0) for a
+    finite sum, which draws no noise)."""
+
+    idx: np.ndarray
+    z: np.ndarray
+
+
+class OuterSample(NamedTuple):
+    """One outer sample for all replicas (:func:`call_outer`): its minibatch ``idx`` (R, B)
+    and the noise of ∇_y F (``z_y``, (R, d_y)) then of ∇_x F (``z_x``, (R, d_x)).
+
+    Draw records enter a kernel's region by their fields, so a kernel copies these fields
+    into its own flat draws record (see :class:`FiniteSumRecord` on nesting)."""
+
+    idx: np.ndarray
+    z_y: np.ndarray
+    z_x: np.ndarray
+
+
+class HiaDraws(NamedTuple):
+    """The random numbers of one HIA estimate (:func:`hia_kernel`) for all replicas: the
+    lengths p (R,) and the max p HVP calls (``idx``, ``z`` as in :class:`Calls`)."""
+
+    p: np.ndarray
+    idx: np.ndarray
+    z: np.ndarray
+
+
+def draw_noise(rng, P, noise, kind, R, dim):
+    """One oracle call's noise block for R replicas, as GaussianOracle draws it: (R, dim)
+    standard normals (zeros, no random numbers, for std 0); (R, 0) for a finite-sum record."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _draw_noise_closed_form(rng, P, noise, kind, R, dim):
+    return draw_block(rng, _std(noise, kind), R, dim)
+
+
+@njit(**_JIT)
+def _draw_noise_none(rng, P, noise, kind, R, dim):
+    return np.empty((R, 0))
+
+
+@overload(draw_noise, jit_options={"error_model": "numpy"})
+def _draw_noise_by_record(rng, P, noise, kind, R, dim):
+    impl = _draw_noise_none if _is_finite_sum_type(P) else _draw_noise_closed_form
+
+    def call(rng, P, noise, kind, R, dim):
+        return impl(rng, P, noise, kind, R, dim)
+    return call
+
+
+def batch_width(P):
+    """Columns of a minibatch index block: the batch size of a finite-sum record, 1 (the
+    dummy of :func:`draw_idx`) for a closed-form one."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(batch_width)
+def _batch_width(P):
+    if _is_finite_sum_type(P):
+        def impl(P):
+            return P.batch_size
+    else:
+        def impl(P):
+            return 1
+    return impl
+
+
+@njit(**_JIT)
+def empty_calls(P, n, R, dim):
+    """A :class:`Calls` buffer for n calls (filled by :func:`draw_call_into`)."""
+    zdim = 0 if is_finite_sum(P) else dim
+    return Calls(np.zeros((n, R, batch_width(P)), dtype=np.int64), np.zeros((n, R, zdim)))
+
+
+@njit(**_JIT)
+def draw_call_into(rng, P, noise, kind, outer, R, dim, calls, j):
+    """Call j of ``calls``: a fresh sample of the inner or outer level, then the noise of one
+    ``kind`` call (the order of ``draw_idx`` + ``call_*``)."""
+    calls.idx[j] = draw_idx(rng, P, outer, R)
+    calls.z[j] = draw_noise(rng, P, noise, kind, R, dim)
+
+
+@njit(**_JIT)
+def draw_calls(rng, P, noise, kind, outer, n, R, dim):
+    """n calls of one kind, each on a fresh sample of the inner or outer level (e.g.
+    stocBiO's D lower-level steps)."""
+    calls = empty_calls(P, n, R, dim)
+    for j in range(n):
+        draw_call_into(rng, P, noise, kind, outer, R, dim, calls, j)
+    return calls
+
+
+@njit(**_JIT)
+def draw_outer(rng, P, noise, R, dx, dy):
+    """The random numbers of :func:`call_outer`: one outer minibatch, or the noise of ∇_y F
+    then ∇_x F."""
+    idx = draw_idx(rng, P, True, R)
+    z_y = draw_noise(rng, P, noise, GRAD_Y_F, R, dy)
+    z_x = draw_noise(rng, P, noise, GRAD_X_F, R, dx)
+    return OuterSample(idx, z_y, z_x)
+
+
+@njit(**_JIT)
+def draw_hia(rng, P, noise, N, R, dy):
+    """The random numbers of :func:`hia_kernel`: p ~ U{0..N−1} per replica from one
+    ``rng.integers(0, N, R)``, then max p HVP calls on fresh inner samples."""
+    p = rng.integers(0, N, R)
+    steps = 0
+    for r in range(R):
+        if p[r] > steps:
+            steps = p[r]
+    calls = draw_calls(rng, P, noise, HVP, False, steps, R, dy)
+    return HiaDraws(p, calls.idx, calls.z)
+
+
+def oracle_row(kind, P, noise, idx, z, x, y, v, out):
+    """One replica's row of an oracle call: out = the oracle ``kind`` at (x, y) (applied to v
+    for HVP and JVP), all 1-D. Finite sum: the arithmetic of its minibatch ``idx`` (B,);
+    closed form: P's primitive plus std times the replica's noise row ``z``. The same
+    operations, in the same order, as one row of :func:`call_grad_y_g` etc."""
+    raise NotImplementedError("compiled code only")
+
+
+@njit(**_JIT)
+def _row_finite_sum(kind, P, noise, idx, z, x, y, v, out):
+    if kind == GRAD_Y_G:
+        fs_grad_y(inner_level(P), P.reg, idx, x, y, out)
+    elif kind == GRAD_Y_F:
+        fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
+    elif kind == GRAD_X_G:
+        fs_grad_x(inner_level(P), idx, x, y, out)
+    elif kind == GRAD_X_F:
+        fs_grad_x(outer_level(P), idx, x, y, out)
+    elif kind == HVP:
+        fs_hvp(inner_level(P), P.reg, idx, v, out)
+    else:
+        fs_jvp(inner_level(P), idx, v, out)
+
+
+@njit(**_JIT)
+def _row_closed_form(kind, P, noise, idx, z, x, y, v, out):
+    if kind == GRAD_Y_G:
+        grad_y_g(P, x, y, out)
+    elif kind == GRAD_X_G:
+        grad_x_g(P, x, y, out)
+    elif kind == GRAD_Y_F:
+        grad_y_f(P, x, y, out)
+    elif kind == GRAD_X_F:
+        grad_x_f(P, x, y, out)
+    elif kind == HVP:
+        hvp(P, x, y, v, out)
+    else:
+        jvp(P, x, y, v, out)
+    std = _std(noise, kind)
+    if std != 0.0:
+        for i in range(out.shape[0]):
+            out[i] = out[i] + std * z[i]
+
+
+@overload(oracle_row, jit_options={"error_model": "numpy"})
+def _oracle_row_by_record(kind, P, noise, idx, z, x, y, v, out):
+    impl = _row_finite_sum if _is_finite_sum_type(P) else _row_closed_form
+
+    def call(kind, P, noise, idx, z, x, y, v, out):
+        impl(kind, P, noise, idx, z, x, y, v, out)
+    return call
+
+
+@njit(**_JIT)
+def outer_row(P, noise, idx, z_y, z_x, x, y, fy, fx):
+    """One replica's (∇_y F, ∇_x F) on its rows of an :class:`OuterSample` (idx, z_y, z_x)."""
+    oracle_row(GRAD_Y_F, P, noise, idx, z_y, x, y, y, fy)
+    oracle_row(GRAD_X_F, P, noise, idx, z_x, x, y, y, fx)
+
+
+@njit(**_JIT)
+def sgd_steps_row(P, noise, idx, z, r, x, w, g, steps):
+    """Replica r's lower-level steps w ← w − steps[j] ∇_y G(x, w), j = 0..n−1, on the
+    samples of n calls (``idx``, ``z`` as in :class:`Calls`; :func:`inner_sgd_step` per
+    row; g: a workspace row)."""
+    for j in range(idx.shape[0]):
+        oracle_row(GRAD_Y_G, P, noise, idx[j, r], z[j, r], x, w, w, g)
+        for i in range(w.shape[0]):
+            w[i] = w[i] - steps[j] * g[i]
+
+
+@njit(**_JIT)
+def hia_row(P, noise, p, idx, z, r, x, y, v, hv, N, eta):
+    """Replica r's HIA in place on v (:func:`hia_kernel` per row): p = p_r HVP steps
+    v ← v − η H v on the calls (``idx``, ``z``) of :class:`HiaDraws`, then v ← (N η) v."""
+    for j in range(p):
+        oracle_row(HVP, P, noise, idx[j, r], z[j, r], x, y, v, hv)
+        for i in range(v.shape[0]):
+            v[i] = v[i] - eta * hv[i]
+    scale = N * eta  # the reference computes N * eta * v left to right
+    for i in range(v.shape[0]):
+        v[i] = scale * v[i]
+
+
 @njit(**_JIT)
 def unit_idx(units, bsz):
     """(R, B) sample indices of the contiguous batches {u B, ..., u B + B − 1}
@@ -582,13 +830,25 @@ def kernel_inputs(oracle, algorithm: str, R: int, draws: bool = True) -> KernelI
         else:
             perm_in = perm_out = np.zeros((R, 0), dtype=np.int64)
             pos_in = pos_out = 0
-        P = FiniteSumRecord(_level(prob.inner), _level(prob.outer), float(prob.inner.reg),
-                            int(prob.n_inner), int(prob.n_outer), int(oracle.batch_size),
-                            shuffled, perm_in, perm_out, np.array([pos_in, pos_out]))
+        P = FiniteSumRecord._make((*_level(prob.inner), *_level(prob.outer),
+                                   float(prob.inner.reg), int(prob.n_inner), int(prob.n_outer),
+                                   int(oracle.batch_size), shuffled, perm_in, perm_out,
+                                   np.array([pos_in, pos_out])))
         return KernelInputs(P, OracleNoise(0.0, 0.0, 0.0, 0.0, 0.0, 0.0), True)
     raise NotImplementedOnBackendError(
         f"{algorithm} on the numba backend needs a GaussianOracle or a FiniteSumOracle, got "
         f"{type(oracle).__name__}")
+
+
+def use_threads(k: KernelInputs, R: int, dx: int, dy: int) -> bool:
+    """Whether a fused kernel should run its parallel variant (one region per iteration over
+    R replicas): from PARALLEL_MIN_ROWS replicas and PARALLEL_MIN_ENTRIES entries of work per
+    region, counted as R times SOBA's five oracle outputs per replica (3 d_y + 2 d_x, a lower
+    bound for every baseline's iteration) times the batch size for a finite sum. Chosen here,
+    in Python, so that a process compiles only the variant it runs (a parallel kernel
+    compiles several times slower)."""
+    batch = k.P.batch_size if k.finite_sum else 1
+    return R >= PARALLEL_MIN_ROWS and R * (3 * dy + 2 * dx) * batch >= PARALLEL_MIN_ENTRIES
 
 
 # The shuffled sampler keeps its pass state in the oracle (``FiniteSumOracle.shuffle_state``,

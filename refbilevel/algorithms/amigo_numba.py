@@ -13,22 +13,27 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
     all_finite,
-    call_hvp,
-    call_jvp,
-    call_outer,
-    draw_idx,
+    draw_calls,
+    draw_outer,
     finish_trace,
-    inner_sgd_step,
     kernel_inputs,
+    oracle_row,
+    outer_row,
+    sgd_steps_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.amigo import amigo_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -41,9 +46,78 @@ class AmIGOSteps(NamedTuple):
     n: int
     m: int
 
+class AmIGODraws(NamedTuple):
+    """One AmIGO iteration's random numbers for all replicas, in the reference's order: n
+    lower-level calls, the outer sample, m HVP calls, the JVP call (``*_idx``, ``*_z`` as in
+    :class:`~refbilevel.algorithms._baselines_numba.Calls`)."""
+
+    sgd_idx: np.ndarray
+    sgd_z: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+    hvp_idx: np.ndarray
+    hvp_z: np.ndarray
+    jvp_idx: np.ndarray
+    jvp_z: np.ndarray
+
+
+class AmIGORows(NamedTuple):
+    """The replicas' state (X, Y, Z, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    YN: np.ndarray
+    ZN: np.ndarray
+    G: np.ndarray
+    W: np.ndarray
+    U: np.ndarray
+    HZ: np.ndarray
+    CZ: np.ndarray
+    XN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def amigo_draws(rng, P, noise, R, dx, dy, n, m):
+    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n, R, dy)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    hv = draw_calls(rng, P, noise, HVP, False, m, R, dy)
+    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
+    return AmIGODraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, hv.idx, hv.z, jv.idx, jv.z)
+
+
 @njit(cache=True, error_model="numpy")
-def amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
-    """T AmIGO iterations in place on X (R, d_x), Y, Z (R, d_y).
+def amigo_row(P, noise, d, s, r, t, alphas, beta, gamma):
+    """Replica r's AmIGO iteration t: n SGD steps, the outer sample, m warm-started SGD
+    steps on the linear system, the JVP and the x-update (or the freeze)."""
+    x, yn, zn, g, w = s.X[r], s.YN[r], s.ZN[r], s.G[r], s.W[r]
+    u, hz, cz, xn = s.U[r], s.HZ[r], s.CZ[r], s.XN[r]
+    yn[:] = s.Y[r]
+    sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, alphas)
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, w, u)
+    zn[:] = s.Z[r]
+    for j in range(d.hvp_idx.shape[0]):
+        oracle_row(HVP, P, noise, d.hvp_idx[j, r], d.hvp_z[j, r], x, yn, zn, hz)
+        for i in range(zn.shape[0]):
+            zn[i] = zn[i] - beta * (hz[i] - w[i])
+    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, zn, cz)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - gamma * (u[i] - cz[i])
+    if all_finite(xn) and all_finite(yn) and all_finite(zn):
+        x[:] = xn
+        s.Y[r] = yn
+        s.Z[r] = zn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
+    """T AmIGO iterations in place on X (R, d_x), Y, Z (R, d_y): per iteration the draws,
+    then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
     T, every = run.T, run.every
     alpha, beta, gamma, n, m = steps.alpha, steps.beta, steps.gamma, steps.n, steps.m
@@ -51,44 +125,20 @@ def amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
-    YN = np.empty((R, dy))
-    ZN = np.empty((R, dy))
-    G = np.zeros((R, dy))
-    W = np.zeros((R, dy))
-    U = np.zeros((R, dx))
-    HZ = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    xn = np.empty(dx)
+    s = AmIGORows(X, Y, Z, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)),
+                  np.empty((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dx)),
+                  np.zeros((R, dy)), np.zeros((R, dx)), np.empty((R, dx)))
+    alphas = np.full(n, alpha)
     for t in range(1, T + 1):
-        YN[:] = Y
-        for _ in range(n):
-            inner_sgd_step(P, noise, rng, X, YN, G, alpha, act)
-        call_outer(P, noise, rng, X, YN, W, U, act)
-        ZN[:] = Z
-        for _ in range(m):
-            idx = draw_idx(rng, P, False, R)
-            call_hvp(P, noise, rng, idx, X, YN, ZN, HZ, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        ZN[r, i] = ZN[r, i] - beta * (HZ[r, i] - W[r, i])
-        idx = draw_idx(rng, P, False, R)
-        call_jvp(P, noise, rng, idx, X, YN, ZN, CZ, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - gamma * (U[r, i] - CZ[r, i])
-            if all_finite(xn) and all_finite(YN[r]) and all_finite(ZN[r]):
-                X[r] = xn
-                Y[r] = YN[r]
-                Z[r] = ZN[r]
-            else:
-                act[r] = False
-                div[r] = t
+        d = amigo_draws(rng, P, noise, R, dx, dy, n, m)
+        for r in prange(R):
+            if s.act[r]:
+                amigo_row(P, noise, d, s, r, t, alphas, beta, gamma)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+amigo_kernel, amigo_kernel_parallel = jit_pair(_amigo_kernel)
 
 
 @register("algorithm", "amigo", "numba")
@@ -106,8 +156,10 @@ def run_amigo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: f
     z = np.zeros((R, oracle.problem.d_y))
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "amigo", R, draws=T > 0)
-    Xr, Yr, div = amigo_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                               AmIGOSteps(float(alpha), float(beta), float(gamma), n, m))
+    kernel = (amigo_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else amigo_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         AmIGOSteps(float(alpha), float(beta), float(gamma), n, m))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": n, "hvp": m, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": n + m + 2 if k.finite_sum else n + m + 3}

@@ -15,22 +15,28 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    JVP,
     RunLength,
     all_finite,
-    call_jvp,
-    call_outer,
-    draw_idx,
+    draw_calls,
+    draw_hia,
+    draw_outer,
     finish_trace,
-    hia_kernel,
-    inner_sgd_step,
+    hia_row,
     kernel_inputs,
+    oracle_row,
+    outer_row,
+    sgd_steps_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.bsa import bsa_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -44,10 +50,72 @@ class BSASteps(NamedTuple):
     eta: float
     N: int
 
+class BSADraws(NamedTuple):
+    """One BSA iteration's random numbers for all replicas, in the reference's order: n_k
+    lower-level calls, the outer sample, HIA's lengths and HVP calls, the JVP call."""
+
+    sgd_idx: np.ndarray
+    sgd_z: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+    hia_p: np.ndarray
+    hia_idx: np.ndarray
+    hia_z: np.ndarray
+    jvp_idx: np.ndarray
+    jvp_z: np.ndarray
+
+
+class BSARows(NamedTuple):
+    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    YN: np.ndarray
+    G: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    HV: np.ndarray
+    CZ: np.ndarray
+    XN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def bsa_draws(rng, P, noise, R, dx, dy, n_sgd, N):
+    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n_sgd, R, dy)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    h = draw_hia(rng, P, noise, N, R, dy)
+    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
+    return BSADraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, h.p, h.idx, h.z, jv.idx, jv.z)
+
+
 @njit(cache=True, error_model="numpy")
-def bsa_kernel(P, noise, rng, X, Y, run, steps):
+def bsa_row(P, noise, d, s, r, t, betas, alpha, N, eta):
+    """Replica r's BSA iteration t: n_k SGD steps (step sizes ``betas``), the outer sample,
+    HIA on ∇_y F, the JVP and the x-update (or the freeze)."""
+    x, yn, g, fy, fx = s.X[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
+    hv, cz, xn = s.HV[r], s.CZ[r], s.XN[r]
+    yn[:] = s.Y[r]
+    sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, betas)
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
+    hia_row(P, noise, d.hia_p[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, N, eta)
+    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, fy, cz)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - alpha * (fx[i] - cz[i])
+    if all_finite(xn) and all_finite(yn):
+        x[:] = xn
+        s.Y[r] = yn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _bsa_kernel(P, noise, rng, X, Y, run, steps):
     """T BSA iterations in place on X (R, d_x), Y (R, d_y); iteration t runs nk[t-1] LL
-    steps with the next entries of ``betas`` and the outer step alphas[t-1].
+    steps with the next entries of ``betas`` and the outer step alphas[t-1]. Per iteration
+    the draws, then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
     T, every = run.T, run.every
     nk, betas, alphas, eta, N = steps.nk, steps.betas, steps.alphas, steps.eta, steps.N
@@ -55,41 +123,27 @@ def bsa_kernel(P, noise, rng, X, Y, run, steps):
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
     ps = np.zeros((T, R), dtype=np.int64)
-    steps = np.zeros(T, dtype=np.int64)
-    YN = np.empty((R, dy))
-    G = np.zeros((R, dy))
-    FY = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    HV = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    xn = np.empty(dx)
+    n_hvp = np.zeros(T, dtype=np.int64)
+    s = BSARows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)), np.zeros((R, dy)),
+                np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
+                np.empty((R, dx)))
     off = 0
     for t in range(1, T + 1):
-        YN[:] = Y
-        for j in range(nk[t - 1]):
-            inner_sgd_step(P, noise, rng, X, YN, G, betas[off + j], act)
-        off += nk[t - 1]
-        call_outer(P, noise, rng, X, YN, FY, FX, act)
-        steps[t - 1] = hia_kernel(P, noise, rng, X, YN, FY, HV, N, eta,
-                                  act, ps[t - 1])
-        idx = draw_idx(rng, P, False, R)
-        call_jvp(P, noise, rng, idx, X, YN, FY, CZ, act)
-        alpha = alphas[t - 1]
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - alpha * (FX[r, i] - CZ[r, i])
-            if all_finite(xn) and all_finite(YN[r]):
-                X[r] = xn
-                Y[r] = YN[r]
-            else:
-                act[r] = False
-                div[r] = t
+        n_sgd = nk[t - 1]
+        d = bsa_draws(rng, P, noise, R, dx, dy, n_sgd, N)
+        ps[t - 1] = d.hia_p
+        n_hvp[t - 1] = d.hia_idx.shape[0]
+        b = betas[off:off + n_sgd]
+        off += n_sgd
+        for r in prange(R):
+            if s.act[r]:
+                bsa_row(P, noise, d, s, r, t, b, alphas[t - 1], N, eta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
-    return Xr, Yr, div, ps, steps
+    return Xr, Yr, div, ps, n_hvp
+
+
+bsa_kernel, bsa_kernel_parallel = jit_pair(_bsa_kernel)
 
 
 @register("algorithm", "bsa", "numba")
@@ -111,8 +165,10 @@ def run_bsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: flo
     betas = np.array([b for s in sch for b in s[1]], dtype=np.float64)
     alphas = np.array([s[2] for s in sch], dtype=np.float64)
     k = kernel_inputs(oracle, "bsa", R, draws=T > 0)
-    Xr, Yr, div, ps, steps = bsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                        BSASteps(nk, betas, alphas, float(eta), int(N)))
+    kernel = (bsa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else bsa_kernel)
+    Xr, Yr, div, ps, steps = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                    BSASteps(nk, betas, alphas, float(eta), int(N)))
     store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": nk, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,

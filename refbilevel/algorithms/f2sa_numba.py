@@ -15,23 +15,29 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_X_F,
+    GRAD_X_G,
+    GRAD_Y_F,
+    GRAD_Y_G,
     RunLength,
     all_finite,
-    call_grad_x_f,
-    call_grad_x_g,
-    call_grad_y_f,
-    call_grad_y_g,
+    draw_call_into,
     draw_idx,
+    draw_noise,
+    empty_calls,
     finish_trace,
     is_finite_sum,
     is_record,
     kernel_inputs,
+    oracle_row,
     start_records,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.f2sa import f2sa_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -43,72 +49,127 @@ class F2SASteps(NamedTuple):
     n: int
     share_x: bool
 
+class F2SADraws(NamedTuple):
+    """One F2SA iteration's random numbers for all replicas, in the reference's order: per
+    inner step j the samples of ∇_y G at y, ∇_y F at y and ∇_y G at z (``y_*``, ``fy_*``,
+    ``z_*`` as in :class:`~refbilevel.algorithms._baselines_numba.Calls`), then those of
+    ∇_x F, ∇_x G at y and ∇_x G at z (the last shares the previous minibatch when
+    ``share_x`` on a finite sum)."""
+
+    y_idx: np.ndarray
+    y_z: np.ndarray
+    fy_idx: np.ndarray
+    fy_z: np.ndarray
+    z_idx: np.ndarray
+    z_z: np.ndarray
+    fx_idx: np.ndarray
+    fx_z: np.ndarray
+    gxy_idx: np.ndarray
+    gxy_z: np.ndarray
+    gxz_idx: np.ndarray
+    gxz_z: np.ndarray
+
+
+class F2SARows(NamedTuple):
+    """The replicas' state (X, Y, Z, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    YN: np.ndarray
+    ZN: np.ndarray
+    GY: np.ndarray
+    FY: np.ndarray
+    GZ: np.ndarray
+    FX: np.ndarray
+    GXY: np.ndarray
+    GXZ: np.ndarray
+    XN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def f2sa_draws(rng, P, noise, R, dx, dy, n, share_x):
+    gy = empty_calls(P, n, R, dy)
+    fy = empty_calls(P, n, R, dy)
+    gz = empty_calls(P, n, R, dy)
+    for j in range(n):
+        draw_call_into(rng, P, noise, GRAD_Y_G, False, R, dy, gy, j)
+        draw_call_into(rng, P, noise, GRAD_Y_F, True, R, dy, fy, j)
+        draw_call_into(rng, P, noise, GRAD_Y_G, False, R, dy, gz, j)
+    fx_idx = draw_idx(rng, P, True, R)
+    fx_z = draw_noise(rng, P, noise, GRAD_X_F, R, dx)
+    gxy_idx = draw_idx(rng, P, False, R)
+    gxy_z = draw_noise(rng, P, noise, GRAD_X_G, R, dx)
+    gxz_idx = gxy_idx
+    if not (share_x and is_finite_sum(P)):
+        gxz_idx = draw_idx(rng, P, False, R)
+    gxz_z = draw_noise(rng, P, noise, GRAD_X_G, R, dx)
+    return F2SADraws(gy.idx, gy.z, fy.idx, fy.z, gz.idx, gz.z, fx_idx, fx_z, gxy_idx, gxy_z,
+                     gxz_idx, gxz_z)
+
+
 @njit(cache=True, error_model="numpy")
-def f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
+def f2sa_row(P, noise, d, s, r, t, a, c, xs, lam):
+    """Replica r's F2SA iteration t: n steps on y (penalized) and z (lower level), the three
+    x-gradients and the x-update (or the freeze)."""
+    x, yn, zn, gy, fy, gz = s.X[r], s.YN[r], s.ZN[r], s.GY[r], s.FY[r], s.GZ[r]
+    fx, gxy, gxz, xn = s.FX[r], s.GXY[r], s.GXZ[r], s.XN[r]
+    yn[:] = s.Y[r]
+    zn[:] = s.Z[r]
+    for j in range(d.y_idx.shape[0]):
+        oracle_row(GRAD_Y_G, P, noise, d.y_idx[j, r], d.y_z[j, r], x, yn, yn, gy)
+        oracle_row(GRAD_Y_F, P, noise, d.fy_idx[j, r], d.fy_z[j, r], x, yn, yn, fy)
+        for i in range(yn.shape[0]):
+            yn[i] = yn[i] - a * (lam * gy[i] + fy[i])
+        oracle_row(GRAD_Y_G, P, noise, d.z_idx[j, r], d.z_z[j, r], x, zn, zn, gz)
+        for i in range(zn.shape[0]):
+            zn[i] = zn[i] - c * gz[i]
+    oracle_row(GRAD_X_F, P, noise, d.fx_idx[r], d.fx_z[r], x, yn, yn, fx)
+    oracle_row(GRAD_X_G, P, noise, d.gxy_idx[r], d.gxy_z[r], x, yn, yn, gxy)
+    oracle_row(GRAD_X_G, P, noise, d.gxz_idx[r], d.gxz_z[r], x, zn, zn, gxz)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - xs * (fx[i] + lam * (gxy[i] - gxz[i]))
+    if all_finite(xn) and all_finite(yn) and all_finite(zn):
+        x[:] = xn
+        s.Y[r] = yn
+        s.Z[r] = zn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _f2sa_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T F2SA iterations in place on X (R, d_x), Y, Z (R, d_y); sched (T, 4) holds
-    (a_k, c_k, ξ_k, λ_k). Returns (X records, Z records, diverged_at)."""
+    (a_k, c_k, ξ_k, λ_k). Per iteration the draws, then one region over replicas (docs:
+    _baselines_numba). Returns (X records, Z records, diverged_at)."""
     T, every = run.T, run.every
     sched, n, share_x = steps.sched, steps.n, steps.share_x
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Zr, div = start_records(T, every, X, Z)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
-    YN = np.empty((R, dy))
-    ZN = np.empty((R, dy))
-    GY = np.zeros((R, dy))
-    FY = np.zeros((R, dy))
-    GZ = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    GXY = np.zeros((R, dx))
-    GXZ = np.zeros((R, dx))
-    xn = np.empty(dx)
+    s = F2SARows(X, Y, Z, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)),
+                 np.empty((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)),
+                 np.zeros((R, dx)), np.zeros((R, dx)), np.zeros((R, dx)), np.empty((R, dx)))
     for t in range(1, T + 1):
         a = sched[t - 1, 0]
         c = sched[t - 1, 1]
         xs = sched[t - 1, 2]
         lam = sched[t - 1, 3]
-        YN[:] = Y
-        ZN[:] = Z
-        for _ in range(n):
-            idx = draw_idx(rng, P, False, R)
-            call_grad_y_g(P, noise, rng, idx, X, YN, GY, act)
-            idx = draw_idx(rng, P, True, R)
-            call_grad_y_f(P, noise, rng, idx, X, YN, FY, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        YN[r, i] = YN[r, i] - a * (lam * GY[r, i] + FY[r, i])
-            idx = draw_idx(rng, P, False, R)
-            call_grad_y_g(P, noise, rng, idx, X, ZN, GZ, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        ZN[r, i] = ZN[r, i] - c * GZ[r, i]
-        idx = draw_idx(rng, P, True, R)
-        call_grad_x_f(P, noise, rng, idx, X, YN, FX, act)
-        idx = draw_idx(rng, P, False, R)
-        call_grad_x_g(P, noise, rng, idx, X, YN, GXY, act)
-        if not (share_x and is_finite_sum(P)):
-            idx = draw_idx(rng, P, False, R)
-        call_grad_x_g(P, noise, rng, idx, X, ZN, GXZ, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - xs * (FX[r, i] + lam * (GXY[r, i] - GXZ[r, i]))
-            if all_finite(xn) and all_finite(YN[r]) and all_finite(ZN[r]):
-                X[r] = xn
-                Y[r] = YN[r]
-                Z[r] = ZN[r]
-            else:
-                act[r] = False
-                div[r] = t
+        d = f2sa_draws(rng, P, noise, R, dx, dy, n, share_x)
+        for r in prange(R):
+            if s.act[r]:
+                f2sa_row(P, noise, d, s, r, t, a, c, xs, lam)
         if is_record(t, T, every):
             Xr[k] = X
             Zr[k] = Z
             k += 1
     return Xr, Zr, div
+
+
+f2sa_kernel, f2sa_kernel_parallel = jit_pair(_f2sa_kernel)
 
 
 @register("algorithm", "f2sa", "numba")
@@ -127,8 +188,10 @@ def run_f2sa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     every = B.recorder(oracle, R, record_every).record_every
     sched = np.array([schedule(t) for t in range(1, T + 1)], dtype=np.float64).reshape(T, 4)
     k = kernel_inputs(oracle, "f2sa", R, draws=T > 0)
-    Xr, Zr, div = f2sa_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              F2SASteps(sched, n, mode == "theory"))
+    kernel = (f2sa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else f2sa_kernel)
+    Xr, Zr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         F2SASteps(sched, n, mode == "theory"))
     store_sampler_state(oracle, k, R, T > 0)
     share = mode == "theory" and k.finite_sum
     per = {"grad_y_g": 2 * n, "grad_y_f": n, "grad_x_f": 1, "grad_x_g": 2,

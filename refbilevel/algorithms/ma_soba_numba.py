@@ -14,22 +14,27 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
     all_finite,
-    call_grad_y_g,
-    call_hvp,
-    call_jvp,
-    call_outer,
     draw_idx,
+    draw_noise,
+    draw_outer,
     finish_trace,
     kernel_inputs,
+    oracle_row,
+    outer_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -44,59 +49,107 @@ class MASobaSteps(NamedTuple):
     radius: float
     updated_h: bool
 
+class MASobaDraws(NamedTuple):
+    """One MA-SOBA iteration's random numbers for all replicas, in the reference's order: the
+    inner sample (one minibatch, or the noise of ∇_y G, HVP, JVP) and the outer sample."""
+
+    inner: np.ndarray
+    z_grad_y_g: np.ndarray
+    z_hvp: np.ndarray
+    z_jvp: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+
+
+class MASobaRows(NamedTuple):
+    """The replicas' state (X, Y, Z, H, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    H: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    DY: np.ndarray
+    HZ: np.ndarray
+    CZ: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    XN: np.ndarray
+    HN: np.ndarray
+    YN: np.ndarray
+    ZN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def ma_soba_draws(rng, P, noise, R, dx, dy):
+    inner = draw_idx(rng, P, False, R)
+    z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
+    z_hv = draw_noise(rng, P, noise, HVP, R, dy)
+    z_jv = draw_noise(rng, P, noise, JVP, R, dx)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    return MASobaDraws(inner, z_gy, z_hv, z_jv, o.idx, o.z_y, o.z_x)
+
+
 @njit(cache=True, error_model="numpy")
-def ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
-    """T MA-SOBA iterations in place on X, H (R, d_x), Y, Z (R, d_y); radius < 0 means no
-    projection. Returns (X records, Y records, diverged_at)."""
-    T, every = run.T, run.every
+def ma_soba_row(P, noise, d, s, r, t, steps):
+    """Replica r's MA-SOBA iteration t: its five oracle rows, the moving average h, the
+    (projected) updates (or the freeze)."""
     beta, gamma, alpha, theta = steps.beta, steps.gamma, steps.alpha, steps.theta
     radius, updated_h = steps.radius, steps.updated_h
+    x, y, z, h = s.X[r], s.Y[r], s.Z[r], s.H[r]
+    dyr, hz, cz, fy, fx = s.DY[r], s.HZ[r], s.CZ[r], s.FY[r], s.FX[r]
+    xn, hn, yn, zn = s.XN[r], s.HN[r], s.YN[r], s.ZN[r]
+    oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, dyr)
+    oracle_row(HVP, P, noise, d.inner[r], d.z_hvp[r], x, y, z, hz)
+    oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, y, z, cz)
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, y, fy, fx)
+    for i in range(xn.shape[0]):
+        hn[i] = h[i] + theta * ((fx[i] - cz[i]) - h[i])
+        xn[i] = x[i] - alpha * (hn[i] if updated_h else h[i])
+    nrm2 = 0.0
+    for i in range(yn.shape[0]):
+        yn[i] = y[i] - beta * dyr[i]
+        zn[i] = z[i] - gamma * (hz[i] - fy[i])
+        nrm2 += zn[i] * zn[i]
+    if radius >= 0.0:
+        nrm = math.sqrt(nrm2)
+        f = min(1.0, radius / (nrm if nrm > 0.0 else 1.0))
+        for i in range(zn.shape[0]):
+            zn[i] = zn[i] * f
+    if all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(hn):
+        x[:] = xn
+        y[:] = yn
+        z[:] = zn
+        h[:] = hn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
+    """T MA-SOBA iterations in place on X, H (R, d_x), Y, Z (R, d_y); radius < 0 means no
+    projection. Per iteration the draws, then one region over replicas (docs:
+    _baselines_numba). Returns (X records, Y records, diverged_at)."""
+    T, every = run.T, run.every
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
-    DY = np.zeros((R, dy))
-    HZ = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    FY = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    xn = np.empty(dx)
-    hn = np.empty(dx)
-    yn = np.empty(dy)
-    zn = np.empty(dy)
+    s = MASobaRows(X, Y, Z, H, np.ones(R, dtype=np.bool_), div, np.zeros((R, dy)),
+                   np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
+                   np.empty((R, dx)), np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
     for t in range(1, T + 1):
-        idx = draw_idx(rng, P, False, R)
-        call_grad_y_g(P, noise, rng, idx, X, Y, DY, act)
-        call_hvp(P, noise, rng, idx, X, Y, Z, HZ, act)
-        call_jvp(P, noise, rng, idx, X, Y, Z, CZ, act)
-        call_outer(P, noise, rng, X, Y, FY, FX, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                hn[i] = H[r, i] + theta * ((FX[r, i] - CZ[r, i]) - H[r, i])
-                xn[i] = X[r, i] - alpha * (hn[i] if updated_h else H[r, i])
-            nrm2 = 0.0
-            for i in range(dy):
-                yn[i] = Y[r, i] - beta * DY[r, i]
-                zn[i] = Z[r, i] - gamma * (HZ[r, i] - FY[r, i])
-                nrm2 += zn[i] * zn[i]
-            if radius >= 0.0:
-                nrm = math.sqrt(nrm2)
-                f = min(1.0, radius / (nrm if nrm > 0.0 else 1.0))
-                for i in range(dy):
-                    zn[i] = zn[i] * f
-            if all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(hn):
-                X[r] = xn
-                Y[r] = yn
-                Z[r] = zn
-                H[r] = hn
-            else:
-                act[r] = False
-                div[r] = t
+        d = ma_soba_draws(rng, P, noise, R, dx, dy)
+        for r in prange(R):
+            if s.act[r]:
+                ma_soba_row(P, noise, d, s, r, t, steps)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+ma_soba_kernel, ma_soba_kernel_parallel = jit_pair(_ma_soba_kernel)
 
 
 @register("algorithm", "ma_soba", "numba")
@@ -119,8 +172,10 @@ def run_ma_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_y: fl
     k = kernel_inputs(oracle, "ma_soba", R, draws=T > 0)
     steps = MASobaSteps(float(beta), float(gamma), float(alpha), float(th),
                         -1.0 if rad is None else float(rad), bool(use_updated_h))
-    Xr, Yr, div = ma_soba_kernel(k.P, k.noise, oracle.rng, x, y, z, h, RunLength(T, every),
-                                 steps)
+    kernel = (ma_soba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else ma_soba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, h, RunLength(T, every),
+                         steps)
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": 2 if k.finite_sum else 5}

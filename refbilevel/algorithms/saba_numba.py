@@ -32,6 +32,9 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
     all_finite,
     call_grad_x_f,
@@ -42,15 +45,19 @@ from refbilevel.algorithms._baselines_numba import (
     finish_trace,
     kernel_inputs,
     next_units,
+    oracle_row,
+    outer_row,
     start_records,
     store_record,
     store_sampler_state,
     unit_idx,
+    use_threads,
 )
 from refbilevel.algorithms.saba import check_saba_inputs, saba_params
 from refbilevel.algorithms.soba import initial_z
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 INNER_KINDS = ("grad_y_g", "hvp", "jvp")
@@ -84,6 +91,96 @@ def _fill_mean(M, mean, phi, u, w):
             mean[r, i] = mean[r, i] + w * phi[r, i]
 
 
+class SABADraws(NamedTuple):
+    """One SABA iteration's random numbers for all replicas: the inner and outer batch ids
+    (R,), drawn in the reference's order, their minibatches (R, B) and an empty noise block
+    (a finite sum draws none)."""
+
+    inner_unit: np.ndarray
+    outer_unit: np.ndarray
+    inner: np.ndarray
+    outer: np.ndarray
+    no_noise: np.ndarray
+
+
+class SABARows(NamedTuple):
+    """The replicas' state (X, Y, Z, act, diverged_at), their fresh oracle values and their
+    SAGA tables (R, n_units, d) with weighted means (R, d), one pair per oracle kind."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    GY: np.ndarray
+    HV: np.ndarray
+    CR: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    Mgy: np.ndarray
+    Mhv: np.ndarray
+    Mcr: np.ndarray
+    Mfy: np.ndarray
+    Mfx: np.ndarray
+    mgy: np.ndarray
+    mhv: np.ndarray
+    mcr: np.ndarray
+    mfy: np.ndarray
+    mfx: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def saba_draws(rng, P, R):
+    """The inner then the outer batch of every replica, drawn as the oracle draws them."""
+    ui = next_units(rng, P, False, R)
+    uo = next_units(rng, P, True, R)
+    bsz = P.batch_size
+    return SABADraws(ui, uo, unit_idx(ui, bsz), unit_idx(uo, bsz), np.empty((R, 0)))
+
+
+@njit(cache=True, error_model="numpy")
+def saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out):
+    """Replica r's SABA iteration t: its five fresh oracle rows, the SAGA directions, the
+    update and the table commits (or the freeze)."""
+    x, y, z = s.X[r], s.Y[r], s.Z[r]
+    dx, dy = x.shape[0], y.shape[0]
+    nz = d.no_noise[r]
+    oracle_row(GRAD_Y_G, P, noise, d.inner[r], nz, x, y, y, s.GY[r])
+    oracle_row(HVP, P, noise, d.inner[r], nz, x, y, z, s.HV[r])
+    oracle_row(JVP, P, noise, d.inner[r], nz, x, y, z, s.CR[r])
+    outer_row(P, noise, d.outer[r], nz, nz, x, y, s.FY[r], s.FX[r])
+    a, b = d.inner_unit[r], d.outer_unit[r]
+    dgy, ngy, dhv, nhv = np.empty(dy), np.empty(dy), np.empty(dy), np.empty(dy)
+    dfy, nfy, yn, zn = np.empty(dy), np.empty(dy), np.empty(dy), np.empty(dy)
+    dcr, ncr, dfx, nfx = np.empty(dx), np.empty(dx), np.empty(dx), np.empty(dx)
+    xn = np.empty(dx)
+    _direction(s.Mgy, s.mgy, s.GY, r, a, w_in, dgy, ngy)
+    _direction(s.Mhv, s.mhv, s.HV, r, a, w_in, dhv, nhv)
+    _direction(s.Mcr, s.mcr, s.CR, r, a, w_in, dcr, ncr)
+    _direction(s.Mfy, s.mfy, s.FY, r, b, w_out, dfy, nfy)
+    _direction(s.Mfx, s.mfx, s.FX, r, b, w_out, dfx, nfx)
+    for i in range(dx):
+        xn[i] = x[i] - gamma * (dfx[i] - dcr[i])
+    for i in range(dy):
+        yn[i] = y[i] - rho * dgy[i]
+        zn[i] = z[i] - rho * (dhv[i] - dfy[i])
+    # the reference's freeze checks the new (x, y, z) and the five fresh values
+    if (all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(s.GY[r])
+            and all_finite(s.HV[r]) and all_finite(s.CR[r]) and all_finite(s.FY[r])
+            and all_finite(s.FX[r])):
+        x[:] = xn
+        y[:] = yn
+        z[:] = zn
+        _commit(s.Mgy, s.mgy, s.GY, r, a, ngy)
+        _commit(s.Mhv, s.mhv, s.HV, r, a, nhv)
+        _commit(s.Mcr, s.mcr, s.CR, r, a, ncr)
+        _commit(s.Mfy, s.mfy, s.FY, r, b, nfy)
+        _commit(s.Mfx, s.mfx, s.FX, r, b, nfx)
+    else:  # frozen at its last finite state; its tables are no longer written
+        s.act[r] = False
+        s.div[r] = t
+
+
 class SABASteps(NamedTuple):
     """SABA's steps rho (y, z) and gamma (x), and whether the SAGA tables start full."""
 
@@ -92,8 +189,7 @@ class SABASteps(NamedTuple):
     full_memory: bool
 
 
-@njit(cache=True, error_model="numpy")
-def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
+def _saba_kernel(P, noise, rng, X, Y, Z, run, steps):
     """T SABA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention); P is a
     FiniteSumRecord (SABA is finite-sum only: no noise blocks), whose shuffled-sampler pass
     state is advanced in place. Returns (X records, Y records, diverged_at)."""
@@ -143,60 +239,18 @@ def saba_kernel(P, noise, rng, X, Y, Z, run, steps):
             _fill_mean(Mfx, mfx, FX, u, w_out)
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    dgy = np.empty(dy)
-    dhv = np.empty(dy)
-    dcr = np.empty(dx)
-    dfy = np.empty(dy)
-    dfx = np.empty(dx)
-    ngy = np.empty(dy)
-    nhv = np.empty(dy)
-    ncr = np.empty(dx)
-    nfy = np.empty(dy)
-    nfx = np.empty(dx)
-    xn = np.empty(dx)
-    yn = np.empty(dy)
-    zn = np.empty(dy)
+    s = SABARows(X, Y, Z, act, div, GY, HV, CR, FY, FX, Mgy, Mhv, Mcr, Mfy, Mfx, mgy, mhv,
+                 mcr, mfy, mfx)
     for t in range(1, T + 1):
-        ui = next_units(rng, P, False, R)
-        idx = unit_idx(ui, bsz)
-        call_grad_y_g(P, noise, rng, idx, X, Y, GY, act)
-        call_hvp(P, noise, rng, idx, X, Y, Z, HV, act)
-        call_jvp(P, noise, rng, idx, X, Y, Z, CR, act)
-        uo = next_units(rng, P, True, R)
-        idx = unit_idx(uo, bsz)
-        call_grad_y_f(P, noise, rng, idx, X, Y, FY, act)
-        call_grad_x_f(P, noise, rng, idx, X, Y, FX, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            a, b = ui[r], uo[r]
-            _direction(Mgy, mgy, GY, r, a, w_in, dgy, ngy)
-            _direction(Mhv, mhv, HV, r, a, w_in, dhv, nhv)
-            _direction(Mcr, mcr, CR, r, a, w_in, dcr, ncr)
-            _direction(Mfy, mfy, FY, r, b, w_out, dfy, nfy)
-            _direction(Mfx, mfx, FX, r, b, w_out, dfx, nfx)
-            for i in range(dx):
-                xn[i] = X[r, i] - gamma * (dfx[i] - dcr[i])
-            for i in range(dy):
-                yn[i] = Y[r, i] - rho * dgy[i]
-                zn[i] = Z[r, i] - rho * (dhv[i] - dfy[i])
-            # the reference's freeze checks the new (x, y, z) and the five fresh values
-            if (all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(GY[r])
-                    and all_finite(HV[r]) and all_finite(CR[r]) and all_finite(FY[r])
-                    and all_finite(FX[r])):
-                X[r] = xn
-                Y[r] = yn
-                Z[r] = zn
-                _commit(Mgy, mgy, GY, r, a, ngy)
-                _commit(Mhv, mhv, HV, r, a, nhv)
-                _commit(Mcr, mcr, CR, r, a, ncr)
-                _commit(Mfy, mfy, FY, r, b, nfy)
-                _commit(Mfx, mfx, FX, r, b, nfx)
-            else:  # frozen at its last finite state; its tables are no longer written
-                act[r] = False
-                div[r] = t
+        d = saba_draws(rng, P, R)
+        for r in prange(R):
+            if s.act[r]:
+                saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+saba_kernel, saba_kernel_parallel = jit_pair(_saba_kernel)
 
 
 @register("algorithm", "saba", "numba")
@@ -220,8 +274,10 @@ def run_saba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
         oracle.require_batches_divide()
     k = kernel_inputs(oracle, "saba", R, draws=T > 0 or full)
     nu_in, nu_out = oracle.n_units("inner"), oracle.n_units("outer")
-    Xr, Yr, div = saba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              SABASteps(float(rho), float(gamma), full))
+    kernel = (saba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else saba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         SABASteps(float(rho), float(gamma), full))
     store_sampler_state(oracle, k, R, T > 0)
     if full:  # the memory pass, counted before the record at t = 0 as in the reference
         for kind in INNER_KINDS:

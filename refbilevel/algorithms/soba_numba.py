@@ -14,22 +14,27 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
     all_finite,
-    call_grad_y_g,
-    call_hvp,
-    call_jvp,
-    call_outer,
     draw_idx,
+    draw_noise,
+    draw_outer,
     finish_trace,
     kernel_inputs,
+    oracle_row,
+    outer_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.soba import initial_z, soba_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -42,9 +47,74 @@ class SobaSteps(NamedTuple):
     gamma: float
     gamma_exponent: float
 
+class SobaDraws(NamedTuple):
+    """One SOBA iteration's random numbers for all replicas, in the reference's order: the
+    inner sample (one minibatch, or the noise of ∇_y G, HVP, JVP) and the outer sample."""
+
+    inner: np.ndarray
+    z_grad_y_g: np.ndarray
+    z_hvp: np.ndarray
+    z_jvp: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+
+
+class SobaRows(NamedTuple):
+    """The replicas' state (X, Y, Z, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    DY: np.ndarray
+    HZ: np.ndarray
+    CZ: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    XN: np.ndarray
+    YN: np.ndarray
+    ZN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def soba_draws(rng, P, noise, R, dx, dy):
+    inner = draw_idx(rng, P, False, R)
+    z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
+    z_hv = draw_noise(rng, P, noise, HVP, R, dy)
+    z_jv = draw_noise(rng, P, noise, JVP, R, dx)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    return SobaDraws(inner, z_gy, z_hv, z_jv, o.idx, o.z_y, o.z_x)
+
+
 @njit(cache=True, error_model="numpy")
-def soba_kernel(P, noise, rng, X, Y, Z, run, steps):
-    """T SOBA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention).
+def soba_row(P, noise, d, s, r, t, rho, gamma):
+    """Replica r's SOBA iteration t: its five oracle rows, then the update (or the freeze)."""
+    x, y, z = s.X[r], s.Y[r], s.Z[r]
+    dy, hz, cz, fy, fx = s.DY[r], s.HZ[r], s.CZ[r], s.FY[r], s.FX[r]
+    xn, yn, zn = s.XN[r], s.YN[r], s.ZN[r]
+    oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, dy)
+    oracle_row(HVP, P, noise, d.inner[r], d.z_hvp[r], x, y, z, hz)
+    oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, y, z, cz)
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, y, fy, fx)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - gamma * (fx[i] - cz[i])
+    for i in range(yn.shape[0]):
+        yn[i] = y[i] - rho * dy[i]
+        zn[i] = z[i] - rho * (hz[i] - fy[i])
+    if all_finite(xn) and all_finite(yn) and all_finite(zn):
+        x[:] = xn
+        y[:] = yn
+        z[:] = zn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _soba_kernel(P, noise, rng, X, Y, Z, run, steps):
+    """T SOBA iterations in place on X (R, d_x), Y, Z (R, d_y) (+z convention): per
+    iteration the draws, then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
     T, every = run.T, run.every
     rc, re, gc, ge = steps.rho, steps.rho_exponent, steps.gamma, steps.gamma_exponent
@@ -52,40 +122,21 @@ def soba_kernel(P, noise, rng, X, Y, Z, run, steps):
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
-    DY = np.zeros((R, dy))
-    HZ = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    FY = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    xn = np.empty(dx)
-    yn = np.empty(dy)
-    zn = np.empty(dy)
+    s = SobaRows(X, Y, Z, np.ones(R, dtype=np.bool_), div, np.zeros((R, dy)),
+                 np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
+                 np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
     for t in range(1, T + 1):
         rho = rc if re == 0.0 else rc / t**re
         gamma = gc if ge == 0.0 else gc / t**ge
-        idx = draw_idx(rng, P, False, R)
-        call_grad_y_g(P, noise, rng, idx, X, Y, DY, act)
-        call_hvp(P, noise, rng, idx, X, Y, Z, HZ, act)
-        call_jvp(P, noise, rng, idx, X, Y, Z, CZ, act)
-        call_outer(P, noise, rng, X, Y, FY, FX, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - gamma * (FX[r, i] - CZ[r, i])
-            for i in range(dy):
-                yn[i] = Y[r, i] - rho * DY[r, i]
-                zn[i] = Z[r, i] - rho * (HZ[r, i] - FY[r, i])
-            if all_finite(xn) and all_finite(yn) and all_finite(zn):
-                X[r] = xn
-                Y[r] = yn
-                Z[r] = zn
-            else:
-                act[r] = False
-                div[r] = t
+        d = soba_draws(rng, P, noise, R, dx, dy)
+        for r in prange(R):
+            if s.act[r]:
+                soba_row(P, noise, d, s, r, t, rho, gamma)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+soba_kernel, soba_kernel_parallel = jit_pair(_soba_kernel)
 
 
 @register("algorithm", "soba", "numba")
@@ -103,8 +154,10 @@ def run_soba_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     z = initial_z(oracle, v0, R)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "soba", R, draws=T > 0)
-    Xr, Yr, div = soba_kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
-                              SobaSteps(float(rc), float(re), float(gc), float(ge)))
+    kernel = (soba_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else soba_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, z, RunLength(T, every),
+                         SobaSteps(float(rc), float(re), float(gc), float(ge)))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": 1, "hvp": 1, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": 2 if k.finite_sum else 5}

@@ -13,22 +13,27 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    HVP,
+    JVP,
     RunLength,
     all_finite,
-    call_hvp,
-    call_jvp,
-    call_outer,
-    draw_idx,
+    draw_calls,
+    draw_outer,
     finish_trace,
-    inner_sgd_step,
     kernel_inputs,
+    oracle_row,
+    outer_row,
+    sgd_steps_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.stocbio import stocbio_params
 from refbilevel.algorithms.trace import Trace
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -41,9 +46,81 @@ class StocBiOSteps(NamedTuple):
     D: int
     Q: int
 
+class StocBiODraws(NamedTuple):
+    """One stocBiO iteration's random numbers for all replicas, in the reference's order: D
+    lower-level calls, the outer sample, Q HVP calls, the JVP call (``*_idx``, ``*_z`` as in
+    :class:`~refbilevel.algorithms._baselines_numba.Calls`)."""
+
+    sgd_idx: np.ndarray
+    sgd_z: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+    hvp_idx: np.ndarray
+    hvp_z: np.ndarray
+    jvp_idx: np.ndarray
+    jvp_z: np.ndarray
+
+
+class StocBiORows(NamedTuple):
+    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    YN: np.ndarray
+    G: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    U: np.ndarray
+    S: np.ndarray
+    HU: np.ndarray
+    CZ: np.ndarray
+    XN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def stocbio_draws(rng, P, noise, R, dx, dy, D, Q):
+    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, D, R, dy)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    hv = draw_calls(rng, P, noise, HVP, False, Q, R, dy)
+    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
+    return StocBiODraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, hv.idx, hv.z, jv.idx, jv.z)
+
+
 @njit(cache=True, error_model="numpy")
-def stocbio_kernel(P, noise, rng, X, Y, run, steps):
-    """T stocBiO iterations in place on X (R, d_x), Y (R, d_y).
+def stocbio_row(P, noise, d, s, r, t, alphas, eta, beta):
+    """Replica r's stocBiO iteration t: D SGD steps, the outer sample, the Neumann sum
+    z = η Σ_q (I − η H)^q ∇_y F, the JVP and the x-update (or the freeze)."""
+    x, yn, g, fy, fx = s.X[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
+    u, sv, hu, cz, xn = s.U[r], s.S[r], s.HU[r], s.CZ[r], s.XN[r]
+    yn[:] = s.Y[r]
+    sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, alphas)
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
+    u[:] = fy
+    sv[:] = fy
+    for j in range(d.hvp_idx.shape[0]):
+        oracle_row(HVP, P, noise, d.hvp_idx[j, r], d.hvp_z[j, r], x, yn, u, hu)
+        for i in range(u.shape[0]):
+            u[i] = u[i] - eta * hu[i]
+            sv[i] = sv[i] + u[i]
+    for i in range(sv.shape[0]):
+        sv[i] = eta * sv[i]  # z = η s_Q
+    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, sv, cz)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - beta * (fx[i] - cz[i])
+    if all_finite(xn) and all_finite(yn):
+        x[:] = xn
+        s.Y[r] = yn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _stocbio_kernel(P, noise, rng, X, Y, run, steps):
+    """T stocBiO iterations in place on X (R, d_x), Y (R, d_y): per iteration the draws,
+    then one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at)."""
     T, every = run.T, run.every
     alpha, eta, beta, D, Q = steps.alpha, steps.eta, steps.beta, steps.D, steps.Q
@@ -51,49 +128,21 @@ def stocbio_kernel(P, noise, rng, X, Y, run, steps):
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
-    YN = np.empty((R, dy))
-    G = np.zeros((R, dy))
-    FY = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    U = np.zeros((R, dy))
-    S = np.zeros((R, dy))
-    HU = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    xn = np.empty(dx)
+    s = StocBiORows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)),
+                    np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dx)),
+                    np.zeros((R, dy)), np.zeros((R, dy)), np.zeros((R, dy)),
+                    np.zeros((R, dx)), np.empty((R, dx)))
+    alphas = np.full(D, alpha)
     for t in range(1, T + 1):
-        YN[:] = Y
-        for _ in range(D):
-            inner_sgd_step(P, noise, rng, X, YN, G, alpha, act)
-        call_outer(P, noise, rng, X, YN, FY, FX, act)
-        U[:] = FY
-        S[:] = FY
-        for _ in range(Q):
-            idx = draw_idx(rng, P, False, R)
-            call_hvp(P, noise, rng, idx, X, YN, U, HU, act)
-            for r in range(R):
-                if act[r]:
-                    for i in range(dy):
-                        U[r, i] = U[r, i] - eta * HU[r, i]
-                        S[r, i] = S[r, i] + U[r, i]
-        for r in range(R):
-            for i in range(dy):
-                S[r, i] = eta * S[r, i]  # z = η s_Q
-        idx = draw_idx(rng, P, False, R)
-        call_jvp(P, noise, rng, idx, X, YN, S, CZ, act)
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - beta * (FX[r, i] - CZ[r, i])
-            if all_finite(xn) and all_finite(YN[r]):
-                X[r] = xn
-                Y[r] = YN[r]
-            else:
-                act[r] = False
-                div[r] = t
+        d = stocbio_draws(rng, P, noise, R, dx, dy, D, Q)
+        for r in prange(R):
+            if s.act[r]:
+                stocbio_row(P, noise, d, s, r, t, alphas, eta, beta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
     return Xr, Yr, div
+
+
+stocbio_kernel, stocbio_kernel_parallel = jit_pair(_stocbio_kernel)
 
 
 @register("algorithm", "stocbio", "numba")
@@ -110,8 +159,10 @@ def run_stocbio_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size:
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     k = kernel_inputs(oracle, "stocbio", R, draws=T > 0)
-    Xr, Yr, div = stocbio_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                 StocBiOSteps(float(alpha), float(eta), float(beta), D, Q))
+    kernel = (stocbio_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else stocbio_kernel)
+    Xr, Yr, div = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                         StocBiOSteps(float(alpha), float(eta), float(beta), D, Q))
     store_sampler_state(oracle, k, R, T > 0)
     per = {"grad_y_g": D, "hvp": Q, "jvp": 1, "grad_y_f": 1, "grad_x_f": 1,
            "samples": D + Q + 2 if k.finite_sum else D + Q + 3}

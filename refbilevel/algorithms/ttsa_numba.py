@@ -15,22 +15,28 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
+    GRAD_Y_G,
+    JVP,
     RunLength,
     all_finite,
-    call_grad_y_g,
-    call_jvp,
-    call_outer,
+    draw_hia,
     draw_idx,
+    draw_noise,
+    draw_outer,
     finish_trace,
-    hia_kernel,
+    hia_row,
     kernel_inputs,
+    oracle_row,
+    outer_row,
     start_records,
     store_record,
     store_sampler_state,
+    use_threads,
 )
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
-from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_jit import njit, prange
+from refbilevel.backends.numba_problems import jit_pair
 from refbilevel.backends.registry import register
 
 
@@ -43,9 +49,73 @@ class TTSASteps(NamedTuple):
     Ns: np.ndarray
     eta: float
 
+class TTSADraws(NamedTuple):
+    """One TTSA iteration's random numbers for all replicas, in the reference's order: the
+    inner sample (shared by ∇_y G and the JVP for a finite sum), the noise of ∇_y G, the
+    outer sample, HIA's lengths and HVP calls, the noise of the JVP."""
+
+    inner: np.ndarray
+    z_grad_y_g: np.ndarray
+    outer: np.ndarray
+    z_grad_y_f: np.ndarray
+    z_grad_x_f: np.ndarray
+    hia_p: np.ndarray
+    hia_idx: np.ndarray
+    hia_z: np.ndarray
+    z_jvp: np.ndarray
+
+
+class TTSARows(NamedTuple):
+    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    act: np.ndarray
+    div: np.ndarray
+    YN: np.ndarray
+    G: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    HV: np.ndarray
+    CZ: np.ndarray
+    XN: np.ndarray
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def ttsa_draws(rng, P, noise, R, dx, dy, N):
+    inner = draw_idx(rng, P, False, R)  # shared with the cross product (finite sum)
+    z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
+    o = draw_outer(rng, P, noise, R, dx, dy)
+    h = draw_hia(rng, P, noise, N, R, dy)
+    z_jv = draw_noise(rng, P, noise, JVP, R, dx)
+    return TTSADraws(inner, z_gy, o.idx, o.z_y, o.z_x, h.p, h.idx, h.z, z_jv)
+
+
 @njit(cache=True, error_model="numpy")
-def ttsa_kernel(P, noise, rng, X, Y, run, steps):
-    """T TTSA iterations in place on X (R, d_x), Y (R, d_y).
+def ttsa_row(P, noise, d, s, r, t, beta, alpha, N, eta):
+    """Replica r's TTSA iteration t: one y-step, the outer sample, HIA on ∇_y F, the JVP and
+    the x-update (or the freeze)."""
+    x, y, yn, g, fy, fx = s.X[r], s.Y[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
+    hv, cz, xn = s.HV[r], s.CZ[r], s.XN[r]
+    oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, g)
+    for i in range(yn.shape[0]):
+        yn[i] = y[i] - beta * g[i]
+    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
+    hia_row(P, noise, d.hia_p[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, N, eta)
+    oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, yn, fy, cz)
+    for i in range(xn.shape[0]):
+        xn[i] = x[i] - alpha * (fx[i] - cz[i])
+    if all_finite(xn) and all_finite(yn):
+        x[:] = xn
+        y[:] = yn
+    else:
+        s.act[r] = False
+        s.div[r] = t
+
+
+def _ttsa_kernel(P, noise, rng, X, Y, run, steps):
+    """T TTSA iterations in place on X (R, d_x), Y (R, d_y): per iteration the draws, then
+    one region over replicas (docs: _baselines_numba).
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
     T, every = run.T, run.every
     betas, alphas, Ns, eta = steps.betas, steps.alphas, steps.Ns, steps.eta
@@ -53,41 +123,24 @@ def ttsa_kernel(P, noise, rng, X, Y, run, steps):
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
-    act = np.ones(R, dtype=np.bool_)
     ps = np.zeros((T, R), dtype=np.int64)
-    steps = np.zeros(T, dtype=np.int64)
-    YN = np.empty((R, dy))
-    G = np.zeros((R, dy))
-    FY = np.zeros((R, dy))
-    FX = np.zeros((R, dx))
-    HV = np.zeros((R, dy))
-    CZ = np.zeros((R, dx))
-    xn = np.empty(dx)
+    n_hvp = np.zeros(T, dtype=np.int64)
+    s = TTSARows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)), np.zeros((R, dy)),
+                 np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
+                 np.empty((R, dx)))
     for t in range(1, T + 1):
-        beta = betas[t - 1]
-        idx = draw_idx(rng, P, False, R)  # shared with the cross product (finite sum)
-        call_grad_y_g(P, noise, rng, idx, X, Y, G, act)
-        for r in range(R):
-            for i in range(dy):
-                YN[r, i] = Y[r, i] - beta * G[r, i]
-        call_outer(P, noise, rng, X, YN, FY, FX, act)
-        steps[t - 1] = hia_kernel(P, noise, rng, X, YN, FY, HV, Ns[t - 1],
-                                  eta, act, ps[t - 1])
-        call_jvp(P, noise, rng, idx, X, YN, FY, CZ, act)
-        alpha = alphas[t - 1]
-        for r in range(R):
-            if not act[r]:
-                continue
-            for i in range(dx):
-                xn[i] = X[r, i] - alpha * (FX[r, i] - CZ[r, i])
-            if all_finite(xn) and all_finite(YN[r]):
-                X[r] = xn
-                Y[r] = YN[r]
-            else:
-                act[r] = False
-                div[r] = t
+        N = Ns[t - 1]
+        d = ttsa_draws(rng, P, noise, R, dx, dy, N)
+        ps[t - 1] = d.hia_p
+        n_hvp[t - 1] = d.hia_idx.shape[0]
+        for r in prange(R):
+            if s.act[r]:
+                ttsa_row(P, noise, d, s, r, t, betas[t - 1], alphas[t - 1], N, eta)
         k = store_record(t, T, every, k, Xr, Yr, X, Y)
-    return Xr, Yr, div, ps, steps
+    return Xr, Yr, div, ps, n_hvp
+
+
+ttsa_kernel, ttsa_kernel_parallel = jit_pair(_ttsa_kernel)
 
 
 @register("algorithm", "ttsa", "numba")
@@ -108,8 +161,10 @@ def run_ttsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     alphas = np.array([s[1] for s in sch], dtype=np.float64)
     Ns = np.array([s[2] for s in sch], dtype=np.int64)
     k = kernel_inputs(oracle, "ttsa", R, draws=T > 0)
-    Xr, Yr, div, ps, steps = ttsa_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                         TTSASteps(betas, alphas, Ns, float(eta)))
+    kernel = (ttsa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
+              else ttsa_kernel)
+    Xr, Yr, div, ps, steps = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
+                                    TTSASteps(betas, alphas, Ns, float(eta)))
     store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": ones, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
