@@ -35,6 +35,8 @@ from refbilevel.algorithms._baselines_numba import (
     fs_grad_y,
     fs_hvp,
     fs_jvp,
+    inner_level,
+    outer_level,
 )
 from refbilevel.backends.numba_problems import (
     f_u,
@@ -98,7 +100,7 @@ def row_gen_hvp_T(P, idx, x, y, v, out):
 def _row_f_u(P, idx, x, y, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, out):
-            fs_grad_y(P.outer, 0.0, idx, x, y, out)
+            fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
         return fs
 
     def closed(P, idx, x, y, out):
@@ -110,7 +112,7 @@ def _row_f_u(P, idx, x, y, out):
 def _row_gen_hvp_T(P, idx, x, y, v, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, v, out):
-            fs_hvp(P.inner, P.reg, idx, v, out)
+            fs_hvp(inner_level(P), P.reg, idx, v, out)
         return fs
 
     def closed(P, idx, x, y, v, out):
@@ -122,7 +124,7 @@ def _row_gen_hvp_T(P, idx, x, y, v, out):
 def _row_grad_y_g(P, idx, x, y, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, out):
-            fs_grad_y(P.inner, P.reg, idx, x, y, out)
+            fs_grad_y(inner_level(P), P.reg, idx, x, y, out)
         return fs
 
     def closed(P, idx, x, y, out):
@@ -134,7 +136,7 @@ def _row_grad_y_g(P, idx, x, y, out):
 def _row_grad_x_g(P, idx, x, y, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, out):
-            fs_grad_x(P.inner, idx, x, y, out)
+            fs_grad_x(inner_level(P), idx, x, y, out)
         return fs
 
     def closed(P, idx, x, y, out):
@@ -146,7 +148,7 @@ def _row_grad_x_g(P, idx, x, y, out):
 def _row_grad_y_f(P, idx, x, y, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, out):
-            fs_grad_y(P.outer, 0.0, idx, x, y, out)
+            fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
         return fs
 
     def closed(P, idx, x, y, out):
@@ -158,7 +160,7 @@ def _row_grad_y_f(P, idx, x, y, out):
 def _row_grad_x_f(P, idx, x, y, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, out):
-            fs_grad_x(P.outer, idx, x, y, out)
+            fs_grad_x(outer_level(P), idx, x, y, out)
         return fs
 
     def closed(P, idx, x, y, out):
@@ -170,7 +172,7 @@ def _row_grad_x_f(P, idx, x, y, out):
 def _row_hvp(P, idx, x, y, v, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, v, out):
-            fs_hvp(P.inner, P.reg, idx, v, out)
+            fs_hvp(inner_level(P), P.reg, idx, v, out)
         return fs
 
     def closed(P, idx, x, y, v, out):
@@ -182,7 +184,7 @@ def _row_hvp(P, idx, x, y, v, out):
 def _row_jvp(P, idx, x, y, v, out):
     if _is_finite_sum_type(P):
         def fs(P, idx, x, y, v, out):
-            fs_jvp(P.inner, idx, v, out)
+            fs_jvp(inner_level(P), idx, v, out)
         return fs
 
     def closed(P, idx, x, y, v, out):
