@@ -109,8 +109,9 @@ def _cell_in_child(connection, method: str, problem: str, kwargs: dict) -> None:
 
 def run_cell_within(method: str, problem: str, seconds: float, **kwargs: Any) -> Cell:
     """:func:`run_cell` in a child process (spawned: a fork of a process whose Numba threads
-    are running is unsafe) that is killed after ``seconds``; the child loads the compiled
-    kernels from the on-disk cache. A refusal is decided here, without a child."""
+    are running is unsafe) that is killed after ``seconds``. The kernels are compiled first,
+    here, by a one-iteration run of the same cell (compile time is not the cell's), and the
+    child loads them from the on-disk cache. A refusal is decided here, without a child."""
     import multiprocessing
 
     from refbilevel.solver import resolve_problem
@@ -119,6 +120,11 @@ def run_cell_within(method: str, problem: str, seconds: float, **kwargs: Any) ->
     why = solver_record(method).refusal(resolve_problem(problem, kwargs.get("problem_params")))
     if why is not None:
         return Cell(method, problem, REFUSED, reason=why.short)
+    # compilation is not the cell's run: a one-iteration run here compiles the cell's
+    # kernels into the on-disk cache, from which the child loads them
+    warm = run_cell(method, problem, **{**kwargs, "T": 1})
+    if warm.status == FAILED:
+        return warm
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_cell_in_child, args=(send, method, problem, kwargs),
