@@ -22,6 +22,7 @@ see each method's record), and reports the median over the replicas of
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,11 @@ def run_cell(method: str, problem: str, *, backend: str = "numpy", replicas: int
     return Cell(method, problem, status, ratio=ratio, T=T_run, seconds=secs, options=options)
 
 
-def _cell_in_child(connection, method: str, problem: str, kwargs: dict) -> None:
+def _cell_in_child(connection, parent_pid: int, method: str, problem: str,
+                   kwargs: dict) -> None:
+    from refbilevel.sweeps import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed matrix leaves no cell running
     connection.send(run_cell(method, problem, **kwargs))
     connection.close()
 
@@ -127,7 +132,7 @@ def run_cell_within(method: str, problem: str, seconds: float, **kwargs: Any) ->
         return warm
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_cell_in_child, args=(send, method, problem, kwargs),
+    child = ctx.Process(target=_cell_in_child, args=(send, os.getpid(), method, problem, kwargs),
                         daemon=True)
     t0 = time.perf_counter()
     child.start()

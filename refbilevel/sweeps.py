@@ -164,7 +164,7 @@ def resolve_cell_function(spec: str) -> Callable[[dict], dict]:
     return fn
 
 
-def _die_with_parent(sweep_pid: int) -> None:
+def die_with_parent(sweep_pid: int) -> None:
     """Process-pool initializer: end this worker when the sweep process ends, even by SIGKILL
     (which runs no cleanup). Otherwise the workers outlive it, computing cells nobody will
     write; the next run recomputes those cells anyway, since only written cells count.
@@ -301,7 +301,7 @@ def run_sweep(
             executor = client.get_executor()
         if executor is None:
             executor = own_executor = cf.ProcessPoolExecutor(
-                max_workers=max_workers, initializer=_die_with_parent,
+                max_workers=max_workers, initializer=die_with_parent,
                 initargs=(os.getpid(),))
         try:
             futures = {executor.submit(_run_cell, fn, c, tuple(imports)): (k, c)
