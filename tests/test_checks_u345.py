@@ -45,6 +45,11 @@ def test_u5_sharp_instance_and_control_factor(results):
     assert rows["quadratic d=1, H=0.5"]["max_ratio"] > u5.SHARP_RATIO
     ctrl = {c["problem"]: c for c in m.control["per_problem"]}
     assert ctrl["quadratic d=1, H=0.5"]["max_ratio"] == pytest.approx(2.0, rel=1e-9)
-    # Lemma B.4's constant is L̄: it equals the stored L_phi2 wherever that is DERIVED
-    assert all(r["L_bar_equals_stored_L_phi2"] for r in rows.values()
-               if not r["problem"].startswith("quadratic"))
+    # Lemma B.4's constant is L̄: the stored L_phi2 equals it wherever it is the generic
+    # DERIVED formula; a family may store a sharper bound (the bump's uses ||H^{-1}|| <=
+    # 1/(1 - eps M_E) instead of 1/mu), which must then hold as Lemma B.4's constant too
+    for r in rows.values():
+        if r["problem"].startswith("quadratic") or r["L_bar_equals_stored_L_phi2"]:
+            continue
+        assert r["stored_L_phi2"] < r["L_bar"], r
+        assert r["max_ratio_with_stored_L_phi2"] <= 1.0, r
