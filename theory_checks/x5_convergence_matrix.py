@@ -37,8 +37,9 @@ CLAIM = ClaimInfo(
           "||∇φ(x_T)|| <= 1e-2 ||∇φ(x_0)|| deterministically; the others are refused with "
           "the assumption named",
     source="docs/checks.rst X5; docs/design.rst §Contracts (Solver)",
-    # measured 2026-12-04: the matrix fails today (BSA and TTSA stall on the quadratic; cells
-    # without a Numba kernel or with a finite-sum oracle fail), which issue #10 keeps open
+    # measured 2026-12-04 (Numba): 6 of 266 cells fail (BSA, TTSA, SUSTAIN on the quadratic;
+    # UniBiO on the sharp Hölder instance; PZOBO and UniBiO over 120 s on the d = 100 finite
+    # sum), which issue #10 keeps open
     quick_suite_exclusion="every (method, problem) pair at its default T, minutes in all; it "
     "fails today on known cells (see docs/checks.rst X5)",
     evidence=(Evidence("exact", note="deterministic runs with exact oracles, given the seed"),),
