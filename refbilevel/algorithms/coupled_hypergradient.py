@@ -90,9 +90,12 @@ class CoupledEstimate(NamedTuple):
 
 
 def _sampler(oracle, R: int, full_batch: bool):
-    """kind -> the sample of one evaluation of kind: a fresh draw, or the whole data set."""
-    if full_batch and getattr(oracle, "shares_samples", False):
-        P = oracle.problem
+    """kind -> the sample of one evaluation of kind: a fresh draw, or the whole data set of
+    a finite-sum problem (an oracle without indexed samples, e.g. Gaussian noise or row
+    weights, gets one ordinary draw)."""
+    P = oracle.problem
+    if (full_batch and getattr(oracle, "shares_samples", False)
+            and hasattr(P, "n_inner") and hasattr(P, "n_outer")):
         full = {level: np.broadcast_to(np.arange(n), (R, n))
                 for level, n in (("inner", int(P.n_inner)), ("outer", int(P.n_outer)))}
         return lambda kind: full[KIND_LEVEL[kind]]
