@@ -246,7 +246,8 @@ PARALLEL_MIN_ENTRIES = 32768
 
 # Oracle kinds: runtime integers, so that one compiled body serves all six.
 GRAD_Y_G, GRAD_X_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = range(6)
-_GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = range(6)
+_GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F, _HVP, _JVP = (GRAD_Y_G, GRAD_X_G, GRAD_Y_F, GRAD_X_F,
+                                                        HVP, JVP)
 
 
 def _finite_sum_rows(kind, L, reg, idx, X, Y, V, OUT, act):
@@ -908,8 +909,6 @@ def finish_trace(oracle, algorithm: str, params: dict, seed, T: int, record_ever
 # or a noise block) and ``call_on_sample`` evaluates an oracle kind on it, so a caller draws
 # once and evaluates at both points (each evaluation is one call of its kind, the draw one
 # sample, as ``oracle.f(..., sample=s)`` counts in the NumPy reference).
-GRAD_Y_G, GRAD_X_G, GRAD_Y_F, GRAD_X_F, HVP, JVP = (_GRAD_Y_G, _GRAD_X_G, _GRAD_Y_F, _GRAD_X_F,
-                                                 _HVP, _JVP)
 
 
 @njit(**_JIT)
