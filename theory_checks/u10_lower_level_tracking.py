@@ -439,7 +439,7 @@ def plot(m: Measurement, fig) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     worst = m.figure_data["worst"]
     names = list(worst)
-    ax1.boxplot([worst[n] for n in names], vert=True)
+    ax1.boxplot([worst[n] for n in names])
     ax1.set_xticks(range(1, len(names) + 1), names, fontsize=6, rotation=15)
     ax1.axhline(EPS_Y, color="r", ls="--", label="eps_y")
     ax1.set_yscale("log")
