@@ -1,7 +1,8 @@
 """AmIGO as one explicit Numba kernel (Arbel & Mairal 2022; docs/baselines.rst §7;
 docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.amigo.run_amigo`: per iteration n × ∇_y G, then
-∇_y F, ∇_x F (one outer sample), m × HVP, JVP, each on a fresh sample. Oracles and divergence
+∇_y F, ∇_x F (one outer sample), m × HVP, JVP, each on a fresh sample: stocBiO's layout, so the
+kernel reuses :func:`refbilevel.algorithms.stocbio_numba.stocbio_draws`. Oracles and divergence
 handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 """
 
@@ -13,13 +14,10 @@ import numpy as np
 
 from refbilevel.algorithms import _baselines as B
 from refbilevel.algorithms._baselines_numba import (
-    GRAD_Y_G,
     HVP,
     JVP,
     RunLength,
     all_finite,
-    draw_calls,
-    draw_outer,
     finish_trace,
     kernel_inputs,
     oracle_row,
@@ -31,6 +29,7 @@ from refbilevel.algorithms._baselines_numba import (
     use_threads,
 )
 from refbilevel.algorithms.amigo import amigo_params
+from refbilevel.algorithms.stocbio_numba import stocbio_draws
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
@@ -45,22 +44,6 @@ class AmIGOSteps(NamedTuple):
     gamma: float
     n: int
     m: int
-
-class AmIGODraws(NamedTuple):
-    """One AmIGO iteration's random numbers for all replicas, in the reference's order: n
-    lower-level calls, the outer sample, m HVP calls, the JVP call (``*_idx``, ``*_z`` as in
-    :class:`~refbilevel.algorithms._baselines_numba.Calls`)."""
-
-    sgd_idx: np.ndarray
-    sgd_z: np.ndarray
-    outer: np.ndarray
-    z_grad_y_f: np.ndarray
-    z_grad_x_f: np.ndarray
-    hvp_idx: np.ndarray
-    hvp_z: np.ndarray
-    jvp_idx: np.ndarray
-    jvp_z: np.ndarray
-
 
 class AmIGORows(NamedTuple):
     """The replicas' state (X, Y, Z, act, diverged_at) and per-replica workspace rows."""
@@ -78,15 +61,6 @@ class AmIGORows(NamedTuple):
     HZ: np.ndarray
     CZ: np.ndarray
     XN: np.ndarray
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def amigo_draws(rng, P, noise, R, dx, dy, n, m):
-    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n, R, dy)
-    o = draw_outer(rng, P, noise, R, dx, dy)
-    hv = draw_calls(rng, P, noise, HVP, False, m, R, dy)
-    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
-    return AmIGODraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, hv.idx, hv.z, jv.idx, jv.z)
 
 
 @njit(cache=True, error_model="numpy")
@@ -130,7 +104,7 @@ def _amigo_kernel(P, noise, rng, X, Y, Z, run, steps):
                   np.zeros((R, dy)), np.zeros((R, dx)), np.empty((R, dx)))
     alphas = np.full(n, alpha)
     for t in range(1, T + 1):
-        d = amigo_draws(rng, P, noise, R, dx, dy, n, m)
+        d = stocbio_draws(rng, P, noise, R, dx, dy, n, m)
         for r in prange(R):
             if s.act[r]:
                 amigo_row(P, noise, d, s, r, t, alphas, beta, gamma)

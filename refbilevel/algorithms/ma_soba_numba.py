@@ -1,8 +1,9 @@
 """MA-SOBA as one explicit Numba kernel (Chen, Xu, Zhang 2023; docs/baselines.rst §6;
 docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ma_soba.run_ma_soba`: per iteration ∇_y G, HVP, JVP
-(one inner sample), then ∇_y F, ∇_x F (one outer sample). Oracles and divergence handling:
-see :mod:`refbilevel.algorithms._baselines_numba`.
+(one inner sample), then ∇_y F, ∇_x F (one outer sample): exactly SOBA's draws, so the
+kernel reuses :func:`refbilevel.algorithms.soba_numba.soba_draws`. Oracles and divergence
+handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from refbilevel.algorithms._baselines_numba import (
     JVP,
     RunLength,
     all_finite,
-    draw_idx,
-    draw_noise,
-    draw_outer,
     finish_trace,
     kernel_inputs,
     oracle_row,
@@ -32,6 +30,7 @@ from refbilevel.algorithms._baselines_numba import (
     use_threads,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
+from refbilevel.algorithms.soba_numba import soba_draws
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
@@ -48,19 +47,6 @@ class MASobaSteps(NamedTuple):
     theta: float
     radius: float
     updated_h: bool
-
-class MASobaDraws(NamedTuple):
-    """One MA-SOBA iteration's random numbers for all replicas, in the reference's order: the
-    inner sample (one minibatch, or the noise of ∇_y G, HVP, JVP) and the outer sample."""
-
-    inner: np.ndarray
-    z_grad_y_g: np.ndarray
-    z_hvp: np.ndarray
-    z_jvp: np.ndarray
-    outer: np.ndarray
-    z_grad_y_f: np.ndarray
-    z_grad_x_f: np.ndarray
-
 
 class MASobaRows(NamedTuple):
     """The replicas' state (X, Y, Z, H, act, diverged_at) and per-replica workspace rows."""
@@ -80,16 +66,6 @@ class MASobaRows(NamedTuple):
     HN: np.ndarray
     YN: np.ndarray
     ZN: np.ndarray
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def ma_soba_draws(rng, P, noise, R, dx, dy):
-    inner = draw_idx(rng, P, False, R)
-    z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
-    z_hv = draw_noise(rng, P, noise, HVP, R, dy)
-    z_jv = draw_noise(rng, P, noise, JVP, R, dx)
-    o = draw_outer(rng, P, noise, R, dx, dy)
-    return MASobaDraws(inner, z_gy, z_hv, z_jv, o.idx, o.z_y, o.z_x)
 
 
 @njit(cache=True, error_model="numpy")
@@ -141,7 +117,7 @@ def _ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
                    np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
                    np.empty((R, dx)), np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
     for t in range(1, T + 1):
-        d = ma_soba_draws(rng, P, noise, R, dx, dy)
+        d = soba_draws(rng, P, noise, R, dx, dy)
         for r in prange(R):
             if s.act[r]:
                 ma_soba_row(P, noise, d, s, r, t, steps)
