@@ -170,6 +170,10 @@ def _rel(a, b):
 
 
 PARITY_PROBLEMS = {"quadratic-dense": QUAD, "example3": UniBiOExample3(4)}
+#: example3 compiles every kernel for a second closed-form record type whose primitives the
+#: estimator parity tests already cover (tests/test_estimators.py): `pytest -m slow`
+PARITY_CASES = [pytest.param(k, marks=pytest.mark.slow) if k == "example3" else k
+                for k in PARITY_PROBLEMS]
 
 
 def _parity_kw(name, problem):
@@ -182,7 +186,7 @@ def _parity_kw(name, problem):
 
 
 @pytest.mark.numba
-@pytest.mark.parametrize("problem", list(PARITY_PROBLEMS))
+@pytest.mark.parametrize("problem", PARITY_CASES)
 @pytest.mark.parametrize("name", NUMBA_ALGS)
 def test_x4_numba_matches_numpy(name, problem):
     """Same Generator, 1000 iterations, 3 replicas: iterates, ||∇φ||, y errors and counts
@@ -223,8 +227,14 @@ def test_x4_numba_finite_sum_matches_numpy(name):
         np.testing.assert_array_equal(got.counts[k], ref.counts[k])
 
 
+#: one kernel per draw pattern (one shared sample: SOBA; SGD steps + Neumann terms: stocBiO) in
+#: the default run; every parallel kernel is a 2-3x slower compilation: `pytest -m slow`
+PARALLEL_CASES = [n if n in ("soba", "stocbio") else pytest.param(n, marks=pytest.mark.slow)
+                  for n in NUMBA_ALGS]
+
+
 @pytest.mark.numba
-@pytest.mark.parametrize("name", NUMBA_ALGS)
+@pytest.mark.parametrize("name", PARALLEL_CASES)
 def test_x4_numba_shuffled_sampler_matches_numpy(name):
     """FiniteSumOracle ('shuffled'): the kernels walk the same passes as the oracle (the same
     random numbers, the pass state handed back) and run the replica rows on all threads
@@ -249,7 +259,7 @@ QUAD_WIDE = StronglyConvexQuadratic(d_x=32, d_y=32, mu=3.0, L=10.0, rho=10.0, se
 
 
 @pytest.mark.numba
-@pytest.mark.parametrize("name", ["soba", "bsa"])
+@pytest.mark.parametrize("name", [pytest.param("soba", marks=pytest.mark.slow), "bsa"])
 def test_x4_numba_parallel_region_matches_numpy(name):
     """The fused kernels' parallel variant (one region per iteration) on a closed-form family:
     R = 256 replicas at d = 32 pass use_threads (256 x (3 x 32 + 2 x 32) >= 32768 entries);
@@ -257,8 +267,9 @@ def test_x4_numba_parallel_region_matches_numpy(name):
     X4 tolerance: the same operations per replica) and the Generator ends in the same state.
     Two kernels, one per draw pattern (one shared sample; SGD steps + HIA), to keep CI's cold
     compilation short: the draws are the same code in both variants, whose order the serial
-    X4 tests check for every kernel, and the finite-sum shuffled test below runs every
-    kernel's parallel variant (R = 128)."""
+    X4 tests check for every kernel, and the finite-sum shuffled test above runs the parallel
+    variants (R = 128: SOBA's and stocBiO's by default, every kernel's under -m slow). SOBA's
+    closed-form parallel variant runs under -m slow."""
     R = 256
     x0 = np.full((R, 32), -2.0) + np.arange(R)[:, None] * 0.01
     y0 = np.full((R, 32), 0.3)

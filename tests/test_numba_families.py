@@ -118,10 +118,8 @@ def _closed_form(grad_y_g=None):
 
 
 @pytest.mark.numba
-def test_closed_form_problem_runs_on_numba_when_its_callables_compile():
-    from refbilevel.algorithms.soba import run_soba
-    from refbilevel.algorithms.soba_numba import run_soba_numba, soba_kernel
-    from refbilevel.backends.numba_families import ClosedFormRecord
+@pytest.mark.slow  # a user family compiles in every process (never cached): ~20 s per CI run
+def test_closed_form_problem_runs_the_numba_estimators_when_its_callables_compile():
     from refbilevel.estimators.neumann import neumann_hypergradient
     from refbilevel.estimators.neumann_numba import neumann_hypergradient_numba
     from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
@@ -135,6 +133,18 @@ def test_closed_form_problem_runs_on_numba_when_its_callables_compile():
             o = GaussianOracle(P, NoiseConfig.uniform(0.3), np.random.default_rng(11))
             vals.append(f(o, x, y, 5, alpha=0.2, variant=variant).value)
         assert np.max(np.abs(vals[0] - vals[1])) <= 1e-12 * np.max(np.abs(vals[0]))
+
+
+@pytest.mark.numba
+def test_closed_form_problem_runs_on_numba_when_its_callables_compile():
+    from refbilevel.algorithms.soba import run_soba
+    from refbilevel.algorithms.soba_numba import run_soba_numba, soba_kernel
+    from refbilevel.backends.numba_families import ClosedFormRecord
+    from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
+
+    P = _closed_form()
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.linspace(-0.5, 0.8, 6)[:, None]
     traces = [run(GaussianOracle(P, NoiseConfig.uniform(0.1), np.random.default_rng(2)),
                   x, y, T=50, record_every=25) for run in (run_soba, run_soba_numba)]
     assert np.max(np.abs(traces[0].x - traces[1].x)) <= 1e-12 * np.max(np.abs(traces[0].x))
