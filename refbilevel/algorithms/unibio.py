@@ -40,6 +40,16 @@ from refbilevel.validation import as_vector_batch, require_choice, require_int, 
 SECTION6_ETA = {2: 0.05, 4: 0.03, 6: 0.02, 8: 0.01}
 
 
+def step_halvings(t: int, hold: int, halving: int) -> int:
+    """The halvings of the UL step at iteration t: 0 for t < hold (or hold < 0: no
+    schedule), then 1 + (t - hold) // halving. The step is ldexp(eta, -halvings): a power of
+    two times eta, exact in floating point, so both backends take the same step. The Numba
+    kernels (unibio_numba) compile this very function, so that their step is this one."""
+    if hold < 0 or t < hold:
+        return 0
+    return 1 + (t - hold) // halving
+
+
 @dataclass(frozen=True)
 class UniBiOParams:
     T: int  # UL iterations
@@ -61,6 +71,10 @@ class UniBiOParams:
     average: str = "pre"
     restart: str = "warm"  # "random": the authors' N(0,1) restarts (docs/unibio.rst §8 item 2)
     norm_eps: float = 0.0  # the authors' code uses 1e-8 (docs/unibio.rst §8 item 4)
+    # geometric step schedule (docs/unibio.rst §5.5): eta for the first eta_hold UL steps,
+    # then halved, and halved again every eta_halving steps; None: eta throughout (the paper)
+    eta_hold: int | None = None
+    eta_halving: int = 1
 
     def validated(self) -> UniBiOParams:
         require_int("T", self.T, low=1)
@@ -75,6 +89,9 @@ class UniBiOParams:
         require_choice("average", self.average, ("pre", "post"))
         require_choice("restart", self.restart, ("warm", "random"))
         require_range("norm_eps", self.norm_eps, low=0.0)
+        if self.eta_hold is not None:
+            require_int("eta_hold", self.eta_hold, low=0)
+        require_int("eta_halving", self.eta_halving, low=1)
         if self.alpha is not None:
             require_range("alpha", self.alpha, low=0.0, low_inclusive=False)
         # the Epoch-SGD ranges of epoch_schedule, checked here so that the warm-start *_0
@@ -93,6 +110,11 @@ class UniBiOParams:
         out = asdict(self)
         out.pop("T")
         return out
+
+    def halvings(self, t: int) -> int:
+        """How many times the UL step has been halved at iteration t (0 before eta_hold)."""
+        return step_halvings(t, -1 if self.eta_hold is None else self.eta_hold,
+                             self.eta_halving)
 
     def epochs(self, warm: bool, p: float):
         if warm:
@@ -177,7 +199,7 @@ def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
                              "generalized", 0)
             m_new = params.beta * m + (1.0 - params.beta) * g
             norm = np.linalg.norm(m_new, axis=-1, keepdims=True) + params.norm_eps
-            x_new = x - params.eta * m_new / norm
+            x_new = x - math.ldexp(params.eta, -params.halvings(t)) * m_new / norm
             active = rec.check_finite(t + 1, x_new, m_new, y)
             x = np.where(active[:, None], x_new, x)
             m = np.where(active[:, None], m_new, m)
