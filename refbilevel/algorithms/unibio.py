@@ -221,9 +221,12 @@ def _default_params(problem, mode: str) -> dict:
     stationary point and ||∇φ|| there is O(L_φ η/(1 − β)); η = (1 − β)/(30 L_φ) keeps that
     floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), the Neumann step
     α = 1/C and Q = ⌈(C/μ) ln 1e4⌉ terms (bias (1 − μ/C)^Q ≤ 1e-4, docs/unibio.rst §3.5;
-    the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). "theory": the
-    Theorem 5.1 instantiation needs a target ε
-    (:func:`_theory_options`)."""
+    the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). Where φ is
+    only Hölder-smooth (p > 2 and L_phi1 > 0), the floor of the Hölder term of (8) at η is
+    O(L_phi1 η^{1/(p-1)}/(1 − β)), far above the Lipschitz one: η is then held for the
+    travel and halved geometrically down to the step that gives that term the same floor
+    (:func:`holder_halvings`, docs/unibio.rst §5.5). "theory": the Theorem 5.1
+    instantiation needs a target ε (:func:`_theory_options`)."""
     if mode == "theory":
         return {}  # the schedule needs the start, the oracle and eps: _localize builds it
     base = asdict(tuned_params(problem.p))
@@ -237,7 +240,43 @@ def _default_params(problem, mode: str) -> dict:
         # Neumann terms: the series with step 1/C converges like (1 − mu/C)^Q (§3.5);
         # Q = ⌈(C/mu) ln 1e4⌉ makes that bias 1e-4 of ||H^{-T} f_u||
         base["Q"] = int(math.ceil(float(c.C) / float(c.mu) * math.log(1e4)))
+        if holder_halvings(problem, base["eta"], base["beta"]) > 0:
+            base["eta_hold"] = _travel_steps(base["eta"])
+            base["eta_halving"] = max(1, round(STAGE_MEMORIES / (1.0 - base["beta"])))
     return base
+
+
+#: UL steps per halving of the default's geometric step schedule, in units of the
+#: momentum's memory 1/(1 − β). After each halving the lower level must re-track y*(x) as
+#: x settles on the finer scale; on the sharp-Hölder family (p = 4, y* = 0 at the solution,
+#: where the lower level is flattest) stages of 2000 steps (β = 0.9) stall at 1.3e-2, stages
+#: of 4000 to 20000 reach 3e-3 to 9e-3 (docs/unibio.rst §5.5)
+STAGE_MEMORIES = 500.0
+#: the default's floor of ||∇φ|| in the bound's units (its η rule: L_phi2 η/(1 − β) = 1/30)
+DEFAULT_FLOOR = 1.0 / 30.0
+
+
+def holder_halvings(problem, eta: float, beta: float) -> int:
+    """Halvings of the default UL step η down to the step whose Hölder floor
+    L_phi1 η_k^{1/(p-1)}/(1 − β) is the default's DEFAULT_FLOOR, i.e. η_final =
+    ((1 − β) DEFAULT_FLOOR / L_phi1)^{p-1} (the η of Theorem 5.1's instantiation,
+    docs/unibio.rst §5.5, with ε/32 in place of the floor): ⌈log2(η/η_final)⌉, 0 when
+    η is already there (p = 2, or L_phi1 = 0: ∇φ Lipschitz, the constant step suffices)."""
+    c = problem.constants
+    L1 = float(c.L_phi1 or 0.0)
+    if L1 <= 0.0 or float(c.p) <= 2.0:
+        return 0
+    eta_final = ((1.0 - beta) * DEFAULT_FLOOR / L1) ** (float(c.p) - 1.0)
+    return max(0, int(math.ceil(math.log2(eta / eta_final))))
+
+
+def _travel_steps(eta: float) -> int:
+    """2 D/η UL steps, D = 15 (the normalized step moves x by η per step; D bounds the
+    distance to a stationary point from the default starts — about 20 on the default
+    quadratic, reached within 2D/η with the momentum's detours), at most MAX_DEFAULT_T."""
+    from refbilevel.solver_record import MAX_DEFAULT_T
+
+    return int(min(MAX_DEFAULT_T, math.ceil(2 * 15.0 / float(eta))))
 
 
 #: the options of mode="theory" that are not UniBiOParams fields (the target and the LL
@@ -315,17 +354,21 @@ def _localize(problem, x0, y0, options: dict, *, oracle, mode: str) -> dict:
 
 
 def _default_T(problem, mode, options) -> int:
-    """"paper": 500 (§7.1). "theory": the ε-schedule's T. "default": 2 D/η UL steps, D = 15
-    (the normalized step moves x by η per step; D bounds the distance to a stationary point
-    from the default starts — about 20 on the default quadratic, reached within 2D/η with
-    the momentum's detours), at most MAX_DEFAULT_T."""
+    """"paper": 500 (§7.1). "theory": the ε-schedule's T. "default": the travel at η
+    (:func:`_travel_steps`), then, with the geometric schedule, the stages of each of the
+    :func:`holder_halvings` halvings (docs/unibio.rst §5.5); at most MAX_DEFAULT_T in all
+    (the stages are cut, never the travel)."""
     if mode == "theory":
         return int(options["theory_T"])
     if mode != "default":
         return 500
+    if options.get("eta_hold") is None:
+        return _travel_steps(options["eta"])
     from refbilevel.solver_record import MAX_DEFAULT_T
 
-    return int(min(MAX_DEFAULT_T, math.ceil(2 * 15.0 / float(options["eta"]))))
+    stages = holder_halvings(problem, float(options["eta"]), float(options["beta"]))
+    return int(min(MAX_DEFAULT_T, int(options["eta_hold"])
+                   + stages * int(options["eta_halving"])))
 
 
 def _invoke(run, inputs):
