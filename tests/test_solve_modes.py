@@ -161,7 +161,7 @@ def test_storm_theory_mode_converges_on_the_quadratic(method):
 @pytest.mark.numba
 def test_unibio_default_passes_the_sharp_holder_cell_which_a_constant_step_stalls():
     """The matrix cell UniBiO x uniformly-convex-sharp-holder (docs/unibio.rst §5.5,
-    docs/checks.rst X5): the default schedule reaches 6.2e-3 (T = 184027, seconds on Numba);
+    docs/checks.rst X5): the default schedule reaches 6.2e-3 (T = 184001, seconds on Numba);
     the same run with the constant step (eta_hold=None, its travel horizon) stays at 0.31."""
     from refbilevel.matrix import OK, TARGET_RATIO, run_cell
 
