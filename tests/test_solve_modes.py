@@ -51,6 +51,28 @@ def test_unibio_paper_and_default_steps():
     assert eta == pytest.approx(min(SECTION6_ETA[2], (1 - 0.9) / (30 * L_phi)), rel=1e-15)
 
 
+def test_unibio_default_halves_its_step_where_phi_is_only_holder_smooth():
+    """docs/unibio.rst §5.5: the sharp-Hölder family (p = 4, L_phi1 > 0) gets the geometric
+    schedule down to ((1 - β)/(30 L_phi1))^{p-1}; the quadratic (p = 2) keeps η throughout."""
+    from refbilevel.algorithms.unibio import STAGE_MEMORIES, holder_halvings
+    from refbilevel.problems import make_problem
+
+    plain = solve(small_quadratic(), "unibio", T=1).params
+    assert plain["eta_hold"] is None and holder_halvings(small_quadratic(), 1e-3, 0.9) == 0
+    P = make_problem("uniformly-convex-sharp-holder")
+    tr = solve(P, "unibio", T=1)
+    prm, c = tr.params, P.constants
+    k = holder_halvings(P, prm["eta"], prm["beta"])
+    final = ((1 - prm["beta"]) / (30 * c.L_phi1)) ** (c.p - 1)
+    assert prm["eta"] * 0.5 ** k <= final < prm["eta"] * 0.5 ** (k - 1)
+    assert prm["eta_hold"] == math.ceil(30 / prm["eta"])
+    assert prm["eta_halving"] == round(STAGE_MEMORIES / (1 - prm["beta"]))
+    from refbilevel.solver_record import solver_record
+
+    T = solver_record("unibio").default_T(P, "default", prm)
+    assert T == prm["eta_hold"] + k * prm["eta_halving"]
+
+
 def test_unibio_theory_needs_eps_and_eps_needs_theory():
     with pytest.raises(ValueError, match=r"^eps must be given for unibio mode='theory'.*> 0"):
         solve("quadratic", "unibio", mode="theory")
@@ -134,3 +156,18 @@ def test_storm_theory_mode_converges_on_the_quadratic(method):
                mode="theory", noise=0.0)
     g = tr.grad_phi_norm[:, 0]
     assert g[-1] <= 1e-2 * g[0]
+
+
+@pytest.mark.numba
+def test_unibio_default_passes_the_sharp_holder_cell_which_a_constant_step_stalls():
+    """The matrix cell UniBiO x uniformly-convex-sharp-holder (docs/unibio.rst §5.5,
+    docs/checks.rst X5): the default schedule reaches 6.2e-3 (T = 184001, seconds on Numba);
+    the same run with the constant step (eta_hold=None, its travel horizon) stays at 0.31."""
+    from refbilevel.matrix import OK, TARGET_RATIO, run_cell
+
+    cell = run_cell("unibio", "uniformly-convex-sharp-holder", backend="numba")
+    assert cell.status == OK and cell.ratio <= TARGET_RATIO
+    tr = solve("uniformly-convex-sharp-holder", "unibio", backend="numba", noise=0.0,
+               eta_hold=None, record_every=1000)
+    g = tr.grad_phi_norm[:, 0]
+    assert g[-1] / g[0] > 10 * TARGET_RATIO

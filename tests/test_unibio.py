@@ -7,6 +7,7 @@ import pytest
 from refbilevel.algorithms.epoch_sgd import epoch_schedule, epoch_sgd
 from refbilevel.algorithms.unibio import (
     run_unibio,
+    step_halvings,
     tuned_params,
     unibio_cumulative_counts,
     unibio_oracle_counts,
@@ -124,11 +125,27 @@ def test_divergence_is_recorded_not_silent():
     (dict(eta=0.0), r"eta must lie in \(0"),
     (dict(I=0), r"I must be an integer in \[1"),
     (dict(budget_rule="x"), "budget_rule must be one of"),
+    (dict(eta_hold=-1), r"eta_hold must be an integer in \[0"),
+    (dict(eta_halving=0), r"eta_halving must be an integer in \[1"),
 ])
 def test_bad_parameters(bad, match):
     o = GaussianOracle(UniBiOExample3(4), 0.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match=match):
         run_unibio(o, np.ones(1), np.ones(1), tuned_params(4, **bad))
+
+
+def test_geometric_step_schedule_moves_x_by_the_halved_step():
+    """eta_hold/eta_halving (docs/unibio.rst §5.5): in 1-D the normalized step moves x by
+    exactly η_t = η 2^{-k(t)}, k = 0 before the hold, then 1 + (t - hold) // halving."""
+    assert [step_halvings(t, 3, 2) for t in range(8)] == [0, 0, 0, 1, 1, 2, 2, 3]
+    assert [step_halvings(t, -1, 2) for t in (0, 10**6)] == [0, 0]
+    prm = tuned_params(4, T=12, eta=0.01, K=5, K_0=5, eta_hold=4, eta_halving=3)
+    tr = run_unibio(GaussianOracle(UniBiOExample3(4), 0.0, np.random.default_rng(0)),
+                    np.ones(1), np.ones(1), prm, record_final=True)
+    moved = np.abs(np.diff(tr.x[:, 0, 0]))
+    expected = [0.01 * 0.5 ** step_halvings(t, 4, 3) for t in range(12)]
+    # |x_{t+1} - x_t| = η_t up to the rounding of x_t (|x| <= 1: a few ulps)
+    np.testing.assert_allclose(moved, expected, rtol=0, atol=1e-15)
 
 
 @pytest.mark.numba
@@ -143,10 +160,13 @@ def test_bad_parameters(bad, match):
     # iterations, before that amplification, at 1e-9; the stream and counts stay identical.
     (NonSeparableUniformlyConvex(d_y=3, p=4.0), 100, 1e-9),
 ], ids=["ex3-p4", "ex3-p8", "separable", "nonseparable"])
-def test_x4_numpy_numba_parity(P, T, tol):
+@pytest.mark.parametrize("schedule", [{}, {"eta_hold": 300, "eta_halving": 200}],
+                         ids=["constant-step", "halving-step"])
+def test_x4_numpy_numba_parity(P, T, tol, schedule):
     from refbilevel.algorithms.unibio_numba import run_unibio_numba
 
-    prm = tuned_params(4, T=T, alpha=0.2 if P.constants.C is None else None, K=20, K_0=20)
+    prm = tuned_params(4, T=T, alpha=0.2 if P.constants.C is None else None, K=20, K_0=20,
+                       **schedule)
     x0 = np.tile(np.linspace(0.5, 1.0, P.d_x), (3, 1))
     y0 = np.ones((3, P.d_y))
     o1 = GaussianOracle(P, NOISY, named_stream(9, "parity"))

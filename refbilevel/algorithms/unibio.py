@@ -40,6 +40,16 @@ from refbilevel.validation import as_vector_batch, require_choice, require_int, 
 SECTION6_ETA = {2: 0.05, 4: 0.03, 6: 0.02, 8: 0.01}
 
 
+def step_halvings(t: int, hold: int, halving: int) -> int:
+    """The halvings of the UL step at iteration t: 0 for t < hold (or hold < 0: no
+    schedule), then 1 + (t - hold) // halving. The step is ldexp(eta, -halvings): a power of
+    two times eta, exact in floating point, so both backends take the same step. The Numba
+    kernels (unibio_numba) compile this very function, so that their step is this one."""
+    if hold < 0 or t < hold:
+        return 0
+    return 1 + (t - hold) // halving
+
+
 @dataclass(frozen=True)
 class UniBiOParams:
     T: int  # UL iterations
@@ -61,6 +71,10 @@ class UniBiOParams:
     average: str = "pre"
     restart: str = "warm"  # "random": the authors' N(0,1) restarts (docs/unibio.rst §8 item 2)
     norm_eps: float = 0.0  # the authors' code uses 1e-8 (docs/unibio.rst §8 item 4)
+    # geometric step schedule (docs/unibio.rst §5.5): eta for the first eta_hold UL steps,
+    # then halved, and halved again every eta_halving steps; None: eta throughout (the paper)
+    eta_hold: int | None = None
+    eta_halving: int = 1
 
     def validated(self) -> UniBiOParams:
         require_int("T", self.T, low=1)
@@ -75,6 +89,9 @@ class UniBiOParams:
         require_choice("average", self.average, ("pre", "post"))
         require_choice("restart", self.restart, ("warm", "random"))
         require_range("norm_eps", self.norm_eps, low=0.0)
+        if self.eta_hold is not None:
+            require_int("eta_hold", self.eta_hold, low=0)
+        require_int("eta_halving", self.eta_halving, low=1)
         if self.alpha is not None:
             require_range("alpha", self.alpha, low=0.0, low_inclusive=False)
         # the Epoch-SGD ranges of epoch_schedule, checked here so that the warm-start *_0
@@ -93,6 +110,11 @@ class UniBiOParams:
         out = asdict(self)
         out.pop("T")
         return out
+
+    def halvings(self, t: int) -> int:
+        """How many times the UL step has been halved at iteration t (0 before eta_hold)."""
+        return step_halvings(t, -1 if self.eta_hold is None else self.eta_hold,
+                             self.eta_halving)
 
     def epochs(self, warm: bool, p: float):
         if warm:
@@ -177,7 +199,7 @@ def run_unibio(oracle, x0, y0, params: UniBiOParams, *, record_every: int = 1,
                              "generalized", 0)
             m_new = params.beta * m + (1.0 - params.beta) * g
             norm = np.linalg.norm(m_new, axis=-1, keepdims=True) + params.norm_eps
-            x_new = x - params.eta * m_new / norm
+            x_new = x - math.ldexp(params.eta, -params.halvings(t)) * m_new / norm
             active = rec.check_finite(t + 1, x_new, m_new, y)
             x = np.where(active[:, None], x_new, x)
             m = np.where(active[:, None], m_new, m)
@@ -199,9 +221,12 @@ def _default_params(problem, mode: str) -> dict:
     stationary point and ||∇φ|| there is O(L_φ η/(1 − β)); η = (1 − β)/(30 L_φ) keeps that
     floor well under the start scale (Theorem 5.1's η ∝ ε/L_φ shape), the Neumann step
     α = 1/C and Q = ⌈(C/μ) ln 1e4⌉ terms (bias (1 − μ/C)^Q ≤ 1e-4, docs/unibio.rst §3.5;
-    the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). "theory": the
-    Theorem 5.1 instantiation needs a target ε
-    (:func:`_theory_options`)."""
+    the Section 6 value Q = 3 leaves a bias of (1 − μ/C)^3, 70% at κ = 10). Where φ is
+    only Hölder-smooth (p > 2 and L_phi1 > 0), the floor of the Hölder term of (8) at η is
+    O(L_phi1 η^{1/(p-1)}/(1 − β)), far above the Lipschitz one: η is then held for the
+    travel and halved geometrically down to the step that gives that term the same floor
+    (:func:`holder_halvings`, docs/unibio.rst §5.5). "theory": the Theorem 5.1
+    instantiation needs a target ε (:func:`_theory_options`)."""
     if mode == "theory":
         return {}  # the schedule needs the start, the oracle and eps: _localize builds it
     base = asdict(tuned_params(problem.p))
@@ -215,7 +240,43 @@ def _default_params(problem, mode: str) -> dict:
         # Neumann terms: the series with step 1/C converges like (1 − mu/C)^Q (§3.5);
         # Q = ⌈(C/mu) ln 1e4⌉ makes that bias 1e-4 of ||H^{-T} f_u||
         base["Q"] = int(math.ceil(float(c.C) / float(c.mu) * math.log(1e4)))
+        if holder_halvings(problem, base["eta"], base["beta"]) > 0:
+            base["eta_hold"] = _travel_steps(base["eta"])
+            base["eta_halving"] = max(1, round(STAGE_MEMORIES / (1.0 - base["beta"])))
     return base
+
+
+#: UL steps per halving of the default's geometric step schedule, in units of the
+#: momentum's memory 1/(1 − β). After each halving the lower level must re-track y*(x) as
+#: x settles on the finer scale; on the sharp-Hölder family (p = 4, y* = 0 at the solution,
+#: where the lower level is flattest) stages of 2000 steps (β = 0.9) stall at 1.3e-2, stages
+#: of 4000 to 20000 reach 3e-3 to 9e-3 (docs/unibio.rst §5.5)
+STAGE_MEMORIES = 500.0
+#: the default's floor of ||∇φ|| in the bound's units (its η rule: L_phi2 η/(1 − β) = 1/30)
+DEFAULT_FLOOR = 1.0 / 30.0
+
+
+def holder_halvings(problem, eta: float, beta: float) -> int:
+    """Halvings of the default UL step η down to the step whose Hölder floor
+    L_phi1 η_k^{1/(p-1)}/(1 − β) is the default's DEFAULT_FLOOR, i.e. η_final =
+    ((1 − β) DEFAULT_FLOOR / L_phi1)^{p-1} (the η of Theorem 5.1's instantiation,
+    docs/unibio.rst §5.5, with ε/32 in place of the floor): ⌈log2(η/η_final)⌉, 0 when
+    η is already there (p = 2, or L_phi1 = 0: ∇φ Lipschitz, the constant step suffices)."""
+    c = problem.constants
+    L1 = float(c.L_phi1 or 0.0)
+    if L1 <= 0.0 or float(c.p) <= 2.0:
+        return 0
+    eta_final = ((1.0 - beta) * DEFAULT_FLOOR / L1) ** (float(c.p) - 1.0)
+    return max(0, int(math.ceil(math.log2(eta / eta_final))))
+
+
+def _travel_steps(eta: float) -> int:
+    """2 D/η UL steps, D = 15 (the normalized step moves x by η per step; D bounds the
+    distance to a stationary point from the default starts — about 20 on the default
+    quadratic, reached within 2D/η with the momentum's detours), at most MAX_DEFAULT_T."""
+    from refbilevel.solver_record import MAX_DEFAULT_T
+
+    return int(min(MAX_DEFAULT_T, math.ceil(2 * 15.0 / float(eta))))
 
 
 #: the options of mode="theory" that are not UniBiOParams fields (the target and the LL
@@ -293,17 +354,21 @@ def _localize(problem, x0, y0, options: dict, *, oracle, mode: str) -> dict:
 
 
 def _default_T(problem, mode, options) -> int:
-    """"paper": 500 (§7.1). "theory": the ε-schedule's T. "default": 2 D/η UL steps, D = 15
-    (the normalized step moves x by η per step; D bounds the distance to a stationary point
-    from the default starts — about 20 on the default quadratic, reached within 2D/η with
-    the momentum's detours), at most MAX_DEFAULT_T."""
+    """"paper": 500 (§7.1). "theory": the ε-schedule's T. "default": the travel at η
+    (:func:`_travel_steps`), then, with the geometric schedule, the stages of each of the
+    :func:`holder_halvings` halvings (docs/unibio.rst §5.5); at most MAX_DEFAULT_T in all
+    (the stages are cut, never the travel)."""
     if mode == "theory":
         return int(options["theory_T"])
     if mode != "default":
         return 500
+    if options.get("eta_hold") is None:
+        return _travel_steps(options["eta"])
     from refbilevel.solver_record import MAX_DEFAULT_T
 
-    return int(min(MAX_DEFAULT_T, math.ceil(2 * 15.0 / float(options["eta"]))))
+    stages = holder_halvings(problem, float(options["eta"]), float(options["beta"]))
+    return int(min(MAX_DEFAULT_T, int(options["eta_hold"])
+                   + stages * int(options["eta_halving"])))
 
 
 def _invoke(run, inputs):

@@ -22,6 +22,7 @@ multiplication instead of pow(), so it matches the reference to rounding, not bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ from refbilevel.algorithms._sample_rows_numba import (
 from refbilevel.algorithms.epoch_sgd_numba import ipow, scalar_power_epoch_sgd
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
+from refbilevel.algorithms.unibio import step_halvings as _step_halvings_py
 from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import draw_block
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
@@ -63,6 +65,8 @@ class UniBiOSteps(NamedTuple):
     pre_avg: bool
     norm_eps: float
     record_every: int
+    eta_hold: int  # the geometric step schedule (UniBiOParams.eta_hold; -1: none)
+    eta_halving: int
 
 
 class UniBiONoise(NamedTuple):
@@ -123,6 +127,9 @@ def _epoch_sgd(P, rng, X, W, active, epochs, pre_avg, s_gy):
                     W[r, i] = A[r, i] / L
 
 
+step_halvings = njit(cache=True)(_step_halvings_py)
+
+
 @njit(cache=True, error_model="numpy")
 def _noisy(out, std, z):
     if std != 0.0:
@@ -138,7 +145,7 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise):
     R, dx = X.shape
     dy = Y.shape[1]
     T, I, every = steps.T, steps.I, steps.record_every
-    eta, beta, Q, alpha = steps.eta, steps.beta, steps.Q, steps.alpha
+    beta, Q, alpha = steps.beta, steps.Q, steps.alpha
     s_gy, s_fx, s_fu, s_h, s_j = (noise.grad_y_g, noise.grad_x_f, noise.f_u, noise.gen_hvp,
                                   noise.jvp)
     n_rec = (T - 1) // every + 1
@@ -153,6 +160,7 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise):
     tx = np.empty(dx)
     _epoch_sgd(P, rng, X, Y, active, warm, steps.pre_avg, s_gy)
     for t in range(T):
+        eta = math.ldexp(steps.eta, -step_halvings(t, steps.eta_hold, steps.eta_halving))
         if t > 0 and t % I == 0:
             _epoch_sgd(P, rng, X, Y, active, periodic, steps.pre_avg, s_gy)
         if t % every == 0:
@@ -228,8 +236,7 @@ def unibio_example3_kernel(rng, X, Y, p, warm, periodic, steps, noise):
     """UniBiO on UniBiO Example 3 with scalar state (H = 1, ∇_x f = 0, ∇²_xy g = -cos x;
     docs/unibio.rst §6.1): the Section 6 benchmark path. Same oracle calls and draw order as
     the NumPy reference."""
-    T, I, eta, beta, Q, alpha = (steps.T, steps.I, steps.eta, steps.beta, steps.Q,
-                                 steps.alpha)
+    T, I, beta, Q, alpha = steps.T, steps.I, steps.beta, steps.Q, steps.alpha
     pre_avg, norm_eps, record_every = steps.pre_avg, steps.norm_eps, steps.record_every
     s_gy, s_fx, s_fu, s_h, s_j = (noise.grad_y_g, noise.grad_x_f, noise.f_u, noise.gen_hvp,
                                   noise.jvp)
@@ -252,6 +259,7 @@ def unibio_example3_kernel(rng, X, Y, p, warm, periodic, steps, noise):
     scalar_power_epoch_sgd(rng, sinx, y, active, warm.lengths, warm.radii, warm.steps,
                            pre_avg, s_gy, q)
     for t in range(T):
+        eta = math.ldexp(steps.eta, -step_halvings(t, steps.eta_hold, steps.eta_halving))
         if t > 0 and t % I == 0:
             for r in range(R):
                 sinx[r] = np.sin(x[r])
@@ -330,7 +338,9 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
     periodic = _epochs_array(params.epochs(False, problem.p))
     steps = UniBiOSteps(int(params.T), int(params.I), float(params.eta), float(params.beta),
                         int(params.Q), float(alpha), params.average == "pre",
-                        float(params.norm_eps), int(record_every))
+                        float(params.norm_eps), int(record_every),
+                        -1 if params.eta_hold is None else int(params.eta_hold),
+                        int(params.eta_halving))
     if type(problem) is UniBiOExample3 and not k_in.finite_sum:
         XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, warm,
                                                      periodic, steps, noise)
