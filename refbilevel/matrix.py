@@ -172,7 +172,7 @@ def run_matrix(backend: str = "numpy", *, methods: Sequence[str] | None = None,
     cells = []
     for m in methods or solver_names():
         for p in problems or problem_names():
-            kw = {"backend": backend, "replicas": replicas, "seed": seed}
+            kw: dict[str, Any] = {"backend": backend, "replicas": replicas, "seed": seed}
             cell = (run_cell(m, p, **kw) if cell_seconds is None
                     else run_cell_within(m, p, cell_seconds, **kw))
             if progress is not None:
