@@ -167,19 +167,73 @@ def sgd_block(oracle, x, y, n_steps: int, lr: float, bad: np.ndarray) -> np.ndar
     return y
 
 
-def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarray):
-    """Ghadimi–Wang's randomized Neumann estimate z = N η Π_{i=1}^{p} (I − η Ĥ_i) v0 with
-    p ~ Uniform{0, ..., N−1} per replica (docs/baselines.rst §1 PAPER and CODE "HIA").
+def hia_draws(rng, N: int, R: int, n_draws: int) -> np.ndarray:
+    """The truncation lengths of R averaged HIA estimates: p_{r,b} ~ Uniform{0, ..., N−1},
+    b = 1..n_draws, from ONE ``rng.integers(0, N, size=(R, n_draws))`` (C order: replica r's
+    draws are row r). With ``n_draws = 1`` this consumes exactly the numbers of the papers'
+    single draw ``rng.integers(0, N, size=R)``. The Numba kernels draw the same block
+    (:func:`refbilevel.algorithms._baselines_numba.draw_hia`)."""
+    return rng.integers(0, N, size=(R, n_draws))
 
-    Draws p for all replicas with one ``rng.integers(0, N, size=R)``, then HVP step j
-    (j = 1..max p) on the whole batch with a fresh sample, applied where p_r >= j: with R = 1
-    exactly p products are evaluated (and counted). Returns (z, p).
-    """
-    p = oracle.rng.integers(0, N, size=R)
+
+def hia_weights(p: np.ndarray, N: int) -> np.ndarray:
+    """w[r, j] = #{b : p_{r,b} = j} / B (R, N), the empirical law of replica r's B draws: the
+    averaged estimate is N η Σ_j w[r, j] v_j (:func:`hia`). Counts are exact small integers,
+    so the division is the same floating-point number on both backends."""
+    R, n_draws = p.shape
+    cells = (np.arange(R)[:, None] * N + p).reshape(-1)
+    counts = np.bincount(cells, minlength=R * N).reshape(R, N).astype(np.float64)
+    return counts / n_draws
+
+
+def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarray,
+        n_draws: int = 1):
+    """Ghadimi–Wang's randomized Neumann estimate ("HIA", docs/baselines.rst §1 PAPER and
+    CODE), averaged over ``n_draws`` = B truncation lengths on one HVP chain:
+
+        v_0 = v0,  v_j = (I − η Ĥ_j) v_{j−1}  (each Ĥ_j on a fresh sample),
+        z = N η (1/B) Σ_b v_{p_b},  p_1..p_B ~ Uniform{0, ..., N−1} (per replica).
+
+    B = 1 is the papers' estimate z = N η Π_{i≤p} (I − η Ĥ_i) v0. Each term N η v_{p_b} is
+    unbiased for the truncated Neumann sum η Σ_{q<N} E Π_{i≤q}(I − η Ĥ_i) v0 (the chain's
+    samples are independent of the p's), so the average is too, with the variance due to p
+    divided by B; the chain costs max_b p_b HVPs (at most N − 1) instead of p.
+
+    Draws p for all replicas with :func:`hia_draws`, then HVP step j (j = 1..max p) on the
+    whole batch with a fresh sample, applied where the replica's chain length max_b p_{r,b}
+    is >= j: with R = 1 exactly max_b p_b products are evaluated (and counted). Returns
+    (z, chain lengths (R,)); with B = 1 the chain length is p."""
+    p = hia_draws(oracle.rng, N, R, n_draws)
+    w = hia_weights(p, N)
+    steps = p.max(axis=1)
     v = guard(v0, bad)
-    for j in range(1, int(p.max()) + 1):
-        v = guard(np.where((p >= j)[:, None], v - eta * oracle.hvp_yy_g(x, y, v), v), bad)
-    return N * eta * v, p
+    acc = w[:, :1] * v
+    for j in range(1, int(steps.max()) + 1):
+        v = guard(np.where((steps >= j)[:, None], v - eta * oracle.hvp_yy_g(x, y, v), v), bad)
+        acc = acc + w[:, j:j + 1] * v
+    return N * eta * acc, steps
+
+
+def hia_draws_option(n_draws) -> int:
+    """The validated ``n_hia_draws`` option (an integer >= 1)."""
+    return require_int("n_hia_draws", n_draws, low=1)
+
+
+#: v⋆, the target of α L_φ (N − 1)/B in the "default" mode of the methods that take one
+#: averaged HIA estimate per outer step (BSA, TTSA; :func:`default_hia_draws`)
+HIA_NOISE_TARGET = 2.5e-4
+
+
+def default_hia_draws(outer_step: float, L_phi: float, N: int) -> int:
+    """B = ⌈α L_φ (N − 1)/v⋆⌉ averaged draws (docs/baselines.rst §1 "Averaged draws"), v⋆ =
+    :data:`HIA_NOISE_TARGET`. With exact oracles the only noise of the x-step direction is
+    the estimate's, whose relative variance is at most (N − 1)/B (the stiffest direction of
+    ∇²_yy g, where η = 1/L_y makes N η (I − ηH)^p an N-valued indicator of p = 0). A
+    constant step α leaves a stationary E||∇φ||² ≈ (α/2) tr(∇²φ Σ) ≤ (α L_φ/2) E||ξ||², so
+    the floor is at most √(v⋆/2) ≈ 1.1e-2 times ||∇²_xy g|| ||z*|| (z* = [∇²_yy g]^{-1}∇_y f
+    at the solution). The draws cost random integers only: the HVP chain is as long as the
+    largest draw, at most N − 1."""
+    return max(1, int(math.ceil(outer_step * L_phi * (N - 1) / HIA_NOISE_TARGET)))
 
 
 def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],

@@ -524,10 +524,13 @@ class OuterSample(NamedTuple):
 
 
 class HiaDraws(NamedTuple):
-    """The random numbers of one HIA estimate (:func:`hia_kernel`) for all replicas: the
-    lengths p (R,) and the max p HVP calls (``idx``, ``z`` as in :class:`Calls`)."""
+    """The random numbers of one averaged HIA estimate (:func:`draw_hia`, :func:`hia_row`)
+    for all replicas: the chain lengths p (R,) (max over the replica's draws), the weights
+    w (R, N) of the chain's terms, and the max p HVP calls (``idx``, ``z`` as in
+    :class:`Calls`)."""
 
     p: np.ndarray
+    w: np.ndarray
     idx: np.ndarray
     z: np.ndarray
 
@@ -610,16 +613,28 @@ def draw_outer(rng, P, noise, R, dx, dy):
 
 
 @njit(**_JIT)
-def draw_hia(rng, P, noise, N, R, dy):
-    """The random numbers of :func:`hia_kernel`: p ~ U{0..N−1} per replica from one
-    ``rng.integers(0, N, R)``, then max p HVP calls on fresh inner samples."""
-    p = rng.integers(0, N, R)
+def draw_hia(rng, P, noise, N, n_draws, R, dy):
+    """The random numbers of one averaged HIA estimate (the reference's
+    ``_baselines.hia``/``hia_draws``): p_{r,b} ~ U{0..N−1} from one
+    ``rng.integers(0, N, (R, n_draws))``, reduced to each replica's chain length max_b p_{r,b}
+    and weights #{b : p_{r,b} = j}/n_draws (``_baselines.hia_weights``); then max over the
+    replicas of the chain lengths HVP calls on fresh inner samples."""
+    pd = rng.integers(0, N, (R, n_draws))
+    p = np.zeros(R, dtype=np.int64)
+    w = np.zeros((R, N))
     steps = 0
     for r in range(R):
+        for b in range(n_draws):
+            q = pd[r, b]
+            w[r, q] += 1.0
+            if q > p[r]:
+                p[r] = q
+        for j in range(N):
+            w[r, j] = w[r, j] / n_draws
         if p[r] > steps:
             steps = p[r]
     calls = draw_calls(rng, P, noise, HVP, False, steps, R, dy)
-    return HiaDraws(p, calls.idx, calls.z)
+    return HiaDraws(p, w, calls.idx, calls.z)
 
 
 def oracle_row(kind, P, noise, idx, z, x, y, v, out):
@@ -694,16 +709,22 @@ def sgd_steps_row(P, noise, idx, z, r, x, w, g, steps):
 
 
 @njit(**_JIT)
-def hia_row(P, noise, p, idx, z, r, x, y, v, hv, N, eta):
-    """Replica r's HIA in place on v (:func:`hia_kernel` per row): p = p_r HVP steps
-    v ← v − η H v on the calls (``idx``, ``z``) of :class:`HiaDraws`, then v ← (N η) v."""
+def hia_row(P, noise, p, w, idx, z, r, x, y, v, hv, acc, N, eta):
+    """Replica r's averaged HIA (the reference's ``_baselines.hia`` per row): acc = w_0 v,
+    then p = the replica's chain length HVP steps v ← v − η H v on the calls (``idx``, ``z``)
+    of :class:`HiaDraws`, each followed by acc ← acc + w_j v; finally v ← (N η) acc
+    (``w``: the replica's weights (N,); ``acc``: a workspace row)."""
+    for i in range(v.shape[0]):
+        acc[i] = w[0] * v[i]
     for j in range(p):
         oracle_row(HVP, P, noise, idx[j, r], z[j, r], x, y, v, hv)
+        wj = w[j + 1]
         for i in range(v.shape[0]):
             v[i] = v[i] - eta * hv[i]
-    scale = N * eta  # the reference computes N * eta * v left to right
+            acc[i] = acc[i] + wj * v[i]
+    scale = N * eta  # the reference computes N * eta * acc left to right
     for i in range(v.shape[0]):
-        v[i] = scale * v[i]
+        v[i] = scale * acc[i]
 
 
 @njit(**_JIT)

@@ -8,8 +8,10 @@ with S a Neumann approximation of [∇²_yy G]^{-1} ("+z" convention, docs/basel
 
 * ``"truncated"`` — NS_Q(w) = η Σ_{q=0}^{Q} u_q, u_0 = w, u_q = u_{q−1} − η ∇²_yy G(b_q) u_{q−1}
   (stocBiO's series, §2; Q HVPs, Q + 1 terms; MRBO §12 and VRBO §13);
-* ``"randomized"`` — RN_N(w) = N η u_p with p ~ U{0, …, N − 1} per replica (Ghadimi–Wang's
-  estimator, §1; p HVPs; SUSTAIN §14).
+* ``"randomized"`` — RN_N(w) = N η (1/B) Σ_b u_{p_b} with p_1..p_B ~ U{0, …, N − 1} per
+  replica (Ghadimi–Wang's estimator, §1, averaged over B = ``draws`` lengths on one chain as
+  :func:`refbilevel.algorithms._baselines.hia` does; B = 1 is the paper's; max_b p_b HVPs;
+  SUSTAIN §14).
 
 A coupled pair evaluates ĥ at z and z' with the same outer sample b', the same Neumann
 samples b_1, b_2, … (and the same p), and the same JVP sample b_c: benchmark_bilevel's
@@ -25,9 +27,11 @@ Sample bundle and its draw order (the parity contract with the Numba twin), for 
    (:class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`), else a ∇_y F and then a ∇_x F
    noise block (a :class:`~refbilevel.oracles.gaussian.GaussianOracle` has independent noise
    per kind);
-2. randomized only: p from one ``rng.integers(0, N, size=R)``;
-3. one HVP sample per Neumann step (Q steps; randomized: max_r p_r steps, step j applied to
-   the replicas with p_r ≥ j, as :func:`refbilevel.algorithms._baselines.hia` does);
+2. randomized only: the lengths from one ``rng.integers(0, N, size=(R, B))``
+   (:func:`refbilevel.algorithms._baselines.hia_draws`), shared by both points;
+3. one HVP sample per Neumann step (Q steps; randomized: max_r p_r steps with p_r = max_b
+   p_{r,b} the replica's chain length, step j applied to the replicas with p_r ≥ j, as
+   :func:`refbilevel.algorithms._baselines.hia` does);
 4. the JVP sample.
 
 Counting: every draw is one sample, every evaluation one call of its kind at each point
@@ -58,12 +62,14 @@ NEUMANN_KINDS = ("truncated", "randomized")
 @dataclass(frozen=True)
 class NeumannSeries:
     """The Neumann approximation S of ĥ (module docstring): ``kind`` "truncated" (NS_Q,
-    ``length`` = Q ≥ 0) or "randomized" (RN_N, ``length`` = N ≥ 1), step ``eta`` > 0
-    (the series converges for η < 2/L_g; the papers take η ≤ 1/L_g)."""
+    ``length`` = Q ≥ 0) or "randomized" (RN_N, ``length`` = N ≥ 1, averaged over ``draws``
+    = B ≥ 1 truncation lengths), step ``eta`` > 0 (the series converges for η < 2/L_g; the
+    papers take η ≤ 1/L_g)."""
 
     kind: str
     length: int
     eta: float
+    draws: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in NEUMANN_KINDS:
@@ -73,6 +79,7 @@ class NeumannSeries:
         name = "n_hia_steps" if self.kind == "randomized" else "n_neumann_steps"
         object.__setattr__(self, "length", require_int(name, self.length, low=low))
         object.__setattr__(self, "eta", B.positive("neumann_step", self.eta))
+        object.__setattr__(self, "draws", B.hia_draws_option(self.draws))
 
     @property
     def randomized(self) -> bool:
@@ -80,9 +87,9 @@ class NeumannSeries:
 
 
 class CoupledEstimate(NamedTuple):
-    """ĥ at each point (``h[i]`` of shape (R, d_x)), the realized randomized length ``p``
-    (R,) (None for a truncated series) and the HVP calls made at each point (``hvp_steps``:
-    Q, or max_r p_r)."""
+    """ĥ at each point (``h[i]`` of shape (R, d_x)), the realized randomized chain length
+    ``p`` (R,) (max over the replica's draws; None for a truncated series) and the HVP calls
+    made at each point (``hvp_steps``: Q, or max_r p_r)."""
 
     h: tuple[np.ndarray, ...]
     p: np.ndarray | None
@@ -120,14 +127,18 @@ def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray
     eta = series.eta
     p = None
     if series.randomized:
-        p = oracle.rng.integers(0, series.length, size=R)
+        draws = B.hia_draws(oracle.rng, series.length, R, series.draws)
+        weights = B.hia_weights(draws, series.length)
+        p = draws.max(axis=1)
         steps = int(p.max())
+        acc = [weights[:, :1] * ui for ui in u]
         for j in range(1, steps + 1):
             s = draw("hvp")
             on = (p >= j)[:, None]
             u = [B.guard(np.where(on, ui - eta * oracle.hvp_yy_g(x, y, ui, sample=s), ui), bad)
                  for ui, (x, y) in zip(u, points, strict=True)]
-        w = [series.length * eta * ui for ui in u]
+            acc = [a + weights[:, j:j + 1] * ui for a, ui in zip(acc, u, strict=True)]
+        w = [series.length * eta * a for a in acc]
     else:
         steps = series.length
         acc = list(u)

@@ -61,10 +61,11 @@ def _neumann_step(P, noise, idx, Z, X, Y, U, HU, eta, mask):
 
 @njit(**_JIT)
 def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, length, eta,
-                           H0, H1, p, act, full, full_inner, full_outer):
+                           H0, H1, p, act, full, full_inner, full_outer, n_draws=1):
     """ĥ at (X0, Y0) into H0 and, when ``two``, at (X1, Y1) into H1 on one sample bundle;
     Neumann series truncated (NS_Q, Q = ``length``) or ``randomized`` (RN_N, N = ``length``,
-    p written into ``p``). Returns the HVP calls made at each point (Q, or max_r p_r)."""
+    averaged over ``n_draws`` lengths; each replica's chain length written into ``p``).
+    Returns the HVP calls made at each point (Q, or max_r p_r)."""
     R, dx = X0.shape
     dy = Y0.shape[1]
     idx_f, Z_fy = _sample(GRAD_Y_F, P, noise, rng, R, dy, full, full_outer)
@@ -85,25 +86,41 @@ def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, lengt
         S[k] = U[k]
     mask = np.empty(R, dtype=np.bool_)
     if randomized:
-        pr = rng.integers(0, length, R)
+        # the reference's _baselines.hia_draws / hia_weights: one (R, n_draws) block, each
+        # replica's chain length (its largest draw) and weights #{b : p_b = j}/n_draws
+        pd = rng.integers(0, length, (R, n_draws))
+        W = np.zeros((R, length))
         steps = 0
         for r in range(R):
-            p[r] = pr[r]
-            if pr[r] > steps:
-                steps = pr[r]
+            p[r] = 0
+            for b in range(n_draws):
+                W[r, pd[r, b]] += 1.0
+                if pd[r, b] > p[r]:
+                    p[r] = pd[r, b]
+            for j in range(length):
+                W[r, j] = W[r, j] / n_draws
+            if p[r] > steps:
+                steps = p[r]
+        for k in range(npts):
+            for r in range(R):
+                for i in range(dy):
+                    S[k, r, i] = W[r, 0] * U[k, r, i]
         for j in range(1, steps + 1):
             for r in range(R):
-                mask[r] = act[r] and pr[r] >= j
+                mask[r] = act[r] and p[r] >= j
             idx, Z = _sample(HVP, P, noise, rng, R, dy, full, full_inner)
             for k in range(npts):
                 Xk = X1 if k == 1 else X0
                 Yk = Y1 if k == 1 else Y0
                 _neumann_step(P, noise, idx, Z, Xk, Yk, U[k], HU, eta, mask)
-        scale = length * eta  # the reference computes N * eta * u left to right
+                for r in range(R):
+                    for i in range(dy):
+                        S[k, r, i] = S[k, r, i] + W[r, j] * U[k, r, i]
+        scale = length * eta  # the reference computes N * eta * acc left to right
         for k in range(npts):
             for r in range(R):
                 for i in range(dy):
-                    S[k, r, i] = scale * U[k, r, i]
+                    S[k, r, i] = scale * S[k, r, i]
     else:
         steps = length
         for r in range(R):

@@ -36,7 +36,8 @@ from refbilevel.backends.registry import register
 
 class MomentumSteps(NamedTuple):
     """The schedule arrays (:class:`~refbilevel.algorithms.mrbo.MomentumSchedule`) and the
-    Neumann series (randomized or truncated, its length and step) of one run."""
+    Neumann series (randomized or truncated, its length, step and number of averaged
+    randomized draws) of one run."""
 
     lr_y: np.ndarray
     lr_x: np.ndarray
@@ -45,6 +46,7 @@ class MomentumSteps(NamedTuple):
     randomized: bool
     length: int
     eta: float
+    draws: int
 
 
 @njit(cache=True, error_model="numpy")
@@ -77,7 +79,8 @@ def recursive_momentum_kernel(P, noise, rng, X, Y, run, steps):
         coupled_lower_gradients(P, noise, rng, X, Y, XP, YP, two, G0, G1, act, False, no_idx)
         hvps[t - 1] = coupled_hypergradients(P, noise, rng, X, Y, XP, YP, two,
                                              steps.randomized, steps.length, steps.eta,
-                                             H0, H1, ps[t - 1], act, False, no_idx, no_idx)
+                                             H0, H1, ps[t - 1], act, False, no_idx, no_idx,
+                                             steps.draws)
         ly, lx = steps.lr_y[t - 1], steps.lr_x[t - 1]
         by, bx = 1.0 - steps.a_y[t - 1], 1.0 - steps.a_x[t - 1]
         for r in range(R):
@@ -112,7 +115,7 @@ def run_recursive_momentum_numba(oracle, x0, y0, *, T: int, series: NeumannSerie
     k = kernel_inputs(oracle, name, R, draws=T > 0)
     lr_y, lr_x, a_x, a_y = (np.ascontiguousarray(a, dtype=np.float64) for a in sched)
     steps = MomentumSteps(lr_y, lr_x, a_x, a_y, series.randomized, series.length,
-                          float(series.eta))
+                          float(series.eta), int(series.draws))
     Xr, Yr, div, ps, hvps = recursive_momentum_kernel(k.P, k.noise, oracle.rng, x, y,
                                                       RunLength(T, every), steps)
     store_sampler_state(oracle, k, R, T > 0)

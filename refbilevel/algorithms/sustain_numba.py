@@ -16,14 +16,16 @@ from refbilevel.backends.registry import register
 def run_sustain_numba(oracle, x0, y0, *, T: int, step_size: float = 0.1,
                       outer_ratio: float = 1.0, offset: float = 0.0, momentum_x: float = 0.5,
                       momentum_y: float = 0.5, neumann_step: float = 0.1, n_hia_steps: int = 10,
-                      record_every: int = 1, seed: int | None = None) -> Trace:
+                      n_hia_draws: int = 1, record_every: int = 1,
+                      seed: int | None = None) -> Trace:
     """Numba twin of :func:`refbilevel.algorithms.sustain.run_sustain`."""
     B.require_oracle(oracle)
     T = B.iterations(T)
-    series = sustain_series(neumann_step, n_hia_steps)
+    series = sustain_series(neumann_step, n_hia_steps, n_hia_draws)
     sched, params = momentum_schedule(T, step_size, outer_ratio, offset, momentum_x,
                                       momentum_y)
-    params.update(neumann_step=series.eta, n_hia_steps=series.length)
+    params.update(neumann_step=series.eta, n_hia_steps=series.length,
+                  n_hia_draws=series.draws)
     return run_recursive_momentum_numba(oracle, x0, y0, T=T, series=series, sched=sched,
                                         params=params, name="sustain",
                                         record_every=record_every, seed=seed)

@@ -1,10 +1,10 @@
 """TTSA as one explicit Numba kernel (Hong, Wai, Wang, Yang 2023; docs/baselines.rst §3;
 docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ttsa.run_ttsa`: per iteration ∇_y G (its minibatch is
-reused by the cross product with a FiniteSumOracle), ∇_y F, ∇_x F, p (one
-``rng.integers(0, N_k, R)``), max p HVPs, JVP. The schedule (β_k, α_k, N_k) is evaluated in
-Python by the reference's schedule function. Oracles and divergence handling: see
-:mod:`refbilevel.algorithms._baselines_numba`.
+reused by the cross product with a FiniteSumOracle), ∇_y F, ∇_x F, the HIA lengths (one
+``rng.integers(0, N_k, (R, B))``, B = ``n_hia_draws``), max p HVPs, JVP. The schedule
+(β_k, α_k, N_k) is evaluated in Python by the reference's schedule function. Oracles and
+divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 """
 
 from __future__ import annotations
@@ -42,12 +42,13 @@ from refbilevel.backends.registry import register
 
 class TTSASteps(NamedTuple):
     """TTSA's per-iteration LL steps betas (T,), outer steps alphas (T,), HIA lengths Ns (T,)
-    and the HIA step eta."""
+    the HIA step eta and the number of averaged HIA draws n_draws."""
 
     betas: np.ndarray
     alphas: np.ndarray
     Ns: np.ndarray
     eta: float
+    n_draws: int
 
 class TTSADraws(NamedTuple):
     """One TTSA iteration's random numbers for all replicas, in the reference's order: the
@@ -60,6 +61,7 @@ class TTSADraws(NamedTuple):
     z_grad_y_f: np.ndarray
     z_grad_x_f: np.ndarray
     hia_p: np.ndarray
+    hia_w: np.ndarray
     hia_idx: np.ndarray
     hia_z: np.ndarray
     z_jvp: np.ndarray
@@ -77,18 +79,19 @@ class TTSARows(NamedTuple):
     FY: np.ndarray
     FX: np.ndarray
     HV: np.ndarray
+    ACC: np.ndarray
     CZ: np.ndarray
     XN: np.ndarray
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def ttsa_draws(rng, P, noise, R, dx, dy, N):
+def ttsa_draws(rng, P, noise, R, dx, dy, N, n_draws):
     inner = draw_idx(rng, P, False, R)  # shared with the cross product (finite sum)
     z_gy = draw_noise(rng, P, noise, GRAD_Y_G, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)
-    h = draw_hia(rng, P, noise, N, R, dy)
+    h = draw_hia(rng, P, noise, N, n_draws, R, dy)
     z_jv = draw_noise(rng, P, noise, JVP, R, dx)
-    return TTSADraws(inner, z_gy, o.idx, o.z_y, o.z_x, h.p, h.idx, h.z, z_jv)
+    return TTSADraws(inner, z_gy, o.idx, o.z_y, o.z_x, h.p, h.w, h.idx, h.z, z_jv)
 
 
 @njit(cache=True, error_model="numpy")
@@ -96,12 +99,13 @@ def ttsa_row(P, noise, d, s, r, t, beta, alpha, N, eta):
     """Replica r's TTSA iteration t: one y-step, the outer sample, HIA on ∇_y F, the JVP and
     the x-update (or the freeze)."""
     x, y, yn, g, fy, fx = s.X[r], s.Y[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
-    hv, cz, xn = s.HV[r], s.CZ[r], s.XN[r]
+    hv, acc, cz, xn = s.HV[r], s.ACC[r], s.CZ[r], s.XN[r]
     oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, g)
     for i in range(yn.shape[0]):
         yn[i] = y[i] - beta * g[i]
     outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
-    hia_row(P, noise, d.hia_p[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, N, eta)
+    hia_row(P, noise, d.hia_p[r], d.hia_w[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, acc,
+            N, eta)
     oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, yn, fy, cz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - alpha * (fx[i] - cz[i])
@@ -119,6 +123,7 @@ def _ttsa_kernel(P, noise, rng, X, Y, run, steps):
     Returns (X records, Y records, diverged_at, p (T, R), HVP steps per iteration (T,))."""
     T, every = run.T, run.every
     betas, alphas, Ns, eta = steps.betas, steps.alphas, steps.Ns, steps.eta
+    n_draws = steps.n_draws
     R, dx = X.shape
     dy = Y.shape[1]
     Xr, Yr, div = start_records(T, every, X, Y)
@@ -126,11 +131,11 @@ def _ttsa_kernel(P, noise, rng, X, Y, run, steps):
     ps = np.zeros((T, R), dtype=np.int64)
     n_hvp = np.zeros(T, dtype=np.int64)
     s = TTSARows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)), np.zeros((R, dy)),
-                 np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
-                 np.empty((R, dx)))
+                 np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dy)),
+                 np.zeros((R, dx)), np.empty((R, dx)))
     for t in range(1, T + 1):
         N = Ns[t - 1]
-        d = ttsa_draws(rng, P, noise, R, dx, dy, N)
+        d = ttsa_draws(rng, P, noise, R, dx, dy, N, n_draws)
         ps[t - 1] = d.hia_p
         n_hvp[t - 1] = d.hia_idx.shape[0]
         for r in prange(R):
@@ -146,14 +151,15 @@ ttsa_kernel, ttsa_kernel_parallel = jit_pair(_ttsa_kernel)
 @register("algorithm", "ttsa", "numba")
 def run_ttsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: float = 0.1,
                    outer_ratio: float = 1.0, exponents: tuple[float, float] = (0.4, 0.6),
-                   n_hia_steps: int = 10, theory_constants: dict | None = None,
-                   record_every: int = 1, seed: int | None = None) -> Trace:
+                   n_hia_steps: int = 10, n_hia_draws: int = 1,
+                   theory_constants: dict | None = None, record_every: int = 1,
+                   seed: int | None = None) -> Trace:
     """Numba twin of :func:`refbilevel.algorithms.ttsa.run_ttsa` (same arguments, same random
     numbers from ``oracle.rng``, same Trace with ``backend == "numba"``)."""
     B.require_oracle(oracle)
     T = B.iterations(T)
     schedule, eta, params = ttsa_params(oracle, mode, T, step_size, outer_ratio, exponents,
-                                        n_hia_steps, theory_constants)
+                                        n_hia_steps, theory_constants, n_hia_draws)
     x, y, R = B.start_points(oracle, x0, y0)
     every = B.recorder(oracle, R, record_every).record_every
     sch = [schedule(t) for t in range(1, T + 1)]
@@ -164,7 +170,8 @@ def run_ttsa_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: fl
     kernel = (ttsa_kernel_parallel if use_threads(k, x.shape[0], x.shape[1], y.shape[1])
               else ttsa_kernel)
     Xr, Yr, div, ps, steps = kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every),
-                                    TTSASteps(betas, alphas, Ns, float(eta)))
+                                    TTSASteps(betas, alphas, Ns, float(eta),
+                                              int(params["n_hia_draws"])))
     store_sampler_state(oracle, k, R, T > 0)
     ones = np.ones(T, dtype=np.int64)
     per = {"grad_y_g": ones, "hvp": steps, "jvp": ones, "grad_y_f": ones, "grad_x_f": ones,
