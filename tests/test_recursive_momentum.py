@@ -65,6 +65,18 @@ def test_counts_match_the_stated_table(name):
     assert tr.counts["grad_y_g"][-1] == 11 and tr.counts["jvp"][-1] == 11  # 1 + 2·5
 
 
+def test_sustain_counts_with_averaged_draws():
+    """X3 with B = 8 averaged draws: the HIA chain of iteration t is as long as the largest
+    of its B draws (< N), and the table counts those HVPs at each point of the pair."""
+    tr = _run("sustain", "numpy", GaussianOracle(QUAD, 0.1, np.random.default_rng(1)), 6, R=1,
+              n_hia_draws=8)
+    p = np.asarray(tr.extra["hia_p"])[:, 0]
+    assert np.all((p >= 0) & (p < METHODS["sustain"]["n_hia_steps"]))
+    want = recursive_momentum_counts(tr.iterations, p)
+    for kind, w in want.items():
+        np.testing.assert_array_equal(tr.counts[kind], w, err_msg=kind)
+
+
 def test_counts_table_rejects_a_wrong_run():
     """Negative control: a run with Q = 5 does not match the table for Q = 4."""
     tr = _run("mrbo", "numpy", GaussianOracle(QUAD, 0.1, np.random.default_rng(1)), 4,
@@ -135,12 +147,29 @@ def test_default_mrbo_reaches_the_matrix_target():
 
 
 @pytest.mark.numba
-def test_default_sustain_reaches_its_randomized_truncation_floor():
-    """SUSTAIN's estimate stays random with exact oracles (through p): its default run levels
-    off at 0.3-3e-2 of ||∇φ(x_0)|| (measured over 6 seeds, docs/baselines.rst §14 "Reference
-    choices"), so the test asserts the 20-fold decrease that every measured seed exceeds, not
-    the matrix's 1e-2 (an open cell)."""
+def test_default_sustain_reaches_the_matrix_target():
+    """issue acceptance: SUSTAIN's default run (B = ⌈(N − 1)/0.05⌉ averaged draws of the
+    randomized truncation, docs/baselines.rst §1 "Averaged draws") reduces ||∇φ|| to at most
+    1e-2 of its start (measured 1.1e-3 at seed 0; with the paper's single draw it levelled
+    off at 1-3e-2)."""
     tr = refbilevel.solve("quadratic", "sustain", backend="numba", noise=0.0, seed=0)
     g = tr.grad_phi_norm
+    assert tr.params["n_hia_draws"] > 1
     assert not tr.diverged.any()
-    assert np.median(g[-1] / g[0]) <= 5e-2
+    assert np.median(g[-1] / g[0]) <= 1e-2
+
+
+@pytest.mark.numba
+def test_numba_parity_with_averaged_draws():
+    """X4 with B = 6 averaged HIA draws: both points of the STORM pair share the draws and
+    the chain's samples, on both backends alike (≤ 1e-12 relative, same counts, same chain
+    lengths, same Generator state)."""
+    a = GaussianOracle(QUAD, 0.3, np.random.default_rng(4))
+    b = GaussianOracle(QUAD, 0.3, np.random.default_rng(4))
+    ta = _run("sustain", "numpy", a, 30, n_hia_draws=6)
+    tb = _run("sustain", "numba", b, 30, n_hia_draws=6)
+    assert np.max(np.abs(ta.x - tb.x)) <= 1e-12 * np.max(np.abs(ta.x))
+    np.testing.assert_array_equal(ta.extra["hia_p"], tb.extra["hia_p"])
+    for kind in ta.counts:
+        np.testing.assert_array_equal(ta.counts[kind], tb.counts[kind], err_msg=kind)
+    assert a.rng.random() == b.rng.random()
