@@ -253,8 +253,10 @@ def freeze(rec: TraceRecorder, t: int, new: tuple[np.ndarray, ...],
 #: docs/baselines.rst; the algorithm modules' docstrings say the same). A count is an int, the name
 #: of a ``params`` entry of the run (``trace.params``), or ``(factor, name)``. Kinds not
 #: listed are 0. ``randomized_hvp``: Ghadimi-Wang's randomized Neumann estimate ("HIA",
-#: §1 PAPER) makes p_k HVPs in iteration k, p_k ~ Uniform{0..N−1} — the realized p_k is in
-#: ``trace.extra["hia_p"]`` (max over the replicas of a batched run, exactly p_k for R = 1).
+#: §1 PAPER) makes p_k HVPs in iteration k, p_k ~ Uniform{0..N−1}, or with B averaged draws
+#: (``n_hia_draws``, §1 "Averaged draws") p_k = max_b p_{k,b}, the length of the one chain —
+#: the realized p_k is in ``trace.extra["hia_p"]`` (max over the replicas of a batched run,
+#: exactly p_k for R = 1).
 #: ``randomized_hvp`` may name a boolean ``params`` entry instead, for a method whose
 #: Neumann estimator is an option (ALSET: randomized or fixed-length).
 PAPER_COUNTS: dict[str, dict[str, Any]] = {

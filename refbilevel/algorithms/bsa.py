@@ -7,20 +7,24 @@ Per outer iteration k = 1..T:
 2. one outer sample: (∇_y F, ∇_x F) at (x_k, y_{k+1});
 3. Ghadimi–Wang's randomized Neumann estimate ("HIA", §1 PAPER): p ~ Uniform{0..N−1},
    z = N η Π_{i=1}^{p} (I − η ∇²_yy G(x_k, y_{k+1}; ζ_i)) ∇_y F, each HVP on a fresh sample;
-   E over p of N η Π = η Σ_{q<N} (I − ηH)^q → H^{-1}, bias (1 − ημ)^N;
+   E over p of N η Π = η Σ_{q<N} (I − ηH)^q → H^{-1}, bias (1 − ημ)^N. With
+   ``n_hia_draws`` = B > 1 (the "default" mode; §1 "Averaged draws") the average of the B
+   estimates of p_1..p_B on ONE chain, z = N η (1/B) Σ_b Π_{i≤p_b}(...) ∇_y F: unbiased,
+   the variance due to p divided by B, max_b p_b HVPs;
 4. x_{k+1} = x_k − α_k (∇_x F − ∇²_xy G(x_k, y_{k+1}; ζ_0) z).
 
 The lower level runs before the hypergradient (the paper's order; benchmark_bilevel's numba
 era runs a warm-up block and then [hypergradient, x-step, SGD block], the same sequence
 shifted by one block, so the LL step of our block k is the benchmark's s/√k of block k−1).
-The realized p of every iteration and replica is returned in ``trace.extra["hia_p"]``
-(shape (T, R)).
+The realized chain length of every iteration and replica (p, or max_b p_b for B draws) is
+returned in ``trace.extra["hia_p"]`` (shape (T, R)).
 
 Oracle calls per iteration (X3): grad_y_g n_k, grad_y_f 1, grad_x_f 1, jvp 1, and hvp
-max_r p_r — the realized number of products, i.e. exactly p for R = 1 (GW18 draws p + 1
+max_r p_r — the realized number of products (p_r the replica's chain length), i.e. exactly
+p for R = 1 and one draw (GW18 draws p + 1
 inner samples ζ_0..ζ_p; benchmark_bilevel's plots count the budget N instead, §0.2
 "(21, 2)" = 10 SGD + N = 10 HIA + 1 cross). GaussianOracle draw order: n_k × ∇_y G, ∇_y F,
-∇_x F, p (one ``rng.integers(0, N, size=R)``), HVPs, JVP.
+∇_x F, the lengths (one ``rng.integers(0, N, size=(R, B))``), HVPs, JVP.
 
 Modes:
 - ``"tuned"`` (benchmark_bilevel CODE, §1): inner β = s/k^{e0}, Neumann η = s, outer

@@ -10,11 +10,14 @@ first iteration) with Ghadimi–Wang's randomized Neumann estimator RN_N in ĥ
     h̄(x, y; ξ̄) = ∇_x F(ξ) − ∇²_xy G(ζ_0) · N η Π_{i=1}^{p} (I − η ∇²_yy G(ζ_i)) · ∇_y F(ξ),
     p ~ U{0, …, N − 1},
 
-one p and the same ζ_i at z_t and z_{t−1} (a coupled pair). The paper moves then estimates;
-this loop estimates then moves, the same sequence after re-indexing (§14). Single timescale:
-the y step s η_t and the x step (s/r) η_t share η_t = ((m + 1)/(m + t))^{1/3} (the paper's
-α_t = κ̄/(w + t)^{1/3}, β_t = c_β α_t, normalized to η_1 = 1), momentum weights
-η^f_{t+1} = c_f α_t², η^g_{t+1} = c_g α_t² as ``momentum_x``·η_t², ``momentum_y``·η_t².
+one p and the same ζ_i at z_t and z_{t−1} (a coupled pair). With ``n_hia_draws`` = B > 1
+(the "default" mode; docs/baselines.rst §1 "Averaged draws") the estimate is the average of
+those of p_1..p_B on one HVP chain, the same draws and samples at both points. The paper
+moves then estimates; this loop estimates then moves, the same sequence after re-indexing
+(§14). Single timescale: the y step s η_t and the x step (s/r) η_t share
+η_t = ((m + 1)/(m + t))^{1/3} (the paper's α_t = κ̄/(w + t)^{1/3}, β_t = c_β α_t, normalized
+to η_1 = 1), momentum weights η^f_{t+1} = c_f α_t², η^g_{t+1} = c_g α_t² as
+``momentum_x``·η_t², ``momentum_y``·η_t².
 
 Choices where §14 says "recalled" or NOT RECOVERED (docs/baselines.rst §14 "Reference
 choices"): the PAPER form (plain estimators at t = 1, not the benchmark's zero-memory start);
@@ -22,9 +25,9 @@ the Neumann step is an option (the paper's 1/L_g; the benchmark ties it to the L
 the JVP sample ζ_0 is fresh; no ``mode="theory"`` (constants NOT RECOVERED).
 
 Oracle calls per iteration (§14 PAPER = CODE, audit-corrected): t ≥ 2: ∇_y G 2, ∇_y F 2,
-∇_x F 2, JVP 2, HVP 2p_t (the realized p_t, max over the replicas of a batched run,
-exactly p_t for R = 1; E p_t = (N − 1)/2); t = 1 half. The realized p_t are in
-``trace.extra["hia_p"]`` (shape (T, R)).
+∇_x F 2, JVP 2, HVP 2p_t (p_t the realized chain length, max_b of the draws, max over the
+replicas of a batched run, exactly p_t for R = 1; E p_t = (N − 1)/2 for one draw, → N − 1
+for many); t = 1 half. The realized p_t are in ``trace.extra["hia_p"]`` (shape (T, R)).
 """
 
 from __future__ import annotations

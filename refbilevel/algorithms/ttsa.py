@@ -7,16 +7,20 @@ Single loop, k = 1..T:
     x_{k+1} = x_k − α_k h_k,   h_k = Ghadimi–Wang's estimator (§1) at (x_k, y_{k+1}):
               h_k = ∇_x F − ∇²_xy G(·; ζ_k) z,  z = N_k η Π_{i=1}^{p} (I − η ∇²_yy G(·; ζ_i)) ∇_y F,
               p ~ Uniform{0..N_k − 1}
+    (with ``n_hia_draws`` = B > 1, the "default" mode: the average of the estimates of
+    p_1..p_B on one HVP chain, docs/baselines.rst §1 "Averaged draws")
 
 The cross product reuses the LL step's sample ζ_k (benchmark_bilevel CODE: "same batch b as
 step 1") when the oracle shares samples (FiniteSumOracle); a GaussianOracle draws fresh noise.
 The projection Π_X / the benchmark's ``prox`` is the identity here (unconstrained problems).
-The realized p per iteration and replica is in ``trace.extra["hia_p"]`` (shape (T, R)).
+The realized chain length (p, or max_b p_b) per iteration and replica is in
+``trace.extra["hia_p"]`` (shape (T, R)).
 
 Oracle calls per iteration (X3): grad_y_g 1, grad_y_f 1, grad_x_f 1, jvp 1, hvp max_r p_r
-(exactly p for R = 1; the benchmark's plots count "(11, 2)", i.e. 1 SGD + the budget N = 10,
-the cross sharing the SGD batch, §0.2). GaussianOracle draw order: ∇_y G, ∇_y F, ∇_x F, p
-(one ``rng.integers(0, N, size=R)``), HVPs, JVP.
+(p_r the replica's chain length; exactly p for R = 1 and one draw; the benchmark's plots
+count "(11, 2)", i.e. 1 SGD + the budget N = 10, the cross sharing the SGD batch, §0.2).
+GaussianOracle draw order: ∇_y G, ∇_y F, ∇_x F, the lengths (one
+``rng.integers(0, N, size=(R, B))``), HVPs, JVP.
 
 Modes:
 - ``"tuned"`` (benchmark_bilevel CODE, §3): β_k = s/k^{0.4}, η = s, α_k = (s/r)/k^{0.6}
