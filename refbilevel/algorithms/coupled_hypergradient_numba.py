@@ -61,7 +61,7 @@ def _neumann_step(P, noise, idx, Z, X, Y, U, HU, eta, mask):
 
 @njit(**_JIT)
 def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, length, eta,
-                           H0, H1, p, act, full, full_inner, full_outer, n_draws=1):
+                           H0, H1, p, act, full, full_inner, full_outer, n_draws):
     """ĥ at (X0, Y0) into H0 and, when ``two``, at (X1, Y1) into H1 on one sample bundle;
     Neumann series truncated (NS_Q, Q = ``length``) or ``randomized`` (RN_N, N = ``length``,
     averaged over ``n_draws`` lengths; each replica's chain length written into ``p``).

@@ -80,7 +80,7 @@ def vrbo_kernel(P, noise, rng, X, Y, run, steps, full_inner, full_outer):
                                     full_inner)
             coupled_hypergradients(P, noise, rng, X, Y, X, Y, False, False, steps.Q,
                                    steps.eta, H0, H1, p, act, steps.full, full_inner,
-                                   full_outer)
+                                   full_outer, 1)
             UN[:] = G0
             VN[:] = H0
             YQ[:] = Y
@@ -97,7 +97,7 @@ def vrbo_kernel(P, noise, rng, X, Y, run, steps, full_inner, full_outer):
             coupled_lower_gradients(P, noise, rng, XN, YT, XQ, YQ, True, G0, G1, act, False,
                                     no_idx)
             coupled_hypergradients(P, noise, rng, XN, YT, XQ, YQ, True, False, steps.Q,
-                                   steps.eta, H0, H1, p, act, False, no_idx, no_idx)
+                                   steps.eta, H0, H1, p, act, False, no_idx, no_idx, 1)
             for r in range(R):
                 if not act[r]:
                     continue
