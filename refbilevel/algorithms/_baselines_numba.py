@@ -76,12 +76,56 @@ _JIT = {"cache": True, "error_model": "numpy"}
 
 
 # ---- finite-sum primitives: the arithmetic of SampleQuadratics for one replica ---------------
+# Each primitive sums per-sample terms s_b a_{i_b} (s_b = <a'_{i_b}, v>) over the minibatch.
+# The sums are written in sample blocks of _BLOCK: the block's _BLOCK dot products first (as
+# independent accumulators, so the CPU overlaps their additions instead of waiting on one
+# chain), then the block's terms added in sample order. Every dot product and every entry of
+# a sum still accumulates in the same order, one rounding per operation, so the results are
+# bit for bit those of the one-sample-at-a-time loop (tests/test_finite_sum_kernels.py).
+# Measured on the full batch of the default finite sum (n = 1024, d = 100), CPU time on a
+# loaded 2-core machine: PZOBO's row call 183 -> 89 us (with fs_grad_y_shared), a UniBiO
+# iteration 45 -> 23 ms.
+_BLOCK = 8
+
+
 @njit(**_JIT)
 def _dot(A, i, v):
     acc = 0.0
     for j in range(v.shape[0]):
         acc += A[i, j] * v[j]
     return acc
+
+
+@njit(**_JIT)
+def _dots8(A, idx, b0, v, c):
+    i0, i1, i2, i3 = idx[b0], idx[b0 + 1], idx[b0 + 2], idx[b0 + 3]
+    i4, i5, i6, i7 = idx[b0 + 4], idx[b0 + 5], idx[b0 + 6], idx[b0 + 7]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for j in range(v.shape[0]):
+        vj = v[j]
+        a0 += A[i0, j] * vj
+        a1 += A[i1, j] * vj
+        a2 += A[i2, j] * vj
+        a3 += A[i3, j] * vj
+        a4 += A[i4, j] * vj
+        a5 += A[i5, j] * vj
+        a6 += A[i6, j] * vj
+        a7 += A[i7, j] * vj
+    c[0], c[1], c[2], c[3] = a0, a1, a2, a3
+    c[4], c[5], c[6], c[7] = a4, a5, a6, a7
+
+
+@njit(**_JIT)
+def _block_dots(A, idx, b0, v, c):
+    """c[s] = <A[idx[b0 + s]], v> for the block's samples s (at most _BLOCK); returns their
+    count. Each product sums over j in order, as :func:`_dot`."""
+    nblk = min(_BLOCK, idx.shape[0] - b0)
+    if nblk == _BLOCK:
+        _dots8(A, idx, b0, v, c)
+    else:
+        for s in range(nblk):
+            c[s] = _dot(A, idx[b0 + s], v)
+    return nblk
 
 
 @njit(**_JIT)
@@ -94,16 +138,56 @@ def fs_grad_y(L, reg, idx, x, y, out):
     t1 = np.zeros(d)
     t2 = np.zeros(d)
     t3 = np.zeros(d)
-    for b in range(nb):
-        i = idx[b]
-        c1 = _dot(Pyy, i, y)
-        c2 = _dot(Cx, i, x)
-        for j in range(d):
-            t1[j] += c1 * Pyy[i, j]
-            t2[j] += c2 * Cy[i, j]
-            t3[j] += ly[i, j]
+    c1 = np.empty(_BLOCK)
+    c2 = np.empty(_BLOCK)
+    for b0 in range(0, nb, _BLOCK):
+        nblk = _block_dots(Pyy, idx, b0, y, c1)
+        _block_dots(Cx, idx, b0, x, c2)
+        for s in range(nblk):
+            i = idx[b0 + s]
+            a1, a2 = c1[s], c2[s]
+            for j in range(d):
+                t1[j] += a1 * Pyy[i, j]
+                t2[j] += a2 * Cy[i, j]
+                t3[j] += ly[i, j]
     for j in range(d):
         out[j] = ((t1[j] / nb + t2[j] / nb) + t3[j] / nb) + reg * y[j]
+
+
+@njit(**_JIT)
+def fs_grad_y_shared(L, reg, idx, X, Y, OUT, act):
+    """OUT[m] = :func:`fs_grad_y` at (X[m], Y[m]) for every active row m, all rows on the
+    one minibatch idx (e.g. PZOBO's main and perturbed paths, which share each step's
+    sample): each block of samples is read once for all rows. Bit for bit the per-row
+    results of :func:`fs_grad_y` (same order of every sum)."""
+    Pyy, Cx, Cy, ly = L.Pyy, L.Cx, L.Cy, L.ly
+    nb = idx.shape[0]
+    M, d = OUT.shape
+    T1 = np.zeros((M, d))
+    T2 = np.zeros((M, d))
+    t3 = np.zeros(d)
+    c1 = np.empty((M, _BLOCK))
+    c2 = np.empty((M, _BLOCK))
+    for b0 in range(0, nb, _BLOCK):
+        nblk = min(_BLOCK, nb - b0)
+        for m in range(M):
+            if act[m]:
+                _block_dots(Pyy, idx, b0, Y[m], c1[m])
+                _block_dots(Cx, idx, b0, X[m], c2[m])
+        for s in range(nblk):
+            i = idx[b0 + s]
+            for m in range(M):
+                if act[m]:
+                    a1, a2 = c1[m, s], c2[m, s]
+                    for j in range(d):
+                        T1[m, j] += a1 * Pyy[i, j]
+                        T2[m, j] += a2 * Cy[i, j]
+            for j in range(d):
+                t3[j] += ly[i, j]
+    for m in range(M):
+        if act[m]:
+            for j in range(d):
+                OUT[m, j] = ((T1[m, j] / nb + T2[m, j] / nb) + t3[j] / nb) + reg * Y[m, j]
 
 
 @njit(**_JIT)
@@ -115,14 +199,18 @@ def fs_grad_x(L, idx, x, y, out):
     t1 = np.zeros(d)
     t2 = np.zeros(d)
     t3 = np.zeros(d)
-    for b in range(nb):
-        i = idx[b]
-        c1 = _dot(Pxx, i, x)
-        c2 = _dot(Cy, i, y)
-        for j in range(d):
-            t1[j] += c1 * Pxx[i, j]
-            t2[j] += c2 * Cx[i, j]
-            t3[j] += lx[i, j]
+    c1 = np.empty(_BLOCK)
+    c2 = np.empty(_BLOCK)
+    for b0 in range(0, nb, _BLOCK):
+        nblk = _block_dots(Pxx, idx, b0, x, c1)
+        _block_dots(Cy, idx, b0, y, c2)
+        for s in range(nblk):
+            i = idx[b0 + s]
+            a1, a2 = c1[s], c2[s]
+            for j in range(d):
+                t1[j] += a1 * Pxx[i, j]
+                t2[j] += a2 * Cx[i, j]
+                t3[j] += lx[i, j]
     for j in range(d):
         out[j] = (t1[j] / nb + t2[j] / nb) + t3[j] / nb
 
@@ -134,11 +222,14 @@ def fs_hvp(L, reg, idx, v, out):
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
-    for b in range(nb):
-        i = idx[b]
-        c = _dot(Pyy, i, v)
-        for j in range(d):
-            t1[j] += c * Pyy[i, j]
+    c = np.empty(_BLOCK)
+    for b0 in range(0, nb, _BLOCK):
+        nblk = _block_dots(Pyy, idx, b0, v, c)
+        for s in range(nblk):
+            i = idx[b0 + s]
+            a = c[s]
+            for j in range(d):
+                t1[j] += a * Pyy[i, j]
     for j in range(d):
         out[j] = t1[j] / nb + reg * v[j]
 
@@ -150,11 +241,14 @@ def fs_jvp(L, idx, v, out):
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
-    for b in range(nb):
-        i = idx[b]
-        c = _dot(Cy, i, v)
-        for j in range(d):
-            t1[j] += c * Cx[i, j]
+    c = np.empty(_BLOCK)
+    for b0 in range(0, nb, _BLOCK):
+        nblk = _block_dots(Cy, idx, b0, v, c)
+        for s in range(nblk):
+            i = idx[b0 + s]
+            a = c[s]
+            for j in range(d):
+                t1[j] += a * Cx[i, j]
     for j in range(d):
         out[j] = t1[j] / nb
 

@@ -33,6 +33,7 @@ from refbilevel.algorithms._baselines_numba import (
     _is_finite_sum_type,
     fs_grad_x,
     fs_grad_y,
+    fs_grad_y_shared,
     fs_hvp,
     fs_jvp,
     inner_level,
@@ -50,12 +51,21 @@ from refbilevel.backends.numba_problems import (
 )
 
 __all__ = ["row_f_u", "row_gen_hvp_T", "row_grad_x_f", "row_grad_x_g", "row_grad_y_f",
-           "row_grad_y_g", "row_hvp", "row_jvp"]
+           "row_grad_y_g", "row_hvp", "row_jvp", "rows_grad_y_g"]
 
 
 
 def row_grad_y_g(P, idx, x, y, out):
     """out = ∇_y G(x, y) on the sample (minibatch idx, or the closed form)."""
+    raise NotImplementedError("compiled code only")
+
+
+def rows_grad_y_g(P, std, idx, z, X, Y, OUT, act):
+    """OUT[m] = ∇_y G(X[m], Y[m]) on ONE replica's sample (minibatch idx, or the closed form
+    plus std times the noise row z) for every active row m: several points of one replica
+    on its sample (PZOBO's main and perturbed paths). For the finite sum each block of
+    samples is read once for all rows (``fs_grad_y_shared``, bit for bit the one-row
+    results)."""
     raise NotImplementedError("compiled code only")
 
 
@@ -129,6 +139,23 @@ def _row_grad_y_g(P, idx, x, y, out):
 
     def closed(P, idx, x, y, out):
         grad_y_g(P, x, y, out)
+    return closed
+
+
+@overload(rows_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
+def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act):
+    if _is_finite_sum_type(P):
+        def fs(P, std, idx, z, X, Y, OUT, act):
+            fs_grad_y_shared(inner_level(P), P.reg, idx, X, Y, OUT, act)
+        return fs
+
+    def closed(P, std, idx, z, X, Y, OUT, act):
+        for m in range(X.shape[0]):
+            if act[m]:
+                grad_y_g(P, X[m], Y[m], OUT[m])
+                if std != 0.0:
+                    for i in range(OUT.shape[1]):
+                        OUT[m, i] = OUT[m, i] + std * z[i]
     return closed
 
 

@@ -6,8 +6,9 @@ main path and the Q perturbed paths, then the outer sample(s) for ∇_y F, ∇_x
 divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 
 The shared lower-level sample: drawn once per step (``draw_sample``: one minibatch or one noise
-block, as ``GaussianOracle.draw``) and evaluated on every path (``call_on_sample``, the
-machinery of the coupled pairs of docs/baselines.rst §11).
+block, as ``GaussianOracle.draw``) and evaluated on all Q + 1 paths of a replica at once
+(``rows_grad_y_g`` of :mod:`refbilevel.algorithms._sample_rows_numba`: for a finite sum each
+block of samples is read once for every path, bit for bit the one-path arithmetic).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from refbilevel.algorithms._baselines_numba import (
     GRAD_Y_G,
     RunLength,
     all_finite,
-    call_on_sample,
     call_outer,
     draw_sample,
     finish_trace,
@@ -30,6 +30,7 @@ from refbilevel.algorithms._baselines_numba import (
     store_record,
     store_sampler_state,
 )
+from refbilevel.algorithms._sample_rows_numba import rows_grad_y_g
 from refbilevel.algorithms.pzobo import outer_step, pzobo_params
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit
@@ -49,48 +50,45 @@ class PzoboSteps(NamedTuple):
 
 @njit(cache=True, error_model="numpy")
 def pzobo_kernel(P, noise, rng, X, Y, run, steps):
-    """T PZOBO iterations in place on X (R, d_x), Y (R, d_y). The main path and the Q perturbed
-    paths are stacked as (Q + 1) R rows (row j R + r: path j of replica r, j = 0 the main
-    path), so one oracle call per lower-level step serves all of them. Returns (X records,
-    Y records, diverged_at)."""
+    """T PZOBO iterations in place on X (R, d_x), Y (R, d_y). Replica r's main path and its
+    Q perturbed paths are the rows of XA[r], YA[r] (Q + 1, d), row 0 the main path: at each
+    lower-level step they are evaluated together on the replica's shared sample
+    (``rows_grad_y_g``, which reads the finite sum's data once for all of them). Returns
+    (X records, Y records, diverged_at)."""
     T, every = run.T, run.every
     alpha, N, Q, mu = steps.alpha, steps.n_inner_steps, steps.n_directions, steps.smoothing
     R, dx = X.shape
     dy = Y.shape[1]
-    M = (Q + 1) * R
     Xr, Yr, div = start_records(T, every, X, Y)
     k = 1
     act = np.ones(R, dtype=np.bool_)
-    actA = np.ones(M, dtype=np.bool_)
-    XA = np.empty((M, dx))
-    YA = np.empty((M, dy))
-    G = np.zeros((M, dy))
+    paths = np.ones(Q + 1, dtype=np.bool_)
+    XA = np.empty((R, Q + 1, dx))
+    YA = np.empty((R, Q + 1, dy))
+    G = np.zeros((Q + 1, dy))
     FY = np.zeros((R, dy))
     FX = np.zeros((R, dx))
     YM = np.empty((R, dy))
     xn = np.empty(dx)
     for t in range(1, T + 1):
         U = rng.standard_normal((Q, R, dx))
-        for j in range(Q + 1):
-            for r in range(R):
-                actA[j * R + r] = act[r]
+        for r in range(R):
+            for j in range(Q + 1):
                 for i in range(dx):
-                    XA[j * R + r, i] = X[r, i] if j == 0 else X[r, i] + mu * U[j - 1, r, i]
+                    XA[r, j, i] = X[r, i] if j == 0 else X[r, i] + mu * U[j - 1, r, i]
                 for i in range(dy):
-                    YA[j * R + r, i] = Y[r, i]
+                    YA[r, j, i] = Y[r, i]
         for _ in range(N):
             idx, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
-            IA = np.empty((M, idx.shape[1]), dtype=idx.dtype)
-            ZA = np.empty((M, dy))
-            for j in range(Q + 1):
-                IA[j * R:(j + 1) * R] = idx
-                ZA[j * R:(j + 1) * R] = Z
-            call_on_sample(GRAD_Y_G, P, noise, IA, ZA, XA, YA, YA, G, actA)
-            for m in range(M):
-                if actA[m]:
+            for r in range(R):
+                if not act[r]:
+                    continue
+                rows_grad_y_g(P, noise.grad_y_g, idx[r], Z[r], XA[r], YA[r], G, paths)
+                for j in range(Q + 1):
                     for i in range(dy):
-                        YA[m, i] = YA[m, i] - alpha * G[m, i]
-        YM[:] = YA[:R]
+                        YA[r, j, i] = YA[r, j, i] - alpha * G[j, i]
+        for r in range(R):
+            YM[r] = YA[r, 0]
         call_outer(P, noise, rng, X, YM, FY, FX, act)
         beta = steps.betas[t - 1]
         for r in range(R):
@@ -100,11 +98,10 @@ def pzobo_kernel(P, noise, rng, X, Y, run, steps):
             for i in range(dx):
                 xn[i] = FX[r, i]
             for j in range(1, Q + 1):
-                m = j * R + r
-                ok = ok and all_finite(YA[m])
+                ok = ok and all_finite(YA[r, j])
                 c = 0.0
                 for i in range(dy):
-                    c += (YA[m, i] - YM[r, i]) / mu * FY[r, i]
+                    c += (YA[r, j, i] - YM[r, i]) / mu * FY[r, i]
                 for i in range(dx):
                     xn[i] += c * U[j - 1, r, i] / Q
             for i in range(dx):
