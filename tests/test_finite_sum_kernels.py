@@ -101,21 +101,43 @@ def test_blocked_primitives_equal_the_plain_loop_bit_for_bit(level, B):
 
 @pytest.mark.parametrize("B", (7, 96))
 def test_shared_rows_equal_the_one_row_primitive(level, B):
-    """fs_grad_y_shared: every active row bit for bit fs_grad_y on the shared minibatch; an
-    inactive row is left untouched."""
-    from refbilevel.algorithms._baselines_numba import fs_grad_y, fs_grad_y_shared
+    """fs_grad_y_shared: every active row bit for bit fs_grad_y on the shared minibatch,
+    also when its kept y-independent sums are reused (same x, same minibatch, new y) and
+    after they are invalidated by a new x or refreshed by a new minibatch; an inactive row
+    is left untouched."""
+    from refbilevel.algorithms._baselines_numba import (
+        fixed_x_sums,
+        fs_grad_y,
+        fs_grad_y_shared,
+        replica_sums,
+    )
 
     _, L, reg = level
     rng = np.random.default_rng(10 + B)
-    idx = rng.integers(0, 96, B) if B < 96 else rng.permutation(96)
+
+    def batch():
+        return rng.integers(0, 96, B) if B < 96 else rng.permutation(96)
+
+    idx = batch()
     X, Y = rng.standard_normal((5, 9)), rng.standard_normal((5, 9))
     act = np.array([True, True, False, True, True])
-    out = np.full((5, 9), 7.0)
-    fs_grad_y_shared(L, reg, idx, X, Y, out, act)
+    S = fixed_x_sums(2, 5, 9, B)
     row = np.empty(9)
-    for m in range(5):
-        if act[m]:
-            fs_grad_y(L, reg, idx, X[m], Y[m], row)
-            np.testing.assert_array_equal(out[m], row)
-        else:
-            np.testing.assert_array_equal(out[m], 7.0)
+
+    def check(idx, X, Y):
+        out = np.full((5, 9), 7.0)
+        fs_grad_y_shared(L, reg, idx, X, Y, out, act, replica_sums(S, 1))
+        for m in range(5):
+            if act[m]:
+                fs_grad_y(L, reg, idx, X[m], Y[m], row)
+                np.testing.assert_array_equal(out[m], row)
+            else:
+                np.testing.assert_array_equal(out[m], 7.0)
+
+    check(idx, X, Y)
+    assert S.valid[1] and not S.valid[0]
+    check(idx, X, rng.standard_normal((5, 9)))  # reused sums
+    X = rng.standard_normal((5, 9))
+    S.valid[1] = False  # the caller's duty when x moves
+    check(idx, X, Y)
+    check(batch(), X, Y)  # another minibatch: recomputed, not reused

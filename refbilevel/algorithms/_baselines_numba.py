@@ -154,36 +154,96 @@ def fs_grad_y(L, reg, idx, x, y, out):
         out[j] = ((t1[j] / nb + t2[j] / nb) + t3[j] / nb) + reg * y[j]
 
 
+class FixedXSums(NamedTuple):
+    """The y-independent sums of ∇_y G for rows on one minibatch, kept while x and the
+    minibatch repeat (:func:`fs_grad_y_shared`): ``T2`` (M, d_y) = Σ_b <Cx_b, x_m> Cy_b,
+    ``t3`` (d_y,) = Σ_b ly_b (each in sample order), ``idx`` (B,) the minibatch they were
+    summed over, ``valid`` (1,) whether they hold for the current x. Allocated for R
+    replicas at once (each field with a leading R axis, :func:`fixed_x_sums`); one
+    replica's views by :func:`replica_sums`."""
+
+    T2: np.ndarray
+    t3: np.ndarray
+    idx: np.ndarray
+    valid: np.ndarray
+
+
+def fixed_x_sums(R: int, M: int, d_y: int, batch: int) -> FixedXSums:
+    """Empty (invalid) :class:`FixedXSums` of M rows for each of R replicas."""
+    return FixedXSums(np.zeros((R, M, d_y)), np.zeros((R, d_y)),
+                      np.zeros((R, batch), dtype=np.int64), np.zeros(R, dtype=np.bool_))
+
+
 @njit(**_JIT)
-def fs_grad_y_shared(L, reg, idx, X, Y, OUT, act):
+def replica_sums(S, r):
+    """Replica r's :class:`FixedXSums` (views into the R-replica record S)."""
+    return FixedXSums(S.T2[r], S.t3[r], S.idx[r], S.valid[r:r + 1])
+
+
+@njit(**_JIT)
+def _same_minibatch(a, b):
+    if a.shape[0] != b.shape[0]:
+        return False
+    for i in range(a.shape[0]):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+@njit(**_JIT)
+def _fixed_x_sums(L, idx, X, S):
+    Cx, Cy, ly = L.Cx, L.Cy, L.ly
+    nb = idx.shape[0]
+    M, d = S.T2.shape
+    S.T2[:] = 0.0
+    S.t3[:] = 0.0
+    c2 = np.empty((M, _BLOCK))
+    for b0 in range(0, nb, _BLOCK):
+        nblk = min(_BLOCK, nb - b0)
+        for m in range(M):  # every row: the rows' activity may change while S is kept
+            _block_dots(Cx, idx, b0, X[m], c2[m])
+        for s in range(nblk):
+            i = idx[b0 + s]
+            for m in range(M):
+                a2 = c2[m, s]
+                for j in range(d):
+                    S.T2[m, j] += a2 * Cy[i, j]
+            for j in range(d):
+                S.t3[j] += ly[i, j]
+    S.idx[:] = idx
+    S.valid[0] = True
+
+
+@njit(**_JIT)
+def fs_grad_y_shared(L, reg, idx, X, Y, OUT, act, S):
     """OUT[m] = :func:`fs_grad_y` at (X[m], Y[m]) for every active row m, all rows on the
     one minibatch idx (e.g. PZOBO's main and perturbed paths, which share each step's
-    sample): each block of samples is read once for all rows. Bit for bit the per-row
-    results of :func:`fs_grad_y` (same order of every sum)."""
-    Pyy, Cx, Cy, ly = L.Pyy, L.Cx, L.Cy, L.ly
+    sample): each block of samples is read once for all rows. The y-independent sums
+    (C̄ᵀx and ā over the minibatch) are kept in S (:class:`FixedXSums`) and reused while
+    the caller keeps X fixed (it sets ``S.valid[0] = False`` when X changes) and the
+    minibatch repeats (always for the full batch): PZOBO's N steps of a path at one x.
+    Bit for bit the per-row results of :func:`fs_grad_y` (every sum accumulates in the same
+    order; a reused sum is the same number)."""
+    if not (S.valid[0] and _same_minibatch(S.idx, idx)):
+        _fixed_x_sums(L, idx, X, S)
+    Pyy = L.Pyy
     nb = idx.shape[0]
     M, d = OUT.shape
     T1 = np.zeros((M, d))
-    T2 = np.zeros((M, d))
-    t3 = np.zeros(d)
     c1 = np.empty((M, _BLOCK))
-    c2 = np.empty((M, _BLOCK))
     for b0 in range(0, nb, _BLOCK):
         nblk = min(_BLOCK, nb - b0)
         for m in range(M):
             if act[m]:
                 _block_dots(Pyy, idx, b0, Y[m], c1[m])
-                _block_dots(Cx, idx, b0, X[m], c2[m])
         for s in range(nblk):
             i = idx[b0 + s]
             for m in range(M):
                 if act[m]:
-                    a1, a2 = c1[m, s], c2[m, s]
+                    a1 = c1[m, s]
                     for j in range(d):
                         T1[m, j] += a1 * Pyy[i, j]
-                        T2[m, j] += a2 * Cy[i, j]
-            for j in range(d):
-                t3[j] += ly[i, j]
+    T2, t3 = S.T2, S.t3
     for m in range(M):
         if act[m]:
             for j in range(d):

@@ -60,12 +60,13 @@ def row_grad_y_g(P, idx, x, y, out):
     raise NotImplementedError("compiled code only")
 
 
-def rows_grad_y_g(P, std, idx, z, X, Y, OUT, act):
+def rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
     """OUT[m] = ∇_y G(X[m], Y[m]) on ONE replica's sample (minibatch idx, or the closed form
     plus std times the noise row z) for every active row m: several points of one replica
     on its sample (PZOBO's main and perturbed paths). For the finite sum each block of
-    samples is read once for all rows (``fs_grad_y_shared``, bit for bit the one-row
-    results)."""
+    samples is read once for all rows, and the y-independent sums are kept in S (a
+    ``FixedXSums``; invalidate it when X changes) while the minibatch repeats
+    (``fs_grad_y_shared``, bit for bit the one-row results); the closed form ignores S."""
     raise NotImplementedError("compiled code only")
 
 
@@ -143,13 +144,13 @@ def _row_grad_y_g(P, idx, x, y, out):
 
 
 @overload(rows_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
-def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act):
+def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
     if _is_finite_sum_type(P):
-        def fs(P, std, idx, z, X, Y, OUT, act):
-            fs_grad_y_shared(inner_level(P), P.reg, idx, X, Y, OUT, act)
+        def fs(P, std, idx, z, X, Y, OUT, act, S):
+            fs_grad_y_shared(inner_level(P), P.reg, idx, X, Y, OUT, act, S)
         return fs
 
-    def closed(P, std, idx, z, X, Y, OUT, act):
+    def closed(P, std, idx, z, X, Y, OUT, act, S):
         for m in range(X.shape[0]):
             if act[m]:
                 grad_y_g(P, X[m], Y[m], OUT[m])

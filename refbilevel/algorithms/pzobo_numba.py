@@ -25,7 +25,9 @@ from refbilevel.algorithms._baselines_numba import (
     call_outer,
     draw_sample,
     finish_trace,
+    fixed_x_sums,
     kernel_inputs,
+    replica_sums,
     start_records,
     store_record,
     store_sampler_state,
@@ -49,12 +51,14 @@ class PzoboSteps(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
-def pzobo_kernel(P, noise, rng, X, Y, run, steps):
+def pzobo_kernel(P, noise, rng, X, Y, run, steps, sums):
     """T PZOBO iterations in place on X (R, d_x), Y (R, d_y). Replica r's main path and its
     Q perturbed paths are the rows of XA[r], YA[r] (Q + 1, d), row 0 the main path: at each
     lower-level step they are evaluated together on the replica's shared sample
-    (``rows_grad_y_g``, which reads the finite sum's data once for all of them). Returns
-    (X records, Y records, diverged_at)."""
+    (``rows_grad_y_g``, which reads the finite sum's data once for all of them and keeps
+    the y-independent sums of the replica's paths in ``sums``, a ``FixedXSums``, over the N
+    steps at one x while the minibatch repeats). Returns (X records, Y records,
+    diverged_at)."""
     T, every = run.T, run.every
     alpha, N, Q, mu = steps.alpha, steps.n_inner_steps, steps.n_directions, steps.smoothing
     R, dx = X.shape
@@ -73,6 +77,7 @@ def pzobo_kernel(P, noise, rng, X, Y, run, steps):
     for t in range(1, T + 1):
         U = rng.standard_normal((Q, R, dx))
         for r in range(R):
+            sums.valid[r] = False  # x_k moved: the paths' points are new
             for j in range(Q + 1):
                 for i in range(dx):
                     XA[r, j, i] = X[r, i] if j == 0 else X[r, i] + mu * U[j - 1, r, i]
@@ -83,7 +88,8 @@ def pzobo_kernel(P, noise, rng, X, Y, run, steps):
             for r in range(R):
                 if not act[r]:
                     continue
-                rows_grad_y_g(P, noise.grad_y_g, idx[r], Z[r], XA[r], YA[r], G, paths)
+                rows_grad_y_g(P, noise.grad_y_g, idx[r], Z[r], XA[r], YA[r], G, paths,
+                              replica_sums(sums, r))
                 for j in range(Q + 1):
                     for i in range(dy):
                         YA[r, j, i] = YA[r, j, i] - alpha * G[j, i]
@@ -134,7 +140,10 @@ def run_pzobo_numba(oracle, x0, y0, *, T: int, mode: str = "tuned", step_size: f
     betas = np.array([outer_step(params, t) for t in range(1, T + 1)], dtype=np.float64)
     steps = PzoboSteps(params["step_size"], params["n_inner_steps"], params["n_directions"],
                        params["smoothing"], betas)
-    Xr, Yr, div = pzobo_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every), steps)
+    batch = k.P.batch_size if k.finite_sum else 1
+    sums = fixed_x_sums(R, params["n_directions"] + 1, y.shape[1], batch)
+    Xr, Yr, div = pzobo_kernel(k.P, k.noise, oracle.rng, x, y, RunLength(T, every), steps,
+                               sums)
     store_sampler_state(oracle, k, R, T > 0)
     N = params["n_inner_steps"]
     per = {"grad_y_g": params["lower_level_gradients"], "grad_y_f": 1, "grad_x_f": 1,
