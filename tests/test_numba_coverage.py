@@ -16,10 +16,14 @@ from refbilevel.solver import solve
 pytestmark = pytest.mark.numba
 
 FSQ = make_problem("finite-sum-quadratic", n_inner=32, n_outer=16, d_inner=4, d_outer=3)
+#: n_inner = n_outer: noise 0 is the full batch, the matrix's oracle (the kernels then keep
+#: the y-independent sums of ∇_y G over Epoch-SGD's steps at one x)
+FSQ_FULL = make_problem("finite-sum-quadratic", n_inner=24, n_outer=24, d_inner=4, d_outer=3)
 CASES = [
     # (problem, method, solve keywords); measured relative differences in the comments
     (FSQ, "unibio", {"oracle": {"batch": 4, "sampler": "shuffled"}}),  # 0
     (FSQ, "unibio", {"oracle": {"batch": 5}}),  # 1.0e-16
+    (FSQ_FULL, "unibio", {"noise": 0.0}),  # 0
     ("uniformly-convex-sharp-holder", "unibio", {"noise": 0.1, "problem_params": {"d": 3}}),
     # logistic-cleaning states no smoothness constant for BO-REP's default η: paper mode
     ("logistic-cleaning", "borep", {"noise": 0.1, "mode": "paper"}),  # 1.7e-16
@@ -28,7 +32,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("problem,method,kw", CASES,
-                         ids=["unibio-fs-shuffled", "unibio-fs-uniform", "unibio-sharp-holder",
+                         ids=["unibio-fs-shuffled", "unibio-fs-uniform", "unibio-fs-full-batch",
+                              "unibio-sharp-holder",
                               "borep-logistic", "fdehbo-logistic"])
 def test_numba_parity_on_the_new_kernels(problem, method, kw):
     """200 iterations, 2 replicas, same seed on both backends (the oracles draw from the

@@ -30,15 +30,17 @@ import numpy as np
 
 from refbilevel.algorithms._baselines_numba import (
     draw_idx,
+    fixed_x_sums,
     kernel_inputs,
+    replica_sums,
     store_sampler_state,
 )
 from refbilevel.algorithms._sample_rows_numba import (
     row_f_u,
     row_gen_hvp_T,
     row_grad_x_f,
-    row_grad_y_g,
     row_jvp,
+    rows_grad_y_g,
 )
 from refbilevel.algorithms.epoch_sgd_numba import ipow, scalar_power_epoch_sgd
 from refbilevel.algorithms.trace import Trace, build_trace
@@ -88,13 +90,20 @@ class EpochArrays(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
-def _epoch_sgd(P, rng, X, W, active, epochs, pre_avg, s_gy):
+def _epoch_sgd(P, rng, X, W, active, epochs, pre_avg, s_gy, sums):
     """Epoch-SGD with shrinking balls on every active replica (in place on W); one ∇_y G
-    sample per step (a noise block, or an inner minibatch for a FiniteSumRecord)."""
+    sample per step (a noise block, or an inner minibatch for a FiniteSumRecord). x is
+    fixed during the call, so a finite sum's y-independent sums of ∇_y G (C̄ᵀx, ā) are kept
+    in ``sums`` (a ``FixedXSums``) from step to step while the minibatch repeats (always for
+    the full batch; ``rows_grad_y_g``, bit for bit the same gradients)."""
     R, dy = W.shape
     C = np.empty(dy)
     A = np.empty((R, dy))
-    G = np.empty(dy)
+    G2 = np.empty((1, dy))
+    G = G2[0]
+    one = np.ones(1, dtype=np.bool_)
+    for r in range(R):
+        sums.valid[r] = False  # x moved since the last call
     for k in range(epochs.lengths.shape[0]):
         L, rad, gam = epochs.lengths[k], epochs.radii[k], epochs.steps[k]
         Cs = W.copy()
@@ -109,7 +118,8 @@ def _epoch_sgd(P, rng, X, W, active, epochs, pre_avg, s_gy):
                 if pre_avg:
                     for i in range(dy):
                         A[r, i] += w[i]
-                row_grad_y_g(P, IZ[r], X[r], w, G)
+                rows_grad_y_g(P, 0.0, IZ[r], Z[r], X[r:r + 1], W[r:r + 1], G2, one,
+                              replica_sums(sums, r))  # the noise is added below
                 nrm = 0.0
                 for i in range(dy):
                     gi = G[i] + s_gy * Z[r, i] if s_gy != 0.0 else G[i]
@@ -138,7 +148,7 @@ def _noisy(out, std, z):
 
 
 @njit(cache=True, error_model="numpy")
-def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise):
+def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise, sums):
     """UniBiO (docs/unibio.rst §4.1-4.2) on every registered family (GaussianOracle noise)
     or a FiniteSumRecord (minibatches): per UL iteration ∇_x F, F_u, Q H^T-products, the
     JVP, each on a fresh sample, in the reference's order."""
@@ -158,11 +168,11 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise):
     s = np.empty(dy)
     tmp = np.empty(dy)
     tx = np.empty(dx)
-    _epoch_sgd(P, rng, X, Y, active, warm, steps.pre_avg, s_gy)
+    _epoch_sgd(P, rng, X, Y, active, warm, steps.pre_avg, s_gy, sums)
     for t in range(T):
         eta = math.ldexp(steps.eta, -step_halvings(t, steps.eta_hold, steps.eta_halving))
         if t > 0 and t % I == 0:
-            _epoch_sgd(P, rng, X, Y, active, periodic, steps.pre_avg, s_gy)
+            _epoch_sgd(P, rng, X, Y, active, periodic, steps.pre_avg, s_gy, sums)
         if t % every == 0:
             XR[t // every] = X
             YR[t // every] = Y
@@ -345,8 +355,9 @@ def run_unibio_numba(oracle, x0, y0, params: UniBiOParams, *, record_every: int 
         XR, YR, div, Xf, Yf = unibio_example3_kernel(oracle.rng, X, Y, problem.p, warm,
                                                      periodic, steps, noise)
     else:
+        batch = k_in.P.batch_size if k_in.finite_sum else 1
         XR, YR, div, Xf, Yf = unibio_kernel(k_in.P, oracle.rng, X, Y, warm, periodic, steps,
-                                            noise)
+                                            noise, fixed_x_sums(R, 1, Y.shape[1], batch))
     store_sampler_state(oracle, k_in, R, True)
     its = np.arange(0, params.T, record_every)
     if record_final:  # the kernel's returned final state is x_T (as the NumPy reference)
