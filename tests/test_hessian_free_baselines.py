@@ -328,3 +328,23 @@ def test_pzobo_numba_matches_numpy_on_the_full_batch():
     for k in ref.counts:
         np.testing.assert_array_equal(got.counts[k], ref.counts[k])
     assert o.rng.bit_generator.state == o_ref.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("problem", ["quadratic", "finite-sum-quadratic"])
+def test_pzobo_defaults_meet_their_stated_conditions(problem):
+    """pzobo._default_options' docstring: α = 1/L_y, (1 − 1/κ)^N <= DEFAULT_BIAS, the outer
+    step β = 1/(2L_φ) < 1/L_φ, and β_k m_φ k -> 1 (k_0 = 1/(β m_φ), SGD's 1/(m k) step)."""
+    from refbilevel.solver import prepare
+    from refbilevel.solver_record import StepConstants
+
+    _, prob, _, opts = prepare(problem, "pzobo", noise=0.0)
+    sc = StepConstants.of(prob)
+    assert opts["step_size"] == pytest.approx(1.0 / sc.L_y, rel=1e-12)
+    assert (1.0 - 1.0 / sc.kappa) ** opts["n_inner_steps"] <= pzobo.DEFAULT_BIAS
+    beta = opts["step_size"] / opts["outer_ratio"]
+    assert beta == pytest.approx(0.5 / sc.L_phi, rel=1e-12)
+    k = 1e9
+    params = pzobo.pzobo_params("tuned", opts["step_size"], opts["outer_ratio"],
+                                opts["n_inner_steps"], opts["n_directions"], opts["smoothing"],
+                                opts["outer_exponent"], opts["outer_decay_start"])
+    assert pzobo.outer_step(params, int(k)) * sc.m_phi * k == pytest.approx(1.0, rel=1e-6)

@@ -232,3 +232,19 @@ def test_control_certificate_is_a_lower_bound_of_the_gradient_norm():
     dense = np.abs([P.grad_phi(np.array([x]))[0] for x in np.linspace(2.9, 3.1, 20001)])
     cert = _min_grad_norm_on_interval(P, 3.0, 0.1)
     assert dense.min() - 1e-3 <= cert <= dense.min()
+
+
+@pytest.mark.parametrize("problem", ["finite-sum-quadratic", "quadratic", "unibio-example3",
+                                     "uniformly-convex-separable", "uniformly-convex-bump"])
+def test_default_neumann_terms_meet_their_stated_bias(problem):
+    """The "default" Q (docs/unibio.rst §3.5): (1 − μ/C)^Q <= NEUMANN_BIAS = 1e-3, while Q − 1
+    terms would not meet the sufficient condition Q >= (C/μ) ln(1/bias) it is computed from."""
+    import math
+
+    from refbilevel.algorithms.unibio import NEUMANN_BIAS
+    from refbilevel.solver import prepare
+
+    _, prob, _, params = prepare(problem, "unibio", noise=0.0)
+    C, mu, Q = float(prob.constants.C), float(prob.constants.mu), params["Q"]
+    assert (1.0 - mu / C) ** Q <= NEUMANN_BIAS
+    assert Q - 1 < C / mu * math.log(1.0 / NEUMANN_BIAS) <= Q
