@@ -130,7 +130,8 @@ def test_numba_parity(kind, sampler, series):
     act = np.ones(R, dtype=np.bool_)
     no_idx = np.zeros((R, 1), dtype=np.int64)
     steps = nb_pair(k.P, k.noise, o_nb.rng, x, y, x2, y2, True, series.randomized,
-                    series.length, series.eta, H0, H1, p, act, False, no_idx, no_idx)
+                    series.length, series.eta, H0, H1, p, act, False, no_idx, no_idx,
+                    series.draws)
     nb_lower(k.P, k.noise, o_nb.rng, x, y, x2, y2, True, G0, G1, act, False, no_idx)
     assert steps == ref.hvp_steps
     if series.randomized:
