@@ -40,8 +40,8 @@ CLAIM = ClaimInfo(
     # measured 2026-12-04 (Numba): 6 of 266 cells fail (BSA, TTSA, SUSTAIN on the quadratic;
     # UniBiO on the sharp Hölder instance; PZOBO and UniBiO over 120 s on the d = 100 finite
     # sum), which issue #10 keeps open
-    quick_suite_exclusion="every (method, problem) pair at its default T, minutes in all; it "
-    "fails today on known cells (see docs/checks.rst X5)",
+    quick_suite_exclusion="every (method, problem) pair at its default T: about 12 minutes cold "
+    "on 2 cores, longer than the rest of the quick suite together (docs/checks.rst X5)",
     evidence=(Evidence("exact", note="deterministic runs with exact oracles, given the seed"),),
 )
 
