@@ -54,6 +54,18 @@ def sustain_series(neumann_step, n_hia_steps, n_hia_draws=1) -> NeumannSeries:
     return NeumannSeries("randomized", n_hia_steps, neumann_step, n_hia_draws)
 
 
+def sustain_setup(T, step_size, outer_ratio, offset, momentum_x, momentum_y, neumann_step,
+                  n_hia_steps, n_hia_draws):
+    """The validated (series, schedule, params record) of a SUSTAIN run, shared by the NumPy
+    reference and the Numba twin."""
+    series = sustain_series(neumann_step, n_hia_steps, n_hia_draws)
+    sched, params = momentum_schedule(T, step_size, outer_ratio, offset, momentum_x,
+                                      momentum_y)
+    params.update(neumann_step=series.eta, n_hia_steps=series.length,
+                  n_hia_draws=series.draws)
+    return series, sched, params
+
+
 @register("algorithm", "sustain", "numpy")
 def run_sustain(oracle, x0, y0, *, T: int, step_size: float = 0.1, outer_ratio: float = 1.0,
                 offset: float = 0.0, momentum_x: float = 0.5, momentum_y: float = 0.5,
@@ -64,11 +76,8 @@ def run_sustain(oracle, x0, y0, *, T: int, step_size: float = 0.1, outer_ratio: 
     N = 10, Neumann step tied to s, offset 0)."""
     B.require_oracle(oracle)
     T = B.iterations(T)
-    series = sustain_series(neumann_step, n_hia_steps, n_hia_draws)
-    sched, params = momentum_schedule(T, step_size, outer_ratio, offset, momentum_x,
-                                      momentum_y)
-    params.update(neumann_step=series.eta, n_hia_steps=series.length,
-                  n_hia_draws=series.draws)
+    series, sched, params = sustain_setup(T, step_size, outer_ratio, offset, momentum_x,
+                                          momentum_y, neumann_step, n_hia_steps, n_hia_draws)
     return recursive_momentum_bilevel(oracle, x0, y0, T=T, series=series, sched=sched,
                                       params=params, name="sustain",
                                       record_every=record_every, seed=seed)

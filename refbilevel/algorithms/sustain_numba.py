@@ -5,9 +5,8 @@ random numbers and Trace as :func:`refbilevel.algorithms.sustain.run_sustain`.""
 from __future__ import annotations
 
 from refbilevel.algorithms import _baselines as B
-from refbilevel.algorithms.mrbo import momentum_schedule
 from refbilevel.algorithms.mrbo_numba import run_recursive_momentum_numba
-from refbilevel.algorithms.sustain import sustain_series
+from refbilevel.algorithms.sustain import sustain_setup
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.registry import register
 
@@ -21,11 +20,8 @@ def run_sustain_numba(oracle, x0, y0, *, T: int, step_size: float = 0.1,
     """Numba twin of :func:`refbilevel.algorithms.sustain.run_sustain`."""
     B.require_oracle(oracle)
     T = B.iterations(T)
-    series = sustain_series(neumann_step, n_hia_steps, n_hia_draws)
-    sched, params = momentum_schedule(T, step_size, outer_ratio, offset, momentum_x,
-                                      momentum_y)
-    params.update(neumann_step=series.eta, n_hia_steps=series.length,
-                  n_hia_draws=series.draws)
+    series, sched, params = sustain_setup(T, step_size, outer_ratio, offset, momentum_x,
+                                          momentum_y, neumann_step, n_hia_steps, n_hia_draws)
     return run_recursive_momentum_numba(oracle, x0, y0, T=T, series=series, sched=sched,
                                         params=params, name="sustain",
                                         record_every=record_every, seed=seed)
