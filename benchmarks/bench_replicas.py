@@ -34,10 +34,15 @@ import subprocess
 import sys
 import time
 
-if __name__ == "__main__" and os.environ.get("NUMBA_NUM_THREADS") not in (None, "2"):
+# One BLAS thread: after each BLAS call in Python (problem set-up, the trace), OpenBLAS's
+# worker threads busy-wait for about 0.1 s (its THREAD_TIMEOUT) and hold the core that
+# Numba's second thread needs; a kernel run of a few tens of ms then measures that contention,
+# not the kernel (measured here, SOBA d = 100, R = 256 after one 300x300 product: 2 threads
+# 0.9-1.05x of 1 thread; with OPENBLAS_NUM_THREADS=1: 1.45-2.0x).
+_ENV = {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}
+if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _ENV.items()):
     sys.exit(subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
-                            env={**os.environ, "NUMBA_NUM_THREADS": "2"},
-                            check=False).returncode)
+                            env={**os.environ, **_ENV}, check=False).returncode)
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -69,13 +74,13 @@ def _draws(name: str):
     n = STEPS
     return {
         "soba": lambda rng, P, nz, R, d: soba_numba.soba_draws(rng, P, nz, R, d, d),
-        "ma_soba": lambda rng, P, nz, R, d: ma_soba_numba.ma_soba_draws(rng, P, nz, R, d, d),
+        "ma_soba": lambda rng, P, nz, R, d: soba_numba.soba_draws(rng, P, nz, R, d, d),
         "stocbio": lambda rng, P, nz, R, d: stocbio_numba.stocbio_draws(rng, P, nz, R, d, d,
                                                                          n, n),
-        "amigo": lambda rng, P, nz, R, d: amigo_numba.amigo_draws(rng, P, nz, R, d, d, n, n),
+        "amigo": lambda rng, P, nz, R, d: stocbio_numba.stocbio_draws(rng, P, nz, R, d, d, n, n),
         "saba": lambda rng, P, nz, R, d: saba_numba.saba_draws(rng, P, R),
-        "bsa": lambda rng, P, nz, R, d: bsa_numba.bsa_draws(rng, P, nz, R, d, d, n, n),
-        "ttsa": lambda rng, P, nz, R, d: ttsa_numba.ttsa_draws(rng, P, nz, R, d, d, n),
+        "bsa": lambda rng, P, nz, R, d: bsa_numba.bsa_draws(rng, P, nz, R, d, d, n, n, 1),
+        "ttsa": lambda rng, P, nz, R, d: ttsa_numba.ttsa_draws(rng, P, nz, R, d, d, n, 1),
         "f2sa": lambda rng, P, nz, R, d: f2sa_numba.f2sa_draws(rng, P, nz, R, d, d, n, False),
     }[name]
 
@@ -127,7 +132,7 @@ def main(argv=None) -> int:
         print("bench_replicas: needs NUMBA_NUM_THREADS >= 2", file=sys.stderr)
         return 2
     d, R, B = 100, 256, 64
-    T, repeat = (5, 3) if args.quick else (10, 7)
+    T, repeat = (10, 3) if args.quick else (40, 5)
     fsq = FiniteSumQuadratic(n_inner=1024, n_outer=1024, d_inner=d, d_outer=d, reg=0.1, seed=0)
     quad = StronglyConvexQuadratic(d_x=d, d_y=d, mu=0.2, L=1.0, seed=0, structured=True)
     for P in (fsq, quad):  # the trace's closed-form metrics are not the kernels' time

@@ -35,6 +35,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import numba
 from numba import config, prange, types
 from numba import njit as _numba_njit
 from numba.core.caching import CacheImpl, FunctionCache, InTreeCacheLocator
@@ -106,7 +107,22 @@ def _library_type(t) -> bool:
 
 class LibraryTypesCache(FunctionCache):
     """Numba's function cache that does not save signatures with user record types (see the
-    module docstring); loading is unchanged."""
+    module docstring), and that starts Numba's thread pool before it loads a function.
+
+    Why the thread pool: a serial function that calls a parallel one (the baselines' oracle
+    calls choose ``*_rows_parallel`` at run time) links the parallel machine code, which
+    calls the threading layer's ``allocate_sched`` etc. Those symbols exist in a process
+    only once the pool is started. Numba starts it when it compiles a parfor or loads a
+    parallel function, but not when it loads a *serial* function that merely links one
+    (numba 0.68: the library's reload hooks are not kept in the cache for the caller): such
+    a kernel, loaded from the cache in a fresh process that ran nothing parallel before,
+    jumps to an unresolved symbol and segfaults (seen as PZOBO, MRBO, SABA... crashing
+    after some compile histories; tests/test_numba_cache.py reproduces it with two small
+    functions). Starting the pool is what any parallel kernel does anyway."""
+
+    def load_overload(self, sig, target_context):
+        numba.get_num_threads()  # starts the pool once per process (later calls: a lookup)
+        return super().load_overload(sig, target_context)
 
     def save_overload(self, sig, data):
         if all(_library_type(t) for t in sig):
