@@ -62,10 +62,8 @@ def _draws(name: str):
     """One iteration's draws by the kernel's own draw function, with the default settings:
     f(rng, P, noise, R, d) (d = d_x = d_y)."""
     from refbilevel.algorithms import (
-        amigo_numba,
         bsa_numba,
         f2sa_numba,
-        ma_soba_numba,
         saba_numba,
         soba_numba,
         stocbio_numba,

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from numba.core import types
 from numba.extending import overload
 
 from refbilevel.algorithms.trace import Trace, build_trace
@@ -799,52 +800,159 @@ def oracle_row(kind, P, noise, idx, z, x, y, v, out):
     raise NotImplementedError("compiled code only")
 
 
-@njit(**_JIT)
-def _row_finite_sum(kind, P, noise, idx, z, x, y, v, out):
-    if kind == GRAD_Y_G:
-        fs_grad_y(inner_level(P), P.reg, idx, x, y, out)
-    elif kind == GRAD_Y_F:
-        fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
-    elif kind == GRAD_X_G:
-        fs_grad_x(inner_level(P), idx, x, y, out)
-    elif kind == GRAD_X_F:
-        fs_grad_x(outer_level(P), idx, x, y, out)
-    elif kind == HVP:
-        fs_hvp(inner_level(P), P.reg, idx, v, out)
-    else:
-        fs_jvp(inner_level(P), idx, v, out)
+#: :func:`oracle_row` is inlined where a kernel calls it (Numba IR inlining), one oracle kind
+#: per call site (the kernels pass the kind as a constant): a call of a compiled function
+#: passes every array of its arguments field by field, and those calls, not the arithmetic,
+#: were most of an oracle call at small d. Measured (SOBA, Example 3, d = 1, R = 32, one
+#: thread): 765 -> 266 ns per replica-iteration; a hand-written minimal SOBA loop for that
+#: problem costs 42 ns. Inlining a kernel's whole row (``soba_row``) as well gave 120 ns but
+#: changed the results of 13 parity tests (e.g. stocBiO x quadratic-dense by 7e-5 relative;
+#: Numba 0.68's IR inliner), so the row functions stay calls.
+_ROW = {"error_model": "numpy", "inline": "always"}
 
 
-@njit(**_JIT)
-def _row_closed_form(kind, P, noise, idx, z, x, y, v, out):
-    if kind == GRAD_Y_G:
-        grad_y_g(P, x, y, out)
-    elif kind == GRAD_X_G:
-        grad_x_g(P, x, y, out)
-    elif kind == GRAD_Y_F:
-        grad_y_f(P, x, y, out)
-    elif kind == GRAD_X_F:
-        grad_x_f(P, x, y, out)
-    elif kind == HVP:
-        hvp(P, x, y, v, out)
-    else:
-        jvp(P, x, y, v, out)
-    std = _std(noise, kind)
+@njit(**_ROW)
+def _add_noise(std, z, out):
     if std != 0.0:
         for i in range(out.shape[0]):
             out[i] = out[i] + std * z[i]
 
 
-@overload(oracle_row, jit_options={"error_model": "numpy"})
-def _oracle_row_by_record(kind, P, noise, idx, z, x, y, v, out):
-    impl = _row_finite_sum if _is_finite_sum_type(P) else _row_closed_form
+# ---- one replica's row of one oracle kind, on a sample drawn beforehand (no noise added) -----
+# Chosen by the type of P at compile time: the family's primitive, or the finite-sum
+# arithmetic of SampleQuadratics on the replica's minibatch idx (inner level for the
+# g-kinds, outer for the f-kinds; the regulariser on ∇_y G and the HVP). :func:`oracle_row`
+# adds the Gaussian noise; the kernels that evaluate one sample at several points (BO-REP,
+# FdeHBO/FMBO, UniBiO: :mod:`refbilevel.algorithms._sample_rows_numba`) add it themselves.
+def row_grad_y_g(P, idx, x, y, out):
+    """out = ∇_y G(x, y) on the sample (minibatch idx, or the closed form)."""
+    raise NotImplementedError("compiled code only")
 
-    def call(kind, P, noise, idx, z, x, y, v, out):
-        impl(kind, P, noise, idx, z, x, y, v, out)
-    return call
+
+@overload(row_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_y_g(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(inner_level(P), P.reg, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_y_g(P, x, y, out)
+    return closed
 
 
-@njit(**_JIT)
+def row_grad_x_g(P, idx, x, y, out):
+    """out = ∇_x G(x, y) on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_grad_x_g, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_x_g(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_x(inner_level(P), idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_x_g(P, x, y, out)
+    return closed
+
+
+def row_grad_y_f(P, idx, x, y, out):
+    """out = ∇_y F(x, y) on the sample (an outer minibatch)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_grad_y_f, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_y_f(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_y_f(P, x, y, out)
+    return closed
+
+
+def row_grad_x_f(P, idx, x, y, out):
+    """out = ∇_x F(x, y) on the sample (an outer minibatch)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_grad_x_f, jit_options={"error_model": "numpy"}, inline="always")
+def _row_grad_x_f(P, idx, x, y, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, out):
+            fs_grad_x(outer_level(P), idx, x, y, out)
+        return fs
+
+    def closed(P, idx, x, y, out):
+        grad_x_f(P, x, y, out)
+    return closed
+
+
+def row_hvp(P, idx, x, y, v, out):
+    """out = ∇²_yy G(x, y) v on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_hvp, jit_options={"error_model": "numpy"}, inline="always")
+def _row_hvp(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_hvp(inner_level(P), P.reg, idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        hvp(P, x, y, v, out)
+    return closed
+
+
+def row_jvp(P, idx, x, y, v, out):
+    """out = ∇²_xy G(x, y) v ∈ R^{d_x} on the sample."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(row_jvp, jit_options={"error_model": "numpy"}, inline="always")
+def _row_jvp(P, idx, x, y, v, out):
+    if _is_finite_sum_type(P):
+        def fs(P, idx, x, y, v, out):
+            fs_jvp(inner_level(P), idx, v, out)
+        return fs
+
+    def closed(P, idx, x, y, v, out):
+        jvp(P, x, y, v, out)
+    return closed
+
+
+_ROWS = {GRAD_Y_G: row_grad_y_g, GRAD_X_G: row_grad_x_g, GRAD_Y_F: row_grad_y_f,
+         GRAD_X_F: row_grad_x_f}
+_ROWS_APPLIED = {HVP: row_hvp, JVP: row_jvp}  # the ones applied to a vector v
+
+
+@overload(oracle_row, jit_options={"error_model": "numpy"}, inline="always",
+          prefer_literal=True)
+def _oracle_row_by_kind(kind, P, noise, idx, z, x, y, v, out):
+    if not isinstance(kind, types.IntegerLiteral):
+        raise TypeError("oracle_row: pass the oracle kind as a constant (GRAD_Y_G, ..., JVP)")
+    k = kind.literal_value
+    if k in _ROWS_APPLIED:
+        row_v = _ROWS_APPLIED[k]
+
+        def applied(kind, P, noise, idx, z, x, y, v, out):
+            row_v(P, idx, x, y, v, out)
+            _add_noise(_std(noise, kind), z, out)
+        return applied
+    row = _ROWS[k]
+
+    def at_point(kind, P, noise, idx, z, x, y, v, out):
+        row(P, idx, x, y, out)
+        _add_noise(_std(noise, kind), z, out)
+    return at_point
+
+
+@njit(**_ROW)
 def outer_row(P, noise, idx, z_y, z_x, x, y, fy, fx):
     """One replica's (∇_y F, ∇_x F) on its rows of an :class:`OuterSample` (idx, z_y, z_x)."""
     oracle_row(GRAD_Y_F, P, noise, idx, z_y, x, y, y, fy)

@@ -21,7 +21,10 @@ points replica by replica (``sample=``), with the functions here. A sample is th
   (inner level for the g-kinds, outer for the f-kinds; the regulariser on ∇_y G and the HVP);
   its noise stds are 0, so nothing is added.
 
-Dispatch is by the type of P at compile time. (The batched twin, all replicas at once on a
+Dispatch is by the type of P at compile time. The six oracle kinds' rows (``row_grad_y_g``
+... ``row_jvp``) are defined in :mod:`refbilevel.algorithms._baselines_numba`, whose
+``oracle_row`` adds the Gaussian noise to them, and are re-exported here with the rows of
+UniBiO's f_u and H^T v. (The batched twin, all replicas at once on a
 drawn sample, is ``call_on_sample`` of :mod:`refbilevel.algorithms._baselines_numba`.)
 """
 
@@ -31,33 +34,23 @@ from numba.extending import overload
 
 from refbilevel.algorithms._baselines_numba import (
     _is_finite_sum_type,
-    fs_grad_x,
     fs_grad_y,
     fs_grad_y_shared,
     fs_hvp,
-    fs_jvp,
     inner_level,
     outer_level,
+    row_grad_x_f,
+    row_grad_x_g,
+    row_grad_y_f,
+    row_grad_y_g,
+    row_hvp,
+    row_jvp,
 )
-from refbilevel.backends.numba_problems import (
-    f_u,
-    gen_hvp_T,
-    grad_x_f,
-    grad_x_g,
-    grad_y_f,
-    grad_y_g,
-    hvp,
-    jvp,
-)
+from refbilevel.backends.numba_problems import f_u, gen_hvp_T, grad_y_g
 
 __all__ = ["row_f_u", "row_gen_hvp_T", "row_grad_x_f", "row_grad_x_g", "row_grad_y_f",
            "row_grad_y_g", "row_hvp", "row_jvp", "rows_grad_y_g"]
 
-
-
-def row_grad_y_g(P, idx, x, y, out):
-    """out = ∇_y G(x, y) on the sample (minibatch idx, or the closed form)."""
-    raise NotImplementedError("compiled code only")
 
 
 def rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
@@ -67,31 +60,6 @@ def rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
     samples is read once for all rows, and the y-independent sums are kept in S (a
     ``FixedXSums``; invalidate it when X changes) while the minibatch repeats
     (``fs_grad_y_shared``, bit for bit the one-row results); the closed form ignores S."""
-    raise NotImplementedError("compiled code only")
-
-
-def row_grad_x_g(P, idx, x, y, out):
-    """out = ∇_x G(x, y) on the sample."""
-    raise NotImplementedError("compiled code only")
-
-
-def row_grad_y_f(P, idx, x, y, out):
-    """out = ∇_y F(x, y) on the sample (an outer minibatch)."""
-    raise NotImplementedError("compiled code only")
-
-
-def row_grad_x_f(P, idx, x, y, out):
-    """out = ∇_x F(x, y) on the sample (an outer minibatch)."""
-    raise NotImplementedError("compiled code only")
-
-
-def row_hvp(P, idx, x, y, v, out):
-    """out = ∇²_yy G(x, y) v on the sample."""
-    raise NotImplementedError("compiled code only")
-
-
-def row_jvp(P, idx, x, y, v, out):
-    """out = ∇²_xy G(x, y) v ∈ R^{d_x} on the sample."""
     raise NotImplementedError("compiled code only")
 
 
@@ -131,17 +99,6 @@ def _row_gen_hvp_T(P, idx, x, y, v, out):
     return closed
 
 
-@overload(row_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
-def _row_grad_y_g(P, idx, x, y, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, out):
-            fs_grad_y(inner_level(P), P.reg, idx, x, y, out)
-        return fs
-
-    def closed(P, idx, x, y, out):
-        grad_y_g(P, x, y, out)
-    return closed
-
 
 @overload(rows_grad_y_g, jit_options={"error_model": "numpy"}, inline="always")
 def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
@@ -160,61 +117,6 @@ def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
     return closed
 
 
-@overload(row_grad_x_g, jit_options={"error_model": "numpy"}, inline="always")
-def _row_grad_x_g(P, idx, x, y, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, out):
-            fs_grad_x(inner_level(P), idx, x, y, out)
-        return fs
-
-    def closed(P, idx, x, y, out):
-        grad_x_g(P, x, y, out)
-    return closed
 
 
-@overload(row_grad_y_f, jit_options={"error_model": "numpy"}, inline="always")
-def _row_grad_y_f(P, idx, x, y, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, out):
-            fs_grad_y(outer_level(P), 0.0, idx, x, y, out)
-        return fs
 
-    def closed(P, idx, x, y, out):
-        grad_y_f(P, x, y, out)
-    return closed
-
-
-@overload(row_grad_x_f, jit_options={"error_model": "numpy"}, inline="always")
-def _row_grad_x_f(P, idx, x, y, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, out):
-            fs_grad_x(outer_level(P), idx, x, y, out)
-        return fs
-
-    def closed(P, idx, x, y, out):
-        grad_x_f(P, x, y, out)
-    return closed
-
-
-@overload(row_hvp, jit_options={"error_model": "numpy"}, inline="always")
-def _row_hvp(P, idx, x, y, v, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, v, out):
-            fs_hvp(inner_level(P), P.reg, idx, v, out)
-        return fs
-
-    def closed(P, idx, x, y, v, out):
-        hvp(P, x, y, v, out)
-    return closed
-
-
-@overload(row_jvp, jit_options={"error_model": "numpy"}, inline="always")
-def _row_jvp(P, idx, x, y, v, out):
-    if _is_finite_sum_type(P):
-        def fs(P, idx, x, y, v, out):
-            fs_jvp(inner_level(P), idx, v, out)
-        return fs
-
-    def closed(P, idx, x, y, v, out):
-        jvp(P, x, y, v, out)
-    return closed
