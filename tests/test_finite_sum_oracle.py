@@ -178,3 +178,25 @@ def test_bad_batch_shape_is_named(bad, match):
                  lambda: m.draw("grad_y_g", bad)):
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_the_full_batch_uses_the_data_in_place_with_the_gathered_means():
+    """Rows that are all arange(n) (the deterministic full batch) take the in-place path; its
+    means equal the gathered ones to rounding, for every primitive, and an idx with more
+    leading axes than the points keeps them."""
+    q = P.inner
+    rng = np.random.default_rng(0)
+    R, n = 4, q.n
+    x, y = rng.standard_normal((R, P.d_x)), rng.standard_normal((R, P.d_y))
+    full = np.broadcast_to(np.arange(n), (R, n)).copy()
+    assert q._selection(full, x, y) is None
+    gathered = full.copy()
+    gathered[0, [0, 1]] = gathered[0, [1, 0]]  # same samples, another order: not the full batch
+    assert q._selection(gathered, x, y) is gathered
+    for name, args in (("grad_y", (x, y)), ("grad_x", (x, y)), ("value", (x, y)),
+                       ("hvp_yy", (y,)), ("hvp_xx", (x,)), ("jvp_xy", (y,)), ("jvp_yx", (x,))):
+        got, ref = getattr(q, name)(*args, idx=full), getattr(q, name)(*args, idx=gathered)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=name)
+    wide = np.broadcast_to(np.arange(n), (3, R, n))  # idx adds a leading axis to y's
+    assert q._selection(wide, y) is wide
+    assert q.hvp_yy(y, idx=wide).shape == (3, R, P.d_y)
