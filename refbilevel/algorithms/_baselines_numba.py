@@ -32,7 +32,7 @@ minibatches or noise blocks of every oracle call, HIA's lengths p): :func:`draw_
 the iterates (a frozen replica's numbers are still drawn), so drawing them ahead changes
 nothing. Then ONE ``prange`` region over replicas runs each replica's whole iteration, its
 oracle arithmetic (:func:`oracle_row`, one replica's row of one call) fused with its update
-(e.g. ``soba_numba.soba_row``). Each kernel has a serial and a parallel variant
+(e.g. ``stocbio_numba.stocbio_row``). Each kernel has a serial and a parallel variant
 (:func:`~refbilevel.backends.numba_problems.jit_pair`), the parallel one chosen in Python
 when the iteration has enough work (:func:`use_threads`: ``PARALLEL_MIN_ROWS`` and
 ``PARALLEL_MIN_ENTRIES``), so a process compiles only the variant it runs. Random numbers
@@ -805,9 +805,11 @@ def oracle_row(kind, P, noise, idx, z, x, y, v, out):
 #: passes every array of its arguments field by field, and those calls, not the arithmetic,
 #: were most of an oracle call at small d. Measured (SOBA, Example 3, d = 1, R = 32, one
 #: thread): 765 -> 266 ns per replica-iteration; a hand-written minimal SOBA loop for that
-#: problem costs 42 ns. Inlining a kernel's whole row (``soba_row``) as well gave 120 ns but
-#: changed the results of 13 parity tests (e.g. stocBiO x quadratic-dense by 7e-5 relative;
-#: Numba 0.68's IR inliner), so the row functions stay calls.
+#: problem costs 42 ns. Inlining a kernel's whole row function the same way changed results
+#: (13 parity tests failed, e.g. stocBiO x quadratic-dense by 7e-5 relative; with its slice
+#: copies made loops, divergence was no longer recorded: Numba 0.68's IR inliner), so rows
+#: stay calls; SOBA, whose row makes only five calls, has its row written in the kernel's
+#: loop body instead (soba_numba.py).
 _ROW = {"error_model": "numpy", "inline": "always"}
 
 
