@@ -130,10 +130,10 @@ def _block_dots(A, idx, b0, v, c):
 
 
 @njit(**_JIT)
-def fs_grad_y(L, reg, idx, x, y, out):
-    """mean_b [A_b y + C_bᵀx + a_b] + reg y (SampleQuadratics.grad_y), L a
-    :class:`FiniteSumLevel`."""
-    Pyy, Cx, Cy, ly = L.Pyy, L.Cx, L.Cy, L.ly
+def _fs_affine_mean(A, u, B_in, w, B_out, lin, idx, add_reg, reg, out):
+    """out = mean_b [<A_b, u> A_b + <B_in_b, w> B_out_b + lin_b] (+ reg u when ``add_reg``)
+    over the minibatch idx: the blocked sums that ∇_y and ∇_x of SampleQuadratics share,
+    each accumulated in sample order."""
     nb = idx.shape[0]
     d = out.shape[0]
     t1 = np.zeros(d)
@@ -142,17 +142,25 @@ def fs_grad_y(L, reg, idx, x, y, out):
     c1 = np.empty(_BLOCK)
     c2 = np.empty(_BLOCK)
     for b0 in range(0, nb, _BLOCK):
-        nblk = _block_dots(Pyy, idx, b0, y, c1)
-        _block_dots(Cx, idx, b0, x, c2)
+        nblk = _block_dots(A, idx, b0, u, c1)
+        _block_dots(B_in, idx, b0, w, c2)
         for s in range(nblk):
             i = idx[b0 + s]
             a1, a2 = c1[s], c2[s]
             for j in range(d):
-                t1[j] += a1 * Pyy[i, j]
-                t2[j] += a2 * Cy[i, j]
-                t3[j] += ly[i, j]
+                t1[j] += a1 * A[i, j]
+                t2[j] += a2 * B_out[i, j]
+                t3[j] += lin[i, j]
     for j in range(d):
-        out[j] = ((t1[j] / nb + t2[j] / nb) + t3[j] / nb) + reg * y[j]
+        mean = (t1[j] / nb + t2[j] / nb) + t3[j] / nb
+        out[j] = mean + reg * u[j] if add_reg else mean
+
+
+@njit(**_JIT)
+def fs_grad_y(L, reg, idx, x, y, out):
+    """mean_b [A_b y + C_bᵀx + a_b] + reg y (SampleQuadratics.grad_y), L a
+    :class:`FiniteSumLevel`."""
+    _fs_affine_mean(L.Pyy, y, L.Cx, x, L.Cy, L.ly, idx, True, reg, out)
 
 
 class FixedXSums(NamedTuple):
@@ -254,26 +262,7 @@ def fs_grad_y_shared(L, reg, idx, X, Y, OUT, act, S):
 @njit(**_JIT)
 def fs_grad_x(L, idx, x, y, out):
     """mean_b [B_b x + C_b y + b_b] (SampleQuadratics.grad_x)."""
-    Pxx, Cx, Cy, lx = L.Pxx, L.Cx, L.Cy, L.lx
-    nb = idx.shape[0]
-    d = out.shape[0]
-    t1 = np.zeros(d)
-    t2 = np.zeros(d)
-    t3 = np.zeros(d)
-    c1 = np.empty(_BLOCK)
-    c2 = np.empty(_BLOCK)
-    for b0 in range(0, nb, _BLOCK):
-        nblk = _block_dots(Pxx, idx, b0, x, c1)
-        _block_dots(Cy, idx, b0, y, c2)
-        for s in range(nblk):
-            i = idx[b0 + s]
-            a1, a2 = c1[s], c2[s]
-            for j in range(d):
-                t1[j] += a1 * Pxx[i, j]
-                t2[j] += a2 * Cx[i, j]
-                t3[j] += lx[i, j]
-    for j in range(d):
-        out[j] = (t1[j] / nb + t2[j] / nb) + t3[j] / nb
+    _fs_affine_mean(L.Pxx, x, L.Cy, y, L.Cx, L.lx, idx, False, 0.0, out)
 
 
 @njit(**_JIT)

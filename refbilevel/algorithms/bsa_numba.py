@@ -70,7 +70,8 @@ class BSADraws(NamedTuple):
 
 
 class BSARows(NamedTuple):
-    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows."""
+    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows (TTSA's
+    kernel uses the same record: both run an HIA chain after their y-steps)."""
 
     X: np.ndarray
     Y: np.ndarray

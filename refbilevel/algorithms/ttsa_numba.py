@@ -33,6 +33,7 @@ from refbilevel.algorithms._baselines_numba import (
     store_sampler_state,
     use_threads,
 )
+from refbilevel.algorithms.bsa_numba import BSARows
 from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
 from refbilevel.backends.numba_jit import njit, prange
@@ -65,23 +66,6 @@ class TTSADraws(NamedTuple):
     hia_idx: np.ndarray
     hia_z: np.ndarray
     z_jvp: np.ndarray
-
-
-class TTSARows(NamedTuple):
-    """The replicas' state (X, Y, act, diverged_at) and per-replica workspace rows."""
-
-    X: np.ndarray
-    Y: np.ndarray
-    act: np.ndarray
-    div: np.ndarray
-    YN: np.ndarray
-    G: np.ndarray
-    FY: np.ndarray
-    FX: np.ndarray
-    HV: np.ndarray
-    ACC: np.ndarray
-    CZ: np.ndarray
-    XN: np.ndarray
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -130,7 +114,7 @@ def _ttsa_kernel(P, noise, rng, X, Y, run, steps):
     k = 1
     ps = np.zeros((T, R), dtype=np.int64)
     n_hvp = np.zeros(T, dtype=np.int64)
-    s = TTSARows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)), np.zeros((R, dy)),
+    s = BSARows(X, Y, np.ones(R, dtype=np.bool_), div, np.empty((R, dy)), np.zeros((R, dy)),
                  np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dy)),
                  np.zeros((R, dx)), np.empty((R, dx)))
     for t in range(1, T + 1):
