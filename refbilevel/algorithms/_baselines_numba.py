@@ -803,7 +803,8 @@ _ROW = {"error_model": "numpy", "inline": "always"}
 
 
 @njit(**_ROW)
-def _add_noise(std, z, out):
+def add_noise(out, std, z):
+    """out += std z (a Gaussian oracle's noise row; nothing, and z unread, for std 0)."""
     if std != 0.0:
         for i in range(out.shape[0]):
             out[i] = out[i] + std * z[i]
@@ -933,13 +934,13 @@ def _oracle_row_by_kind(kind, P, noise, idx, z, x, y, v, out):
 
         def applied(kind, P, noise, idx, z, x, y, v, out):
             row_v(P, idx, x, y, v, out)
-            _add_noise(_std(noise, kind), z, out)
+            add_noise(out, _std(noise, kind), z)
         return applied
     row = _ROWS[k]
 
     def at_point(kind, P, noise, idx, z, x, y, v, out):
         row(P, idx, x, y, out)
-        _add_noise(_std(noise, kind), z, out)
+        add_noise(out, _std(noise, kind), z)
     return at_point
 
 

@@ -34,6 +34,7 @@ from numba.extending import overload
 
 from refbilevel.algorithms._baselines_numba import (
     _is_finite_sum_type,
+    add_noise,
     fs_grad_y,
     fs_grad_y_shared,
     fs_hvp,
@@ -111,9 +112,7 @@ def _rows_grad_y_g(P, std, idx, z, X, Y, OUT, act, S):
         for m in range(X.shape[0]):
             if act[m]:
                 grad_y_g(P, X[m], Y[m], OUT[m])
-                if std != 0.0:
-                    for i in range(OUT.shape[1]):
-                        OUT[m, i] = OUT[m, i] + std * z[i]
+                add_noise(OUT[m], std, z)
     return closed
 
 

@@ -44,6 +44,7 @@ from refbilevel.algorithms._baselines_numba import (
     HVP,
     JVP,
     RunLength,
+    add_noise,
     draw_sample,
     is_finite_sum,
     kernel_inputs,
@@ -76,13 +77,6 @@ from refbilevel.validation import as_vector_batch, require_int
 __all__ = ["borep_numba"]
 
 _JIT = {"cache": True, "error_model": "numpy"}
-
-
-@njit(**_JIT)
-def _noise(out, std, z):
-    if std != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + std * z[i]
 
 
 @njit(**_JIT)
@@ -153,7 +147,7 @@ def _ll_sgd_step(P, noise, rng, x, u, c, step, radius, project, g):
     IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
     for r in range(R):
         row_grad_y_g(P, IZ[r], x[r], u[r], g)
-        _noise(g, s_gyg, Z[r])
+        add_noise(g, s_gyg, Z[r])
         for i in range(dy):
             u[r, i] = u[r, i] - step * g[i]
         if project:
@@ -234,13 +228,13 @@ def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
             if div[r] >= 0:
                 continue
             row_grad_x_f(P, IX[r], x[r], y[r], gxf)
-            _noise(gxf, s_gxf, SX[r])
+            add_noise(gxf, s_gxf, SX[r])
             row_grad_y_f(P, IY[r], x[r], y[r], gyf)
-            _noise(gyf, s_gyf, SY[r])
+            add_noise(gyf, s_gyf, SY[r])
             row_hvp(P, IH[r], x[r], y[r], z[r], hz)
-            _noise(hz, s_h, SH[r])
+            add_noise(hz, s_h, SH[r])
             row_jvp(P, IJ[r], x[r], y[r], z[r], jz)
-            _noise(jz, s_j, SJ[r])
+            add_noise(jz, s_j, SJ[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[i] - gyf[i])
             if project:
@@ -295,7 +289,7 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
         IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
         for r in range(R):
             row_hvp(P, IH[r], x[r], y[r], z[r], hz[r])
-            _noise(hz[r], s_h, SH[r])
+            add_noise(hz[r], s_h, SH[r])
         # item 2: 1 + N SGD steps with accumulated gradients, no projection
         if (t - 1) % steps.I == 0:
             n_upd += 1
@@ -307,7 +301,7 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
                 IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
                 for r in range(R):
                     row_grad_y_g(P, IZ[r], x[r], u[r], g)
-                    _noise(g, s_gyg, Z[r])
+                    add_noise(g, s_gyg, Z[r])
                     for i in range(dy):
                         acc[r, i] = acc[r, i] + g[i]
                         u[r, i] = u[r, i] - gamma * acc[r, i]
@@ -323,14 +317,14 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
                 continue
             # item 3: z from ∇_y F at the updated y
             row_grad_y_f(P, IY[r], x[r], y[r], gyf)
-            _noise(gyf, s_gyf, SY[r])
+            add_noise(gyf, s_gyf, SY[r])
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[r, i] - gyf[i])
             # item 4: hypergradient with z_{t+1} and a third batch
             row_grad_x_f(P, IX[r], x[r], y[r], gxf)
-            _noise(gxf, s_gxf, SX[r])
+            add_noise(gxf, s_gxf, SX[r])
             row_jvp(P, IJ[r], x[r], y[r], zn, jz)
-            _noise(jz, s_j, SJ[r])
+            add_noise(jz, s_j, SJ[r])
             # item 5: momentum and the ε-normalized step
             s = 0.0
             for i in range(dx):

@@ -43,6 +43,7 @@ from refbilevel.algorithms._baselines_numba import (
     HVP,
     JVP,
     RunLength,
+    add_noise,
     draw_sample,
     kernel_inputs,
     store_sampler_state,
@@ -90,13 +91,6 @@ class StormConfig(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy")
-def _add_noise(out, std, z):
-    if std != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + std * z[i]
-
-
-@njit(cache=True, error_model="numpy")
 def _ls_grad(P, cfg, x, y, v, s_f, zf, If, s_g, zg, Ig, out, t1, t2, yy):
     """∇̃_v R = H̃ v − ∇_y F (FdeHBO, eq. (8)) or H v − ∇_y F (FMBO, eq. (5)) into out, on
     the samples (zf, If) of ∇_y F and (zg, Ig) of the lower level."""
@@ -106,18 +100,18 @@ def _ls_grad(P, cfg, x, y, v, s_f, zf, If, s_g, zg, Ig, out, t1, t2, yy):
         for i in range(d):
             yy[i] = y[i] + delta * v[i]
         row_grad_y_g(P, Ig, x, yy, t1)
-        _add_noise(t1, s_g, zg)
+        add_noise(t1, s_g, zg)
         for i in range(d):
             yy[i] = y[i] - delta * v[i]
         row_grad_y_g(P, Ig, x, yy, t2)
-        _add_noise(t2, s_g, zg)
+        add_noise(t2, s_g, zg)
         for i in range(d):
             t1[i] = (t1[i] - t2[i]) / (2.0 * delta)
     else:
         row_hvp(P, Ig, x, y, v, t1)
-        _add_noise(t1, s_g, zg)
+        add_noise(t1, s_g, zg)
     row_grad_y_f(P, If, x, y, t2)
-    _add_noise(t2, s_f, zf)
+    add_noise(t2, s_f, zf)
     for i in range(d):
         out[i] = t1[i] - t2[i]
 
@@ -131,18 +125,18 @@ def _ul_grad(P, cfg, x, y, v, s_f, zf, If, s_g, zg, Ig, out, t1, t2, yy):
         for i in range(d):
             yy[i] = y[i] + delta * v[i]
         row_grad_x_g(P, Ig, x, yy, t1)
-        _add_noise(t1, s_g, zg)
+        add_noise(t1, s_g, zg)
         for i in range(d):
             yy[i] = y[i] - delta * v[i]
         row_grad_x_g(P, Ig, x, yy, t2)
-        _add_noise(t2, s_g, zg)
+        add_noise(t2, s_g, zg)
         for i in range(out.shape[0]):
             t1[i] = (t1[i] - t2[i]) / (2.0 * delta)
     else:
         row_jvp(P, Ig, x, y, v, t1)
-        _add_noise(t1, s_g, zg)
+        add_noise(t1, s_g, zg)
     row_grad_x_f(P, If, x, y, t2)
-    _add_noise(t2, s_f, zf)
+    add_noise(t2, s_f, zf)
     for i in range(out.shape[0]):
         out[i] = t2[i] - t1[i]
 
@@ -207,7 +201,7 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
             if div[r] >= 0:
                 continue
             row_grad_y_g(P, IZ[r], x[r], y[r], gg)
-            _add_noise(gg, s_gyg, Z[r])
+            add_noise(gg, s_gyg, Z[r])
             _ls_grad(P, cfg, x[r], y[r], v[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r], IPG[r],
                      gR, ty1, ty2, yy)
             _ul_grad(P, cfg, x[r], y[r], v[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r], IXG[r],
@@ -220,7 +214,7 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
                     nhF[i] = gF[i]
             else:
                 row_grad_y_g(P, IZ[r], xp[r], yp[r], ggp)
-                _add_noise(ggp, s_gyg, Z[r])
+                add_noise(ggp, s_gyg, Z[r])
                 _ls_grad(P, cfg, xp[r], yp[r], vp[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r],
                          IPG[r], gRp, ty1, ty2, yy)
                 _ul_grad(P, cfg, xp[r], yp[r], vp[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r],

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refbilevel.algorithms._baselines_numba import (
+    add_noise,
     draw_idx,
     fixed_x_sums,
     kernel_inputs,
@@ -141,13 +142,6 @@ step_halvings = njit(cache=True)(_step_halvings_py)
 
 
 @njit(cache=True, error_model="numpy")
-def _noisy(out, std, z):
-    if std != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + std * z[i]
-
-
-@njit(cache=True, error_model="numpy")
 def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise, sums):
     """UniBiO (docs/unibio.rst §4.1-4.2) on every registered family (GaussianOracle noise)
     or a FiniteSumRecord (minibatches): per UL iteration ∇_x F, F_u, Q H^T-products, the
@@ -185,9 +179,9 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise, sums):
         S = np.empty((R, dy))
         for r in range(R):
             row_grad_x_f(P, ix[r], X[r], Y[r], G[r])
-            _noisy(G[r], s_fx, zx[r])
+            add_noise(G[r], s_fx, zx[r])
             row_f_u(P, iv[r], X[r], Y[r], V[r])
-            _noisy(V[r], s_fu, zv[r])
+            add_noise(V[r], s_fu, zv[r])
             S[r] = V[r]
         for _ in range(Q):
             zh = draw_block(rng, s_h, R, dy)
