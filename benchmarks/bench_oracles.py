@@ -142,7 +142,8 @@ def _kernels(P):
         def borep_run(T):
             p = borep_params(P, mode="tuned", T=T)
             calls, normals = borep_calls(p)
-            return (lambda o, x, y: borep(o, x, y, params=p), calls, normals(dx, dy), None)
+            return (lambda o, x, y: borep(o, x, y, params=p, record_every=T), calls,
+                    normals(dx, dy), None)
         out["borep"] = [borep_run(T) for T in _lengths(max(dx, dy), 4)]
     return out
 

@@ -69,6 +69,7 @@ from refbilevel.algorithms.borep import (
 )
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
@@ -146,12 +147,12 @@ def _ll_sgd_step(P, noise, rng, x, u, c, step, radius, project, g):
     s_gyg = noise.grad_y_g
     IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
     for r in range(R):
-        row_grad_y_g(P, IZ[r], x[r], u[r], g)
-        add_noise(g, s_gyg, Z[r])
+        row_grad_y_g(P, row(IZ, r), row(x, r), row(u, r), g)
+        add_noise(g, s_gyg, row(Z, r))
         for i in range(dy):
             u[r, i] = u[r, i] - step * g[i]
         if project:
-            _project(u[r], c[r], radius)
+            _project(row(u, r), row(c, r), radius)
 
 
 @njit(**_JIT)
@@ -227,14 +228,14 @@ def _borep_kernel(P, noise, rng, x, y, z, run, steps, epoch, X_rec, Y_rec,
         for r in range(R):
             if div[r] >= 0:
                 continue
-            row_grad_x_f(P, IX[r], x[r], y[r], gxf)
-            add_noise(gxf, s_gxf, SX[r])
-            row_grad_y_f(P, IY[r], x[r], y[r], gyf)
-            add_noise(gyf, s_gyf, SY[r])
-            row_hvp(P, IH[r], x[r], y[r], z[r], hz)
-            add_noise(hz, s_h, SH[r])
-            row_jvp(P, IJ[r], x[r], y[r], z[r], jz)
-            add_noise(jz, s_j, SJ[r])
+            row_grad_x_f(P, row(IX, r), row(x, r), row(y, r), gxf)
+            add_noise(gxf, s_gxf, row(SX, r))
+            row_grad_y_f(P, row(IY, r), row(x, r), row(y, r), gyf)
+            add_noise(gyf, s_gyf, row(SY, r))
+            row_hvp(P, row(IH, r), row(x, r), row(y, r), row(z, r), hz)
+            add_noise(hz, s_h, row(SH, r))
+            row_jvp(P, row(IJ, r), row(x, r), row(y, r), row(z, r), jz)
+            add_noise(jz, s_j, row(SJ, r))
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[i] - gyf[i])
             if project:
@@ -288,8 +289,8 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
         # item 1: HVP at the current y, before the update
         IH, SH = draw_sample(HVP, P, noise, rng, R, dy)
         for r in range(R):
-            row_hvp(P, IH[r], x[r], y[r], z[r], hz[r])
-            add_noise(hz[r], s_h, SH[r])
+            row_hvp(P, row(IH, r), row(x, r), row(y, r), row(z, r), row(hz, r))
+            add_noise(row(hz, r), s_h, row(SH, r))
         # item 2: 1 + N SGD steps with accumulated gradients, no projection
         if (t - 1) % steps.I == 0:
             n_upd += 1
@@ -300,8 +301,8 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
             for _ in range(1 + steps.N):
                 IZ, Z = draw_sample(GRAD_Y_G, P, noise, rng, R, dy)
                 for r in range(R):
-                    row_grad_y_g(P, IZ[r], x[r], u[r], g)
-                    add_noise(g, s_gyg, Z[r])
+                    row_grad_y_g(P, row(IZ, r), row(x, r), row(u, r), g)
+                    add_noise(g, s_gyg, row(Z, r))
                     for i in range(dy):
                         acc[r, i] = acc[r, i] + g[i]
                         u[r, i] = u[r, i] - gamma * acc[r, i]
@@ -316,15 +317,15 @@ def _borep_code_kernel(P, noise, rng, x, y, z, run, steps, X_rec, Y_rec,
             if div[r] >= 0:
                 continue
             # item 3: z from ∇_y F at the updated y
-            row_grad_y_f(P, IY[r], x[r], y[r], gyf)
-            add_noise(gyf, s_gyf, SY[r])
+            row_grad_y_f(P, row(IY, r), row(x, r), row(y, r), gyf)
+            add_noise(gyf, s_gyf, row(SY, r))
             for i in range(dy):
                 zn[i] = z[r, i] - nu * (hz[r, i] - gyf[i])
             # item 4: hypergradient with z_{t+1} and a third batch
-            row_grad_x_f(P, IX[r], x[r], y[r], gxf)
-            add_noise(gxf, s_gxf, SX[r])
-            row_jvp(P, IJ[r], x[r], y[r], zn, jz)
-            add_noise(jz, s_j, SJ[r])
+            row_grad_x_f(P, row(IX, r), row(x, r), row(y, r), gxf)
+            add_noise(gxf, s_gxf, row(SX, r))
+            row_jvp(P, row(IJ, r), row(x, r), row(y, r), zn, jz)
+            add_noise(jz, s_j, row(SJ, r))
             # item 5: momentum and the ε-normalized step
             s = 0.0
             for i in range(dx):

@@ -2,8 +2,8 @@
 docs/design.rst §Backends). Same mathematics, parameters and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ma_soba.run_ma_soba`: per iteration ∇_y G, HVP, JVP
 (one inner sample), then ∇_y F, ∇_x F (one outer sample): exactly SOBA's draws, so the
-kernel reuses :func:`refbilevel.algorithms.soba_numba.soba_draws`. Oracles and divergence
-handling: see :mod:`refbilevel.algorithms._baselines_numba`.
+kernel reuses SOBA's draw buffers and :func:`refbilevel.algorithms.soba_numba.soba_draws`.
+Oracles and divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from refbilevel.algorithms._baselines_numba import (
     use_threads,
 )
 from refbilevel.algorithms.ma_soba import ma_soba_params
-from refbilevel.algorithms.soba_numba import soba_draws
+from refbilevel.algorithms.soba_numba import soba_draw_buffers, soba_draws
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
@@ -116,8 +116,9 @@ def _ma_soba_kernel(P, noise, rng, X, Y, Z, H, run, steps):
     s = MASobaRows(X, Y, Z, H, np.ones(R, dtype=np.bool_), div, np.zeros((R, dy)),
                    np.zeros((R, dy)), np.zeros((R, dx)), np.zeros((R, dy)), np.zeros((R, dx)),
                    np.empty((R, dx)), np.empty((R, dx)), np.empty((R, dy)), np.empty((R, dy)))
+    d = soba_draw_buffers(P, R, dx, dy)
     for t in range(1, T + 1):
-        d = soba_draws(rng, P, noise, R, dx, dy)
+        soba_draws(rng, P, noise, d)
         for r in prange(R):
             if s.act[r]:
                 ma_soba_row(P, noise, d, s, r, t, steps)

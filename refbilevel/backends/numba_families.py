@@ -538,7 +538,19 @@ class RelaxedSmoothP2Record(NamedTuple):
 
 @njit(**_LEAF)
 def _vecmat(v, M, out):
-    """out = v @ M (Σ_j v_j M[j, i])."""
+    """out = v @ M (Σ_j v_j M[j, i], each sum from 0.0 over j in order).
+
+    Two loop orders with the same sums, bit for bit: for fewer than 8 outputs (one
+    AVX-512 vector of doubles), each out[i] as a column dot kept in a register; otherwise
+    rows of M streamed into out (vectorized over i). Measured per call (one thread): 8 x 5
+    37.6 -> 11.9 ns, 6 x 6 30.3 -> 16.4 ns; 30 x 30 161 ns by rows against 353 by columns."""
+    if M.shape[1] < 8:
+        for i in range(M.shape[1]):
+            acc = 0.0
+            for j in range(M.shape[0]):
+                acc += v[j] * M[j, i]
+            out[i] = acc
+        return
     for i in range(M.shape[1]):
         out[i] = 0.0
     for j in range(M.shape[0]):
@@ -636,6 +648,23 @@ def _p2_grad_y_g(P, x, y, out):
 
 
 @njit(**_LEAF)
+def _neg_vecmat_vecmat(w, H, B, out):
+    """out = −(w @ H) @ B without the temporary w @ H: entry i of w @ H is summed over j in
+    _vecmat's order, negated and used at once, and each out[k] accumulates over i in
+    _vecmat's order, so the result is bit for bit that of the two _vecmat calls with a
+    temporary (an allocation per call cost ~20 ns, P2's JVP 81 -> see bench oracles)."""
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for i in range(H.shape[1]):
+        acc = 0.0
+        for j in range(w.shape[0]):
+            acc += w[j] * H[j, i]
+        ti = -acc
+        for k in range(out.shape[0]):
+            out[k] += ti * B[i, k]
+
+
+@njit(**_LEAF)
 def _p2_grad_x_g(P, x, y, out):
     """−((y − Bx − b) @ H) @ B."""
     tmp = np.empty(y.shape[0])
@@ -648,11 +677,7 @@ def _p2_grad_x_g(P, x, y, out):
 @njit(**_LEAF)
 def _p2_jvp(P, x, y, v, out):
     """−(v @ H) @ B."""
-    tmp = np.empty(v.shape[0])
-    _vecmat(v, P.H, tmp)
-    for i in range(tmp.shape[0]):
-        tmp[i] = -tmp[i]
-    _vecmat(tmp, P.B, out)
+    _neg_vecmat_vecmat(v, P.H, P.B, out)
 
 
 def _build_p1(problem) -> RelaxedSmoothP1Record:
