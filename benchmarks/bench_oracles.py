@@ -113,9 +113,12 @@ def _start(P, seed=3):
 
 
 def borep_calls(p):
-    """(oracle calls, normals(dx, dy)) per replica of one BO-REP run with params p."""
+    """(oracle calls, normals(dx, dy), {primitive: calls}) per replica of one BO-REP run
+    with params p: Epoch-SGD and the periodic lower-level steps (∇_y G), then per outer
+    iteration ∇_x F, ∇_y F, HVP and JVP."""
     ll = p.epoch_T1 * (2**p.epoch_k - 1) + (max(p.T - 1, 0) // p.I) * p.N
-    return 4 * p.T + ll, lambda dx, dy: ll * dy + p.T * (2 * dx + 2 * dy)
+    per = {"grad_y_g": ll, "grad_x_f": p.T, "grad_y_f": p.T, "hvp": p.T, "jvp": p.T}
+    return 4 * p.T + ll, lambda dx, dy: ll * dy + p.T * (2 * dx + 2 * dy), per
 
 
 def _kernels(P):
@@ -141,9 +144,9 @@ def _kernels(P):
 
         def borep_run(T):
             p = borep_params(P, mode="tuned", T=T)
-            calls, normals = borep_calls(p)
+            calls, normals, per = borep_calls(p)
             return (lambda o, x, y: borep(o, x, y, params=p, record_every=T), calls,
-                    normals(dx, dy), None)
+                    normals(dx, dy), per)
         out["borep"] = [borep_run(T) for T in _lengths(max(dx, dy), 4)]
     return out
 

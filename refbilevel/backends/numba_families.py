@@ -104,13 +104,6 @@ def _row_dot(M, i, v):
 
 
 @njit(**_LEAF)
-def _matvec(M, v, out):
-    """out = M v (= v @ M.T in NumPy)."""
-    for i in range(M.shape[0]):
-        out[i] = _row_dot(M, i, v)
-
-
-@njit(**_LEAF)
 def _rmatvec(M, v, out):
     """out = M^T v (= v @ M in NumPy)."""
     for j in range(M.shape[1]):
@@ -220,13 +213,14 @@ def _build_separable(problem) -> SeparableRecord:
 # ============================================================================================
 class NonSeparableRecord(NamedTuple):
     """NonSeparableUniformlyConvex: g = (1/p)||y||_p^p + ½ yᵀA y − xᵀB y, f with weights c
-    and the x-regularization rho."""
+    and the x-regularization rho; ``B_T`` = Bᵀ (C-contiguous: B v streams its rows)."""
 
     p: float
     rho: float
     c: np.ndarray
     A: np.ndarray
     B: np.ndarray
+    B_T: np.ndarray
 
 
 @njit(**_DENSE)
@@ -238,7 +232,7 @@ def _ns_grad_x_f(P, x, y, out):
 @njit(**_DENSE)
 def _ns_grad_x_g(P, x, y, out):
     """-B y."""
-    _matvec(P.B, y, out)
+    _rmatvec(P.B_T, y, out)
     for i in range(out.shape[0]):
         out[i] = -out[i]
 
@@ -246,7 +240,7 @@ def _ns_grad_x_g(P, x, y, out):
 @njit(**_DENSE)
 def _ns_jvp(P, x, y, v, out):
     """-B v."""
-    _matvec(P.B, v, out)
+    _rmatvec(P.B_T, v, out)
     for i in range(out.shape[0]):
         out[i] = -out[i]
 
@@ -294,7 +288,8 @@ def _ns_gen_hvp_T(P, x, y, v, out):
 
 def _build_nonseparable(problem) -> NonSeparableRecord:
     return NonSeparableRecord(p=float(problem.p), rho=float(problem.rho), c=readonly(problem.c),
-                              A=readonly(problem.A), B=readonly(problem.B))
+                              A=readonly(problem.A), B=readonly(problem.B),
+                              B_T=readonly(problem.B.T))
 
 
 # ============================================================================================
@@ -302,7 +297,9 @@ def _build_nonseparable(problem) -> NonSeparableRecord:
 # ============================================================================================
 class QuadraticDenseRecord(NamedTuple):
     """StronglyConvexQuadratic with dense orthogonal factors: H = Q_H diag(eig_H) Q_Hᵀ,
-    K = Q_L diag(sv_K) Q_Rᵀ, F = Q_F diag(eig_F) Q_Fᵀ."""
+    K = Q_L diag(sv_K) Q_Rᵀ, F = Q_F diag(eig_F) Q_Fᵀ; each basis also transposed
+    (``Q_H_T`` = Q_Hᵀ, C-contiguous), so that every product streams rows (:func:`_rmatvec`:
+    Q w = Σ_i (Qᵀ)[i] w_i)."""
 
     rho: float
     eig_H: np.ndarray
@@ -315,6 +312,10 @@ class QuadraticDenseRecord(NamedTuple):
     Q_L: np.ndarray
     Q_R: np.ndarray
     Q_F: np.ndarray
+    Q_H_T: np.ndarray
+    Q_L_T: np.ndarray
+    Q_R_T: np.ndarray
+    Q_F_T: np.ndarray
 
 
 class QuadraticHouseholderRecord(NamedTuple):
@@ -344,24 +345,24 @@ def _quad_grad_x_f(P, x, y, out):
 
 # -- dense factors: SymmetricSpectral / RectangularSpectral with DenseBasis
 @njit(**_LEAF)
-def _dense_sym(Q, eig, v, out):
-    """Q diag(eig) Qᵀ v."""
+def _dense_sym(Q, QT, eig, v, out):
+    """Q diag(eig) Qᵀ v (QT = Qᵀ)."""
     tmp = np.empty(v.shape[0])
     _rmatvec(Q, v, tmp)
     for i in range(tmp.shape[0]):
         tmp[i] = eig[i] * tmp[i]
-    _matvec(Q, tmp, out)
+    _rmatvec(QT, tmp, out)
 
 
 @njit(**_LEAF)
-def _dense_rect(QL, sv, QR, x, out):
-    """Q_L pad(sv (Q_Rᵀ x)[:k]) (RectangularSpectral.matvec)."""
+def _dense_rect(QL_T, sv, QR, x, out):
+    """Q_L pad(sv (Q_Rᵀ x)[:k]) (RectangularSpectral.matvec; QL_T = Q_Lᵀ)."""
     t = np.empty(x.shape[0])
     _rmatvec(QR, x, t)
     z = np.zeros(out.shape[0])
     for i in range(sv.shape[0]):
         z[i] = t[i] * sv[i]
-    _matvec(QL, z, out)
+    _rmatvec(QL_T, z, out)
 
 
 @njit(**_DENSE)
@@ -371,39 +372,38 @@ def _qd_grad_y_f(P, x, y, out):
     dy = np.empty(y.shape[0])
     for i in range(y.shape[0]):
         dy[i] = y[i] - y_ref[i]
-    _dense_sym(P.Q_F, P.eig_F, dy, out)
+    _dense_sym(P.Q_F, P.Q_F_T, P.eig_F, dy, out)
 
 
 @njit(**_DENSE)
 def _qd_grad_x_g(P, x, y, out):
     """-Kᵀ y (RectangularSpectral.rmatvec: roles of Q_L, Q_R swapped)."""
-    _dense_rect(P.Q_R, P.sv_K, P.Q_L, y, out)
+    _dense_rect(P.Q_R_T, P.sv_K, P.Q_L, y, out)
     for i in range(out.shape[0]):
         out[i] = -out[i]
 
 
 @njit(**_DENSE)
 def _qd_grad_y_g(P, x, y, out):
-    """H y - K x - h."""
+    """H y - K x - h (H y computed in out)."""
     d = out.shape[0]
-    hy = np.empty(d)
-    _dense_sym(P.Q_H, P.eig_H, y, hy)
+    _dense_sym(P.Q_H, P.Q_H_T, P.eig_H, y, out)
     kx = np.empty(d)
-    _dense_rect(P.Q_L, P.sv_K, P.Q_R, x, kx)
+    _dense_rect(P.Q_L_T, P.sv_K, P.Q_R, x, kx)
     h = P.h
     for i in range(d):
-        out[i] = hy[i] - kx[i] - h[i]
+        out[i] = out[i] - kx[i] - h[i]
 
 
 @njit(**_DENSE)
 def _qd_hvp(P, x, y, v, out):
-    _dense_sym(P.Q_H, P.eig_H, v, out)
+    _dense_sym(P.Q_H, P.Q_H_T, P.eig_H, v, out)
 
 
 @njit(**_DENSE)
 def _qd_jvp(P, x, y, v, out):
     """-Kᵀ v."""
-    _dense_rect(P.Q_R, P.sv_K, P.Q_L, v, out)
+    _dense_rect(P.Q_R_T, P.sv_K, P.Q_L, v, out)
     for i in range(out.shape[0]):
         out[i] = -out[i]
 
@@ -501,9 +501,11 @@ def _quad_common(problem) -> dict:
 
 
 def _build_quadratic_dense(problem) -> QuadraticDenseRecord:
-    return QuadraticDenseRecord(**_quad_common(problem), Q_H=readonly(problem.H.basis.Q),
-                                Q_L=readonly(problem.K.left.Q), Q_R=readonly(problem.K.right.Q),
-                                Q_F=readonly(problem.F.basis.Q))
+    Q = {"Q_H": problem.H.basis.Q, "Q_L": problem.K.left.Q, "Q_R": problem.K.right.Q,
+         "Q_F": problem.F.basis.Q}
+    return QuadraticDenseRecord(**_quad_common(problem),
+                                **{k: readonly(q) for k, q in Q.items()},
+                                **{k + "_T": readonly(q.T) for k, q in Q.items()})
 
 
 def _build_quadratic_householder(problem) -> QuadraticHouseholderRecord:
@@ -517,7 +519,8 @@ def _build_quadratic_householder(problem) -> QuadraticHouseholderRecord:
 # ============================================================================================
 class RelaxedSmoothP1Record(NamedTuple):
     """RelaxedSmoothP1: g = ½ yᵀH y − yᵀ(Cx + c), f = Σ cosh x + aᵀx + c_ψ Σ ψ(y) with
-    ψ the pseudo-Huber function (``pseudo_huber``) or sin."""
+    ψ the pseudo-Huber function (``pseudo_huber``) or sin; ``C_T`` = Cᵀ (C-contiguous: C x
+    streams its rows)."""
 
     pseudo_huber: bool
     c_psi: float
@@ -525,6 +528,7 @@ class RelaxedSmoothP1Record(NamedTuple):
     C: np.ndarray
     c: np.ndarray
     a: np.ndarray
+    C_T: np.ndarray
 
 
 class RelaxedSmoothP2Record(NamedTuple):
@@ -581,12 +585,32 @@ def _p1_grad_y_f(P, x, y, out):
 
 @njit(**_LEAF)
 def _p1_grad_y_g(P, x, y, out):
-    """y @ H − x @ Cᵀ − c."""
+    """y @ H − x @ Cᵀ − c. The rows of C are short dot products for fewer than 8
+    x-coordinates (no temporary); otherwise x @ Cᵀ streams the rows of C_T into a temporary,
+    as a row dot is bound by its addition latency (per call, one thread: d_x = d_y = 100
+    4446 -> 2782 ns; at d_x = 5, d_y = 8 the temporary would cost 49.6 -> 68.5 ns)."""
     _vecmat(y, P.H, out)
-    C = P.C
-    c = P.c
-    for i in range(y.shape[0]):
+    if P.C.shape[1] < 8:
+        _minus_rows_dot(P.C, x, P.c, out)
+    else:
+        _minus_streamed(P.C_T, x, P.c, out)
+
+
+@njit(**_LEAF)
+def _minus_rows_dot(C, x, c, out):
+    """out ← out − C x − c, C x as row dots."""
+    for i in range(out.shape[0]):
         out[i] = out[i] - _row_dot(C, i, x) - c[i]
+
+
+@njit(**_DENSE)
+def _minus_streamed(C_T, x, c, out):
+    """out ← out − x @ C_T − c, x @ C_T streamed into a temporary (a call, not inlined: its
+    allocation inlined into the small-d path cost that path ~11 ns of ~50)."""
+    xc = np.empty(out.shape[0])
+    _vecmat(x, C_T, xc)
+    for i in range(out.shape[0]):
+        out[i] = out[i] - xc[i] - c[i]
 
 
 @njit(**_LEAF)
@@ -684,7 +708,7 @@ def _build_p1(problem) -> RelaxedSmoothP1Record:
     return RelaxedSmoothP1Record(pseudo_huber=problem.variant == "pseudo-huber",
                                  c_psi=float(problem.c_psi), H=readonly(problem.H),
                                  C=readonly(problem.C), c=readonly(problem.c),
-                                 a=readonly(problem.a))
+                                 a=readonly(problem.a), C_T=readonly(problem.C.T))
 
 
 def _build_p2(problem) -> RelaxedSmoothP2Record:
