@@ -1240,6 +1240,22 @@ def draw_sample(kind, P, noise, rng, R, dim):
     return idx, draw_block(rng, _std(noise, kind), R, dim)
 
 
+@njit(**_JIT)
+def sample_buffers(P, R, dim):
+    """Buffers (idx (R, B), Z (R, dim)) for :func:`draw_sample_into`."""
+    return np.zeros((R, batch_width(P)), dtype=np.int64), np.zeros((R, dim))
+
+
+@njit(**_JIT)
+def draw_sample_into(kind, P, noise, rng, idx, Z):
+    """:func:`draw_sample` into the buffers of :func:`sample_buffers`: the same random
+    numbers (Z is left as it is where draw_sample returns zeros: std 0 or a finite sum, and
+    the noise row is then not read)."""
+    outer = kind == _GRAD_Y_F or kind == _GRAD_X_F
+    draw_idx_into(rng, P, outer, idx)
+    draw_noise_into(rng, P, noise, kind, Z)
+
+
 def call_on_sample(kind, P, noise, idx, Z, X, Y, V, OUT, act):
     """OUT[r] = the oracle ``kind`` at (X[r], Y[r]) (applied to V[r] for HVP and JVP) on the
     sample (idx, Z) of :func:`draw_sample`, for the active replicas; no random numbers."""
