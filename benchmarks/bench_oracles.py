@@ -18,11 +18,14 @@ move between runs, the ratios of one run are what counts):
   and every call does the oracle's whole arithmetic (nothing is reused between calls);
 - **marginal cost per call**: each kernel runs at a short and a long length (Q or T; the long
   one adds ~EXTRA_NORMALS normals), R replicas, best of REPEATS timed runs each after a
-  warm-up (cache load); ns/call =
+  warm-up (cache load), short and long runs interleaved; ns/call =
   (t_long - t_short) / (R x extra oracle calls). This removes the per-run cost of the Python
   wrapper (input checks, the trace; printed as ``run us``), which is not a per-call cost. The
   algorithm traces' closed-form metrics are switched off on the instances, as in
-  bench_baselines.py;
+  bench_baselines.py, and every run records only its last iterate (a trace records each
+  record's metrics in Python: BO-REP timed with a record per iteration cost ~3x per call);
+  a row is flagged ``disturbed`` when its two lengths disagree with one marginal rate or
+  its extra calls cost less than drawing their normals;
 - floor: the fastest way to draw the extra calls' normals (random_floor.normal_floor);
   ``x floor`` = (t_long - t_short) / floor;
 - BLAS (dense families): the d x d matrix-vector products of the extra calls (``GEMV`` per
@@ -180,15 +183,24 @@ def gemv_seconds(d: int, n: int = 256, repeat: int = 20) -> float:
     return best / n
 
 
-def _best_time(run, P, x, y) -> float:
-    def once():
+def _best_times(runs, P, x, y) -> list[float]:
+    """Best of REPEATS timed runs of each of ``runs``, the runs interleaved (short, long,
+    short, long, ...) so that a burst of other load slows both lengths alike instead of one
+    (run one after the other, a burst during the short runs once gave SOBA 0.96x the
+    floor, less than drawing its normals)."""
+    def once(run):
         o = GaussianOracle(P, NoiseConfig.uniform(STD), np.random.default_rng(1))
         t0 = time.perf_counter()
         run(o, x.copy(), y.copy())
         return time.perf_counter() - t0
 
-    once()  # compile or load from the cache
-    return min(once() for _ in range(REPEATS))
+    for run in runs:
+        once(run)  # compile or load from the cache
+    best = [float("inf")] * len(runs)
+    for _ in range(REPEATS):
+        for i, run in enumerate(runs):
+            best[i] = min(best[i], once(run))
+    return best
 
 
 def _quiet_metrics(P) -> None:
@@ -203,8 +215,7 @@ def measure(P, kname, runs, gemv=None) -> dict:
     docstring)."""
     x, y = _start(P)
     (run_s, calls_s, normals_s, gemv_s), (run_l, calls_l, normals_l, gemv_l) = runs
-    t_s = _best_time(run_s, P, x, y)
-    t_l = _best_time(run_l, P, x, y)
+    t_s, t_l = _best_times((run_s, run_l), P, x, y)
     dt = max(t_l - t_s, 1e-12)
     dcalls = R * (calls_l - calls_s)
     dnormals = R * (normals_l - normals_s)
@@ -214,9 +225,10 @@ def measure(P, kname, runs, gemv=None) -> dict:
            "ns/call": 1e9 * per_call, "ns/normal": 1e9 * dt / dnormals,
            "floor ns/call": 1e9 * floor / dcalls, "x floor": dt / floor, "floor by": how,
            "run us": 1e6 * max(t_s - per_call * R * calls_s, 0.0),
-           # the short run costs less than its calls at the marginal rate: the long run was
-           # slowed by something else (preempted on a busy machine), the row overstates
-           "disturbed": t_s < per_call * R * calls_s}
+           # the short run costs less than its calls at the marginal rate (the long run was
+           # slowed by other load: the row overstates), or the extra calls cost less than
+           # drawing their normals (the short run was slowed: the row understates)
+           "disturbed": t_s < per_call * R * calls_s or dt < floor}
     if gemv is not None and gemv_s is not None:
         fam = GEMV[row["family"]]
         n_gemv = R * sum(fam[k] * (gemv_l[k] - gemv_s[k]) for k in gemv_l)
