@@ -33,6 +33,7 @@ from refbilevel.backends.numba_problems import (
     jvp,
     numba_problem,
 )
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 from refbilevel.estimators._common import (
     as_2d,
@@ -138,7 +139,8 @@ def _neumann_kernel(P, rng, X, Y, settings, noise):
     zx = draw_block(rng, s_fx, R, dx)
     zv = draw_block(rng, s_v, R, dy)
     for r in prange(R):
-        _first(P, gen, X[r], Y[r], G[r], V[r], s_fx, zx[r], s_v, zv[r])
+        _first(P, gen, row(X, r), row(Y, r), row(G, r), row(V, r), s_fx, row(zx, r), s_v,
+               row(zv, r))
         if randomized or start == 0:
             for i in range(dy):
                 S[r, i] = V[r, i]
@@ -146,7 +148,8 @@ def _neumann_kernel(P, rng, X, Y, settings, noise):
         zh = draw_block(rng, s_h, R, dy)
         for r in prange(R):
             if fixed or qhat[r] >= j:
-                _hvp_step(P, gen, X[r], Y[r], V[r], T[r], alpha, s_h, zh[r])
+                _hvp_step(P, gen, row(X, r), row(Y, r), row(V, r), row(T, r), alpha, s_h,
+                          row(zh, r))
                 if fixed:
                     for i in range(dy):
                         S[r, i] = S[r, i] + V[r, i]
@@ -156,7 +159,7 @@ def _neumann_kernel(P, rng, X, Y, settings, noise):
     for r in prange(R):
         for i in range(dy):  # T[r] <- z, the Neumann vector
             T[r, i] = alpha * S[r, i] if fixed else scale * V[r, i]
-        _last(P, X[r], Y[r], T[r], G[r], T2[r], s_j, zj[r])
+        _last(P, row(X, r), row(Y, r), row(T, r), row(G, r), row(T2, r), s_j, row(zj, r))
     return G, n_steps
 
 
