@@ -247,24 +247,23 @@ def _ns_jvp(P, x, y, v, out):
 
 @njit(**_DENSE)
 def _ns_grad_y_g(P, x, y, out):
-    """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y)."""
+    """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y; A y computed in out)."""
     p = P.p
     d = out.shape[0]
-    ya = np.empty(d)
-    _rmatvec(P.A, y, ya)
+    _rmatvec(P.A, y, out)
     xb = np.empty(d)
     _rmatvec(P.B, x, xb)
     for i in range(d):
-        out[i] = _spow(y[i], p - 1.0) + ya[i] - xb[i]
+        out[i] = _spow(y[i], p - 1.0) + out[i] - xb[i]
 
 
 @njit(**_DENSE)
 def _ns_hvp(P, x, y, v, out):
+    """D(y) v + A v (A v computed in out)."""
     p = P.p
-    va = np.empty(out.shape[0])
-    _rmatvec(P.A, v, va)
+    _rmatvec(P.A, v, out)
     for i in range(out.shape[0]):
-        out[i] = _jac(y[i], p) * v[i] + va[i]
+        out[i] = _jac(y[i], p) * v[i] + out[i]
 
 
 @njit(**_DENSE)

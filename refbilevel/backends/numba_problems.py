@@ -26,7 +26,10 @@ The contract. A *Numba family* (:class:`NumbaFamily`) is
     gen_hvp(P, x, y, v, out)    H v                          (docs/unibio.rst §1.4)
     gen_hvp_T(P, x, y, v, out)  H^T v                        (docs/unibio.rst §1.6)
 
-  x, y, v and out are 1-D float64 arrays (one replica); ``out`` is written in place. A
+  x, y, v and out are 1-D float64 arrays (one replica); ``out`` is written in place and
+  never shares memory with x, y or v (kernels pass separate workspace rows), so a
+  primitive may use it as scratch before its final value (an allocation per call costs
+  ~20 ns, a dense d = 30 product ~150 ns). A
   family may leave primitives out (BO-REP's P1/P2 have no f_u); a kernel that needs a
   missing one fails to compile with Numba's typing error naming the primitive.
 
