@@ -259,11 +259,14 @@ def _ns_grad_y_g(P, x, y, out):
 
 @njit(**_DENSE)
 def _ns_hvp(P, x, y, v, out):
-    """D(y) v + A v (A v computed in out)."""
+    """D(y) v + A v, A v in a temporary: computed in out, it made the Neumann kernel on
+    d = 30 slower (407-595 against 283-292 ns per call, four runs each; LLVM knows a fresh
+    array does not alias, and vectorizes the product without runtime checks)."""
     p = P.p
-    _rmatvec(P.A, v, out)
+    va = np.empty(out.shape[0])
+    _rmatvec(P.A, v, va)
     for i in range(out.shape[0]):
-        out[i] = _jac(y[i], p) * v[i] + out[i]
+        out[i] = _jac(y[i], p) * v[i] + va[i]
 
 
 @njit(**_DENSE)
