@@ -69,6 +69,26 @@ def _spow(yi, a):
 
 
 @njit(**_LEAF)
+def _spow_vec(y, e, out):
+    """out[i] = [y_i]^e (:func:`_spow`, the same operations) for every i, with the
+    exponent's case chosen once for the vector: with :func:`_abs_pow`'s branches inside
+    the loop, the non-separable ∇_y g cost 641 ns per call at d = 30, ~330 of them in this
+    loop (one thread)."""
+    n = y.shape[0]
+    if e == 3.0:
+        for i in range(n):
+            a = np.abs(y[i])
+            out[i] = np.sign(y[i]) * (a * a * a)
+    elif e == 2.0:
+        for i in range(n):
+            a = np.abs(y[i])
+            out[i] = np.sign(y[i]) * (a * a)
+    else:
+        for i in range(n):
+            out[i] = _spow(y[i], e)
+
+
+@njit(**_LEAF)
 def _ex3_fu(yi, p):
     """f_u of Example 3: cos(u) 1{|u| <= pi/2}, u = [y]^{p-1} (docs/unibio.rst §6.1)."""
     u = _spow(yi, p - 1.0)
@@ -247,14 +267,15 @@ def _ns_jvp(P, x, y, v, out):
 
 @njit(**_DENSE)
 def _ns_grad_y_g(P, x, y, out):
-    """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y; A y computed in out)."""
-    p = P.p
+    """[y]^{p-1} + A y - B^T x (A symmetric: y @ A = A y; [y]^{p-1} computed in out)."""
     d = out.shape[0]
-    _rmatvec(P.A, y, out)
+    _spow_vec(y, P.p - 1.0, out)
+    ya = np.empty(d)
+    _rmatvec(P.A, y, ya)
     xb = np.empty(d)
     _rmatvec(P.B, x, xb)
     for i in range(d):
-        out[i] = _spow(y[i], p - 1.0) + out[i] - xb[i]
+        out[i] = out[i] + ya[i] - xb[i]
 
 
 @njit(**_DENSE)
