@@ -772,20 +772,19 @@ def empty_calls(P, n, R, dim):
 
 
 @njit(**_JIT)
-def draw_call_into(rng, P, noise, kind, outer, R, dim, calls, j):
-    """Call j of ``calls``: a fresh sample of the inner or outer level, then the noise of one
-    ``kind`` call (the order of ``draw_idx`` + ``call_*``)."""
-    draw_idx_into(rng, P, outer, calls.idx[j])
-    draw_noise_into(rng, P, noise, kind, calls.z[j])
+def draw_call_into(rng, P, noise, kind, calls, j):
+    """Call j of ``calls``: a fresh sample of kind's level, then the noise of one ``kind``
+    call (the order of ``draw_idx`` + ``call_*``; :func:`draw_sample_into`)."""
+    draw_sample_into(kind, P, noise, rng, calls.idx[j], calls.z[j])
 
 
 @njit(**_JIT)
-def draw_calls(rng, P, noise, kind, outer, n, R, dim):
-    """n calls of one kind, each on a fresh sample of the inner or outer level (e.g.
-    stocBiO's D lower-level steps)."""
+def draw_calls(rng, P, noise, kind, n, R, dim):
+    """n calls of one kind, each on a fresh sample of kind's level (e.g. stocBiO's D
+    lower-level steps)."""
     calls = empty_calls(P, n, R, dim)
     for j in range(n):
-        draw_call_into(rng, P, noise, kind, outer, R, dim, calls, j)
+        draw_call_into(rng, P, noise, kind, calls, j)
     return calls
 
 
@@ -820,7 +819,7 @@ def draw_hia(rng, P, noise, N, n_draws, R, dy):
             w[r, j] = w[r, j] / n_draws
         if p[r] > steps:
             steps = p[r]
-    calls = draw_calls(rng, P, noise, HVP, False, steps, R, dy)
+    calls = draw_calls(rng, P, noise, HVP, steps, R, dy)
     return HiaDraws(p, w, calls.idx, calls.z)
 
 

@@ -89,10 +89,10 @@ class BSARows(NamedTuple):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def bsa_draws(rng, P, noise, R, dx, dy, n_sgd, N, n_draws):
-    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, n_sgd, R, dy)
+    sgd = draw_calls(rng, P, noise, GRAD_Y_G, n_sgd, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)
     h = draw_hia(rng, P, noise, N, n_draws, R, dy)
-    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
+    jv = draw_calls(rng, P, noise, JVP, 1, R, dx)
     return BSADraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, h.p, h.w, h.idx, h.z, jv.idx, jv.z)
 
 

@@ -95,9 +95,9 @@ def f2sa_draws(rng, P, noise, R, dx, dy, n, share_x):
     fy = empty_calls(P, n, R, dy)
     gz = empty_calls(P, n, R, dy)
     for j in range(n):
-        draw_call_into(rng, P, noise, GRAD_Y_G, False, R, dy, gy, j)
-        draw_call_into(rng, P, noise, GRAD_Y_F, True, R, dy, fy, j)
-        draw_call_into(rng, P, noise, GRAD_Y_G, False, R, dy, gz, j)
+        draw_call_into(rng, P, noise, GRAD_Y_G, gy, j)
+        draw_call_into(rng, P, noise, GRAD_Y_F, fy, j)
+        draw_call_into(rng, P, noise, GRAD_Y_G, gz, j)
     fx_idx = draw_idx(rng, P, True, R)
     fx_z = draw_noise(rng, P, noise, GRAD_X_F, R, dx)
     gxy_idx = draw_idx(rng, P, False, R)

@@ -82,10 +82,10 @@ class StocBiORows(NamedTuple):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def stocbio_draws(rng, P, noise, R, dx, dy, D, Q):
-    sgd = draw_calls(rng, P, noise, GRAD_Y_G, False, D, R, dy)
+    sgd = draw_calls(rng, P, noise, GRAD_Y_G, D, R, dy)
     o = draw_outer(rng, P, noise, R, dx, dy)
-    hv = draw_calls(rng, P, noise, HVP, False, Q, R, dy)
-    jv = draw_calls(rng, P, noise, JVP, False, 1, R, dx)
+    hv = draw_calls(rng, P, noise, HVP, Q, R, dy)
+    jv = draw_calls(rng, P, noise, JVP, 1, R, dx)
     return StocBiODraws(sgd.idx, sgd.z, o.idx, o.z_y, o.z_x, hv.idx, hv.z, jv.idx, jv.z)
 
 

@@ -654,8 +654,8 @@ def _minus_rows_dot(C, x, c, out):
 
 @njit(**_DENSE)
 def _minus_streamed(C_T, x, c, out):
-    """out ← out − x @ C_T − c, x @ C_T streamed into a temporary (a call, not inlined: its
-    allocation inlined into the small-d path cost that path ~11 ns of ~50)."""
+    """out ← out − x @ C_T − c, x @ C_T streamed into a temporary (a call, as the dense
+    primitives: it runs where the product takes microseconds)."""
     xc = np.empty(out.shape[0])
     _vecmat(x, C_T, xc)
     for i in range(out.shape[0]):

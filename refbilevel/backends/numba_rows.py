@@ -30,8 +30,8 @@ __all__ = ["borrowed_row"]
 
 def borrowed_row(A, r):
     """Row r of the 2-D array A as a 1-D view without reference counting (module docstring);
-    ``A[r]`` for an array that is not C-contiguous. Compiled code only; no bounds check,
-    as ``A[r]`` in Numba."""
+    ``A[r]`` for an array that is not C-contiguous. Compiled code only; 0 <= r < len(A),
+    unchecked (unlike ``A[r]``, a negative r does not count from the end)."""
     raise NotImplementedError("compiled code only")
 
 
