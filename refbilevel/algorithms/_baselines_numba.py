@@ -64,6 +64,7 @@ from numba.extending import overload
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
+    add_noise,
     draw_block,
     grad_x_f,
     grad_x_g,
@@ -428,9 +429,7 @@ def _closed_form_rows(kind, P, std, Z, X, Y, V, OUT, act):
             hvp(P, X[r], Y[r], V[r], OUT[r])
         else:
             jvp(P, X[r], Y[r], V[r], OUT[r])
-        if std != 0.0:
-            for i in range(OUT.shape[1]):
-                OUT[r, i] = OUT[r, i] + std * Z[r, i]
+        add_noise(OUT[r], std, Z[r])
 
 
 finite_sum_rows, finite_sum_rows_parallel = jit_pair(_finite_sum_rows)
@@ -842,14 +841,6 @@ def oracle_row(kind, P, noise, idx, z, x, y, v, out):
 #: stay calls; SOBA, whose row makes only five calls, has its row written in the kernel's
 #: loop body instead (soba_numba.py).
 _ROW = {"error_model": "numpy", "inline": "always"}
-
-
-@njit(**_ROW)
-def add_noise(out, std, z):
-    """out += std z (a Gaussian oracle's noise row; nothing, and z unread, for std 0)."""
-    if std != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + std * z[i]
 
 
 # ---- one replica's row of one oracle kind, on a sample drawn beforehand (no noise added) -----

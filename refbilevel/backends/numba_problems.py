@@ -375,6 +375,17 @@ def draw_block(rng, std, R, d):
     return rng.standard_normal((R, d))
 
 
+@njit(error_model="numpy", inline="always")
+def add_noise(out, std, z):
+    """out += std z: a Gaussian oracle's noise row added to one replica's exact value, as
+    GaussianOracle adds it; nothing, and z unread, for std 0 (:func:`draw_block` then drew
+    nothing). Inlined; element loops only (a slice assignment in a ``prange`` body lost its
+    writes, see ``algorithms/_baselines_numba``)."""
+    if std != 0.0:
+        for i in range(out.shape[0]):
+            out[i] = out[i] + std * z[i]
+
+
 def jit_pair(func):
     """(serial, parallel) dispatchers of one kernel source that loops over replicas with
     ``prange``: the serial one runs prange as range (no thread launch: the fast choice for

@@ -18,6 +18,7 @@ import numpy as np
 
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
+    add_noise,
     draw_block,
     grad_x_f,
     grad_x_g,
@@ -72,10 +73,8 @@ def _fd_one(P, fd, x, y, v, zg, zf, out, yp, ym, gp, gm):
     else:
         grad_x_g(P, x, yp, gp)
         grad_x_g(P, x, ym, gm)
-    if s_g != 0.0:
-        for i in range(m):
-            gp[i] = gp[i] + s_g * zg[i]
-            gm[i] = gm[i] + s_g * zg[i]
+    add_noise(gp, s_g, zg)
+    add_noise(gm, s_g, zg)
     two_delta = 2.0 * delta
     if mode == MODE_HVP or mode == MODE_JVP:
         for i in range(m):
@@ -87,9 +86,7 @@ def _fd_one(P, fd, x, y, v, zg, zf, out, yp, ym, gp, gm):
         for i in range(m):
             out[i] = (gp[i] - gm[i]) / two_delta
         grad_y_f(P, x, y, gm)
-        if s_f != 0.0:
-            for i in range(m):
-                gm[i] = gm[i] + s_f * zf[i]
+        add_noise(gm, s_f, zf)
         for i in range(m):
             out[i] = out[i] - gm[i]
 
@@ -97,9 +94,7 @@ def _fd_one(P, fd, x, y, v, zg, zf, out, yp, ym, gp, gm):
 @njit(**_HELPER)
 def _grad_x_f_noisy(P, x, y, out, s, z):
     grad_x_f(P, x, y, out)
-    if s != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + s * z[i]
+    add_noise(out, s, z)
 
 
 def _fd_kernel(P, rng, X, Y, V, fd):

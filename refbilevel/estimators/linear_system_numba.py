@@ -21,6 +21,7 @@ import numpy as np
 
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
+    add_noise,
     draw_block,
     f_u,
     gen_hvp_T,
@@ -75,19 +76,12 @@ class SgdNoise(NamedTuple):
 
 
 @njit(**_HELPER)
-def _noisy(out, s, z):
-    if s != 0.0:
-        for i in range(out.shape[0]):
-            out[i] = out[i] + s * z[i]
-
-
-@njit(**_HELPER)
 def _rhs(P, gen, x, y, b, s_b, zb):
     if gen:
         f_u(P, x, y, b)
     else:
         grad_y_f(P, x, y, b)
-    _noisy(b, s_b, zb)
+    add_noise(b, s_b, zb)
 
 
 @njit(**_HELPER)
@@ -97,7 +91,7 @@ def _sgd_step(P, gen, x, y, z, b, t, beta, s_h, zh, radius):
         gen_hvp_T(P, x, y, z, t)
     else:
         hvp(P, x, y, z, t)
-    _noisy(t, s_h, zh)
+    add_noise(t, s_h, zh)
     for i in range(z.shape[0]):
         z[i] = z[i] - beta * (t[i] - b[i])
     if radius > 0.0:
@@ -114,13 +108,13 @@ def _sgd_step(P, gen, x, y, z, b, t, beta, s_h, zh, radius):
 @njit(**_HELPER)
 def _first(P, x, y, g, s, zx):
     grad_x_f(P, x, y, g)
-    _noisy(g, s, zx)
+    add_noise(g, s, zx)
 
 
 @njit(**_HELPER)
 def _last(P, x, y, z, g, t, s_j, zj):
     jvp(P, x, y, z, t)
-    _noisy(t, s_j, zj)
+    add_noise(t, s_j, zj)
     for i in range(g.shape[0]):
         g[i] = g[i] - t[i]
 

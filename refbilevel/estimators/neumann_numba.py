@@ -23,6 +23,7 @@ import numpy as np
 
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import (
+    add_noise,
     draw_block,
     f_u,
     gen_hvp_T,
@@ -74,16 +75,12 @@ class NeumannNoise(NamedTuple):
 def _first(P, gen, x, y, gx, v, s_fx, zx, s_v, zv):
     """∇_x F and v_0 (∇_y F or F_u) of one replica, noise added as GaussianOracle does."""
     grad_x_f(P, x, y, gx)
-    if s_fx != 0.0:
-        for i in range(gx.shape[0]):
-            gx[i] = gx[i] + s_fx * zx[i]
+    add_noise(gx, s_fx, zx)
     if gen:
         f_u(P, x, y, v)
     else:
         grad_y_f(P, x, y, v)
-    if s_v != 0.0:
-        for i in range(v.shape[0]):
-            v[i] = v[i] + s_v * zv[i]
+    add_noise(v, s_v, zv)
 
 
 @njit(**_HELPER)
