@@ -28,6 +28,11 @@ move between runs, the ratios of one run are what counts):
   its extra calls cost less than drawing their normals;
 - floor: the fastest way to draw the extra calls' normals (random_floor.normal_floor);
   ``x floor`` = (t_long - t_short) / floor;
+- special functions (libm): some families' formulas evaluate sin, cos, tanh or sinh per
+  coordinate, each costing 2-4 normals (printed first), work that no implementation of
+  the same formulas avoids; ``x floor+libm`` = (t_long - t_short) / (floor + those
+  evaluations, timed in compiled loops; :data:`LIBM` counts them per primitive). The
+  verdict states the 3x target against both floors;
 - BLAS (dense families): the d x d matrix-vector products of the extra calls (``GEMV`` per
   primitive) timed as BLAS dgemv calls, one vector at a time, from a compiled loop (Numba's
   ``np.dot``, which calls SciPy's BLAS: no Python overhead to subtract), and the ratio kernel
@@ -163,6 +168,79 @@ GEMV = {
 }
 
 
+#: special-function evaluations per primitive call, per family that has them: what the
+#: family's own formulas evaluate through libm (the NumPy reference calls the same functions).
+#: At ~8 ns (sin, cos) and ~14 ns (tanh, sinh) each on the development machine they cost
+#: 2-4 normals apiece, so a kernel bound by them cannot come near 3x a floor of normals
+#: alone; the ``x floor+libm`` ratio counts them as unavoidable work too. Example 3's
+#: ∇_y f evaluates its cos where |u| <= pi/2, which holds on these runs (|y| <= 1).
+#: tests/test_bench_oracles_libm.py checks the table against the NumPy reference.
+LIBM = {
+    # g = (1/p)||y||_p^p - <sin x, y> (docs/unibio.rst §2, §6.1)
+    "unibio-example3": lambda P: {"grad_y_g": {"sin": 1}, "grad_x_g": {"cos": 1},
+                                  "jvp": {"cos": 1}, "grad_y_f": {"cos": 1}},
+    "separable-uniformly-convex": lambda P: {"grad_y_g": {"sin": P.d_y},
+                                             "grad_x_g": {"cos": P.d_y},
+                                             "jvp": {"cos": P.d_y}},
+    "relaxed-smooth-p1": lambda P: {"grad_x_f": {"sinh": P.d_x},
+                                    **({"grad_y_f": {"cos": P.d_y}} if P.variant == "sine"
+                                       else {})},
+    "relaxed-smooth-p2": lambda P: {"grad_y_f": {"tanh": P.d_y}},
+}
+
+
+@njit(cache=True)
+def _sin_loop(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.sin(a[i])
+    return s
+
+
+@njit(cache=True)
+def _cos_loop(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.cos(a[i])
+    return s
+
+
+@njit(cache=True)
+def _tanh_loop(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.tanh(a[i])
+    return s
+
+
+@njit(cache=True)
+def _sinh_loop(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.sinh(a[i])
+    return s
+
+
+_LIBM_LOOPS = {"sin": _sin_loop, "cos": _cos_loop, "tanh": _tanh_loop, "sinh": _sinh_loop}
+
+
+def libm_seconds(n: int = 50_000, repeat: int = REPEATS) -> dict[str, float]:
+    """Seconds of one evaluation of each special function of :data:`LIBM`, best of
+    ``repeat`` compiled loops over n arguments uniform in [-1, 1] (the range of the
+    benchmark's iterates)."""
+    a = np.random.default_rng(0).uniform(-1.0, 1.0, n)
+    out = {}
+    for name, loop in _LIBM_LOOPS.items():
+        loop(a)
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            loop(a)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best / n
+    return out
+
+
 @njit(cache=True)
 def _gemv_loop(M, V, out):
     for r in range(V.shape[0]):
@@ -210,9 +288,9 @@ def _quiet_metrics(P) -> None:
     P._y_star = lambda x, P=P: np.zeros(np.shape(x)[:-1] + (P.d_y,))
 
 
-def measure(P, kname, runs, gemv=None) -> dict:
+def measure(P, kname, runs, gemv=None, libm=None) -> dict:
     """One row: the marginal cost per call of kernel ``kname`` on problem P (module
-    docstring)."""
+    docstring); ``libm``: :func:`libm_seconds`, for the ``x floor+libm`` ratio."""
     x, y = _start(P)
     (run_s, calls_s, normals_s, gemv_s), (run_l, calls_l, normals_l, gemv_l) = runs
     t_s, t_l = _best_times((run_s, run_l), P, x, y)
@@ -230,6 +308,13 @@ def measure(P, kname, runs, gemv=None) -> dict:
            # than drawing their normals (the short run was slowed: the row understates; a
            # kernel bound by its draws measures 0.9-1.0x the floor from run to run)
            "disturbed": t_s < per_call * R * calls_s or dt < 0.9 * floor}
+    per_fn = LIBM.get(row["family"], lambda P: {})(P)
+    libm_s = 0.0
+    if libm is not None and gemv_s is not None:
+        libm_s = sum(R * n * (gemv_l[k] - gemv_s[k]) * libm[fn]
+                     for k, fns in per_fn.items() if k in gemv_l for fn, n in fns.items())
+    row["libm ns/call"] = 1e9 * libm_s / dcalls
+    row["x floor+libm"] = dt / (floor + libm_s)
     if gemv is not None and gemv_s is not None:
         fam = GEMV[row["family"]]
         n_gemv = R * sum(fam[k] * (gemv_l[k] - gemv_s[k]) for k in gemv_l)
@@ -244,6 +329,9 @@ def _fmt(row) -> str:
          f"{row['ns/call']:8.0f} ns/call {row['ns/normal']:6.1f} ns/normal "
          f"floor {row['floor ns/call']:7.0f} ns/call ({row['floor by']:<7}) "
          f"{row['x floor']:5.2f}x floor  run {row['run us']:6.0f} us")
+    if row["libm ns/call"] > 0:
+        s += (f"  libm {row['libm ns/call']:5.0f} ns/call {row['x floor+libm']:5.2f}x "
+              "floor+libm")
     if "x BLAS" in row:
         s += f"  BLAS {row['BLAS ns/call']:8.0f} ns/call {row['x BLAS']:5.2f}x BLAS"
     if row["disturbed"]:
@@ -286,11 +374,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = []
+    libm = libm_seconds()
+    print("special functions (ns per evaluation, one thread): "
+          + ", ".join(f"{k} {1e9 * v:.1f}" for k, v in libm.items()))
     for P, dense in _problems(args.full):
         _quiet_metrics(P)
         gemv = gemv_seconds(P.d_y) if dense else None
         for kname, runs in _kernels(P).items():
-            row = measure(P, kname, runs, gemv)
+            row = measure(P, kname, runs, gemv, libm)
             rows.append(row)
             print(_fmt(row), flush=True)
     _verdict(rows)
@@ -307,10 +398,14 @@ def _verdict(rows) -> None:
               "verdict below counts them; rerun on an idle machine")
     od = [r for r in rows if "x BLAS" not in r]
     dense = [r for r in rows if "x BLAS" in r]
-    worst_od = max(od, key=lambda r: r["x floor"])
-    print(f"\nO(d) families: worst {worst_od['x floor']:.2f}x the floor "
-          f"({worst_od['family']}, d={worst_od['d']}, {worst_od['kernel']}); target <= 3x: "
-          f"{'met' if worst_od['x floor'] <= 3 else 'NOT met'}")
+    for key, what in (("x floor", "the floor (normals)"),
+                      ("x floor+libm", "the floor + special functions")):
+        worst = max(od, key=lambda r: r[key])
+        above = [f"{r['family']} d={r['d']} {r['kernel']} {r[key]:.2f}x" for r in od
+                 if r[key] > 3]
+        print(f"\nO(d) families against {what}: worst {worst[key]:.2f}x "
+              f"({worst['family']}, d={worst['d']}, {worst['kernel']}); target <= 3x: "
+              + ("met" if not above else "NOT met (" + "; ".join(above) + ")"))
     if dense:
         worst = max(dense, key=lambda r: r["x BLAS"])
         print(f"dense families: worst {worst['x BLAS']:.2f}x one-thread BLAS "
