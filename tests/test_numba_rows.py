@@ -15,7 +15,7 @@ from refbilevel.algorithms._baselines_numba import (
     draw_noise_into,
     kernel_inputs,
 )
-from refbilevel.backends.numba_rows import borrowed_row
+from refbilevel.backends.numba_rows import borrowed_row, borrowed_subrow
 from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle, NoiseConfig
 from refbilevel.problems.finite_sum_quadratic import FiniteSumQuadratic
@@ -47,6 +47,24 @@ def test_borrowed_row_reads_and_writes_the_parent(layout):
     np.testing.assert_array_equal(_row_sums(A), expect.sum(axis=1))
     _scale_rows(A, 2.0)
     np.testing.assert_array_equal(A, 2.0 * expect)
+
+
+@njit
+def _scale_subrows(A, f):
+    for j in range(A.shape[0]):
+        for r in range(A.shape[1]):
+            row = borrowed_subrow(A, j, r)
+            for i in range(row.shape[0]):
+                row[i] = row[i] * f + j
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_borrowed_subrow_is_the_row_j_r_of_a_3d_array(layout):
+    base = np.arange(60.0).reshape(3, 4, 5)
+    A = {"C": base.copy(), "F": np.asfortranarray(base), "strided": base.copy()[:, :, ::2]}[layout]
+    expect = 2.0 * A + np.arange(3.0)[:, None, None]
+    _scale_subrows(A, 2.0)
+    np.testing.assert_array_equal(A, expect)
 
 
 @njit

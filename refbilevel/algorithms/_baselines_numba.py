@@ -74,6 +74,7 @@ from refbilevel.backends.numba_problems import (
     jit_pair,
     jvp,
 )
+from refbilevel.backends.numba_rows import borrowed_subrow as subrow
 from refbilevel.backends.registry import NotImplementedOnBackendError
 
 _JIT = {"cache": True, "error_model": "numpy"}
@@ -990,7 +991,7 @@ def sgd_steps_row(P, noise, idx, z, r, x, w, g, steps):
     samples of n calls (``idx``, ``z`` as in :class:`Calls`; :func:`inner_sgd_step` per
     row; g: a workspace row)."""
     for j in range(idx.shape[0]):
-        oracle_row(GRAD_Y_G, P, noise, idx[j, r], z[j, r], x, w, w, g)
+        oracle_row(GRAD_Y_G, P, noise, subrow(idx, j, r), subrow(z, j, r), x, w, w, g)
         for i in range(w.shape[0]):
             w[i] = w[i] - steps[j] * g[i]
 
@@ -1004,7 +1005,7 @@ def hia_row(P, noise, p, w, idx, z, r, x, y, v, hv, acc, N, eta):
     for i in range(v.shape[0]):
         acc[i] = w[0] * v[i]
     for j in range(p):
-        oracle_row(HVP, P, noise, idx[j, r], z[j, r], x, y, v, hv)
+        oracle_row(HVP, P, noise, subrow(idx, j, r), subrow(z, j, r), x, y, v, hv)
         wj = w[j + 1]
         for i in range(v.shape[0]):
             v[i] = v[i] - eta * hv[i]

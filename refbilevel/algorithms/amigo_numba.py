@@ -33,6 +33,8 @@ from refbilevel.algorithms.stocbio_numba import stocbio_draws
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
+from refbilevel.backends.numba_rows import borrowed_subrow as subrow
 from refbilevel.backends.registry import register
 
 
@@ -67,17 +69,17 @@ class AmIGORows(NamedTuple):
 def amigo_row(P, noise, d, s, r, t, alphas, beta, gamma):
     """Replica r's AmIGO iteration t: n SGD steps, the outer sample, m warm-started SGD
     steps on the linear system, the JVP and the x-update (or the freeze)."""
-    x, yn, zn, g, w = s.X[r], s.YN[r], s.ZN[r], s.G[r], s.W[r]
-    u, hz, cz, xn = s.U[r], s.HZ[r], s.CZ[r], s.XN[r]
-    yn[:] = s.Y[r]
+    x, yn, zn, g, w = row(s.X, r), row(s.YN, r), row(s.ZN, r), row(s.G, r), row(s.W, r)
+    u, hz, cz, xn = row(s.U, r), row(s.HZ, r), row(s.CZ, r), row(s.XN, r)
+    yn[:] = row(s.Y, r)
     sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, alphas)
-    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, w, u)
-    zn[:] = s.Z[r]
+    outer_row(P, noise, row(d.outer, r), row(d.z_grad_y_f, r), row(d.z_grad_x_f, r), x, yn, w, u)
+    zn[:] = row(s.Z, r)
     for j in range(d.hvp_idx.shape[0]):
-        oracle_row(HVP, P, noise, d.hvp_idx[j, r], d.hvp_z[j, r], x, yn, zn, hz)
+        oracle_row(HVP, P, noise, subrow(d.hvp_idx, j, r), subrow(d.hvp_z, j, r), x, yn, zn, hz)
         for i in range(zn.shape[0]):
             zn[i] = zn[i] - beta * (hz[i] - w[i])
-    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, zn, cz)
+    oracle_row(JVP, P, noise, subrow(d.jvp_idx, 0, r), subrow(d.jvp_z, 0, r), x, yn, zn, cz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - gamma * (u[i] - cz[i])
     if all_finite(xn) and all_finite(yn) and all_finite(zn):

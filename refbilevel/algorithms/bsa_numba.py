@@ -37,6 +37,8 @@ from refbilevel.algorithms.bsa import bsa_params
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
+from refbilevel.backends.numba_rows import borrowed_subrow as subrow
 from refbilevel.backends.registry import register
 
 
@@ -100,14 +102,14 @@ def bsa_draws(rng, P, noise, R, dx, dy, n_sgd, N, n_draws):
 def bsa_row(P, noise, d, s, r, t, betas, alpha, N, eta):
     """Replica r's BSA iteration t: n_k SGD steps (step sizes ``betas``), the outer sample,
     HIA on ∇_y F, the JVP and the x-update (or the freeze)."""
-    x, yn, g, fy, fx = s.X[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
-    hv, acc, cz, xn = s.HV[r], s.ACC[r], s.CZ[r], s.XN[r]
-    yn[:] = s.Y[r]
+    x, yn, g, fy, fx = row(s.X, r), row(s.YN, r), row(s.G, r), row(s.FY, r), row(s.FX, r)
+    hv, acc, cz, xn = row(s.HV, r), row(s.ACC, r), row(s.CZ, r), row(s.XN, r)
+    yn[:] = row(s.Y, r)
     sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, betas)
-    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
-    hia_row(P, noise, d.hia_p[r], d.hia_w[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, acc,
+    outer_row(P, noise, row(d.outer, r), row(d.z_grad_y_f, r), row(d.z_grad_x_f, r), x, yn, fy, fx)
+    hia_row(P, noise, d.hia_p[r], row(d.hia_w, r), d.hia_idx, d.hia_z, r, x, yn, fy, hv, acc,
             N, eta)
-    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, fy, cz)
+    oracle_row(JVP, P, noise, subrow(d.jvp_idx, 0, r), subrow(d.jvp_z, 0, r), x, yn, fy, cz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - alpha * (fx[i] - cz[i])
     if all_finite(xn) and all_finite(yn):

@@ -38,6 +38,8 @@ from refbilevel.algorithms.f2sa import f2sa_params
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
+from refbilevel.backends.numba_rows import borrowed_subrow as subrow
 from refbilevel.backends.registry import register
 
 
@@ -114,21 +116,22 @@ def f2sa_draws(rng, P, noise, R, dx, dy, n, share_x):
 def f2sa_row(P, noise, d, s, r, t, a, c, xs, lam):
     """Replica r's F2SA iteration t: n steps on y (penalized) and z (lower level), the three
     x-gradients and the x-update (or the freeze)."""
-    x, yn, zn, gy, fy, gz = s.X[r], s.YN[r], s.ZN[r], s.GY[r], s.FY[r], s.GZ[r]
-    fx, gxy, gxz, xn = s.FX[r], s.GXY[r], s.GXZ[r], s.XN[r]
-    yn[:] = s.Y[r]
-    zn[:] = s.Z[r]
+    x, yn, zn = row(s.X, r), row(s.YN, r), row(s.ZN, r)
+    gy, fy, gz = row(s.GY, r), row(s.FY, r), row(s.GZ, r)
+    fx, gxy, gxz, xn = row(s.FX, r), row(s.GXY, r), row(s.GXZ, r), row(s.XN, r)
+    yn[:] = row(s.Y, r)
+    zn[:] = row(s.Z, r)
     for j in range(d.y_idx.shape[0]):
-        oracle_row(GRAD_Y_G, P, noise, d.y_idx[j, r], d.y_z[j, r], x, yn, yn, gy)
-        oracle_row(GRAD_Y_F, P, noise, d.fy_idx[j, r], d.fy_z[j, r], x, yn, yn, fy)
+        oracle_row(GRAD_Y_G, P, noise, subrow(d.y_idx, j, r), subrow(d.y_z, j, r), x, yn, yn, gy)
+        oracle_row(GRAD_Y_F, P, noise, subrow(d.fy_idx, j, r), subrow(d.fy_z, j, r), x, yn, yn, fy)
         for i in range(yn.shape[0]):
             yn[i] = yn[i] - a * (lam * gy[i] + fy[i])
-        oracle_row(GRAD_Y_G, P, noise, d.z_idx[j, r], d.z_z[j, r], x, zn, zn, gz)
+        oracle_row(GRAD_Y_G, P, noise, subrow(d.z_idx, j, r), subrow(d.z_z, j, r), x, zn, zn, gz)
         for i in range(zn.shape[0]):
             zn[i] = zn[i] - c * gz[i]
-    oracle_row(GRAD_X_F, P, noise, d.fx_idx[r], d.fx_z[r], x, yn, yn, fx)
-    oracle_row(GRAD_X_G, P, noise, d.gxy_idx[r], d.gxy_z[r], x, yn, yn, gxy)
-    oracle_row(GRAD_X_G, P, noise, d.gxz_idx[r], d.gxz_z[r], x, zn, zn, gxz)
+    oracle_row(GRAD_X_F, P, noise, row(d.fx_idx, r), row(d.fx_z, r), x, yn, yn, fx)
+    oracle_row(GRAD_X_G, P, noise, row(d.gxy_idx, r), row(d.gxy_z, r), x, yn, yn, gxy)
+    oracle_row(GRAD_X_G, P, noise, row(d.gxz_idx, r), row(d.gxz_z, r), x, zn, zn, gxz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - xs * (fx[i] + lam * (gxy[i] - gxz[i]))
     if all_finite(xn) and all_finite(yn) and all_finite(zn):

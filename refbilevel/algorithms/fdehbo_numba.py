@@ -63,6 +63,7 @@ from refbilevel.algorithms.fdehbo import (
 )
 from refbilevel.algorithms.trace import Trace, build_trace
 from refbilevel.backends.numba_jit import njit
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
 from refbilevel.oracles.finite_sum import FiniteSumOracle
 from refbilevel.oracles.gaussian import GaussianOracle
@@ -200,12 +201,13 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
         for r in range(R):
             if div[r] >= 0:
                 continue
-            row_grad_y_g(P, IZ[r], x[r], y[r], gg)
-            add_noise(gg, s_gyg, Z[r])
-            _ls_grad(P, cfg, x[r], y[r], v[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r], IPG[r],
-                     gR, ty1, ty2, yy)
-            _ul_grad(P, cfg, x[r], y[r], v[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r], IXG[r],
-                     gF, tx1, tx2, yy)
+            xr, yr, vr, iz, z = row(x, r), row(y, r), row(v, r), row(IZ, r), row(Z, r)
+            pf, ipf, pg, ipg = row(PF, r), row(IPF, r), row(PG, r), row(IPG, r)
+            xf, ixf, xg, ixg = row(XF, r), row(IXF, r), row(XG, r), row(IXG, r)
+            row_grad_y_g(P, iz, xr, yr, gg)
+            add_noise(gg, s_gyg, z)
+            _ls_grad(P, cfg, xr, yr, vr, s_gyf, pf, ipf, s_lsg, pg, ipg, gR, ty1, ty2, yy)
+            _ul_grad(P, cfg, xr, yr, vr, s_gxf, xf, ixf, s_ulg, xg, ixg, gF, tx1, tx2, yy)
             if t == 0:
                 for i in range(dy):
                     nhg[i] = gg[i]
@@ -213,12 +215,13 @@ def _storm_kernel(P, noise, rng, x, y, v, steps, cfg, run, X_rec, Y_rec,
                 for i in range(dx):
                     nhF[i] = gF[i]
             else:
-                row_grad_y_g(P, IZ[r], xp[r], yp[r], ggp)
-                add_noise(ggp, s_gyg, Z[r])
-                _ls_grad(P, cfg, xp[r], yp[r], vp[r], s_gyf, PF[r], IPF[r], s_lsg, PG[r],
-                         IPG[r], gRp, ty1, ty2, yy)
-                _ul_grad(P, cfg, xp[r], yp[r], vp[r], s_gxf, XF[r], IXF[r], s_ulg, XG[r],
-                         IXG[r], gFp, tx1, tx2, yy)
+                xpr, ypr, vpr = row(xp, r), row(yp, r), row(vp, r)
+                row_grad_y_g(P, iz, xpr, ypr, ggp)
+                add_noise(ggp, s_gyg, z)
+                _ls_grad(P, cfg, xpr, ypr, vpr, s_gyf, pf, ipf, s_lsg, pg, ipg, gRp, ty1, ty2,
+                         yy)
+                _ul_grad(P, cfg, xpr, ypr, vpr, s_gxf, xf, ixf, s_ulg, xg, ixg, gFp, tx1, tx2,
+                         yy)
                 e1, e2, e3 = eg[t], eR[t], ef[t]
                 for i in range(dy):
                     nhg[i] = e1 * gg[i] + (1.0 - e1) * (hg[r, i] + gg[i] - ggp[i])

@@ -34,6 +34,7 @@ from refbilevel.algorithms.soba_numba import soba_draw_buffers, soba_draws
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 
 
@@ -74,13 +75,13 @@ def ma_soba_row(P, noise, d, s, r, t, steps):
     (projected) updates (or the freeze)."""
     beta, gamma, alpha, theta = steps.beta, steps.gamma, steps.alpha, steps.theta
     radius, updated_h = steps.radius, steps.updated_h
-    x, y, z, h = s.X[r], s.Y[r], s.Z[r], s.H[r]
-    dyr, hz, cz, fy, fx = s.DY[r], s.HZ[r], s.CZ[r], s.FY[r], s.FX[r]
-    xn, hn, yn, zn = s.XN[r], s.HN[r], s.YN[r], s.ZN[r]
-    oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, dyr)
-    oracle_row(HVP, P, noise, d.inner[r], d.z_hvp[r], x, y, z, hz)
-    oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, y, z, cz)
-    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, y, fy, fx)
+    x, y, z, h = row(s.X, r), row(s.Y, r), row(s.Z, r), row(s.H, r)
+    dyr, hz, cz, fy, fx = row(s.DY, r), row(s.HZ, r), row(s.CZ, r), row(s.FY, r), row(s.FX, r)
+    xn, hn, yn, zn = row(s.XN, r), row(s.HN, r), row(s.YN, r), row(s.ZN, r)
+    oracle_row(GRAD_Y_G, P, noise, row(d.inner, r), row(d.z_grad_y_g, r), x, y, y, dyr)
+    oracle_row(HVP, P, noise, row(d.inner, r), row(d.z_hvp, r), x, y, z, hz)
+    oracle_row(JVP, P, noise, row(d.inner, r), row(d.z_jvp, r), x, y, z, cz)
+    outer_row(P, noise, row(d.outer, r), row(d.z_grad_y_f, r), row(d.z_grad_x_f, r), x, y, fy, fx)
     for i in range(xn.shape[0]):
         hn[i] = h[i] + theta * ((fx[i] - cz[i]) - h[i])
         xn[i] = x[i] - alpha * (hn[i] if updated_h else h[i])

@@ -58,6 +58,7 @@ from refbilevel.algorithms.soba import initial_z
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 
 INNER_KINDS = ("grad_y_g", "hvp", "jvp")
@@ -142,13 +143,13 @@ def saba_draws(rng, P, R):
 def saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out):
     """Replica r's SABA iteration t: its five fresh oracle rows, the SAGA directions, the
     update and the table commits (or the freeze)."""
-    x, y, z = s.X[r], s.Y[r], s.Z[r]
+    x, y, z = row(s.X, r), row(s.Y, r), row(s.Z, r)
     dx, dy = x.shape[0], y.shape[0]
-    nz = d.no_noise[r]
-    oracle_row(GRAD_Y_G, P, noise, d.inner[r], nz, x, y, y, s.GY[r])
-    oracle_row(HVP, P, noise, d.inner[r], nz, x, y, z, s.HV[r])
-    oracle_row(JVP, P, noise, d.inner[r], nz, x, y, z, s.CR[r])
-    outer_row(P, noise, d.outer[r], nz, nz, x, y, s.FY[r], s.FX[r])
+    nz = row(d.no_noise, r)
+    oracle_row(GRAD_Y_G, P, noise, row(d.inner, r), nz, x, y, y, row(s.GY, r))
+    oracle_row(HVP, P, noise, row(d.inner, r), nz, x, y, z, row(s.HV, r))
+    oracle_row(JVP, P, noise, row(d.inner, r), nz, x, y, z, row(s.CR, r))
+    outer_row(P, noise, row(d.outer, r), nz, nz, x, y, row(s.FY, r), row(s.FX, r))
     a, b = d.inner_unit[r], d.outer_unit[r]
     dgy, ngy, dhv, nhv = np.empty(dy), np.empty(dy), np.empty(dy), np.empty(dy)
     dfy, nfy, yn, zn = np.empty(dy), np.empty(dy), np.empty(dy), np.empty(dy)
@@ -165,9 +166,9 @@ def saba_row(P, noise, d, s, r, t, rho, gamma, w_in, w_out):
         yn[i] = y[i] - rho * dgy[i]
         zn[i] = z[i] - rho * (dhv[i] - dfy[i])
     # the reference's freeze checks the new (x, y, z) and the five fresh values
-    if (all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(s.GY[r])
-            and all_finite(s.HV[r]) and all_finite(s.CR[r]) and all_finite(s.FY[r])
-            and all_finite(s.FX[r])):
+    if (all_finite(xn) and all_finite(yn) and all_finite(zn) and all_finite(row(s.GY, r))
+            and all_finite(row(s.HV, r)) and all_finite(row(s.CR, r)) and all_finite(row(s.FY, r))
+            and all_finite(row(s.FX, r))):
         x[:] = xn
         y[:] = yn
         z[:] = zn

@@ -34,6 +34,8 @@ from refbilevel.algorithms.stocbio import stocbio_params
 from refbilevel.algorithms.trace import Trace
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
+from refbilevel.backends.numba_rows import borrowed_subrow as subrow
 from refbilevel.backends.registry import register
 
 
@@ -93,21 +95,22 @@ def stocbio_draws(rng, P, noise, R, dx, dy, D, Q):
 def stocbio_row(P, noise, d, s, r, t, alphas, eta, beta):
     """Replica r's stocBiO iteration t: D SGD steps, the outer sample, the Neumann sum
     z = η Σ_q (I − η H)^q ∇_y F, the JVP and the x-update (or the freeze)."""
-    x, yn, g, fy, fx = s.X[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
-    u, sv, hu, cz, xn = s.U[r], s.S[r], s.HU[r], s.CZ[r], s.XN[r]
-    yn[:] = s.Y[r]
+    x, yn, g, fy, fx = row(s.X, r), row(s.YN, r), row(s.G, r), row(s.FY, r), row(s.FX, r)
+    u, sv, hu, cz, xn = row(s.U, r), row(s.S, r), row(s.HU, r), row(s.CZ, r), row(s.XN, r)
+    yn[:] = row(s.Y, r)
     sgd_steps_row(P, noise, d.sgd_idx, d.sgd_z, r, x, yn, g, alphas)
-    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
+    outer_row(P, noise, row(d.outer, r), row(d.z_grad_y_f, r), row(d.z_grad_x_f, r), x, yn,
+              fy, fx)
     u[:] = fy
     sv[:] = fy
     for j in range(d.hvp_idx.shape[0]):
-        oracle_row(HVP, P, noise, d.hvp_idx[j, r], d.hvp_z[j, r], x, yn, u, hu)
+        oracle_row(HVP, P, noise, subrow(d.hvp_idx, j, r), subrow(d.hvp_z, j, r), x, yn, u, hu)
         for i in range(u.shape[0]):
             u[i] = u[i] - eta * hu[i]
             sv[i] = sv[i] + u[i]
     for i in range(sv.shape[0]):
         sv[i] = eta * sv[i]  # z = η s_Q
-    oracle_row(JVP, P, noise, d.jvp_idx[0, r], d.jvp_z[0, r], x, yn, sv, cz)
+    oracle_row(JVP, P, noise, subrow(d.jvp_idx, 0, r), subrow(d.jvp_z, 0, r), x, yn, sv, cz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - beta * (fx[i] - cz[i])
     if all_finite(xn) and all_finite(yn):

@@ -38,6 +38,7 @@ from refbilevel.algorithms.trace import Trace
 from refbilevel.algorithms.ttsa import ttsa_params
 from refbilevel.backends.numba_jit import njit, prange
 from refbilevel.backends.numba_problems import jit_pair
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 
 
@@ -82,15 +83,16 @@ def ttsa_draws(rng, P, noise, R, dx, dy, N, n_draws):
 def ttsa_row(P, noise, d, s, r, t, beta, alpha, N, eta):
     """Replica r's TTSA iteration t: one y-step, the outer sample, HIA on ∇_y F, the JVP and
     the x-update (or the freeze)."""
-    x, y, yn, g, fy, fx = s.X[r], s.Y[r], s.YN[r], s.G[r], s.FY[r], s.FX[r]
-    hv, acc, cz, xn = s.HV[r], s.ACC[r], s.CZ[r], s.XN[r]
-    oracle_row(GRAD_Y_G, P, noise, d.inner[r], d.z_grad_y_g[r], x, y, y, g)
+    x, y, yn = row(s.X, r), row(s.Y, r), row(s.YN, r)
+    g, fy, fx = row(s.G, r), row(s.FY, r), row(s.FX, r)
+    hv, acc, cz, xn = row(s.HV, r), row(s.ACC, r), row(s.CZ, r), row(s.XN, r)
+    oracle_row(GRAD_Y_G, P, noise, row(d.inner, r), row(d.z_grad_y_g, r), x, y, y, g)
     for i in range(yn.shape[0]):
         yn[i] = y[i] - beta * g[i]
-    outer_row(P, noise, d.outer[r], d.z_grad_y_f[r], d.z_grad_x_f[r], x, yn, fy, fx)
-    hia_row(P, noise, d.hia_p[r], d.hia_w[r], d.hia_idx, d.hia_z, r, x, yn, fy, hv, acc,
+    outer_row(P, noise, row(d.outer, r), row(d.z_grad_y_f, r), row(d.z_grad_x_f, r), x, yn, fy, fx)
+    hia_row(P, noise, d.hia_p[r], row(d.hia_w, r), d.hia_idx, d.hia_z, r, x, yn, fy, hv, acc,
             N, eta)
-    oracle_row(JVP, P, noise, d.inner[r], d.z_jvp[r], x, yn, fy, cz)
+    oracle_row(JVP, P, noise, row(d.inner, r), row(d.z_jvp, r), x, yn, fy, cz)
     for i in range(xn.shape[0]):
         xn[i] = x[i] - alpha * (fx[i] - cz[i])
     if all_finite(xn) and all_finite(yn):

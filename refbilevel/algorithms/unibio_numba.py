@@ -49,6 +49,7 @@ from refbilevel.algorithms.unibio import UniBiOParams, unibio_cumulative_counts
 from refbilevel.algorithms.unibio import step_halvings as _step_halvings_py
 from refbilevel.backends.numba_jit import njit
 from refbilevel.backends.numba_problems import draw_block
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import NotImplementedOnBackendError, register
 from refbilevel.problems.unibio_example3 import UniBiOExample3
 from refbilevel.validation import as_vector_batch
@@ -178,16 +179,16 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise, sums):
         V = np.empty((R, dy))
         S = np.empty((R, dy))
         for r in range(R):
-            row_grad_x_f(P, ix[r], X[r], Y[r], G[r])
-            add_noise(G[r], s_fx, zx[r])
-            row_f_u(P, iv[r], X[r], Y[r], V[r])
-            add_noise(V[r], s_fu, zv[r])
-            S[r] = V[r]
+            row_grad_x_f(P, row(ix, r), row(X, r), row(Y, r), row(G, r))
+            add_noise(row(G, r), s_fx, row(zx, r))
+            row_f_u(P, row(iv, r), row(X, r), row(Y, r), row(V, r))
+            add_noise(row(V, r), s_fu, row(zv, r))
+            S[r] = row(V, r)
         for _ in range(Q):
             zh = draw_block(rng, s_h, R, dy)
             ih = draw_idx(rng, P, False, R)
             for r in range(R):  # v <- v - α (Ĥ^T v), Ĥ^T v = exact product + noise
-                row_gen_hvp_T(P, ih[r], X[r], Y[r], V[r], tmp)
+                row_gen_hvp_T(P, row(ih, r), row(X, r), row(Y, r), row(V, r), tmp)
                 if s_h != 0.0:
                     for i in range(dy):
                         V[r, i] = V[r, i] - alpha * (tmp[i] + s_h * zh[r, i])
@@ -203,8 +204,8 @@ def unibio_kernel(P, rng, X, Y, warm, periodic, steps, noise, sums):
                 continue
             for i in range(dy):
                 s[i] = alpha * S[r, i]
-            g[:] = G[r]
-            row_jvp(P, ij[r], X[r], Y[r], s, tx)  # g <- g - (∇²_xy G s + noise)
+            g[:] = row(G, r)
+            row_jvp(P, row(ij, r), row(X, r), row(Y, r), s, tx)  # g <- g - (∇²_xy G s + noise)
             if s_j != 0.0:
                 for i in range(dx):
                     g[i] = g[i] - (tx[i] + s_j * zj[r, i])

@@ -16,6 +16,11 @@ it, while the parent array is alive (the kernel's arguments and its own allocati
 the whole call). Never return a borrowed row, store it in a record that outlives the loop
 body or hand it to code that keeps it. Its contents are the parent's memory, as with
 ``X[r]``: writes go to the parent.
+
+A limit met once (Numba 0.68): in the SGD linear-system estimator's parallel kernel, borrowed
+rows made the parfor pass stop with "Overwrite of parallel loop index", even taken at the
+top of the prange bodies; that kernel keeps ``X[r]``. Its parity test with the parallel
+kernels (tests/test_estimators.py, marked slow) is where such a failure shows.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
-__all__ = ["borrowed_row"]
+__all__ = ["borrowed_row", "borrowed_subrow"]
 
 
 def borrowed_row(A, r):
@@ -37,6 +42,8 @@ def borrowed_row(A, r):
 
 @intrinsic
 def _c_row(typingctx, A, r):
+    """Row r of a C-contiguous array seen as (rows, last axis): for a 3-D (n, R, m) array,
+    row j R + r is (j, r)."""
     rowty = A.copy(ndim=1, layout="C")
 
     def codegen(context, builder, sig, args):
@@ -45,8 +52,8 @@ def _c_row(typingctx, A, r):
         shape = cgutils.unpack_tuple(builder, a.shape)
         strides = cgutils.unpack_tuple(builder, a.strides)
         row = make_array(rowty)(context, builder)
-        populate_array(row, data=builder.gep(a.data, [builder.mul(r, shape[1])]),
-                       shape=[shape[1]], strides=[strides[1]], itemsize=a.itemsize,
+        populate_array(row, data=builder.gep(a.data, [builder.mul(r, shape[-1])]),
+                       shape=[shape[-1]], strides=[strides[-1]], itemsize=a.itemsize,
                        meminfo=None, parent=None)
         return row._getvalue()
     return rowty(A, r), codegen
@@ -62,4 +69,25 @@ def _borrowed_row(A, r):
     else:
         def impl(A, r):
             return A[r]
+    return impl
+
+
+def borrowed_subrow(A, j, r):
+    """``A[j, r]`` of the 3-D array A as a 1-D view without reference counting (the rule of
+    the module docstring); ``A[j, r]`` for an array that is not C-contiguous. Compiled code
+    only; 0 <= j < A.shape[0] and 0 <= r < A.shape[1], unchecked."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(borrowed_subrow, inline="always")
+def _borrowed_subrow(A, j, r):
+    if not (isinstance(A, types.Array) and A.ndim == 3 and isinstance(j, types.Integer)
+            and isinstance(r, types.Integer)):
+        raise TypeError("borrowed_subrow(A, j, r): A a 3-D array, j and r integers")
+    if A.layout == "C":
+        def impl(A, j, r):
+            return _c_row(A, j * A.shape[1] + r)
+    else:
+        def impl(A, j, r):
+            return A[j, r]
     return impl

@@ -27,6 +27,7 @@ from refbilevel.backends.numba_problems import (
     jit_pair,
     numba_problem,
 )
+from refbilevel.backends.numba_rows import borrowed_row as row
 from refbilevel.backends.registry import register
 from refbilevel.estimators._common import (
     add_counts,
@@ -108,7 +109,7 @@ def _fd_kernel(P, rng, X, Y, V, fd):
     if mode == MODE_HYPERGRADIENT:  # ∇_x F is drawn before the JVP's shared sample
         zf = draw_block(rng, s_f, R, dx)
         for r in range(R):
-            _grad_x_f_noisy(P, X[r], Y[r], out[r], s_f, zf[r])
+            _grad_x_f_noisy(P, row(X, r), row(Y, r), row(out, r), s_f, row(zf, r))
     zg = draw_block(rng, s_g, R, m)
     if mode == MODE_LS_GRADIENT:  # ∇_y F is drawn after H̃'s shared sample
         zf = draw_block(rng, s_f, R, dy)
@@ -117,7 +118,8 @@ def _fd_kernel(P, rng, X, Y, V, fd):
     GP = np.empty((R, m))
     GM = np.empty((R, m))
     for r in prange(R):
-        _fd_one(P, fd, X[r], Y[r], V[r], zg[r], zf[r], out[r], YP[r], YM[r], GP[r], GM[r])
+        _fd_one(P, fd, row(X, r), row(Y, r), row(V, r), row(zg, r), row(zf, r), row(out, r),
+                row(YP, r), row(YM, r), row(GP, r), row(GM, r))
     return out
 
 
