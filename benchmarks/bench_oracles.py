@@ -6,6 +6,8 @@ the random-number floor (O(d) families) and BLAS on one thread (dense families).
 Targets (issue #14, item 5): an O(d) family (UniBiO Example 3, separable, Householder-
 structured quadratic, BO-REP's P1/P2 at their sizes) costs at most 3x the floor per call; a
 family with dense d x d matrices at most 2x the same matrix-vector products done by BLAS.
+The verdict states the first against the floor of normals and against the normals plus the
+special functions the family's formulas evaluate (why: docs/design.rst §Backends).
 
 Method (docs/design.rst: ratios from one run; the machine may be shared, so absolute times
 move between runs, the ratios of one run are what counts):
