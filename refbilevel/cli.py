@@ -313,29 +313,32 @@ BENCHES = {"estimators": ("bench_estimators.py", "bench_sid.py"),
            "oracles": ("bench_oracles.py",)}
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(args: argparse.Namespace, folder: Path | None = None) -> int:
     """Run the benchmark scripts of the checkout's benchmarks/ folder (they are not part of
-    the installed package: benchmarks time a checkout, as the README says)."""
-    import runpy
+    the installed package: benchmarks time a checkout, as the README says), each in its own
+    process as ``python benchmarks/<script>``: the scripts end with ``sys.exit`` (run in
+    this process, the first one's exit ended the group, and bench_replicas.py never ran
+    under ``refbilevel bench algorithms``), two of them set their thread counts before
+    NumPy loads BLAS, and one benchmark's state cannot slow the next. Exit status 1 when
+    a script fails; every script of the group runs either way."""
+    import subprocess
 
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    folder = folder or Path(__file__).resolve().parents[1] / "benchmarks"
     scripts = BENCHES[args.which]
     missing = [s for s in scripts if not (folder / s).exists()]
     if missing:
         print(f"refbilevel bench: {', '.join(missing)} not found under {folder}; run from an "
               "editable install of a refbilevel checkout (pip install -e .)", file=sys.stderr)
         return 2
+    failed = []
     for s in scripts:
         print(f"== {s}", flush=True)
-        # as `python benchmarks/<s>` would: argv[0] is the script, its folder leads sys.path
-        # (the scripts import their shared helpers, e.g. random_floor.py, from there)
-        argv, sys.argv = sys.argv, [str(folder / s)]
-        sys.path.insert(0, str(folder))
-        try:
-            runpy.run_path(str(folder / s), run_name="__main__")
-        finally:
-            sys.argv = argv
-            sys.path.remove(str(folder))
+        rc = subprocess.run([sys.executable, str(folder / s)], check=False).returncode
+        if rc != 0:
+            failed.append(f"{s} (exit status {rc})")
+    if failed:
+        print(f"refbilevel bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,6 +74,24 @@ def test_bench_names_its_scripts():
     assert all((root / s).exists() for scripts in BENCHES.values() for s in scripts)
 
 
+def test_bench_runs_every_script_of_its_group_and_reports_a_failure(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A benchmark script ends with sys.exit; run in the CLI's process, the first script's
+    exit had ended `refbilevel bench algorithms` before bench_replicas.py ran."""
+    import argparse
+
+    from refbilevel import cli
+
+    (tmp_path / "first.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "second.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('ran').write_text('yes')\n")
+    monkeypatch.setitem(cli.BENCHES, "oracles", ("first.py", "second.py"))
+    rc = cli._cmd_bench(argparse.Namespace(which="oracles"), folder=tmp_path)
+    assert rc == 1
+    assert (tmp_path / "ran").read_text() == "yes"
+    assert "first.py (exit status 3)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("backend", ["gpu", "jax"])
 def test_unknown_backend_rejected(backend):
     from refbilevel.backends import require_backend
