@@ -373,7 +373,7 @@ def test_averaged_hia_over_every_length_is_the_truncated_neumann_sum():
     o.rng = _EveryLengthRng()
     x, y = _quad_start(2)
     z, steps = hia(o, x, y, np.tile(v0, (2, 1)), HIA_N, HIA_ETA, 2, np.zeros(2, dtype=bool),
-                   n_draws=3 * HIA_N)
+                   n_draws=HIA_N)
     want = HIA_ETA * _hia_chain(v0).sum(axis=0)
     np.testing.assert_allclose(z, np.tile(want, (2, 1)), rtol=0, atol=1e-13)
     np.testing.assert_array_equal(steps, [HIA_N - 1] * 2)
@@ -402,7 +402,49 @@ def test_averaged_hia_is_the_mean_of_its_draws_on_one_chain():
     np.testing.assert_array_equal(steps, p.max(axis=1))
 
 
-@pytest.mark.parametrize("B", [1, 4])
+def test_hia_counts_beyond_n_draws_are_conditional_binomials():
+    """Exact: for B > N draws the counts are NumPy's multinomial construction from the same
+    seed (cell j ~ Binomial(left, 1/(N − j)) for all replicas, then cell j + 1), they sum to
+    B, and the chain length is the last cell drawn; B <= N draws the lengths themselves."""
+    from refbilevel.algorithms._baselines import hia_draws, hia_lengths
+
+    R, N, B = 4, HIA_N, 5 * HIA_N
+    counts = hia_draws(np.random.default_rng(7), N, R, B)
+    rng, left, want = np.random.default_rng(7), np.full(R, B), np.empty((R, N), dtype=int)
+    for j in range(N - 1):
+        want[:, j] = rng.binomial(left, 1.0 / (N - j))
+        left = left - want[:, j]
+    want[:, -1] = left
+    np.testing.assert_array_equal(counts, want)
+    assert np.all(counts.sum(axis=1) == B)
+    np.testing.assert_array_equal(hia_lengths(counts),
+                                  [np.flatnonzero(c).max() for c in counts])
+    few = hia_draws(np.random.default_rng(7), N, R, 3)
+    p = np.random.default_rng(7).integers(0, N, size=(R, 3))
+    np.testing.assert_array_equal(few, [np.bincount(pr, minlength=N) for pr in p])
+    np.testing.assert_array_equal(hia_lengths(few), p.max(axis=1))
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("N, B", [(6, 1), (6, 6), (6, 7), (10, 46000)])
+def test_numba_hia_law_draws_the_reference_numbers(N, B):
+    """The Numba kernels' HIA law (weights, chain lengths) equals the reference's from the same
+    seed on both draw paths (B <= N: lengths; B > N: binomial counts), and leaves the Generator
+    in the same state."""
+    from refbilevel.algorithms._baselines import hia_draws, hia_lengths, hia_weights
+    from refbilevel.algorithms._baselines_numba import hia_law
+
+    R = 5
+    a, b = np.random.default_rng(2), np.random.default_rng(2)
+    counts = hia_draws(a, N, R, B)
+    w, p, steps = hia_law(b, N, B, R)
+    np.testing.assert_array_equal(w, hia_weights(counts, B))
+    np.testing.assert_array_equal(p, hia_lengths(counts))
+    assert steps == p.max()
+    assert a.bit_generator.state == b.bit_generator.state
+
+
+@pytest.mark.parametrize("B", [1, 4, 3 * HIA_N])
 def test_averaged_hia_mean_and_variance_match_the_exact_law(B):
     """Statistical (fixed seed): M = 20000 replicas at noise 0. Per coordinate the sample mean
     is within 5 standard errors of the truncated Neumann sum (unbiased) and the sample

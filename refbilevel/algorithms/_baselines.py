@@ -168,22 +168,45 @@ def sgd_block(oracle, x, y, n_steps: int, lr: float, bad: np.ndarray) -> np.ndar
 
 
 def hia_draws(rng, N: int, R: int, n_draws: int) -> np.ndarray:
-    """The truncation lengths of R averaged HIA estimates: p_{r,b} ~ Uniform{0, ..., N−1},
-    b = 1..n_draws, from ONE ``rng.integers(0, N, size=(R, n_draws))`` (C order: replica r's
-    draws are row r). With ``n_draws = 1`` this consumes exactly the numbers of the papers'
-    single draw ``rng.integers(0, N, size=R)``. The Numba kernels draw the same block
-    (:func:`refbilevel.algorithms._baselines_numba.draw_hia`)."""
-    return rng.integers(0, N, size=(R, n_draws))
+    """counts[r, j] = #{b : p_{r,b} = j} (R, N): the empirical law of replica r's n_draws
+    truncation lengths p_{r,b} ~ Uniform{0, ..., N−1} (docs/baselines.rst §1 "Averaged
+    draws"), drawn the cheaper of two ways with the same law:
+
+    - n_draws <= N: the lengths themselves, ONE ``rng.integers(0, N, size=(R, n_draws))``
+      (C order: replica r's draws are row r). With ``n_draws = 1`` this consumes exactly the
+      numbers of the papers' single draw ``rng.integers(0, N, size=R)``;
+    - n_draws > N: the counts as a multinomial(n_draws; 1/N, ..., 1/N), by conditional
+      binomials as NumPy's own multinomial draws them: counts[:, j] =
+      ``rng.binomial(left, 1/(N − j))`` for j = 0..N−2 (all replicas at once, ``left`` the
+      draws not yet placed), the rest in the last cell. N − 1 binomials per replica instead of
+      n_draws integers (BSA's default B runs to tens of thousands).
+
+    The Numba kernels draw the same numbers (:func:`refbilevel.algorithms._baselines_numba.
+    hia_law`; Numba's Generator.binomial is NumPy's, bit for bit)."""
+    if n_draws <= N:
+        p = rng.integers(0, N, size=(R, n_draws))
+        cells = (np.arange(R)[:, None] * N + p).reshape(-1)
+        return np.bincount(cells, minlength=R * N).reshape(R, N)
+    counts = np.empty((R, N), dtype=np.int64)
+    left = np.full(R, n_draws, dtype=np.int64)
+    for j in range(N - 1):
+        counts[:, j] = rng.binomial(left, 1.0 / (N - j))
+        left = left - counts[:, j]
+    counts[:, N - 1] = left
+    return counts
 
 
-def hia_weights(p: np.ndarray, N: int) -> np.ndarray:
-    """w[r, j] = #{b : p_{r,b} = j} / B (R, N), the empirical law of replica r's B draws: the
+def hia_weights(counts: np.ndarray, n_draws: int) -> np.ndarray:
+    """w[r, j] = counts[r, j] / B (R, N), the empirical law of replica r's B draws: the
     averaged estimate is N η Σ_j w[r, j] v_j (:func:`hia`). Counts are exact small integers,
     so the division is the same floating-point number on both backends."""
-    R, n_draws = p.shape
-    cells = (np.arange(R)[:, None] * N + p).reshape(-1)
-    counts = np.bincount(cells, minlength=R * N).reshape(R, N).astype(np.float64)
     return counts / n_draws
+
+
+def hia_lengths(counts: np.ndarray) -> np.ndarray:
+    """Each replica's chain length max_b p_{r,b}: the last length drawn at least once."""
+    N = counts.shape[1]
+    return N - 1 - np.argmax(counts[:, ::-1] > 0, axis=1)
 
 
 def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarray,
@@ -199,13 +222,13 @@ def hia(oracle, x, y, v0: np.ndarray, N: int, eta: float, R: int, bad: np.ndarra
     samples are independent of the p's), so the average is too, with the variance due to p
     divided by B; the chain costs max_b p_b HVPs (at most N − 1) instead of p.
 
-    Draws p for all replicas with :func:`hia_draws`, then HVP step j (j = 1..max p) on the
-    whole batch with a fresh sample, applied where the replica's chain length max_b p_{r,b}
-    is >= j: with R = 1 exactly max_b p_b products are evaluated (and counted). Returns
-    (z, chain lengths (R,)); with B = 1 the chain length is p."""
-    p = hia_draws(oracle.rng, N, R, n_draws)
-    w = hia_weights(p, N)
-    steps = p.max(axis=1)
+    Draws the lengths' counts for all replicas with :func:`hia_draws`, then HVP step j
+    (j = 1..max p) on the whole batch with a fresh sample, applied where the replica's chain
+    length max_b p_{r,b} is >= j: with R = 1 exactly max_b p_b products are evaluated (and
+    counted). Returns (z, chain lengths (R,)); with B = 1 the chain length is p."""
+    counts = hia_draws(oracle.rng, N, R, n_draws)
+    w = hia_weights(counts, n_draws)
+    steps = hia_lengths(counts)
     v = guard(v0, bad)
     acc = w[:, :1] * v
     for j in range(1, int(steps.max()) + 1):

@@ -799,26 +799,46 @@ def draw_outer(rng, P, noise, R, dx, dy):
 
 
 @njit(**_JIT)
-def draw_hia(rng, P, noise, N, n_draws, R, dy):
-    """The random numbers of one averaged HIA estimate (the reference's
-    ``_baselines.hia``/``hia_draws``): p_{r,b} ~ U{0..N−1} from one
-    ``rng.integers(0, N, (R, n_draws))``, reduced to each replica's chain length max_b p_{r,b}
-    and weights #{b : p_{r,b} = j}/n_draws (``_baselines.hia_weights``); then max over the
-    replicas of the chain lengths HVP calls on fresh inner samples."""
-    pd = rng.integers(0, N, (R, n_draws))
-    p = np.zeros(R, dtype=np.int64)
+def hia_law(rng, N, n_draws, R):
+    """(w, p, steps): each replica's weights w[r, j] = #{b : p_{r,b} = j}/n_draws (R, N),
+    its chain length p[r] = max_b p_{r,b} and the largest over the replicas, for n_draws
+    lengths p_{r,b} ~ U{0..N−1} drawn as the reference's ``_baselines.hia_draws`` draws them
+    (the lengths from one ``rng.integers(0, N, (R, n_draws))`` when n_draws <= N, else
+    their counts by conditional binomials, cell j for every replica before cell j + 1)."""
     w = np.zeros((R, N))
+    if n_draws <= N:
+        pd = rng.integers(0, N, (R, n_draws))
+        for r in range(R):
+            for b in range(n_draws):
+                w[r, pd[r, b]] += 1.0
+    else:
+        left = np.full(R, n_draws, dtype=np.int64)
+        for j in range(N - 1):
+            q = 1.0 / (N - j)
+            for r in range(R):
+                c = rng.binomial(left[r], q)
+                w[r, j] = c
+                left[r] -= c
+        for r in range(R):
+            w[r, N - 1] = left[r]
+    p = np.zeros(R, dtype=np.int64)
     steps = 0
     for r in range(R):
-        for b in range(n_draws):
-            q = pd[r, b]
-            w[r, q] += 1.0
-            if q > p[r]:
-                p[r] = q
         for j in range(N):
+            if w[r, j] > 0.0:
+                p[r] = j
             w[r, j] = w[r, j] / n_draws
         if p[r] > steps:
             steps = p[r]
+    return w, p, steps
+
+
+@njit(**_JIT)
+def draw_hia(rng, P, noise, N, n_draws, R, dy):
+    """The random numbers of one averaged HIA estimate (the reference's
+    ``_baselines.hia``): the lengths' law per replica (:func:`hia_law`), then max over the
+    replicas of the chain lengths HVP calls on fresh inner samples."""
+    w, p, steps = hia_law(rng, N, n_draws, R)
     calls = draw_calls(rng, P, noise, HVP, steps, R, dy)
     return HiaDraws(p, w, calls.idx, calls.z)
 

@@ -127,9 +127,9 @@ def coupled_hypergradients(oracle, points: Sequence[tuple[np.ndarray, np.ndarray
     eta = series.eta
     p = None
     if series.randomized:
-        draws = B.hia_draws(oracle.rng, series.length, R, series.draws)
-        weights = B.hia_weights(draws, series.length)
-        p = draws.max(axis=1)
+        counts = B.hia_draws(oracle.rng, series.length, R, series.draws)
+        weights = B.hia_weights(counts, series.draws)
+        p = B.hia_lengths(counts)
         steps = int(p.max())
         acc = [weights[:, :1] * ui for ui in u]
         for j in range(1, steps + 1):

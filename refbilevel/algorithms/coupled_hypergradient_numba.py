@@ -24,6 +24,7 @@ from refbilevel.algorithms._baselines_numba import (
     JVP,
     call_on_sample,
     draw_sample,
+    hia_law,
     is_finite_sum,
 )
 from refbilevel.backends.numba_jit import njit
@@ -86,21 +87,9 @@ def coupled_hypergradients(P, noise, rng, X0, Y0, X1, Y1, two, randomized, lengt
         S[k] = U[k]
     mask = np.empty(R, dtype=np.bool_)
     if randomized:
-        # the reference's _baselines.hia_draws / hia_weights: one (R, n_draws) block, each
-        # replica's chain length (its largest draw) and weights #{b : p_b = j}/n_draws
-        pd = rng.integers(0, length, (R, n_draws))
-        W = np.zeros((R, length))
-        steps = 0
-        for r in range(R):
-            p[r] = 0
-            for b in range(n_draws):
-                W[r, pd[r, b]] += 1.0
-                if pd[r, b] > p[r]:
-                    p[r] = pd[r, b]
-            for j in range(length):
-                W[r, j] = W[r, j] / n_draws
-            if p[r] > steps:
-                steps = p[r]
+        # the reference's _baselines.hia_draws / hia_weights / hia_lengths
+        W, pr, steps = hia_law(rng, length, n_draws, R)
+        p[:] = pr
         for k in range(npts):
             for r in range(R):
                 for i in range(dy):
