@@ -24,7 +24,7 @@ max_r p_r — the realized number of products (p_r the replica's chain length), 
 p for R = 1 and one draw (GW18 draws p + 1
 inner samples ζ_0..ζ_p; benchmark_bilevel's plots count the budget N instead, §0.2
 "(21, 2)" = 10 SGD + N = 10 HIA + 1 cross). GaussianOracle draw order: n_k × ∇_y G, ∇_y F,
-∇_x F, the lengths (one ``rng.integers(0, N, size=(R, B))``), HVPs, JVP.
+∇_x F, the lengths (:func:`~refbilevel.algorithms._baselines.hia_draws`), HVPs, JVP.
 
 Modes:
 - ``"tuned"`` (benchmark_bilevel CODE, §1): inner β = s/k^{e0}, Neumann η = s, outer

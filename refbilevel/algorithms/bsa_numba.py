@@ -1,7 +1,7 @@
 """BSA as one explicit Numba kernel (Ghadimi & Wang 2018; docs/baselines.rst §1;
 docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.bsa.run_bsa`: per iteration n_k × ∇_y G, ∇_y F, ∇_x F,
-the HIA lengths (one ``rng.integers(0, N, (R, B))``, B = ``n_hia_draws``), max p HVPs, JVP.
+the HIA lengths (``_baselines.hia_draws``, B = ``n_hia_draws``), max p HVPs, JVP.
 The schedule (n_k, β's, α_k) is evaluated in Python by the reference's own schedule function
 and passed as arrays, so the step sizes are bit-identical. Oracles and divergence handling: see
 :mod:`refbilevel.algorithms._baselines_numba`.

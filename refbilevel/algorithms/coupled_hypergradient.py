@@ -27,8 +27,8 @@ Sample bundle and its draw order (the parity contract with the Numba twin), for 
    (:class:`~refbilevel.oracles.finite_sum.FiniteSumOracle`), else a ∇_y F and then a ∇_x F
    noise block (a :class:`~refbilevel.oracles.gaussian.GaussianOracle` has independent noise
    per kind);
-2. randomized only: the lengths from one ``rng.integers(0, N, size=(R, B))``
-   (:func:`refbilevel.algorithms._baselines.hia_draws`), shared by both points;
+2. randomized only: the lengths' counts (:func:`refbilevel.algorithms._baselines.hia_draws`),
+   shared by both points;
 3. one HVP sample per Neumann step (Q steps; randomized: max_r p_r steps with p_r = max_b
    p_{r,b} the replica's chain length, step j applied to the replicas with p_r ≥ j, as
    :func:`refbilevel.algorithms._baselines.hia` does);

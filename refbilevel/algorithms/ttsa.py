@@ -19,8 +19,8 @@ The realized chain length (p, or max_b p_b) per iteration and replica is in
 Oracle calls per iteration (X3): grad_y_g 1, grad_y_f 1, grad_x_f 1, jvp 1, hvp max_r p_r
 (p_r the replica's chain length; exactly p for R = 1 and one draw; the benchmark's plots
 count "(11, 2)", i.e. 1 SGD + the budget N = 10, the cross sharing the SGD batch, §0.2).
-GaussianOracle draw order: ∇_y G, ∇_y F, ∇_x F, the lengths (one
-``rng.integers(0, N, size=(R, B))``), HVPs, JVP.
+GaussianOracle draw order: ∇_y G, ∇_y F, ∇_x F, the lengths
+(:func:`~refbilevel.algorithms._baselines.hia_draws`), HVPs, JVP.
 
 Modes:
 - ``"tuned"`` (benchmark_bilevel CODE, §3): β_k = s/k^{0.4}, η = s, α_k = (s/r)/k^{0.6}

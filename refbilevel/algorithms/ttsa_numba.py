@@ -1,8 +1,8 @@
 """TTSA as one explicit Numba kernel (Hong, Wai, Wang, Yang 2023; docs/baselines.rst §3;
 docs/design.rst §Backends). Same mathematics, schedule and random-number order as the NumPy
 reference :func:`refbilevel.algorithms.ttsa.run_ttsa`: per iteration ∇_y G (its minibatch is
-reused by the cross product with a FiniteSumOracle), ∇_y F, ∇_x F, the HIA lengths (one
-``rng.integers(0, N_k, (R, B))``, B = ``n_hia_draws``), max p HVPs, JVP. The schedule
+reused by the cross product with a FiniteSumOracle), ∇_y F, ∇_x F, the HIA lengths
+(``_baselines.hia_draws``, B = ``n_hia_draws``), max p HVPs, JVP. The schedule
 (β_k, α_k, N_k) is evaluated in Python by the reference's schedule function. Oracles and
 divergence handling: see :mod:`refbilevel.algorithms._baselines_numba`.
 """
