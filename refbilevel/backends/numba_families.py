@@ -524,11 +524,10 @@ def _quad_common(problem) -> dict:
 
 
 def _build_quadratic_dense(problem) -> QuadraticDenseRecord:
-    Q = {"Q_H": problem.H.basis.Q, "Q_L": problem.K.left.Q, "Q_R": problem.K.right.Q,
-         "Q_F": problem.F.basis.Q}
-    return QuadraticDenseRecord(**_quad_common(problem),
-                                **{k: readonly(q) for k, q in Q.items()},
-                                **{k + "_T": readonly(q.T) for k, q in Q.items()})
+    H, L, R, F = problem.H.basis.Q, problem.K.left.Q, problem.K.right.Q, problem.F.basis.Q
+    return QuadraticDenseRecord(**_quad_common(problem), Q_H=readonly(H), Q_L=readonly(L),
+                                Q_R=readonly(R), Q_F=readonly(F), Q_H_T=readonly(H.T),
+                                Q_L_T=readonly(L.T), Q_R_T=readonly(R.T), Q_F_T=readonly(F.T))
 
 
 def _build_quadratic_householder(problem) -> QuadraticHouseholderRecord:
