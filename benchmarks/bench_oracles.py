@@ -132,8 +132,9 @@ def borep_calls(p):
 
 
 def _kernels(P):
-    """name -> [(run(oracle, x, y), oracle calls, normals per replica, GEMV products per
-    replica: {primitive: calls}) for the short and the long length]."""
+    """name -> [(run(oracle, x, y), oracle calls, normals per replica, calls per replica of
+    each primitive: {primitive: calls}, for GEMV and LIBM) for the short and the long
+    length]."""
     dx, dy = P.d_x, P.d_y
     neumann = implementation("estimator", "neumann", "numba")
     soba = implementation("algorithm", "soba", "numba")
@@ -281,7 +282,7 @@ def measure(P, kname, runs, gemv=None, libm=None) -> dict:
     """One row: the marginal cost per call of kernel ``kname`` on problem P (module
     docstring); ``libm``: :func:`libm_seconds`, for the ``x floor+libm`` ratio."""
     x, y = _start(P)
-    (run_s, calls_s, normals_s, gemv_s), (run_l, calls_l, normals_l, gemv_l) = runs
+    (run_s, calls_s, normals_s, prims_s), (run_l, calls_l, normals_l, prims_l) = runs
     t_s, t_l = _best_times((run_s, run_l), P, x, y)
     dt = max(t_l - t_s, 1e-12)
     dcalls = R * (calls_l - calls_s)
@@ -297,16 +298,18 @@ def measure(P, kname, runs, gemv=None, libm=None) -> dict:
            # than drawing their normals (the short run was slowed: the row understates; a
            # kernel bound by its draws measures 0.9-1.0x the floor from run to run)
            "disturbed": t_s < per_call * R * calls_s or dt < 0.9 * floor}
-    per_fn = LIBM.get(row["family"], lambda P: {})(P)
+    # the extra calls of each primitive, all replicas (None: a curve row, primitives untold)
+    extra = None if prims_s is None else {k: R * (prims_l[k] - prims_s[k]) for k in prims_l}
     libm_s = 0.0
-    if libm is not None and gemv_s is not None:
-        libm_s = sum(R * n * (gemv_l[k] - gemv_s[k]) * libm[fn]
-                     for k, fns in per_fn.items() if k in gemv_l for fn, n in fns.items())
+    if libm is not None and extra is not None:
+        per_fn = LIBM.get(row["family"], lambda P: {})(P)
+        libm_s = sum(n * extra[k] * libm[fn]
+                     for k, fns in per_fn.items() if k in extra for fn, n in fns.items())
     row["libm ns/call"] = 1e9 * libm_s / dcalls
     row["x floor+libm"] = dt / (floor + libm_s)
-    if gemv is not None and gemv_s is not None:
+    if gemv is not None and extra is not None:
         fam = GEMV[row["family"]]
-        n_gemv = R * sum(fam[k] * (gemv_l[k] - gemv_s[k]) for k in gemv_l)
+        n_gemv = sum(fam[k] * extra[k] for k in extra)
         blas = n_gemv * gemv
         row["BLAS ns/call"] = 1e9 * blas / dcalls
         row["x BLAS"] = max(dt - floor, 0.0) / blas if blas > 0 else float("nan")
